@@ -1,0 +1,169 @@
+// weir's command line: run | validate | list | graph | help | --version.
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "config/config.hpp"
+#include "runtime/runtime.hpp"
+#include "topology/graph.hpp"
+#include "weir/log.hpp"
+#include "weir/registry.hpp"
+
+#ifndef WEIR_VERSION
+#define WEIR_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace weir;
+
+constexpr std::string_view kUsage = R"(weir: a telemetry pipeline agent (sources -> transforms -> sinks)
+
+usage:
+  weir run      -c FILE|DIR [-c ...]   run a pipeline until its sources end or SIGINT/SIGTERM
+  weir validate -c FILE|DIR [-c ...]   check a pipeline without starting it (exit 0 when valid)
+  weir graph    -c FILE|DIR [-c ...]   print the pipeline as a Graphviz DOT graph
+  weir list     [TYPE]                 every component type with its options and defaults
+  weir help                            this text
+  weir --version
+
+options:
+  -c, --config PATH     pipeline file, or a directory of *.yaml files; repeat to merge
+  --log-level LEVEL     trace, debug, info (default), warn, error, off (or WEIR_LOG)
+)";
+
+struct Args {
+  std::string verb;
+  std::vector<std::string> configs;
+  std::vector<std::string> rest;
+  std::string error;
+};
+
+Args parse_args(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-c" || arg == "--config") {
+      if (i + 1 >= argc) {
+        args.error = arg + " needs a path";
+        return args;
+      }
+      args.configs.push_back(argv[++i]);
+    } else if (arg.rfind("--config=", 0) == 0) {
+      args.configs.push_back(arg.substr(9));
+    } else if (arg == "--log-level") {
+      if (i + 1 >= argc) {
+        args.error = "--log-level needs a level";
+        return args;
+      }
+      log::Level level;
+      if (!log::parse_level(argv[++i], level)) {
+        args.error = fmt::format("unknown log level '{}'", argv[i]);
+        return args;
+      }
+      log::set_level(level);
+    } else if (arg == "--version" || arg == "-V") {
+      args.verb = "version";
+    } else if (arg == "--help" || arg == "-h") {
+      args.verb = "help";
+    } else if (args.verb.empty()) {
+      args.verb = arg;
+    } else if (!arg.empty() && arg[0] == '-') {
+      args.error = fmt::format("unknown option '{}'", arg);
+      return args;
+    } else {
+      args.rest.push_back(arg);
+    }
+  }
+  return args;
+}
+
+void print_diagnostics(const config::Diagnostics& diagnostics) {
+  for (const Error& w : diagnostics.warnings) {
+    std::string where = w.where().to_string();
+    std::fprintf(stderr, "%s%swarning: %s\n", where.c_str(), where.empty() ? "" : ": ", w.message().c_str());
+  }
+  for (const Error& e : diagnostics.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+}
+
+// Loads, validates and builds; prints problems. Returns false when the pipeline is invalid.
+bool load_graph(const Args& args, topology::Graph& graph) {
+  if (args.configs.empty()) {
+    std::fprintf(stderr, "error: no pipeline given: pass -c FILE (see `weir help`)\n");
+    return false;
+  }
+  config::Diagnostics diagnostics;
+  config::PipelineConfig config = config::load(args.configs, diagnostics);
+  if (diagnostics.ok()) graph = topology::build(std::move(config), diagnostics);
+  print_diagnostics(diagnostics);
+  if (!diagnostics.ok()) {
+    std::fprintf(stderr, "%zu error(s): the pipeline was not started\n", diagnostics.errors.size());
+    return false;
+  }
+  return true;
+}
+
+int list_types(const Args& args) {
+  for (const ComponentType* t : Registry::global().all()) {
+    if (!args.rest.empty() && std::find(args.rest.begin(), args.rest.end(), t->type) == args.rest.end()) continue;
+    std::string out = fmt::format("{} {}\n  {}\n", component_kind_name(t->kind), t->type, t->summary);
+    OptionSchema all = common_options(t->kind);
+    all.insert(all.end(), t->options.begin(), t->options.end());
+    for (const OptionSpec& o : all) {
+      std::string type(option_type_name(o.type));
+      if (o.type == OptionType::Enum) {
+        type.clear();
+        for (const auto& c : o.choices) type += (type.empty() ? "" : "|") + c;
+      }
+      std::string detail = o.required ? "required" : o.default_value.empty() ? "optional" : "default " + o.default_value;
+      out += fmt::format("    {:<26} {:<18} {:<18} {}\n", o.name, type, detail, o.doc);
+    }
+    std::fputs(out.c_str(), stdout);
+    std::fputs("\n", stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  if (const char* env_level = std::getenv("WEIR_LOG")) {
+    log::Level level;
+    if (log::parse_level(env_level, level)) log::set_level(level);
+  }
+  Args args = parse_args(argc, argv);
+  if (!args.error.empty()) {
+    std::fprintf(stderr, "error: %s\n\n%s", args.error.c_str(), std::string(kUsage).c_str());
+    return 2;
+  }
+  if (args.verb.empty() || args.verb == "help") {
+    std::fputs(std::string(kUsage).c_str(), args.verb.empty() ? stderr : stdout);
+    return args.verb.empty() ? 2 : 0;
+  }
+  if (args.verb == "version") {
+    std::printf("weir %s (plugin API %d)\n", WEIR_VERSION, WEIR_PLUGIN_API_VERSION);
+    return 0;
+  }
+  if (args.verb == "list") return list_types(args);
+  if (args.verb == "validate" || args.verb == "graph" || args.verb == "run") {
+    args.configs.insert(args.configs.end(), args.rest.begin(), args.rest.end());
+    topology::Graph graph;
+    if (!load_graph(args, graph)) return 1;
+    if (args.verb == "validate") {
+      std::printf("valid: %s", topology::summary(graph).c_str());
+      return 0;
+    }
+    if (args.verb == "graph") {
+      std::fputs(topology::to_dot(graph).c_str(), stdout);
+      return 0;
+    }
+    runtime::Runtime runtime(graph);
+    return runtime.run();
+  }
+  std::fprintf(stderr, "error: unknown command '%s'\n\n%s", args.verb.c_str(), std::string(kUsage).c_str());
+  return 2;
+}

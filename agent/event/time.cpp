@@ -1,0 +1,176 @@
+#include "weir/time.hpp"
+
+#include <charconv>
+#include <chrono>
+
+#include <fmt/format.h>
+
+namespace weir {
+
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+void civil_from_days(std::int64_t z, std::int64_t& year, unsigned& month, unsigned& day) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  day = doy - (153 * mp + 2) / 5 + 1;
+  month = mp < 10 ? mp + 3 : mp - 9;
+  year = static_cast<std::int64_t>(yoe) + era * 400 + (month <= 2);
+}
+
+namespace {
+
+bool digits(std::string_view text, std::size_t at, std::size_t count, unsigned& out) {
+  if (at + count > text.size()) return false;
+  out = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    char c = text[at + i];
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + static_cast<unsigned>(c - '0');
+  }
+  return true;
+}
+
+// ".123456789" at `at`: nanoseconds, advancing `at`. Digits past the ninth are truncated.
+std::int64_t fraction_nanos(std::string_view text, std::size_t& at) {
+  std::int64_t nanos = 0;
+  int count = 0;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+    if (count < 9) {
+      nanos = nanos * 10 + (text[at] - '0');
+      ++count;
+    }
+    ++at;
+  }
+  while (count++ < 9) nanos *= 10;
+  return nanos;
+}
+
+constexpr std::int64_t kNanosPerSecond = 1'000'000'000;
+
+}  // namespace
+
+Result<EpochNanos> parse_iso8601(std::string_view text) {
+  unsigned year, month, day, hour, minute, second;
+  if (!digits(text, 0, 4, year) || text.size() < 19 || text[4] != '-' || !digits(text, 5, 2, month) ||
+      text[7] != '-' || !digits(text, 8, 2, day) || (text[10] != 'T' && text[10] != 't' && text[10] != ' ') ||
+      !digits(text, 11, 2, hour) || text[13] != ':' || !digits(text, 14, 2, minute) || text[16] != ':' ||
+      !digits(text, 17, 2, second)) {
+    return Error(fmt::format("'{}' is not an ISO-8601 timestamp (YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm])", text));
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return Error(fmt::format("'{}' has a field out of range", text));
+  }
+  std::size_t at = 19;
+  std::int64_t nanos = 0;
+  if (at < text.size() && (text[at] == '.' || text[at] == ',')) {
+    ++at;
+    if (at >= text.size() || text[at] < '0' || text[at] > '9') return Error(fmt::format("'{}' has an empty fraction", text));
+    nanos = fraction_nanos(text, at);
+  }
+  std::int64_t offset_seconds = 0;
+  if (at < text.size()) {
+    char sign = text[at];
+    if ((sign == 'Z' || sign == 'z') && at + 1 == text.size()) {
+      at += 1;
+    } else if (sign == '+' || sign == '-') {
+      unsigned oh, om = 0;
+      if (!digits(text, at + 1, 2, oh)) return Error(fmt::format("'{}' has a bad UTC offset", text));
+      std::size_t next = at + 3;
+      if (next < text.size() && text[next] == ':') ++next;
+      if (next < text.size() && !digits(text, next, 2, om)) return Error(fmt::format("'{}' has a bad UTC offset", text));
+      if (next < text.size()) next += 2;
+      if (next != text.size() || oh > 23 || om > 59) return Error(fmt::format("'{}' has a bad UTC offset", text));
+      offset_seconds = (sign == '-' ? -1 : 1) * static_cast<std::int64_t>(oh * 3600 + om * 60);
+      at = next;
+    } else {
+      return Error(fmt::format("'{}' has trailing characters after the time", text));
+    }
+  }
+  std::int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
+  return seconds * kNanosPerSecond + nanos;
+}
+
+Result<EpochNanos> parse_epoch_seconds(std::string_view text) {
+  std::size_t at = 0;
+  bool negative = false;
+  if (at < text.size() && (text[at] == '-' || text[at] == '+')) negative = text[at++] == '-';
+  std::size_t int_start = at;
+  std::int64_t seconds = 0;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+    if (seconds > 9'000'000'000) return Error(fmt::format("'{}' is out of range for epoch seconds", text));
+    seconds = seconds * 10 + (text[at++] - '0');
+  }
+  if (at == int_start) return Error(fmt::format("'{}' is not a number of epoch seconds", text));
+  std::int64_t nanos = 0;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    nanos = fraction_nanos(text, at);
+  }
+  if (at != text.size()) return Error(fmt::format("'{}' is not a number of epoch seconds", text));
+  std::int64_t total = seconds * kNanosPerSecond + nanos;
+  return negative ? -total : total;
+}
+
+Result<EpochNanos> parse_timestamp(const Value& value) {
+  switch (value.kind()) {
+    case Kind::String: {
+      std::string_view text = value.as_string();
+      if (text.size() >= 10 && text[4] == '-') return parse_iso8601(text);
+      return parse_epoch_seconds(text);
+    }
+    case Kind::Int: return parse_epoch_seconds(std::to_string(value.as_int()));
+    case Kind::Uint: return parse_epoch_seconds(std::to_string(value.as_uint()));
+    case Kind::Double: {
+      // The shortest decimal form is what the writer meant ("1704110400.123"), parsed exactly.
+      char text[32];
+      auto [end, ec] = std::to_chars(text, text + sizeof text, value.as_double(), std::chars_format::fixed);
+      if (ec != std::errc()) return Error("timestamp number out of range");
+      return parse_epoch_seconds(std::string_view(text, static_cast<std::size_t>(end - text)));
+    }
+    default: return Error(fmt::format("a timestamp must be a string or a number, got {}", kind_name(value.kind())));
+  }
+}
+
+void format_iso8601_ms(EpochNanos time, ByteBuffer& out) {
+  std::int64_t millis = time / 1'000'000;
+  if (time < 0 && time % 1'000'000) --millis;  // floor
+  std::int64_t days = millis / 86'400'000;
+  std::int64_t rem = millis % 86'400'000;
+  if (rem < 0) {
+    rem += 86'400'000;
+    --days;
+  }
+  std::int64_t year;
+  unsigned month, day;
+  civil_from_days(days, year, month, day);
+  auto ms = static_cast<unsigned>(rem % 1000);
+  auto s = static_cast<unsigned>(rem / 1000);
+  char* p = out.ensure(40);
+  auto r = fmt::format_to_n(p, 40, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", year, month, day, s / 3600,
+                            (s / 60) % 60, s % 60, ms);
+  out.commit(r.size);
+}
+
+std::string format_iso8601_ms(EpochNanos time) {
+  ByteBuffer out;
+  format_iso8601_ms(time, out);
+  return std::string(out.view());
+}
+
+EpochNanos wall_clock_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace weir

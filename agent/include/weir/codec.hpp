@@ -1,0 +1,85 @@
+// Newline-delimited input: framing of reads into whole lines, and decoding of lines into
+// events (`json`: one object a line; `text`: the line in a `message` field). Shared by
+// every source that reads byte streams (stdin, file, HTTP bodies).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "weir/event.hpp"
+#include "weir/json.hpp"
+
+namespace weir {
+
+enum class Codec { Json, Text };
+
+struct DecodeRejection {
+  std::uint64_t line = 0;  // 1-based line number in the stream
+  std::string reason;
+  std::string raw;         // the line (cut to its first 4 KiB)
+};
+
+// Decodes complete lines. Empty and whitespace-only lines are skipped; a trailing '\r' is
+// removed. A line that cannot be decoded becomes a rejection and never affects another.
+class LineDecoder {
+ public:
+  explicit LineDecoder(Codec codec, std::string message_field = "message");
+
+  // Decodes [data, data+size), which holds whole lines (the last may lack its '\n').
+  // `readable` bytes from `data` may be read (for simdjson's padding). Strings of the
+  // events may point into the data, so the caller makes the batch retain its buffer.
+  void decode(const char* data, std::size_t size, std::size_t readable, EventBatch& batch,
+              std::vector<DecodeRejection>& rejected);
+
+  void decode_line(std::string_view line, std::size_t readable, EventBatch& batch,
+                   std::vector<DecodeRejection>& rejected);
+
+  std::uint64_t line_number() const { return line_; }  // lines seen so far
+  // Text events point into the input (the batch must retain it); JSON ones are copied.
+  bool points_into_input() const { return codec_ == Codec::Text; }
+  void skip_line() { ++line_; }
+
+ private:
+  JsonParser parser_;
+  Codec codec_;
+  std::string message_field_;
+  std::uint64_t line_ = 0;
+};
+
+// Turns a stream of reads into decoded batches: reads go into padded chunks, complete
+// lines are decoded in place (events point into the chunk, which the batch retains), the
+// partial last line carries into the next chunk, and a line longer than max_line_bytes is
+// rejected whole, not split.
+class LineStream {
+ public:
+  LineStream(Codec codec, std::size_t max_line_bytes, std::size_t chunk_bytes = 256 * 1024,
+             std::string message_field = "message");
+
+  // Where the next read goes, and how many bytes fit.
+  char* read_space(std::size_t& available);
+  // `count` bytes were read into read_space(): decode every line they complete.
+  void commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected);
+  // End of input: decode the last line even without its newline.
+  void finish(EventBatch& batch, std::vector<DecodeRejection>& rejected);
+
+  std::uint64_t line_number() const { return decoder_.line_number(); }
+  std::uint64_t bytes_consumed() const { return consumed_; }  // through the last complete line
+
+ private:
+  void start_chunk(std::size_t minimum_free);
+
+  LineDecoder decoder_;
+  std::size_t max_line_bytes_;
+  std::size_t chunk_bytes_;
+  std::shared_ptr<InputChunk> chunk_;
+  std::size_t line_start_ = 0;  // first byte of the incomplete line in chunk_
+  std::size_t filled_ = 0;      // bytes of chunk_ holding data
+  bool discarding_ = false;     // inside an oversized line: drop bytes up to its newline
+  std::string discarded_prefix_;
+  std::uint64_t consumed_ = 0;
+};
+
+}  // namespace weir

@@ -1,0 +1,100 @@
+// The component interfaces. Built-in and external components implement the same ones and
+// reach the engine only through the context they are given at start.
+//
+// Threading: everything runs on the one libuv loop thread; calls into a component never
+// overlap. Batches are moved in and out; a component never sees a single event alone.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "weir/event.hpp"
+#include "weir/metrics.hpp"
+#include "weir/result.hpp"
+
+namespace weir {
+
+enum class ComponentKind { Source, Transform, Sink };
+std::string_view component_kind_name(ComponentKind kind);
+
+// What every context offers.
+class ComponentContext {
+ public:
+  virtual ~ComponentContext() = default;
+  virtual uv_loop_t* loop() = 0;
+  virtual const std::string& name() const = 0;   // the component's config key
+  virtual const std::string& type() const = 0;   // its `type`
+  virtual const std::string& data_dir() const = 0;
+  virtual ComponentMetrics& metrics() = 0;
+
+  // Sets an event aside with a reason: written to the dead-letter file, counted, and
+  // treated as delivered for acknowledgements. The event's values are copied.
+  virtual void dead_letter(const Event& event, std::string_view reason) = 0;
+  // The same for input that never became an event (an undecodable line, an oversized body).
+  virtual void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) = 0;
+};
+
+class SourceContext : public ComponentContext {
+ public:
+  // Hands a batch downstream. Always takes it; returns false when a downstream buffer is
+  // now full, in which case the source should stop reading until resume() is called.
+  virtual bool emit(BatchPtr batch) = 0;
+  virtual bool downstream_ready() const = 0;
+  // Whether any sink downstream asked for end-to-end acknowledgements.
+  virtual bool acknowledgements() const = 0;
+  // The source will emit nothing more (EOF, count reached, or stopped).
+  virtual void finished() = 0;
+};
+
+class TransformContext : public ComponentContext {
+ public:
+  // Sends a batch to output `output` (index into Transform::outputs()).
+  virtual void emit(BatchPtr batch, std::size_t output = 0) = 0;
+};
+
+class SinkContext : public ComponentContext {
+ public:
+  // A sink whose ready() went false calls this once it can take batches again.
+  virtual void ready_again() = 0;
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual Status start(SourceContext& ctx) = 0;
+  // Downstream buffers have room again after emit() returned false.
+  virtual void resume() {}
+  // Stop taking input (signal, shutdown). Must lead to ctx.finished(), now or later.
+  virtual void stop() = 0;
+};
+
+class Transform {
+ public:
+  virtual ~Transform() = default;
+  // Named outputs; the first is the default one, referenced by the component name alone.
+  // Others are referenced as `name.output`.
+  virtual std::vector<std::string> outputs() const { return {""}; }
+  virtual Status start(TransformContext& /*ctx*/) { return {}; }
+  virtual void process(BatchPtr batch, TransformContext& ctx) = 0;
+  // Every input has ended: emit whatever is held back.
+  virtual void flush(TransformContext& /*ctx*/) {}
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual Status start(SinkContext& ctx) = 0;
+  // Takes a batch. Called only while ready() is true.
+  virtual void consume(BatchPtr batch) = 0;
+  // False while the sink's own buffer is full: the engine holds batches back (backpressure).
+  virtual bool ready() const { return true; }
+  // Every input has ended: deliver everything held, then call `done` (once).
+  virtual void drain(std::function<void()> done) = 0;
+};
+
+}  // namespace weir

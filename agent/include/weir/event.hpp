@@ -1,0 +1,127 @@
+// Events travel in batches. A batch owns (shares) the arena its values live in, keeps the
+// input buffers its strings point into alive, and carries the acknowledgement handles of
+// the source batches it came from.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "weir/arena.hpp"
+#include "weir/value.hpp"
+
+namespace weir {
+
+struct Event {
+  Value fields;    // always an object
+  Value metadata;  // null, or an object of source facts (request id, file path, offset...)
+};
+
+enum class DeliveryStatus {
+  Delivered,  // durable at every destination, dead-lettered, or intentionally dropped
+  Failed,     // a sink gave up on it (permanent error); the reason says why
+};
+
+// One acknowledgement per source batch that asked for it. Every batch derived from that
+// source batch (transforms, fan-out copies, sink requests) holds a reference; when the
+// last reference goes, the source's callback runs once with the worst status recorded.
+// Dropping a reference counts as delivered (Vector's finalizer rule): sinks hold theirs
+// until the data is durable, and call fail() when they give up.
+class Acknowledgement {
+ public:
+  using Callback = std::function<void(DeliveryStatus status, const std::string& reason)>;
+
+  explicit Acknowledgement(Callback on_done) : on_done_(std::move(on_done)) {}
+  Acknowledgement(const Acknowledgement&) = delete;
+  Acknowledgement& operator=(const Acknowledgement&) = delete;
+  ~Acknowledgement() {
+    if (on_done_) on_done_(status_, reason_);
+  }
+
+  void fail(std::string reason) {
+    if (status_ == DeliveryStatus::Failed) return;
+    status_ = DeliveryStatus::Failed;
+    reason_ = std::move(reason);
+  }
+
+  static std::shared_ptr<Acknowledgement> make(Callback on_done) {
+    return std::make_shared<Acknowledgement>(std::move(on_done));
+  }
+
+ private:
+  Callback on_done_;
+  DeliveryStatus status_ = DeliveryStatus::Delivered;
+  std::string reason_;
+};
+using AckRef = std::shared_ptr<Acknowledgement>;
+
+// A read buffer whose bytes events may point into; padded for simdjson.
+struct InputChunk {
+  explicit InputChunk(std::size_t capacity_bytes);
+  std::unique_ptr<char[]> bytes;
+  std::size_t capacity;  // usable bytes; `padding` more are allocated after them
+  static constexpr std::size_t padding = 64;
+};
+
+class EventBatch;
+using BatchPtr = std::unique_ptr<EventBatch>;
+
+class EventBatch {
+ public:
+  EventBatch() : arena_(std::make_shared<Arena>()) {}
+  explicit EventBatch(std::shared_ptr<Arena> arena) : arena_(std::move(arena)) {}
+  static BatchPtr create() { return std::make_unique<EventBatch>(); }
+
+  Arena& arena() { return *arena_; }
+  const std::shared_ptr<Arena>& shared_arena() const { return arena_; }
+
+  std::vector<Event>& events() { return events_; }
+  const std::vector<Event>& events() const { return events_; }
+  std::size_t size() const { return events_.size(); }
+  bool empty() const { return events_.empty(); }
+
+  // Starts a new event with an empty object, in this batch's arena.
+  Event& add_event(std::uint32_t capacity = 8) {
+    events_.push_back(Event{Value::object(*arena_, capacity), Value::null()});
+    return events_.back();
+  }
+
+  // Bytes of input these events were decoded from (or an estimate), for metrics.
+  std::uint64_t byte_size() const { return byte_size_; }
+  void add_byte_size(std::uint64_t bytes) { byte_size_ += bytes; }
+  void set_byte_size(std::uint64_t bytes) { byte_size_ = bytes; }
+
+  void retain(std::shared_ptr<const void> buffer) { retained_.push_back(std::move(buffer)); }
+
+  void add_ack(AckRef ack) {
+    if (ack) acks_.push_back(std::move(ack));
+  }
+  const std::vector<AckRef>& acks() const { return acks_; }
+  // Sinks that encode a batch and drop it before the write completes take the handles
+  // with them, and release them once the data is durable.
+  std::vector<AckRef> take_acks() { return std::move(acks_); }
+  void fail(const std::string& reason) {
+    for (auto& ack : acks_) ack->fail(reason);
+  }
+
+  // An empty batch sharing this one's arena, buffers and acknowledgements: for splitting
+  // events between outputs without copying them. Each event must end up in one batch only.
+  BatchPtr derive() const;
+  // A deep copy in a fresh arena (fan-out to several consumers that may each modify it);
+  // shares the acknowledgements.
+  BatchPtr clone() const;
+  // Moves every event, buffer and ack of `other` into this batch (arenas are shared).
+  void absorb(EventBatch&& other);
+
+ private:
+  std::shared_ptr<Arena> arena_;
+  std::vector<std::shared_ptr<Arena>> extra_arenas_;
+  std::vector<Event> events_;
+  std::vector<std::shared_ptr<const void>> retained_;
+  std::vector<AckRef> acks_;
+  std::uint64_t byte_size_ = 0;
+};
+
+}  // namespace weir

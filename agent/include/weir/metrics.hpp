@@ -1,0 +1,32 @@
+// The component telemetry contract: every component reports the same named counters, so
+// /metrics and the exit summary read the same for all of them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace weir {
+
+class Counter {
+ public:
+  void add(std::uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  void set(std::uint64_t n) { value_.store(n, std::memory_order_relaxed); }
+  std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+struct ComponentMetrics {
+  Counter events_received;       // into the component (sources: decoded from input)
+  Counter bytes_received;
+  Counter events_sent;           // out of it (sinks: only once delivered)
+  Counter bytes_sent;
+  Counter errors;                // error occurrences of any stage (decode, request, write)
+  Counter events_dead_lettered;  // rejected with a reason and written to the dead-letter file
+  Counter events_dropped;        // discarded without a dead letter (buffer when_full: drop_newest)
+  Counter buffer_events;         // gauge: events waiting in this component's input buffer
+};
+
+}  // namespace weir

@@ -1,0 +1,106 @@
+// The registry is the plugin API: every component type, built-in or loaded, registers a
+// `type` name, a one-line summary, its options schema and a factory.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "weir/component.hpp"
+#include "weir/options.hpp"
+#include "weir/result.hpp"
+
+#define WEIR_PLUGIN_API_VERSION 1
+
+namespace weir {
+
+struct ComponentType {
+  ComponentKind kind = ComponentKind::Source;
+  std::string type;
+  std::string summary;
+  OptionSchema options;
+  std::function<Result<std::unique_ptr<Source>>(const Options&)> make_source;
+  std::function<Result<std::unique_ptr<Transform>>(const Options&)> make_transform;
+  std::function<Result<std::unique_ptr<Sink>>(const Options&)> make_sink;
+};
+
+class Registry {
+ public:
+  static Registry& global();
+
+  // Returns false (and keeps the first) when the kind/type pair is already registered.
+  bool add(ComponentType type);
+  const ComponentType* find(ComponentKind kind, std::string_view type) const;
+  std::vector<const ComponentType*> all() const;  // sorted by kind, then type
+  std::vector<std::string> type_names(ComponentKind kind) const;
+
+ private:
+  std::vector<std::unique_ptr<ComponentType>> types_;
+};
+
+// Options every component of a kind accepts besides its own (type, inputs, buffer...).
+const OptionSchema& common_options(ComponentKind kind);
+
+namespace detail {
+template <typename T>
+Result<std::unique_ptr<T>> upcast(auto made) {
+  if (!made.ok()) return made.error();
+  return std::unique_ptr<T>(std::move(made.value()));
+}
+}  // namespace detail
+
+// Helpers for one-line registration from a plugin's .cpp:
+//   WEIR_REGISTER_SINK("blackhole", "Counts events and discards them", schema, BlackholeSink::create);
+// where create is `Result<std::unique_ptr<BlackholeSink>>(const Options&)`.
+inline bool register_source(std::string type, std::string summary, OptionSchema options,
+                            std::function<Result<std::unique_ptr<Source>>(const Options&)> make) {
+  ComponentType t;
+  t.kind = ComponentKind::Source;
+  t.type = std::move(type);
+  t.summary = std::move(summary);
+  t.options = std::move(options);
+  t.make_source = std::move(make);
+  return Registry::global().add(std::move(t));
+}
+inline bool register_transform(std::string type, std::string summary, OptionSchema options,
+                               std::function<Result<std::unique_ptr<Transform>>(const Options&)> make) {
+  ComponentType t;
+  t.kind = ComponentKind::Transform;
+  t.type = std::move(type);
+  t.summary = std::move(summary);
+  t.options = std::move(options);
+  t.make_transform = std::move(make);
+  return Registry::global().add(std::move(t));
+}
+inline bool register_sink(std::string type, std::string summary, OptionSchema options,
+                          std::function<Result<std::unique_ptr<Sink>>(const Options&)> make) {
+  ComponentType t;
+  t.kind = ComponentKind::Sink;
+  t.type = std::move(type);
+  t.summary = std::move(summary);
+  t.options = std::move(options);
+  t.make_sink = std::move(make);
+  return Registry::global().add(std::move(t));
+}
+
+}  // namespace weir
+
+#define WEIR_CONCAT_INNER(a, b) a##b
+#define WEIR_CONCAT(a, b) WEIR_CONCAT_INNER(a, b)
+#define WEIR_REGISTER_SOURCE(type, summary, schema, factory)                                  \
+  [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =               \
+      ::weir::register_source(type, summary, schema, [](const ::weir::Options& o) {           \
+        return ::weir::detail::upcast<::weir::Source>(factory(o));                            \
+      })
+#define WEIR_REGISTER_TRANSFORM(type, summary, schema, factory)                               \
+  [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =               \
+      ::weir::register_transform(type, summary, schema, [](const ::weir::Options& o) {        \
+        return ::weir::detail::upcast<::weir::Transform>(factory(o));                         \
+      })
+#define WEIR_REGISTER_SINK(type, summary, schema, factory)                                    \
+  [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =               \
+      ::weir::register_sink(type, summary, schema, [](const ::weir::Options& o) {             \
+        return ::weir::detail::upcast<::weir::Sink>(factory(o));                              \
+      })

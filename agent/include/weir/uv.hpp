@@ -1,0 +1,61 @@
+// RAII for libuv handles. A handle's memory must outlive uv_close() until its close
+// callback runs, so the owner's destructor hands the memory to that callback.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+
+namespace weir {
+
+template <typename Handle>
+class UvHandle {
+ public:
+  UvHandle() : handle_(std::make_unique<Handle>()) {}
+  UvHandle(const UvHandle&) = delete;
+  UvHandle& operator=(const UvHandle&) = delete;
+  UvHandle(UvHandle&&) noexcept = default;
+  UvHandle& operator=(UvHandle&&) noexcept = default;
+  ~UvHandle() { close(); }
+
+  Handle* get() { return handle_.get(); }
+  uv_handle_t* base() { return reinterpret_cast<uv_handle_t*>(handle_.get()); }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(handle_.get()); }
+
+  // Call after a successful uv_*_init on get(): from then on the handle belongs to the loop.
+  void mark_initialized() { initialized_ = true; }
+  bool initialized() const { return initialized_ && handle_ != nullptr; }
+
+  // Closes the handle (idempotent); its memory is freed by the close callback.
+  void close() {
+    if (!handle_) return;
+    if (!initialized_) {
+      handle_.reset();
+      return;
+    }
+    uv_handle_t* h = base();
+    h->data = nullptr;
+    if (!uv_is_closing(h)) {
+      handle_.release();
+      uv_close(h, [](uv_handle_t* closed) { std::unique_ptr<Handle> owner(reinterpret_cast<Handle*>(closed)); });
+    }
+    initialized_ = false;
+  }
+
+ private:
+  std::unique_ptr<Handle> handle_;
+  bool initialized_ = false;
+};
+
+using UvTimer = UvHandle<uv_timer_t>;
+using UvSignal = UvHandle<uv_signal_t>;
+using UvIdle = UvHandle<uv_idle_t>;
+using UvPipe = UvHandle<uv_pipe_t>;
+using UvTty = UvHandle<uv_tty_t>;
+using UvTcp = UvHandle<uv_tcp_t>;
+using UvAsync = UvHandle<uv_async_t>;
+
+inline std::string uv_error_text(int code) { return std::string(uv_err_name(code)) + ": " + uv_strerror(code); }
+
+}  // namespace weir

@@ -1,0 +1,549 @@
+#include "runtime/runtime.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <deque>
+
+#include <fmt/format.h>
+
+#include "runtime/dead_letter.hpp"
+#include "weir/log.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::runtime {
+
+namespace {
+
+struct NodeState;
+
+std::string human_bytes(std::uint64_t bytes) {
+  if (bytes >= (1ull << 30)) return fmt::format("{:.2f} GiB", double(bytes) / double(1ull << 30));
+  if (bytes >= (1ull << 20)) return fmt::format("{:.2f} MiB", double(bytes) / double(1ull << 20));
+  if (bytes >= (1ull << 10)) return fmt::format("{:.2f} KiB", double(bytes) / double(1ull << 10));
+  return fmt::format("{} B", bytes);
+}
+
+}  // namespace
+
+class Runtime::Impl {
+ public:
+  Impl(topology::Graph& graph, RunOptions options);
+  ~Impl();
+
+  int run();
+  void shutdown();
+  uv_loop_t* loop() { return &loop_; }
+  const ComponentMetrics& metrics(std::size_t node) const;
+  std::uint64_t dead_letters() const { return dead_letters_.written(); }
+
+ private:
+  friend class NodeContext;
+  struct Node;
+
+  void schedule(Node& node);
+  void on_idle();
+  void pump(Node& node);
+  BatchPtr pop(Node& node);
+  void wake_upstream(Node& node);
+  bool has_room(Node& producer);
+  void enqueue(Node& consumer, BatchPtr batch);
+  void emit_from(Node& producer, BatchPtr batch, std::size_t output);
+  void source_finished(Node& node);
+  void close_outputs(Node& node);
+  void maybe_finish(Node& node);
+  void sink_done(Node& node);
+  void complete();
+  void abandon(int exit_code);
+  void on_signal(int signum);
+  void dead_letter_event(Node& node, const Event& event, std::string_view reason);
+  void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
+  void note_dead_letter(Node& node, std::string_view reason);
+  void print_summary();
+
+  topology::Graph& graph_;
+  RunOptions options_;
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<Node*> ready_;
+  UvIdle idle_;
+  UvSignal sigint_;
+  UvSignal sigterm_;
+  UvTimer deadline_;
+  DeadLetterFile dead_letters_;
+  std::size_t sinks_open_ = 0;
+  bool stopping_ = false;
+  bool completed_ = false;
+  bool abandoned_ = false;
+  int exit_code_ = 0;
+  std::chrono::steady_clock::time_point started_at_;
+};
+
+// One context per component: the only door a component has into the engine.
+class NodeContext final : public SourceContext, public TransformContext, public SinkContext {
+ public:
+  NodeContext(Runtime::Impl& rt, Runtime::Impl::Node& node) : rt_(rt), node_(node) {}
+
+  uv_loop_t* loop() override { return rt_.loop(); }
+  const std::string& name() const override;
+  const std::string& type() const override;
+  const std::string& data_dir() const override { return rt_.graph_.config.data_dir; }
+  ComponentMetrics& metrics() override;
+  void dead_letter(const Event& event, std::string_view reason) override { rt_.dead_letter_event(node_, event, reason); }
+  void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
+    rt_.dead_letter_raw(node_, raw, line, reason);
+  }
+
+  bool emit(BatchPtr batch) override;
+  bool downstream_ready() const override;
+  bool acknowledgements() const override;
+  void finished() override { rt_.source_finished(node_); }
+
+  void emit(BatchPtr batch, std::size_t output) override { rt_.emit_from(node_, std::move(batch), output); }
+
+  void ready_again() override { rt_.schedule(node_); }
+
+ private:
+  Runtime::Impl& rt_;
+  Runtime::Impl::Node& node_;
+};
+
+struct Runtime::Impl::Node {
+  std::size_t index = 0;
+  topology::Node* graph_node = nullptr;
+  const config::ComponentConfig* config = nullptr;
+  ComponentMetrics metrics;
+  std::unique_ptr<NodeContext> context;
+
+  // Input buffer (transforms and sinks).
+  std::deque<BatchPtr> queue;
+  std::size_t queued_events = 0;
+  std::size_t capacity = 4096;
+  bool drop_newest = false;
+  std::vector<Node*> waiting_upstream;  // producers paused because this buffer is full
+  std::size_t open_inputs = 0;          // producers that may still send
+
+  std::vector<std::vector<Node*>> consumers;  // per output
+  bool wants_acks = false;                    // source: a sink downstream asked for acks
+
+  bool scheduled = false;
+  bool started = false;
+  bool finished = false;  // produces nothing more (sources, transforms) / drain asked (sinks)
+  bool done = false;      // sinks: drained
+  std::uint64_t dead_letter_logs = 0;
+
+  ComponentKind kind() const { return graph_node->kind; }
+};
+
+const std::string& NodeContext::name() const { return node_.config->name; }
+const std::string& NodeContext::type() const { return node_.config->type; }
+ComponentMetrics& NodeContext::metrics() { return node_.metrics; }
+bool NodeContext::emit(BatchPtr batch) {
+  rt_.emit_from(node_, std::move(batch), 0);
+  return rt_.has_room(node_);
+}
+bool NodeContext::downstream_ready() const { return rt_.has_room(node_); }
+bool NodeContext::acknowledgements() const { return node_.wants_acks; }
+
+Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
+    : graph_(graph),
+      options_(options),
+      dead_letters_(graph.config.dead_letter_path) {
+  if (uv_loop_init(&loop_) == 0) loop_ready_ = true;
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    auto node = std::make_unique<Node>();
+    node->index = i;
+    node->graph_node = &graph_.nodes[i];
+    node->config = &graph_.component(graph_.nodes[i]);
+    if (node->kind() != ComponentKind::Source) {
+      node->capacity = static_cast<std::size_t>(std::max<std::int64_t>(1, node->config->options.integer("buffer.max_events")));
+      node->drop_newest = node->config->options.string("buffer.when_full") == "drop_newest";
+    }
+    node->consumers.resize(graph_.nodes[i].outputs.size());
+    node->context = std::make_unique<NodeContext>(*this, *node);
+    nodes_.push_back(std::move(node));
+  }
+  for (auto& node : nodes_) {
+    for (const topology::Port& in : node->graph_node->inputs) {
+      nodes_[in.node]->consumers[in.output].push_back(node.get());
+      ++node->open_inputs;
+    }
+  }
+  // A source wants acknowledgements when any sink it reaches has them enabled.
+  for (auto& node : nodes_) {
+    if (node->kind() != ComponentKind::Sink || !node->config->options.boolean("acknowledgements.enabled")) continue;
+    std::vector<Node*> stack{node.get()};
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      if (n->kind() == ComponentKind::Source) n->wants_acks = true;
+      for (const topology::Port& in : n->graph_node->inputs) stack.push_back(nodes_[in.node].get());
+    }
+  }
+}
+
+Runtime::Impl::~Impl() {
+  if (abandoned_) {
+    // Components may still have requests in flight on the loop: leave them be, the
+    // process is about to exit.
+    for (auto& node : graph_.nodes) {
+      (void)node.source.release();
+      (void)node.transform.release();
+      (void)node.sink.release();
+    }
+    return;
+  }
+  idle_.close();
+  sigint_.close();
+  sigterm_.close();
+  deadline_.close();
+  for (auto& node : graph_.nodes) node.source.reset();
+  for (auto& node : graph_.nodes) node.transform.reset();
+  for (auto& node : graph_.nodes) node.sink.reset();
+  if (!loop_ready_) return;
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_walk(
+      &loop_, [](uv_handle_t* handle, void*) {
+        if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+      },
+      nullptr);
+  while (uv_loop_close(&loop_) == UV_EBUSY) uv_run(&loop_, UV_RUN_ONCE);
+}
+
+const ComponentMetrics& Runtime::Impl::metrics(std::size_t node) const { return nodes_[node]->metrics; }
+
+void Runtime::Impl::schedule(Node& node) {
+  if (node.scheduled || completed_) return;
+  node.scheduled = true;
+  ready_.push_back(&node);
+  if (idle_.initialized() && !uv_is_active(idle_.base())) {
+    uv_idle_start(idle_.get(), [](uv_idle_t* h) { static_cast<Impl*>(h->data)->on_idle(); });
+  }
+}
+
+void Runtime::Impl::on_idle() {
+  std::vector<Node*> batch;
+  batch.swap(ready_);
+  for (Node* node : batch) {
+    node->scheduled = false;
+    pump(*node);
+  }
+  if (ready_.empty() && idle_.initialized()) uv_idle_stop(idle_.get());
+}
+
+BatchPtr Runtime::Impl::pop(Node& node) {
+  BatchPtr batch = std::move(node.queue.front());
+  node.queue.pop_front();
+  node.queued_events -= batch->size();
+  node.metrics.buffer_events.set(node.queued_events);
+  node.metrics.events_received.add(batch->size());
+  node.metrics.bytes_received.add(batch->byte_size());
+  if (node.queued_events < node.capacity) wake_upstream(node);
+  return batch;
+}
+
+void Runtime::Impl::wake_upstream(Node& node) {
+  if (node.waiting_upstream.empty()) return;
+  std::vector<Node*> waiting;
+  waiting.swap(node.waiting_upstream);
+  for (Node* producer : waiting) {
+    if (producer->kind() == ComponentKind::Transform) {
+      schedule(*producer);
+    } else if (!producer->finished && has_room(*producer)) {
+      producer->graph_node->source->resume();
+    }
+  }
+}
+
+bool Runtime::Impl::has_room(Node& producer) {
+  bool room = true;
+  for (auto& port : producer.consumers) {
+    for (Node* consumer : port) {
+      if (consumer->drop_newest || consumer->queued_events < consumer->capacity) continue;
+      room = false;
+      auto& waiting = consumer->waiting_upstream;
+      if (std::find(waiting.begin(), waiting.end(), &producer) == waiting.end()) waiting.push_back(&producer);
+    }
+  }
+  return room;
+}
+
+void Runtime::Impl::enqueue(Node& consumer, BatchPtr batch) {
+  if (consumer.drop_newest && consumer.queued_events >= consumer.capacity) {
+    consumer.metrics.events_dropped.add(batch->size());
+    log::warn(consumer.config->name, "buffer full ({} events): dropped a batch of {} events (when_full: drop_newest)",
+              consumer.queued_events, batch->size());
+    return;
+  }
+  consumer.queued_events += batch->size();
+  consumer.metrics.buffer_events.set(consumer.queued_events);
+  consumer.queue.push_back(std::move(batch));
+  schedule(consumer);
+}
+
+void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output) {
+  if (!batch || batch->empty()) return;
+  if (producer.kind() == ComponentKind::Source) {
+    producer.metrics.events_received.add(batch->size());
+    producer.metrics.bytes_received.add(batch->byte_size());
+  }
+  producer.metrics.events_sent.add(batch->size());
+  producer.metrics.bytes_sent.add(batch->byte_size());
+  if (output >= producer.consumers.size()) {
+    log::error(producer.config->name, "emitted to output #{} which does not exist; {} events dropped", output,
+               batch->size());
+    producer.metrics.errors.add();
+    producer.metrics.events_dropped.add(batch->size());
+    return;
+  }
+  auto& consumers = producer.consumers[output];
+  if (consumers.empty()) {
+    // An output nothing reads from (validate warned about it): discarded, counted.
+    producer.metrics.events_dropped.add(batch->size());
+    return;
+  }
+  for (std::size_t i = 0; i + 1 < consumers.size(); ++i) enqueue(*consumers[i], batch->clone());
+  enqueue(*consumers.back(), std::move(batch));
+}
+
+void Runtime::Impl::pump(Node& node) {
+  // A budget per turn keeps one busy component from starving the loop's I/O.
+  int budget = 16;
+  if (node.kind() == ComponentKind::Transform) {
+    while (!node.queue.empty() && budget-- > 0) {
+      if (!has_room(node)) return;  // woken by wake_upstream
+      node.graph_node->transform->process(pop(node), *node.context);
+    }
+  } else if (node.kind() == ComponentKind::Sink) {
+    Sink& sink = *node.graph_node->sink;
+    while (!node.queue.empty() && budget-- > 0 && sink.ready()) sink.consume(pop(node));
+    if (!node.queue.empty() && !sink.ready()) return;  // the sink calls ready_again()
+  }
+  if (!node.queue.empty()) {
+    schedule(node);
+    return;
+  }
+  maybe_finish(node);
+}
+
+void Runtime::Impl::maybe_finish(Node& node) {
+  if (node.kind() == ComponentKind::Source) return;  // sources say when they are finished
+  if (node.finished || node.open_inputs > 0 || !node.queue.empty() || !node.started) return;
+  node.finished = true;
+  if (node.kind() == ComponentKind::Transform) {
+    node.graph_node->transform->flush(*node.context);
+    close_outputs(node);
+  } else if (node.kind() == ComponentKind::Sink) {
+    Node* sink = &node;
+    node.graph_node->sink->drain([this, sink] { sink_done(*sink); });
+  }
+}
+
+void Runtime::Impl::close_outputs(Node& node) {
+  for (auto& port : node.consumers) {
+    for (Node* consumer : port) {
+      --consumer->open_inputs;
+      schedule(*consumer);
+    }
+  }
+}
+
+void Runtime::Impl::source_finished(Node& node) {
+  if (node.finished) return;
+  node.finished = true;
+  log::debug(node.config->name, "source finished");
+  close_outputs(node);
+}
+
+void Runtime::Impl::sink_done(Node& node) {
+  if (node.done) return;
+  node.done = true;
+  if (--sinks_open_ == 0) complete();
+}
+
+void Runtime::Impl::complete() {
+  if (completed_) return;
+  completed_ = true;
+  idle_.close();
+  sigint_.close();
+  sigterm_.close();
+  deadline_.close();
+  uv_stop(&loop_);
+}
+
+void Runtime::Impl::abandon(int exit_code) {
+  exit_code_ = exit_code;
+  abandoned_ = true;
+  completed_ = true;
+  uv_stop(&loop_);
+}
+
+void Runtime::Impl::shutdown() {
+  if (stopping_ || completed_) return;
+  stopping_ = true;
+  auto timeout = graph_.config.shutdown_timeout;
+  log::info("weir", "draining: stopping sources, flushing sinks (deadline {:.1f}s)",
+            std::chrono::duration<double>(timeout).count());
+  for (auto& node : nodes_) {
+    if (node->kind() == ComponentKind::Source && !node->finished) {
+      if (node->started) node->graph_node->source->stop();
+      else source_finished(*node);
+    }
+  }
+  if (!completed_ && uv_timer_init(&loop_, deadline_.get()) == 0) {
+    deadline_.mark_initialized();
+    deadline_.get()->data = this;
+    auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
+    uv_timer_start(
+        deadline_.get(),
+        [](uv_timer_t* h) {
+          auto* self = static_cast<Impl*>(h->data);
+          std::string pending;
+          for (auto& node : self->nodes_) {
+            bool busy = node->kind() == ComponentKind::Sink ? !node->done : !node->finished;
+            if (busy) pending += (pending.empty() ? "" : ", ") + node->config->name;
+          }
+          log::error("weir", "drain deadline passed; still busy: {}; exiting without them", pending);
+          self->abandon(1);
+        },
+        ms, 0);
+  }
+}
+
+void Runtime::Impl::on_signal(int signum) {
+  const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (stopping_) {
+    log::error("weir", "second {} while draining: exiting now", name);
+    abandon(130);
+    return;
+  }
+  log::info("weir", "received {}", name);
+  shutdown();
+}
+
+void Runtime::Impl::note_dead_letter(Node& node, std::string_view reason) {
+  node.metrics.events_dead_lettered.add();
+  // The first few reasons go to the log; after that only every 10000th, so a flood of bad
+  // input cannot flood the log.
+  std::uint64_t n = ++node.dead_letter_logs;
+  if (n <= 5 || n % 10000 == 0) {
+    log::warn(node.config->name, "dead-lettered an event ({} so far): {}", n, reason);
+  }
+}
+
+void Runtime::Impl::dead_letter_event(Node& node, const Event& event, std::string_view reason) {
+  dead_letters_.write_event(node.config->name, node.config->type, event, reason);
+  note_dead_letter(node, reason);
+}
+
+void Runtime::Impl::dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason) {
+  dead_letters_.write_raw(node.config->name, node.config->type, raw, line, reason);
+  note_dead_letter(node, line > 0 ? fmt::format("line {}: {}", line, reason) : std::string(reason));
+}
+
+int Runtime::Impl::run() {
+  if (!loop_ready_) {
+    log::error("weir", "cannot create the event loop");
+    return 1;
+  }
+  started_at_ = std::chrono::steady_clock::now();
+  if (uv_idle_init(&loop_, idle_.get()) == 0) {
+    idle_.mark_initialized();
+    idle_.get()->data = this;
+  }
+  if (options_.handle_signals) {
+    for (auto [handle, signum] : {std::pair{&sigint_, SIGINT}, std::pair{&sigterm_, SIGTERM}}) {
+      if (uv_signal_init(&loop_, handle->get()) != 0) continue;
+      handle->mark_initialized();
+      handle->get()->data = this;
+      uv_signal_start(
+          handle->get(), [](uv_signal_t* h, int s) { static_cast<Impl*>(h->data)->on_signal(s); }, signum);
+      uv_unref(handle->base());
+    }
+  }
+
+  bool start_failed = false;
+  auto start = [&](Node& node, auto&& call) {
+    Status status = call();
+    if (!status.ok()) {
+      log::error(node.config->name, "failed to start: {}", status.error().to_string());
+      node.metrics.errors.add();
+      start_failed = true;
+      return;
+    }
+    node.started = true;
+  };
+  for (auto& node : nodes_) {
+    if (node->kind() != ComponentKind::Sink) continue;
+    ++sinks_open_;
+    start(*node, [&] { return node->graph_node->sink->start(*node->context); });
+  }
+  for (auto& node : nodes_) {
+    if (node->kind() == ComponentKind::Transform && !start_failed) {
+      start(*node, [&] { return node->graph_node->transform->start(*node->context); });
+    }
+  }
+  for (auto& node : nodes_) {
+    if (node->kind() == ComponentKind::Source && !start_failed) {
+      start(*node, [&] { return node->graph_node->source->start(*node->context); });
+    }
+  }
+  if (start_failed) {
+    exit_code_ = 1;
+    // Sinks and transforms that did start still drain what sources already sent; the
+    // ones that did not are taken as done.
+    for (auto& node : nodes_) {
+      if (node->started) continue;
+      if (node->kind() == ComponentKind::Sink) {
+        node->finished = true;
+        sink_done(*node);
+      } else if (node->kind() == ComponentKind::Transform) {
+        node->started = true;
+      }
+    }
+    shutdown();
+  } else {
+    log::info("weir", "running {} component(s) from {}", nodes_.size(),
+              graph_.config.files.empty() ? std::string("<none>") : graph_.config.files.front());
+  }
+  if (sinks_open_ == 0) complete();
+  for (auto& node : nodes_) {
+    if (node->kind() != ComponentKind::Source) schedule(*node);
+  }
+
+  if (!completed_) uv_run(&loop_, UV_RUN_DEFAULT);
+  if (!completed_) {
+    // The loop ran dry while sinks were still open: a component lost track of a handle.
+    log::error("weir", "event loop stopped before every sink drained");
+    exit_code_ = 1;
+  }
+  if (options_.print_summary) print_summary();
+  return exit_code_;
+}
+
+void Runtime::Impl::print_summary() {
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+  log::info("weir", "stopped after {:.3f}s", seconds);
+  for (auto& node : nodes_) {
+    const ComponentMetrics& m = node->metrics;
+    std::string extra;
+    if (m.events_dead_lettered.get()) extra += fmt::format(", {} dead-lettered", m.events_dead_lettered.get());
+    if (m.events_dropped.get()) extra += fmt::format(", {} dropped", m.events_dropped.get());
+    if (m.errors.get()) extra += fmt::format(", {} errors", m.errors.get());
+    log::info(node->config->name, "{} events in ({}), {} events out{}", m.events_received.get(),
+              human_bytes(m.bytes_received.get()), m.events_sent.get(), extra);
+  }
+  if (dead_letters_.written()) {
+    log::warn("weir", "{} dead letter(s) written to {}", dead_letters_.written(), dead_letters_.path());
+  }
+}
+
+Runtime::Runtime(topology::Graph& graph, RunOptions options) : impl_(std::make_unique<Impl>(graph, options)) {}
+Runtime::~Runtime() = default;
+int Runtime::run() { return impl_->run(); }
+void Runtime::shutdown() { impl_->shutdown(); }
+uv_loop_t* Runtime::loop() { return impl_->loop(); }
+const ComponentMetrics& Runtime::metrics(std::size_t node) const { return impl_->metrics(node); }
+std::uint64_t Runtime::dead_letters() const { return impl_->dead_letters(); }
+
+}  // namespace weir::runtime

@@ -1,0 +1,45 @@
+// Runs a built graph on one libuv loop: starts sinks, transforms, then sources; moves
+// batches through bounded per-component input buffers; drains on SIGINT/SIGTERM or when
+// every source has finished; exits once every sink has flushed.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "topology/graph.hpp"
+
+namespace weir::runtime {
+
+struct RunOptions {
+  bool handle_signals = true;
+  bool print_summary = true;
+};
+
+class Runtime {
+ public:
+  explicit Runtime(topology::Graph& graph, RunOptions options = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Runs until the pipeline has drained. Returns the process exit code: 0 after a clean
+  // drain, 1 when a component failed to start or the drain missed its deadline.
+  int run();
+
+  // Begins a graceful drain (what SIGTERM does). Safe to call from loop callbacks.
+  void shutdown();
+
+  uv_loop_t* loop();
+  const ComponentMetrics& metrics(std::size_t node) const;
+  std::uint64_t dead_letters() const;
+
+  class Impl;  // public so the engine's per-component contexts can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace weir::runtime

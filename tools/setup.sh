@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what weir needs to build and test on Debian 12, and nothing that is already there.
+# Idempotent: a second run does no apt work at all.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config ccache
+  libuv1-dev libyaml-cpp-dev libsimdjson-dev libcurl4-openssl-dev libfmt-dev catch2
+  python3
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
