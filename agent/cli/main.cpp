@@ -82,10 +82,7 @@ Args parse_args(int argc, char** argv) {
 }
 
 void print_diagnostics(const config::Diagnostics& diagnostics) {
-  for (const Error& w : diagnostics.warnings) {
-    std::string where = w.where().to_string();
-    std::fprintf(stderr, "%s%swarning: %s\n", where.c_str(), where.empty() ? "" : ": ", w.message().c_str());
-  }
+  for (const Error& w : diagnostics.warnings) std::fprintf(stderr, "%s\n", w.to_string("warning").c_str());
   for (const Error& e : diagnostics.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
 }
 

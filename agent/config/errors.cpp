@@ -10,10 +10,10 @@ std::string SourceLocation::to_string() const {
   return fmt::format("{}:{}:{}", file, line, column);
 }
 
-std::string Error::to_string() const {
+std::string Error::to_string(std::string_view severity) const {
   std::string where = where_.to_string();
-  if (where.empty()) return "error: " + message_;
-  return where + ": error: " + message_;
+  if (where.empty()) return fmt::format("{}: {}", severity, message_);
+  return fmt::format("{}: {}: {}", where, severity, message_);
 }
 
 }  // namespace weir

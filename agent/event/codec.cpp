@@ -15,14 +15,22 @@ bool is_blank(std::string_view line) {
 }
 }  // namespace
 
-LineDecoder::LineDecoder(Codec codec, std::string message_field)
-    : codec_(codec), message_field_(std::move(message_field)) {}
+LineDecoder::LineDecoder(Codec codec, std::size_t max_line_bytes, std::string message_field)
+    : codec_(codec), max_line_bytes_(max_line_bytes), message_field_(std::move(message_field)) {}
+
+std::string LineDecoder::too_long_reason() const {
+  return fmt::format("line longer than max_line_bytes ({} bytes)", max_line_bytes_);
+}
 
 void LineDecoder::decode_line(std::string_view line, std::size_t readable, EventBatch& batch,
                               std::vector<DecodeRejection>& rejected) {
   ++line_;
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty()) return;
+  if (max_line_bytes_ && line.size() > max_line_bytes_) {
+    rejected.push_back({line_, too_long_reason(), std::string(line.substr(0, kRawLimit))});
+    return;
+  }
   Arena& arena = batch.arena();
   if (codec_ == Codec::Text) {
     Event& event = batch.add_event(1);
@@ -60,7 +68,7 @@ void LineDecoder::decode(const char* data, std::size_t size, std::size_t readabl
 }
 
 LineStream::LineStream(Codec codec, std::size_t max_line_bytes, std::size_t chunk_bytes, std::string message_field)
-    : decoder_(codec, std::move(message_field)), max_line_bytes_(max_line_bytes), chunk_bytes_(chunk_bytes) {}
+    : decoder_(codec, max_line_bytes, std::move(message_field)), max_line_bytes_(max_line_bytes), chunk_bytes_(chunk_bytes) {}
 
 void LineStream::start_chunk(std::size_t minimum_free) {
   std::size_t partial = chunk_ ? filled_ - line_start_ : 0;
@@ -117,8 +125,7 @@ void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<Decode
   }
   if (filled_ - line_start_ > max_line_bytes_) {
     discarding_ = true;
-    rejected.push_back({decoder_.line_number() + 1,
-                        fmt::format("line longer than max_line_bytes ({} bytes)", max_line_bytes_),
+    rejected.push_back({decoder_.line_number() + 1, decoder_.too_long_reason(),
                         std::string(base + line_start_, std::min<std::size_t>(kRawLimit, filled_ - line_start_))});
     consumed_ += filled_ - line_start_;
     line_start_ = filled_;

@@ -26,7 +26,8 @@ struct DecodeRejection {
 // removed. A line that cannot be decoded becomes a rejection and never affects another.
 class LineDecoder {
  public:
-  explicit LineDecoder(Codec codec, std::string message_field = "message");
+  // A line longer than `max_line_bytes` (0: no limit) is rejected whole.
+  explicit LineDecoder(Codec codec, std::size_t max_line_bytes = 0, std::string message_field = "message");
 
   // Decodes [data, data+size), which holds whole lines (the last may lack its '\n').
   // `readable` bytes from `data` may be read (for simdjson's padding). Strings of the
@@ -41,10 +42,12 @@ class LineDecoder {
   // Text events point into the input (the batch must retain it); JSON ones are copied.
   bool points_into_input() const { return codec_ == Codec::Text; }
   void skip_line() { ++line_; }
+  std::string too_long_reason() const;
 
  private:
   JsonParser parser_;
   Codec codec_;
+  std::size_t max_line_bytes_;
   std::string message_field_;
   std::uint64_t line_ = 0;
 };
@@ -78,7 +81,6 @@ class LineStream {
   std::size_t line_start_ = 0;  // first byte of the incomplete line in chunk_
   std::size_t filled_ = 0;      // bytes of chunk_ holding data
   bool discarding_ = false;     // inside an oversized line: drop bytes up to its newline
-  std::string discarded_prefix_;
   std::uint64_t consumed_ = 0;
 };
 

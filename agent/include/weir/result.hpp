@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -33,7 +34,7 @@ class Error {
   Error&& at(SourceLocation where) && { return std::move(at(std::move(where))); }
 
   // "file:line:col: error: message" (the location part only when known).
-  std::string to_string() const;
+  std::string to_string(std::string_view severity = "error") const;
 
  private:
   std::string message_;

@@ -1,0 +1,162 @@
+// JSON round trip: what goes in comes out, value for value.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+
+#include "weir/codec.hpp"
+#include "weir/json.hpp"
+
+using namespace weir;
+
+namespace {
+
+std::string round_trip(const std::string& text) {
+  Arena arena;
+  JsonParser parser;
+  auto parsed = parser.parse(text, arena);
+  REQUIRE(parsed.ok());
+  std::string encoded = to_json(parsed.value());
+  // Decoding what we wrote gives the same value again.
+  Arena arena2;
+  auto again = parser.parse(encoded, arena2);
+  REQUIRE(again.ok());
+  CHECK(again.value() == parsed.value());
+  return encoded;
+}
+
+}  // namespace
+
+TEST_CASE("json: integers keep every bit") {
+  CHECK(round_trip(R"({"a":9223372036854775807,"b":-9223372036854775808,"c":0})") ==
+        R"({"a":9223372036854775807,"b":-9223372036854775808,"c":0})");
+  CHECK(round_trip(R"({"u":18446744073709551615,"v":9223372036854775808})") ==
+        R"({"u":18446744073709551615,"v":9223372036854775808})");
+  Arena arena;
+  JsonParser parser;
+  auto v = parser.parse(R"({"u":18446744073709551615})", arena);
+  REQUIRE(v.ok());
+  CHECK(v.value().find("u")->is_uint());
+  CHECK(v.value().find("u")->as_uint() == std::numeric_limits<std::uint64_t>::max());
+}
+
+TEST_CASE("json: doubles use the shortest round-trip form and stay doubles") {
+  CHECK(round_trip(R"({"a":0.1,"b":5.0,"c":-0.0,"d":1e300,"e":2.5e-8})") ==
+        R"({"a":0.1,"b":5.0,"c":-0.0,"d":1e+300,"e":2.5e-08})");
+  CHECK(round_trip(R"([1.7976931348623157e308,5e-324,123456789.123456789])") ==
+        R"([1.7976931348623157e+308,5e-324,123456789.12345679])");
+  ByteBuffer out;
+  write_double(std::nan(""), out);
+  out.push_back(' ');
+  write_double(std::numeric_limits<double>::infinity(), out);
+  CHECK(out.view() == "null null");  // JSON has no NaN or infinity
+}
+
+TEST_CASE("json: strings with escapes and any Unicode") {
+  CHECK(round_trip(R"({"s":"quote \" backslash \\ slash \/ nl \n tab \t cr \r bs \b ff \f"})") ==
+        R"({"s":"quote \" backslash \\ slash / nl \n tab \t cr \r bs \b ff \f"})");
+  CHECK(round_trip(R"({"ctl":"\u0000\u0001\u001f","del":"\u007f"})") == "{\"ctl\":\"\\u0000\\u0001\\u001f\",\"del\":\"\x7f\"}");
+  CHECK(round_trip(R"({"u":"\u00e9\u4e2d\ud83d\ude00","raw":"żółć 日本 🎉"})") ==
+        "{\"u\":\"é中😀\",\"raw\":\"żółć 日本 🎉\"}");
+  CHECK(round_trip(R"({"k\"ey\n":"v"})") == R"({"k\"ey\n":"v"})");
+}
+
+TEST_CASE("json: nested objects, arrays, null, booleans, empty containers") {
+  std::string text = R"({"a":{"b":[1,[2,[3,{}]],[],null,true,false]},"c":null,"d":{}})";
+  CHECK(round_trip(text) == text);
+}
+
+TEST_CASE("json: invalid documents are errors with a reason") {
+  Arena arena;
+  JsonParser parser;
+  for (const char* bad : {"{", R"({"a":})", R"({"a":1,})", "nul", R"({"a":"\x"})", "{\"a\":\"\xff\"}", R"({"a":1} x)"}) {
+    auto r = parser.parse(bad, arena);
+    INFO(bad);
+    CHECK_FALSE(r.ok());
+    if (!r.ok()) CHECK(r.error().message().rfind("invalid JSON: ", 0) == 0);
+  }
+}
+
+TEST_CASE("json: a bad line is rejected with its number; neighbours survive") {
+  std::string input = "{\"n\":1}\n{\"n\":2,}\n\n{\"n\":3}\r\n[1,2]\n   \n{\"n\":\n{\"n\":4}";
+  LineDecoder decoder(Codec::Json);
+  EventBatch batch;
+  std::vector<DecodeRejection> rejected;
+  decoder.decode(input.data(), input.size(), input.size(), batch, rejected);
+  REQUIRE(batch.size() == 3);
+  CHECK(to_json(batch.events()[0].fields) == R"({"n":1})");
+  CHECK(to_json(batch.events()[1].fields) == R"({"n":3})");
+  CHECK(to_json(batch.events()[2].fields) == R"({"n":4})");
+  REQUIRE(rejected.size() == 3);
+  CHECK(rejected[0].line == 2);
+  CHECK(rejected[0].raw == "{\"n\":2,}");
+  CHECK(rejected[0].reason.rfind("invalid JSON", 0) == 0);
+  CHECK(rejected[1].line == 5);
+  CHECK(rejected[1].reason == "expected a JSON object, got array");
+  CHECK(rejected[2].line == 7);
+}
+
+TEST_CASE("json: text codec keeps lines as messages, repairing bad UTF-8") {
+  std::string input = "hello world\nbad \xff byte\n";
+  LineDecoder decoder(Codec::Text);
+  EventBatch batch;
+  std::vector<DecodeRejection> rejected;
+  decoder.decode(input.data(), input.size(), input.size(), batch, rejected);
+  REQUIRE(batch.size() == 2);
+  CHECK(to_json(batch.events()[0].fields) == R"({"message":"hello world"})");
+  CHECK(batch.events()[1].fields.find("message")->as_string() == "bad \xEF\xBF\xBD byte");
+}
+
+TEST_CASE("json: line stream frames reads of any size, and rejects overlong lines whole") {
+  std::string input;
+  for (int i = 0; i < 2000; ++i) input += "{\"n\":" + std::to_string(i) + ",\"pad\":\"" + std::string(i % 97, 'x') + "\"}\n";
+  std::string too_long = "{\"big\":\"" + std::string(5000, 'y') + "\"}\n";
+  input.insert(input.find("{\"n\":1000,"), too_long);
+  input += "{\"last\":true}";  // no final newline
+
+  for (std::size_t read_size : {1, 7, 4096, 1 << 20}) {
+    LineStream stream(Codec::Json, 4096, 8192);
+    EventBatch batch;
+    std::vector<DecodeRejection> rejected;
+    std::size_t at = 0;
+    while (at < input.size()) {
+      std::size_t space = 0;
+      char* dst = stream.read_space(space);
+      std::size_t n = std::min({space, read_size, input.size() - at});
+      std::memcpy(dst, input.data() + at, n);
+      stream.commit(n, batch, rejected);
+      at += n;
+    }
+    stream.finish(batch, rejected);
+    INFO("read size " << read_size);
+    REQUIRE(batch.size() == 2001);
+    CHECK(batch.events()[999].fields.find("n")->as_int() == 999);
+    CHECK(batch.events()[1000].fields.find("n")->as_int() == 1000);
+    CHECK(batch.events()[2000].fields.find("last")->as_bool());
+    REQUIRE(rejected.size() == 1);
+    CHECK(rejected[0].line == 1001);
+    CHECK(rejected[0].reason == "line longer than max_line_bytes (4096 bytes)");
+    CHECK(stream.line_number() == 2002);
+    CHECK(stream.bytes_consumed() == input.size());
+  }
+}
+
+TEST_CASE("value: paths, set, erase, deep copy") {
+  Arena arena;
+  Value root = Value::object(arena);
+  root.set_path(arena, "payload.request.id", Value::string_view("abc"));
+  root.set(arena, "n", Value::integer(1));
+  CHECK(to_json(root) == R"({"payload":{"request":{"id":"abc"}},"n":1})");
+  REQUIRE(root.find_path("payload.request.id") != nullptr);
+  CHECK(root.find_path("payload.request.id")->as_string() == "abc");
+  CHECK(root.find_path("payload.nope.id") == nullptr);
+  Arena other;
+  Value copy = deep_copy(root, other);
+  CHECK(copy == root);
+  CHECK(root.erase_path("payload.request"));
+  CHECK(to_json(root) == R"({"payload":{},"n":1})");
+  CHECK(to_json(copy) == R"({"payload":{"request":{"id":"abc"}},"n":1})");
+  for (int i = 0; i < 100; ++i) root.set(arena, arena.copy("k" + std::to_string(i)), Value::integer(i));
+  CHECK(root.size() == 102);
+  CHECK(root.find("k99")->as_int() == 99);
+}

@@ -1,0 +1,229 @@
+// The runtime: wiring (fan-out, fan-in, named outputs), backpressure, drain, acks, dead letters.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "config/config.hpp"
+#include "runtime/runtime.hpp"
+#include "test_components.hpp"
+#include "topology/graph.hpp"
+#include "weir/uv.hpp"
+
+using namespace weir;
+using testing::Probe;
+
+namespace {
+
+topology::Graph build(const std::string& yaml) {
+  config::Diagnostics d;
+  auto cfg = config::load_text(yaml, "test.yaml", d);
+  INFO(yaml);
+  REQUIRE(d.ok());
+  auto graph = topology::build(std::move(cfg), d);
+  for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
+  REQUIRE(d.ok());
+  return graph;
+}
+
+std::size_t node_named(const topology::Graph& g, const std::string& name) {
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.name(i) == name) return i;
+  }
+  FAIL("no node " << name);
+  return 0;
+}
+
+runtime::RunOptions quiet() { return {.handle_signals = false, .print_summary = false}; }
+
+std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("weir-test-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Calls `action` once after `ms` on the runtime's loop.
+class After {
+ public:
+  After(uv_loop_t* loop, std::uint64_t ms, std::function<void()> action) : action_(std::move(action)) {
+    uv_timer_init(loop, timer_.get());
+    timer_.mark_initialized();
+    timer_.get()->data = this;
+    uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<After*>(t->data)->action_(); }, ms, 0);
+  }
+
+ private:
+  std::function<void()> action_;
+  UvTimer timer_;
+};
+
+}  // namespace
+
+TEST_CASE("runtime: one source to one sink delivers every event in order") {
+  Probe::get().reset();
+  auto graph = build("sources:\n  s: { type: test_source, count: 1000, batch: 64 }\nsinks:\n  k: { type: test_sink, inputs: [s] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  auto& got = Probe::get().received["k"];
+  REQUIRE(got.size() == 1000);
+  for (int i = 0; i < 1000; ++i) REQUIRE(got[i] == "{\"n\":" + std::to_string(i) + "}");
+  CHECK(rt.metrics(node_named(graph, "s")).events_sent.get() == 1000);
+  CHECK(rt.metrics(node_named(graph, "k")).events_received.get() == 1000);
+}
+
+TEST_CASE("runtime: fan-out gives each consumer its own copy") {
+  Probe::get().reset();
+  auto graph = build(
+      "sources:\n  s: { type: test_source, count: 50, batch: 7 }\n"
+      "transforms:\n  tag: { type: test_tag, inputs: [s] }\n"
+      "sinks:\n  tagged: { type: test_sink, inputs: [tag] }\n  plain: { type: test_sink, inputs: [s] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  auto& tagged = Probe::get().received["tagged"];
+  auto& plain = Probe::get().received["plain"];
+  REQUIRE(tagged.size() == 50);
+  REQUIRE(plain.size() == 50);
+  CHECK(tagged[3] == R"({"n":3,"tagged":true})");
+  CHECK(plain[3] == R"({"n":3})");
+}
+
+TEST_CASE("runtime: fan-in merges two sources") {
+  Probe::get().reset();
+  auto graph = build(
+      "sources:\n  a: { type: test_source, count: 300, batch: 10 }\n  b: { type: test_source, count: 200, batch: 3 }\n"
+      "sinks:\n  k: { type: test_sink, inputs: [a, b] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  CHECK(Probe::get().received["k"].size() == 500);
+}
+
+TEST_CASE("runtime: named outputs route events, rejected ones become dead letters") {
+  Probe::get().reset();
+  std::string dir = temp_dir("routes");
+  auto graph = build("data_dir: " + dir +
+                     "\nsources:\n  s: { type: test_source, count: 20, batch: 6 }\n"
+                     "transforms:\n  split: { type: test_split, inputs: [s] }\n"
+                     "sinks:\n  even: { type: test_sink, inputs: [split.even] }\n  odd: { type: test_sink, inputs: [split.odd] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  CHECK(Probe::get().received["even"].size() == 10);
+  CHECK(Probe::get().received["odd"].size() == 8);
+  CHECK(Probe::get().received["odd"][3] == R"({"n":9})");
+  CHECK(rt.dead_letters() == 2);
+  CHECK(rt.metrics(node_named(graph, "split")).events_dead_lettered.get() == 2);
+  auto lines = read_lines(dir + "/dead_letter.ndjson");
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].find(R"("component":"split","component_type":"test_split","reason":"sevens are rejected","event":{"n":7})") !=
+        std::string::npos);
+  CHECK(lines[1].find(R"("event":{"n":17})") != std::string::npos);
+}
+
+TEST_CASE("runtime: a full buffer pauses the source until the sink takes batches again") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  probe.sinks_ready = false;
+  std::int64_t max_outstanding = 0;
+  probe.on_emit = [&](std::int64_t emitted, bool) {
+    std::int64_t outstanding = emitted - static_cast<std::int64_t>(Probe::get().received["k"].size());
+    max_outstanding = std::max(max_outstanding, outstanding);
+  };
+  auto graph = build(
+      "sources:\n  s: { type: test_source, count: 20000, batch: 100 }\n"
+      "sinks:\n  k: { type: test_sink, inputs: [s], buffer: { max_events: 1000 } }\n");
+  runtime::Runtime rt(graph, quiet());
+  std::int64_t emitted_while_blocked = -1;
+  After unblock(rt.loop(), 50, [&] {
+    emitted_while_blocked = Probe::get().emitted;
+    Probe::get().sinks_ready = true;
+    for (auto* ctx : Probe::get().sink_contexts) ctx->ready_again();
+  });
+  REQUIRE(rt.run() == 0);
+  // While the sink refused batches, the source stopped at the buffer's bound.
+  CHECK(emitted_while_blocked == 1000);
+  CHECK(max_outstanding <= 1100);  // the bound plus at most one batch
+  CHECK(probe.pauses >= 1);
+  CHECK(probe.resumes >= 1);
+  REQUIRE(probe.received["k"].size() == 20000);
+  CHECK(probe.received["k"].back() == R"({"n":19999})");
+}
+
+TEST_CASE("runtime: when_full drop_newest drops and counts instead of blocking") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  probe.sinks_ready = false;
+  auto graph = build(
+      "sources:\n  s: { type: test_source, count: 5000, batch: 100 }\n"
+      "sinks:\n  k: { type: test_sink, inputs: [s], buffer: { max_events: 1000, when_full: drop_newest } }\n");
+  runtime::Runtime rt(graph, quiet());
+  After unblock(rt.loop(), 30, [&] {
+    Probe::get().sinks_ready = true;
+    for (auto* ctx : Probe::get().sink_contexts) ctx->ready_again();
+  });
+  REQUIRE(rt.run() == 0);
+  CHECK(probe.pauses == 0);
+  CHECK(probe.received["k"].size() == 1000);
+  CHECK(rt.metrics(node_named(graph, "k")).events_dropped.get() == 4000);
+}
+
+TEST_CASE("runtime: shutdown drains: sources stop, everything sent is written, exit 0") {
+  Probe::get().reset();
+  std::string dir = temp_dir("drain");
+  auto graph = build("sources:\n  gen: { type: demo, count: 0, rate: 0, batch_size: 500 }\n"
+                     "sinks:\n  out: { type: file, inputs: [gen], path: " + dir + "/out.ndjson }\n");
+  runtime::Runtime rt(graph, quiet());
+  After stop(rt.loop(), 100, [&] { rt.shutdown(); });
+  REQUIRE(rt.run() == 0);
+  auto sent = rt.metrics(node_named(graph, "gen")).events_sent.get();
+  CHECK(sent > 0);
+  CHECK(read_lines(dir + "/out.ndjson").size() == sent);
+  CHECK(rt.metrics(node_named(graph, "out")).events_sent.get() == sent);
+}
+
+TEST_CASE("runtime: acknowledgements reach the source once the sink is done") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  std::string dir = temp_dir("acks");
+  auto graph = build("sources:\n  s: { type: test_source, count: 1000, batch: 10, acks: true }\n"
+                     "sinks:\n  out: { type: file, inputs: [s], path: " + dir + "/out.ndjson }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  CHECK(probe.delivered_acks == 100);
+  CHECK(probe.failed_acks == 0);
+  CHECK(read_lines(dir + "/out.ndjson").size() == 1000);
+
+  probe.reset();
+  auto failing = build("sources:\n  s: { type: test_source, count: 30, batch: 10, acks: true }\n"
+                       "sinks:\n  k: { type: test_sink, inputs: [s], fail: true }\n");
+  runtime::Runtime rt2(failing, quiet());
+  REQUIRE(rt2.run() == 0);
+  CHECK(probe.delivered_acks == 0);
+  CHECK(probe.failed_acks == 3);
+  CHECK(probe.last_failure == "test sink refuses");
+}
+
+TEST_CASE("runtime: acknowledgements fire only after every fan-out copy is delivered") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  auto graph = build("sources:\n  s: { type: test_source, count: 20, batch: 10, acks: true }\n"
+                     "sinks:\n  a: { type: test_sink, inputs: [s] }\n  b: { type: test_sink, inputs: [s], fail: true }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  CHECK(probe.delivered_acks == 0);  // one copy failed, so the batch failed
+  CHECK(probe.failed_acks == 2);
+}
+
+TEST_CASE("runtime: a component that fails to start stops the pipeline with exit 1") {
+  Probe::get().reset();
+  auto graph = build("sources:\n  s: { type: test_source, count: 10 }\n"
+                     "sinks:\n  out: { type: file, inputs: [s], path: /proc/no-such-dir/out.ndjson }\n");
+  runtime::Runtime rt(graph, quiet());
+  CHECK(rt.run() == 1);
+}

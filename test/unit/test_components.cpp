@@ -1,0 +1,156 @@
+#include "test_components.hpp"
+
+#include <map>
+
+#include "weir/json.hpp"
+#include "weir/registry.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::testing {
+
+Probe& Probe::get() {
+  static Probe probe;
+  return probe;
+}
+
+void Probe::reset() { *this = Probe(); }
+
+namespace {
+
+// Emits `count` events {"n": i} in batches of `batch`, as fast as downstream allows,
+// each batch with an acknowledgement when `acks` is set.
+class TestSource final : public Source {
+ public:
+  static Result<std::unique_ptr<TestSource>> create(const Options& o) {
+    auto s = std::make_unique<TestSource>();
+    s->count_ = o.integer("count");
+    s->batch_ = o.integer("batch");
+    s->acks_ = o.boolean("acks");
+    return s;
+  }
+  Status start(SourceContext& ctx) override {
+    ctx_ = &ctx;
+    if (uv_timer_init(ctx.loop(), timer_.get()) != 0) return Error("timer");
+    timer_.mark_initialized();
+    timer_.get()->data = this;
+    arm();
+    return {};
+  }
+  void resume() override {
+    ++Probe::get().resumes;
+    arm();
+  }
+  void stop() override { finish(); }
+
+ private:
+  void arm() {
+    if (!done_) uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<TestSource*>(t->data)->tick(); }, 0, 0);
+  }
+  void tick() {
+    Probe& probe = Probe::get();
+    while (next_ < count_ && !done_) {
+      auto batch = EventBatch::create();
+      for (std::int64_t i = 0; i < batch_ && next_ < count_; ++i, ++next_) {
+        batch->add_event().fields.append_member(batch->arena(), "n", Value::integer(next_));
+      }
+      if (acks_) {
+        batch->add_ack(Acknowledgement::make([](DeliveryStatus status, const std::string& reason) {
+          Probe& p = Probe::get();
+          if (status == DeliveryStatus::Delivered) ++p.delivered_acks;
+          else ++p.failed_acks, p.last_failure = reason;
+        }));
+      }
+      bool room = ctx_->emit(std::move(batch));
+      probe.emitted = next_;
+      if (probe.on_emit) probe.on_emit(next_, room);
+      if (!room) {
+        ++probe.pauses;
+        return;
+      }
+    }
+    if (next_ >= count_) finish();
+  }
+  void finish() {
+    if (done_) return;
+    done_ = true;
+    timer_.close();
+    ctx_->finished();
+  }
+
+  SourceContext* ctx_ = nullptr;
+  UvTimer timer_;
+  std::int64_t count_ = 0, batch_ = 1, next_ = 0;
+  bool acks_ = false;
+  bool done_ = false;
+};
+
+// Records every event as JSON; refuses batches while Probe::sinks_ready is false; fails
+// every batch's acknowledgement when `fail` is set.
+class TestSink final : public Sink {
+ public:
+  static Result<std::unique_ptr<TestSink>> create(const Options& o) {
+    auto s = std::make_unique<TestSink>();
+    s->fail_ = o.boolean("fail");
+    return s;
+  }
+  Status start(SinkContext& ctx) override {
+    ctx_ = &ctx;
+    Probe::get().sink_contexts.push_back(&ctx);
+    return {};
+  }
+  bool ready() const override { return Probe::get().sinks_ready; }
+  void consume(BatchPtr batch) override {
+    auto& seen = Probe::get().received[ctx_->name()];
+    for (const Event& e : batch->events()) seen.push_back(to_json(e.fields));
+    if (fail_) batch->fail("test sink refuses");
+    ctx_->metrics().events_sent.add(batch->size());
+  }
+  void drain(std::function<void()> done) override { done(); }
+
+ private:
+  SinkContext* ctx_ = nullptr;
+  bool fail_ = false;
+};
+
+// Sets field `tagged` to true on every event (proves fan-out copies are independent).
+class TestTag final : public Transform {
+ public:
+  static Result<std::unique_ptr<TestTag>> create(const Options&) { return std::make_unique<TestTag>(); }
+  void process(BatchPtr batch, TransformContext& ctx) override {
+    for (Event& e : batch->events()) e.fields.set(batch->arena(), "tagged", Value::boolean(true));
+    ctx.emit(std::move(batch));
+  }
+};
+
+// Routes events with even `n` to output `even`, odd to `odd`, and dead-letters n % 10 == 7.
+class TestSplit final : public Transform {
+ public:
+  static Result<std::unique_ptr<TestSplit>> create(const Options&) { return std::make_unique<TestSplit>(); }
+  std::vector<std::string> outputs() const override { return {"", "even", "odd"}; }
+  void process(BatchPtr batch, TransformContext& ctx) override {
+    BatchPtr even = batch->derive(), odd = batch->derive();
+    for (Event& e : batch->events()) {
+      std::int64_t n = e.fields.find("n")->as_int();
+      if (n % 10 == 7) ctx.dead_letter(e, "sevens are rejected");
+      else (n % 2 == 0 ? even : odd)->events().push_back(e);
+    }
+    ctx.emit(std::move(even), 1);
+    ctx.emit(std::move(odd), 2);
+  }
+};
+
+const OptionSchema kSourceSchema = {
+    {.name = "count", .type = OptionType::Integer, .default_value = "10"},
+    {.name = "batch", .type = OptionType::Integer, .default_value = "1"},
+    {.name = "acks", .type = OptionType::Bool, .default_value = "false"},
+};
+const OptionSchema kSinkSchema = {{.name = "fail", .type = OptionType::Bool, .default_value = "false"}};
+
+}  // namespace
+
+WEIR_REGISTER_SOURCE("test_source", "test: numbered events", kSourceSchema, TestSource::create);
+WEIR_REGISTER_SINK("test_sink", "test: records events", kSinkSchema, TestSink::create);
+WEIR_REGISTER_TRANSFORM("test_tag", "test: tags events", {}, TestTag::create);
+WEIR_REGISTER_TRANSFORM("test_split", "test: even/odd outputs", {}, TestSplit::create);
+
+}  // namespace weir::testing
