@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# SIGTERM and SIGINT drain: sources stop, the sink flushes, weir exits 0 well inside the
+# deadline, and every event it generated is in the file. stdin EOF ends a pipeline by itself.
+source "$(dirname "$0")/lib.bash"
+
+for sig in TERM INT; do
+  cat > "$WORK/p.yaml" <<YAML
+data_dir: $WORK/data
+sources:
+  gen: { type: demo, count: 0, rate: 20000 }
+sinks:
+  out: { type: file, inputs: [gen], path: "$WORK/$sig.ndjson" }
+YAML
+  "$WEIR" run -c "$WORK/p.yaml" 2>"$WORK/log" &
+  pid=$!
+  sleep 1
+  start=$(date +%s%N)
+  kill -"$sig" "$pid"
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+  [[ $rc -eq 0 ]] || { cat "$WORK/log"; fail "SIG$sig: exit $rc"; }
+  ((elapsed_ms < 5000)) || fail "SIG$sig: drain took ${elapsed_ms}ms"
+  sent=$(sed -nE 's/.* gen: ([0-9]+) events in .*/\1/p' "$WORK/log")
+  lines=$(wc -l < "$WORK/$sig.ndjson")
+  [[ -n $sent && $sent -gt 0 && $sent -eq $lines ]] || { cat "$WORK/log"; fail "SIG$sig: generated $sent, file has $lines"; }
+  grep -q "received SIG$sig" "$WORK/log" || fail "SIG$sig not logged"
+  pass "SIG$sig drained $lines events in ${elapsed_ms}ms, exit 0"
+done
+
+# A slow producer: weir waits for EOF, then exits 0 by itself with everything written.
+cat > "$WORK/p.yaml" <<YAML
+data_dir: $WORK/data
+sources:
+  in: { type: stdin, decoding: { codec: text } }
+sinks:
+  out: { type: file, inputs: [in], path: "$WORK/slow.ndjson" }
+YAML
+(echo "first"; sleep 0.5; printf 'second\nno newline at end') | timeout 10 "$WEIR" run -c "$WORK/p.yaml" 2>"$WORK/log" ||
+  { cat "$WORK/log"; fail "stdin pipeline did not exit 0 at EOF"; }
+diff <(printf '%s\n' '{"message":"first"}' '{"message":"second"}' '{"message":"no newline at end"}') "$WORK/slow.ndjson" ||
+  fail "text lines differ"
+pass "stdin EOF ends the pipeline; the unterminated last line is kept"
+
+# Empty stdin (CI has none): exits 0 at once.
+timeout 10 "$WEIR" run -c "$WORK/p.yaml" </dev/null 2>"$WORK/log" || { cat "$WORK/log"; fail "empty stdin"; }
+pass "empty stdin exits 0"
