@@ -9,7 +9,7 @@ void* Arena::allocate_slow(std::size_t bytes, std::size_t align) {
   // Blocks double up to 1 MiB so small batches stay small and big ones take few mallocs.
   std::size_t block = std::max(next_block_bytes_, bytes + align);
   next_block_bytes_ = std::min<std::size_t>(next_block_bytes_ * 2, 1 << 20);
-  blocks_.push_back(std::make_unique<char[]>(block));
+  blocks_.push_back(std::make_unique_for_overwrite<char[]>(block));
   reserved_ += block;
   cursor_ = blocks_.back().get();
   end_ = cursor_ + block;

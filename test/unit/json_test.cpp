@@ -160,3 +160,41 @@ TEST_CASE("value: paths, set, erase, deep copy") {
   CHECK(root.size() == 102);
   CHECK(root.find("k99")->as_int() == 99);
 }
+
+TEST_CASE("json: string escaping matches a byte-by-byte reference at every offset") {
+  auto reference = [](std::string_view s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+          if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+          } else {
+            out += static_cast<char>(c);
+          }
+      }
+    }
+    return out + "\"";
+  };
+  const std::string specials[] = {"\"", "\\", "\n", "\x01", "\x1f", " ", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "!", "]"};
+  for (std::size_t len = 0; len < 40; ++len) {
+    for (const std::string& special : specials) {
+      for (std::size_t at = 0; at <= len; ++at) {
+        std::string s(len, 'a');
+        s.insert(at, special);
+        ByteBuffer out;
+        write_json_string(s, out);
+        REQUIRE(out.view() == reference(s));
+      }
+    }
+  }
+}

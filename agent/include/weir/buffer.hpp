@@ -26,7 +26,7 @@ class ByteBuffer {
     if (capacity <= capacity_) return;
     std::size_t grown = capacity_ ? capacity_ * 2 : 256;
     if (grown < capacity) grown = capacity;
-    auto bigger = std::make_unique<char[]>(grown);
+    auto bigger = std::make_unique_for_overwrite<char[]>(grown);
     if (size_) std::memcpy(bigger.get(), data_.get(), size_);
     data_ = std::move(bigger);
     capacity_ = grown;

@@ -110,7 +110,10 @@ class FileSink final : public Sink {
     EpochNanos now = wall_clock_now();
     std::map<std::string, ByteBuffer> by_path;
     ByteBuffer* constant_out = nullptr;
-    if (path_.is_constant()) constant_out = &by_path[path_.text()];
+    if (path_.is_constant()) {
+      constant_out = &by_path[path_.text()];
+      constant_out->reserve(batch->byte_size() + batch->byte_size() / 8 + 1024);
+    }
     for (const Event& event : batch->events()) {
       ByteBuffer* out = constant_out;
       if (out == nullptr) {
