@@ -1,6 +1,7 @@
 // weir's command line: run | validate | list | graph | help | --version.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -159,7 +160,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     runtime::Runtime runtime(graph);
-    return runtime.run();
+    int code = runtime.run();
+    if (runtime.abandoned()) {
+      // libuv joins its thread pool at exit, and a write stuck in it would hang us there.
+      std::fflush(stdout);
+      std::fflush(stderr);
+      std::_Exit(code);
+    }
+    return code;
   }
   std::fprintf(stderr, "error: unknown command '%s'\n\n%s", args.verb.c_str(), std::string(kUsage).c_str());
   return 2;

@@ -35,6 +35,7 @@ class Runtime::Impl {
   uv_loop_t* loop() { return &loop_; }
   const ComponentMetrics& metrics(std::size_t node) const;
   std::uint64_t dead_letters() const { return dead_letters_.written(); }
+  bool abandoned() const { return abandoned_; }
 
  private:
   friend class NodeContext;
@@ -503,6 +504,10 @@ int Runtime::Impl::run() {
     }
     shutdown();
   } else {
+    if (!graph_.config.api_address.empty()) {
+      log::warn("weir", "api.address {} is set, but this build serves no API yet (/health and /metrics come with "
+                "the http_server source)", graph_.config.api_address);
+    }
     log::info("weir", "running {} component(s) from {}", nodes_.size(),
               graph_.config.files.empty() ? std::string("<none>") : graph_.config.files.front());
   }
@@ -543,6 +548,7 @@ Runtime::~Runtime() = default;
 int Runtime::run() { return impl_->run(); }
 void Runtime::shutdown() { impl_->shutdown(); }
 uv_loop_t* Runtime::loop() { return impl_->loop(); }
+bool Runtime::abandoned() const { return impl_->abandoned(); }
 const ComponentMetrics& Runtime::metrics(std::size_t node) const { return impl_->metrics(node); }
 std::uint64_t Runtime::dead_letters() const { return impl_->dead_letters(); }
 

@@ -33,6 +33,9 @@ class Runtime {
   void shutdown();
 
   uv_loop_t* loop();
+  // True when run() gave up on components still busy (drain deadline, second signal):
+  // their threads may be blocked, so the process should end with _Exit, not exit.
+  bool abandoned() const;
   const ComponentMetrics& metrics(std::size_t node) const;
   std::uint64_t dead_letters() const;
 

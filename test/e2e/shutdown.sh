@@ -47,3 +47,31 @@ pass "stdin EOF ends the pipeline; the unterminated last line is kept"
 # Empty stdin (CI has none): exits 0 at once.
 timeout 10 "$WEIR" run -c "$WORK/p.yaml" </dev/null 2>"$WORK/log" || { cat "$WORK/log"; fail "empty stdin"; }
 pass "empty stdin exits 0"
+
+# A sink that cannot finish (stdout is a pipe nobody reads): the drain deadline ends it,
+# with exit 1 and the busy component named.
+mkfifo "$WORK/stuck"
+exec 3<>"$WORK/stuck"   # held open for reading, never read: writes block once it is full
+cat > "$WORK/p.yaml" <<YAML
+data_dir: $WORK/data
+shutdown_timeout: 1s
+sources:
+  gen: { type: demo, count: 0, rate: 0 }
+sinks:
+  out: { type: console, inputs: [gen] }
+YAML
+"$WEIR" run -c "$WORK/p.yaml" >"$WORK/stuck" 2>"$WORK/log" &
+pid=$!
+sleep 0.5
+start=$(date +%s%N)
+kill -TERM "$pid"
+set +e
+wait "$pid"
+rc=$?
+set -e
+exec 3>&-
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+[[ $rc -eq 1 ]] || { cat "$WORK/log"; fail "stuck drain exited $rc"; }
+((elapsed_ms >= 900 && elapsed_ms < 4000)) || fail "stuck drain took ${elapsed_ms}ms, deadline 1s"
+grep -q "drain deadline passed; still busy: out" "$WORK/log" || { cat "$WORK/log"; fail "busy component not named"; }
+pass "a sink that cannot drain is cut off at shutdown_timeout (${elapsed_ms}ms), exit 1"

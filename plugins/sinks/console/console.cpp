@@ -50,7 +50,10 @@ class ConsoleSink final : public Sink {
     writer_->write(std::move(out), [this, events, bytes, acks = batch->take_acks()](int status) {
       if (status < 0) {
         ctx_->metrics().errors.add();
-        log::error(ctx_->name(), "write failed: {}", uv_error_text(status));
+        // A closed pipe fails every write after it: log the first and then every 1000th.
+        if (ctx_->metrics().errors.get() % 1000 == 1) {
+          log::error(ctx_->name(), "write failed: {} ({} failed writes)", uv_error_text(status), ctx_->metrics().errors.get());
+        }
         for (const auto& ack : acks) ack->fail("console write failed");
       } else {
         ctx_->metrics().events_sent.add(events);
