@@ -98,6 +98,10 @@ Result<EpochNanos> parse_iso8601(std::string_view text) {
     }
   }
   std::int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
+  // Nanoseconds in an int64 reach from 1677-09-21 to 2262-04-11.
+  if (seconds <= -9'223'372'036LL || seconds >= 9'223'372'036LL) {
+    return Error(fmt::format("'{}' is outside the years 1677..2262 that weir can represent", text));
+  }
   return seconds * kNanosPerSecond + nanos;
 }
 

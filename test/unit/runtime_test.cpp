@@ -227,3 +227,20 @@ TEST_CASE("runtime: a component that fails to start stops the pipeline with exit
   runtime::Runtime rt(graph, quiet());
   CHECK(rt.run() == 1);
 }
+
+TEST_CASE("demo: the same seed and start time give the same events; another seed does not") {
+  auto events_of = [](const std::string& seed) {
+    Probe::get().reset();
+    auto graph = build("sources:\n  g: { type: demo, count: 300, users: 4, seed: " + seed +
+                       ", start_time: \"2024-01-01T12:00:00Z\", batch_size: 64 }\n"
+                       "sinks:\n  k: { type: test_sink, inputs: [g] }\n");
+    runtime::Runtime rt(graph, quiet());
+    REQUIRE(rt.run() == 0);
+    return Probe::get().received["k"];
+  };
+  auto a = events_of("9"), b = events_of("9"), c = events_of("10");
+  REQUIRE(a.size() == 300);
+  CHECK(a == b);
+  CHECK(a != c);
+  CHECK(a[0].find(R"("source":"client","timestamp":"2024-01-01T12:)") != std::string::npos);
+}
