@@ -3,6 +3,7 @@
 #include <map>
 
 #include "weir/json.hpp"
+#include "weir/log.hpp"
 #include "weir/registry.hpp"
 #include "weir/uv.hpp"
 
@@ -154,3 +155,8 @@ WEIR_REGISTER_TRANSFORM("test_tag", "test: tags events", {}, TestTag::create);
 WEIR_REGISTER_TRANSFORM("test_split", "test: even/odd outputs", {}, TestSplit::create);
 
 }  // namespace weir::testing
+
+namespace {
+// Unit tests run pipelines; their info lines would drown Catch2's report.
+[[maybe_unused]] const bool quiet_logs = (weir::log::set_level(weir::log::Level::Warn), true);
+}  // namespace
