@@ -2,6 +2,11 @@
 
 #include <simdjson.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -86,15 +91,13 @@ constexpr auto kEscape = [] {
   return table;
 }();
 
-void write_value(const Value& value, ByteBuffer& out);
 
 }  // namespace
 
 namespace {
 
-// Non-zero when any of the 8 bytes in `word` is below 0x20, '"' or '\\'. May report a
-// clean word as dirty (a borrow crossing bytes), never the other way round; a dirty word
-// only sends those 8 bytes down the byte-by-byte path.
+// High bit set in every byte of `word` that is below 0x20, '"' or '\\'. A borrow can also
+// flag a byte above a flagged one, never below it: the lowest flag is always exact.
 inline std::uint64_t needs_escape(std::uint64_t word) {
   constexpr std::uint64_t ones = 0x0101010101010101ULL;
   constexpr std::uint64_t highs = 0x8080808080808080ULL;
@@ -103,126 +106,177 @@ inline std::uint64_t needs_escape(std::uint64_t word) {
   return below_space | zero_byte(word ^ (ones * '"')) | zero_byte(word ^ (ones * '\\'));
 }
 
+inline char* write_escape(unsigned char c, char* p) {
+  char code = kEscape[c];
+  *p++ = '\\';
+  *p++ = code;
+  if (code == 'u') {
+    static constexpr char hex[] = "0123456789abcdef";
+    *p++ = '0';
+    *p++ = '0';
+    *p++ = hex[c >> 4];
+    *p++ = hex[c & 0xF];
+  }
+  return p;
+}
+
 }  // namespace
-
-void write_json_string(std::string_view text, ByteBuffer& out) {
-  // Worst case every byte becomes \u00XX.
-  char* p = out.ensure(text.size() * 6 + 2);
-  char* start = p;
-  *p++ = '"';
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const auto* end = s + text.size();
-  while (s < end) {
-    // Eight clean bytes at a time: most strings have nothing to escape.
-    while (end - s >= 8) {
-      std::uint64_t word;
-      std::memcpy(&word, s, 8);
-      if (needs_escape(word)) break;
-      std::memcpy(p, s, 8);
-      p += 8;
-      s += 8;
-    }
-    const unsigned char* stop = end - s > 8 ? s + 8 : end;
-    for (; s < stop; ++s) {
-      char code = kEscape[*s];
-      if (code == 0) {
-        *p++ = static_cast<char>(*s);
-        continue;
-      }
-      *p++ = '\\';
-      *p++ = code;
-      if (code == 'u') {
-        static constexpr char hex[] = "0123456789abcdef";
-        *p++ = '0';
-        *p++ = '0';
-        *p++ = hex[*s >> 4];
-        *p++ = hex[*s & 0xF];
-      }
-    }
-  }
-  *p++ = '"';
-  out.commit(static_cast<std::size_t>(p - start));
-}
-
-void write_double(double value, ByteBuffer& out) {
-  if (!std::isfinite(value)) {
-    out.append("null");
-    return;
-  }
-  char* p = out.ensure(32);
-  auto [end, ec] = std::to_chars(p, p + 30, value);
-  (void)ec;
-  // Keep it a double on the way back: "5" would read as an integer.
-  bool integral_looking = true;
-  for (char* c = p; c < end; ++c) {
-    if (*c == '.' || *c == 'e' || *c == 'E' || *c == 'n' || *c == 'i') {
-      integral_looking = false;
-      break;
-    }
-  }
-  if (integral_looking) {
-    *end++ = '.';
-    *end++ = '0';
-  }
-  out.commit(static_cast<std::size_t>(end - p));
-}
 
 namespace {
 
-void write_value(const Value& value, ByteBuffer& out) {
-  switch (value.kind()) {
-    case Kind::Null: out.append("null"); return;
-    case Kind::Bool: out.append(value.as_bool() ? "true" : "false"); return;
-    case Kind::Int: {
-      char* p = out.ensure(24);
-      auto [end, ec] = std::to_chars(p, p + 24, value.as_int());
-      (void)ec;
-      out.commit(static_cast<std::size_t>(end - p));
-      return;
+// Writes `text` quoted and escaped at `p`, which has room for text.size() * 6 + 2 bytes (every
+// byte as \u00XX). Blocks are stored whole before they are checked: the room is there,
+// and the bytes after an escape are simply written again.
+inline char* write_string_at(std::string_view text, char* p) {
+  *p++ = '"';
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = s + text.size();
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i last_control = _mm_set1_epi8(0x1F);
+  while (end - s >= 16) {
+    __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), block);
+    __m128i hits = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(block, quote), _mm_cmpeq_epi8(block, backslash)),
+                                _mm_cmpeq_epi8(_mm_max_epu8(block, last_control), last_control));
+    auto mask = static_cast<unsigned>(_mm_movemask_epi8(hits));
+    if (mask == 0) {
+      s += 16;
+      p += 16;
+      continue;
     }
-    case Kind::Uint: {
-      char* p = out.ensure(24);
-      auto [end, ec] = std::to_chars(p, p + 24, value.as_uint());
-      (void)ec;
-      out.commit(static_cast<std::size_t>(end - p));
-      return;
-    }
-    case Kind::Double: write_double(value.as_double(), out); return;
-    case Kind::String: write_json_string(value.as_string(), out); return;
-    case Kind::Array: {
-      out.push_back('[');
-      bool first = true;
-      for (const Value& item : value.elements()) {
-        if (!first) out.push_back(',');
-        first = false;
-        write_value(item, out);
-      }
-      out.push_back(']');
-      return;
-    }
-    case Kind::Object: {
-      out.push_back('{');
-      bool first = true;
-      for (const Member& m : value.members()) {
-        if (!first) out.push_back(',');
-        first = false;
-        write_json_string(m.key, out);
-        out.push_back(':');
-        write_value(m.value, out);
-      }
-      out.push_back('}');
-      return;
-    }
+    unsigned clean = static_cast<unsigned>(__builtin_ctz(mask));
+    s += clean;
+    p += clean;
+    p = write_escape(*s++, p);
   }
+#endif
+  while (std::endian::native == std::endian::little && end - s >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, s, 8);
+    std::memcpy(p, s, 8);
+    std::uint64_t mask = needs_escape(word);
+    if (mask == 0) {
+      s += 8;
+      p += 8;
+      continue;
+    }
+    unsigned clean = static_cast<unsigned>(__builtin_ctzll(mask)) / 8;  // little-endian byte order
+    s += clean;
+    p += clean;
+    p = write_escape(*s++, p);
+  }
+  for (; s < end; ++s) {
+    if (kEscape[*s] == 0) *p++ = static_cast<char>(*s);
+    else p = write_escape(*s, p);
+  }
+  *p++ = '"';
+  return p;
 }
 
 }  // namespace
 
-void write_json(const Value& value, ByteBuffer& out) { write_value(value, out); }
+namespace {
+
+constexpr std::size_t kNumberBound = 32;  // int64, uint64 and shortest doubles with ".0"
+
+// An upper bound of the encoded size, so the writer below needs no capacity checks.
+std::size_t json_bound(const Value& value) {
+  switch (value.kind()) {
+    case Kind::String: return value.size() * 6 + 2;
+    case Kind::Array: {
+      std::size_t total = 2;
+      for (const Value& item : value.elements()) total += json_bound(item) + 1;
+      return total;
+    }
+    case Kind::Object: {
+      std::size_t total = 2;
+      for (const Member& m : value.members()) total += m.key.size() * 6 + 4 + json_bound(m.value);
+      return total;
+    }
+    default: return kNumberBound;
+  }
+}
+
+char* write_double_at(double value, char* p) {
+  if (!std::isfinite(value)) {
+    std::memcpy(p, "null", 4);
+    return p + 4;
+  }
+  auto [end, ec] = std::to_chars(p, p + 30, value);
+  (void)ec;
+  // Keep it a double on the way back: "5" would read as an integer.
+  for (char* c = p; c < end; ++c) {
+    if (*c == '.' || *c == 'e' || *c == 'E') return end;
+  }
+  *end++ = '.';
+  *end++ = '0';
+  return end;
+}
+
+char* write_value_at(const Value& value, char* p) {
+  switch (value.kind()) {
+    case Kind::Null: std::memcpy(p, "null", 4); return p + 4;
+    case Kind::Bool:
+      if (value.as_bool()) {
+        std::memcpy(p, "true", 4);
+        return p + 4;
+      }
+      std::memcpy(p, "false", 5);
+      return p + 5;
+    case Kind::Int: return std::to_chars(p, p + kNumberBound, value.as_int()).ptr;
+    case Kind::Uint: return std::to_chars(p, p + kNumberBound, value.as_uint()).ptr;
+    case Kind::Double: return write_double_at(value.as_double(), p);
+    case Kind::String: return write_string_at(value.as_string(), p);
+    case Kind::Array: {
+      *p++ = '[';
+      bool first = true;
+      for (const Value& item : value.elements()) {
+        if (!first) *p++ = ',';
+        first = false;
+        p = write_value_at(item, p);
+      }
+      *p++ = ']';
+      return p;
+    }
+    case Kind::Object: {
+      *p++ = '{';
+      bool first = true;
+      for (const Member& m : value.members()) {
+        if (!first) *p++ = ',';
+        first = false;
+        p = write_string_at(m.key, p);
+        *p++ = ':';
+        p = write_value_at(m.value, p);
+      }
+      *p++ = '}';
+      return p;
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+void write_json_string(std::string_view text, ByteBuffer& out) {
+  char* p = out.ensure(text.size() * 6 + 2);
+  out.commit(static_cast<std::size_t>(write_string_at(text, p) - p));
+}
+
+void write_double(double value, ByteBuffer& out) {
+  char* p = out.ensure(kNumberBound);
+  out.commit(static_cast<std::size_t>(write_double_at(value, p) - p));
+}
+
+void write_json(const Value& value, ByteBuffer& out) {
+  char* p = out.ensure(json_bound(value));
+  out.commit(static_cast<std::size_t>(write_value_at(value, p) - p));
+}
 
 std::string to_json(const Value& value) {
   ByteBuffer out;
-  write_value(value, out);
+  write_json(value, out);
   return std::string(out.view());
 }
 

@@ -85,16 +85,13 @@ Value* Value::find(std::string_view key) {
 
 const Value* Value::find(std::string_view key) const { return const_cast<Value*>(this)->find(key); }
 
-void Value::append_member(Arena& arena, std::string_view key, Value value) {
+void Value::grow_object(Arena& arena) {
   ObjectData* o = object_;
-  if (o->size == o->capacity) {
-    std::uint32_t grown = o->capacity ? o->capacity * 2 : 4;
-    Member* items = arena.allocate_array<Member>(grown);
-    if (o->size) std::memcpy(static_cast<void*>(items), o->items, sizeof(Member) * o->size);
-    o->items = items;
-    o->capacity = grown;
-  }
-  o->items[o->size++] = Member{key, value};
+  std::uint32_t grown = o->capacity ? o->capacity * 2 : 4;
+  Member* items = arena.allocate_array<Member>(grown);
+  if (o->size) std::memcpy(static_cast<void*>(items), o->items, sizeof(Member) * o->size);
+  o->items = items;
+  o->capacity = grown;
 }
 
 void Value::set(Arena& arena, std::string_view key, Value value) {

@@ -82,35 +82,35 @@ def main():
     print("input: %d events, %.1f MiB, %.0f bytes/event" % (events, mib, size / events))
     print("cpu: pinned to core %s, %d runs each, medians\n" % ("none" if cpu is None else cpu, args.runs))
 
-    results = []
-    # The parse limit: simdjson alone (times itself, excluding file loading).
-    import json
-    secs = []
-    rss = []
-    for _ in range(args.runs):
-        _, peak, out = run_measured([limit, data], cpu=cpu)
-        secs.append(json.loads(out)["seconds"])
-        rss.append(peak)
-    results.append(("parse limit (simdjson)", statistics.median(secs), statistics.median(rss)))
-
     configs = {
         "decode -> blackhole": "sources:\n  in: { type: stdin }\nsinks:\n  out: { type: blackhole, inputs: [in] }\n",
         "decode -> encode -> /dev/null": "sources:\n  in: { type: stdin }\nsinks:\n  out: { type: file, inputs: [in], path: /dev/null }\n",
     }
     tmp = tempfile.mkdtemp(prefix="weir-bench-")
+    paths = {}
     for name, text in configs.items():
         path = os.path.join(tmp, name.replace(" ", "_").replace(">", "").replace("/", "") + ".yaml")
         with open(path, "w") as f:
             f.write("data_dir: %s\n%s" % (tmp, text))
-        secs = []
-        rss = []
-        for _ in range(args.runs):
+        paths[name] = path
+    # Runs are interleaved (limit, then each pipeline, repeated) so that a slow spell of
+    # the machine hits every measurement alike and the ratios stay meaningful.
+    import json
+    samples = {"parse limit (simdjson)": ([], [])}
+    for name in configs:
+        samples["weir " + name] = ([], [])
+    for _ in range(args.runs):
+        _, peak, out = run_measured([limit, data], cpu=cpu)
+        samples["parse limit (simdjson)"][0].append(json.loads(out)["seconds"])
+        samples["parse limit (simdjson)"][1].append(peak)
+        for name, path in paths.items():
             s, peak, _ = run_measured([weir, "run", "-c", path, "--log-level", "warn"], stdin_path=data, cpu=cpu)
-            secs.append(s)
-            rss.append(peak)
-        results.append(("weir " + name, statistics.median(secs), statistics.median(rss)))
+            samples["weir " + name][0].append(s)
+            samples["weir " + name][1].append(peak)
+    results = [(name, statistics.median(secs), statistics.median(rss)) for name, (secs, rss) in samples.items()]
+
     # Memory stays flat: 3x the input through a pipe.
-    big_secs, big_rss, _ = run_measured([weir, "run", "-c", path, "--log-level", "warn"], stdin_path=data,
+    big_secs, big_rss, _ = run_measured([weir, "run", "-c", paths["decode -> encode -> /dev/null"], "--log-level", "warn"], stdin_path=data,
                                         stdin_repeat=3, cpu=cpu)
 
     base = events / results[0][1]

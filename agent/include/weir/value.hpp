@@ -71,7 +71,7 @@ class Value {
   void set(Arena& arena, std::string_view key, Value value);
   bool erase(std::string_view key);
   // Appends without checking for an existing key (decoders; keys known to be unique).
-  void append_member(Arena& arena, std::string_view key, Value value);
+  inline void append_member(Arena& arena, std::string_view key, Value value);
 
   // Dotted paths ("payload.request.id") through nested objects.
   Value* find_path(std::string_view path);
@@ -89,6 +89,7 @@ class Value {
 
  private:
   explicit Value(Kind kind) : kind_(kind), length_(0), int_(0) {}
+  void grow_object(Arena& arena);
 
   Kind kind_;
   std::uint32_t length_;  // string bytes
@@ -119,6 +120,11 @@ struct ArrayData {
   std::uint32_t size;
   std::uint32_t capacity;
 };
+
+inline void Value::append_member(Arena& arena, std::string_view key, Value value) {
+  if (object_->size == object_->capacity) grow_object(arena);
+  object_->items[object_->size++] = Member{key, value};
+}
 
 // Structural equality; Int and Uint compare by numeric value, Double only with Double.
 bool operator==(const Value& a, const Value& b);
