@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -132,7 +133,7 @@ bool parse_int(std::string_view text, std::int64_t& out) {
 
 bool parse_float(std::string_view text, double& out) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && end == text.data() + text.size();
+  return ec == std::errc() && end == text.data() + text.size() && std::isfinite(out);
 }
 
 const std::vector<std::string> kTopLevelKeys = {"data_dir", "api", "dead_letter", "shutdown_timeout",
@@ -409,10 +410,11 @@ class Loader {
   }
 
   std::optional<Value> convert(const OptionSpec& spec, const YAML::Node& node, Arena& arena, const std::string& what) {
-    auto wrong = [&](std::string_view expected, std::string_view got) -> std::optional<Value> {
-      error(fmt::format("'{}' of {} must be {}, got {}", spec.name, what, expected, got), at(node));
+    auto wrong_at = [&](const YAML::Node& where, std::string_view expected, std::string_view got) -> std::optional<Value> {
+      error(fmt::format("'{}' of {} must be {}, got {}", spec.name, what, expected, got), at(where));
       return std::nullopt;
     };
+    auto wrong = [&](std::string_view expected, std::string_view got) { return wrong_at(node, expected, got); };
     switch (spec.type) {
       case OptionType::Map:
         if (!node.IsMap()) return wrong("a mapping", yaml_type_name(node));
@@ -429,7 +431,9 @@ class Loader {
         if (!node.IsSequence()) return wrong("a list of strings", yaml_type_name(node));
         Value list = Value::array(arena, static_cast<std::uint32_t>(node.size()));
         for (const auto& item : node) {
-          if (!item.IsScalar()) return wrong("a list of strings", fmt::format("an item that is {}", yaml_type_name(item)));
+          if (!item.IsScalar()) {
+            return wrong_at(item, "a list of strings", fmt::format("an item that is {}", yaml_type_name(item)));
+          }
           auto text = scalar(item, "a value");
           if (!text) return std::nullopt;
           list.push_back(arena, Value::string(arena, *text));

@@ -123,7 +123,8 @@ void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<Decode
     consumed_ += region_end - line_start_;
     line_start_ = region_end;
   }
-  if (filled_ - line_start_ > max_line_bytes_) {
+  // One byte of slack: a '\r' before the newline is not part of the line's length.
+  if (max_line_bytes_ && filled_ - line_start_ > max_line_bytes_ + 1) {
     discarding_ = true;
     rejected.push_back({decoder_.line_number() + 1, decoder_.too_long_reason(),
                         std::string(base + line_start_, std::min<std::size_t>(kRawLimit, filled_ - line_start_))});

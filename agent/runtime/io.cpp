@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "weir/uv.hpp"
+
 namespace weir {
 
 // Shared between the writer and the request in flight, so a completion that arrives after
@@ -24,6 +26,7 @@ struct FdWriter::State : std::enable_shared_from_this<FdWriter::State> {
   std::size_t pending_bytes = 0;
   std::function<void()> on_idle;
   uv_fs_t request{};
+  UvTimer retry;
   std::shared_ptr<State> self_while_in_flight;
 
   void pump() {
@@ -49,6 +52,15 @@ struct FdWriter::State : std::enable_shared_from_this<FdWriter::State> {
   }
 
   void completed(ssize_t result) {
+    if (result == UV_EAGAIN) {
+      // A non-blocking descriptor (shared with another process) is full: try again shortly.
+      if (!retry.initialized() && uv_timer_init(loop, retry.get()) == 0) retry.mark_initialized();
+      if (retry.initialized()) {
+        retry.get()->data = this;
+        uv_timer_start(retry.get(), [](uv_timer_t* t) { static_cast<State*>(t->data)->pump(); }, 5, 0);
+        return;
+      }
+    }
     Pending& head = queue.front();
     if (result >= 0) {
       head.written += static_cast<std::size_t>(result);
@@ -80,6 +92,7 @@ FdWriter::FdWriter(uv_loop_t* loop, int fd, bool owns_fd) : state_(std::make_sha
 
 FdWriter::~FdWriter() {
   state_->alive = false;
+  state_->retry.close();
   if (state_->owns_fd && state_->fd >= 0 && !state_->in_flight) {
     uv_fs_t req;
     uv_fs_close(nullptr, &req, state_->fd, nullptr);

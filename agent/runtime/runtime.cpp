@@ -94,6 +94,7 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
     rt_.dead_letter_raw(node_, raw, line, reason);
   }
+  void fail_pipeline(std::string_view reason) override;
 
   bool emit(BatchPtr batch) override;
   bool downstream_ready() const override;
@@ -144,6 +145,12 @@ bool NodeContext::emit(BatchPtr batch) {
   return rt_.has_room(node_);
 }
 bool NodeContext::downstream_ready() const { return rt_.has_room(node_); }
+void NodeContext::fail_pipeline(std::string_view reason) {
+  log::error(node_.config->name, "{}: stopping the pipeline", reason);
+  node_.metrics.errors.add();
+  rt_.exit_code_ = 1;
+  rt_.shutdown();
+}
 bool NodeContext::acknowledgements() const { return node_.wants_acks; }
 
 Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
@@ -208,7 +215,9 @@ Runtime::Impl::~Impl() {
         if (!uv_is_closing(handle)) uv_close(handle, nullptr);
       },
       nullptr);
-  while (uv_loop_close(&loop_) == UV_EBUSY) uv_run(&loop_, UV_RUN_ONCE);
+  // Close callbacks need a few turns. A request stuck in the thread pool (a read from an
+  // idle socket) would keep the loop busy forever: then the loop is left as it is.
+  for (int turn = 0; turn < 100 && uv_loop_close(&loop_) == UV_EBUSY; ++turn) uv_run(&loop_, UV_RUN_NOWAIT);
 }
 
 const ComponentMetrics& Runtime::Impl::metrics(std::size_t node) const { return nodes_[node]->metrics; }

@@ -113,6 +113,17 @@ TEST_CASE("config: list option given a mapping") {
         "p.yaml:4:89: error: 'encoding.csv.fields' of sink 'out' (type file) must be a list of strings, got a mapping");
 }
 
+TEST_CASE("config: a bad list item is reported at the item") {
+  CHECK(first_error(std::string(kHeader) +
+                    "sinks:\n  out:\n    type: file\n    path: /tmp/x\n    inputs: [in]\n    encoding: { codec: csv, csv: { fields: [a, {b: c}] } }\n") ==
+        "p.yaml:8:48: error: 'encoding.csv.fields' of sink 'out' (type file) must be a list of strings, got an item that is a mapping");
+}
+
+TEST_CASE("config: floats must be finite") {
+  CHECK(first_error("sources:\n  gen: { type: demo, rate: inf }\nsinks:\n  out: { type: blackhole, inputs: [gen] }\n") ==
+        "p.yaml:2:28: error: 'rate' of source 'gen' (type demo) must be a number, got 'inf'");
+}
+
 TEST_CASE("config: unknown input suggests the nearest component") {
   CHECK(first_error("sources:\n  events: { type: stdin }\nsinks:\n  out: { type: console, inputs: [evnts] }\n") ==
         "p.yaml:4:34: error: unknown input 'evnts' in sink 'out' (did you mean 'events'?)");

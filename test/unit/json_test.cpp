@@ -141,6 +141,25 @@ TEST_CASE("json: line stream frames reads of any size, and rejects overlong line
   }
 }
 
+TEST_CASE("json: a CRLF line of exactly max_line_bytes passes however the reads are cut") {
+  std::string line = "{\"k\":\"" + std::string(90, 'x') + "\"}";  // 98 bytes
+  std::string input = line + "\r\n" + line + "\r\n";
+  for (std::size_t cut = 1; cut < input.size(); ++cut) {
+    LineStream stream(Codec::Json, line.size(), 4096);
+    EventBatch batch;
+    std::vector<DecodeRejection> rejected;
+    for (auto [from, to] : {std::pair<std::size_t, std::size_t>{0, cut}, {cut, input.size()}}) {
+      std::size_t space = 0;
+      char* dst = stream.read_space(space);
+      std::memcpy(dst, input.data() + from, to - from);
+      stream.commit(to - from, batch, rejected);
+    }
+    INFO("cut at " << cut);
+    CHECK(rejected.empty());
+    CHECK(batch.size() == 2);
+  }
+}
+
 TEST_CASE("value: paths, set, erase, deep copy") {
   Arena arena;
   Value root = Value::object(arena);

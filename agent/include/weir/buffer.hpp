@@ -39,6 +39,7 @@ class ByteBuffer {
   void commit(std::size_t used) { size_ += used; }
 
   void append(std::string_view text) {
+    if (text.empty()) return;  // an empty view may have a null data()
     std::memcpy(ensure(text.size()), text.data(), text.size());
     size_ += text.size();
   }

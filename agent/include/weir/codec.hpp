@@ -69,6 +69,9 @@ class LineStream {
   void finish(EventBatch& batch, std::vector<DecodeRejection>& rejected);
 
   std::uint64_t line_number() const { return decoder_.line_number(); }
+  // The chunk read_space() points into: a read in flight on another thread holds it, so
+  // the memory outlives the stream if the source goes away first.
+  const std::shared_ptr<InputChunk>& chunk() const { return chunk_; }
   std::uint64_t bytes_consumed() const { return consumed_; }  // through the last complete line
 
  private:

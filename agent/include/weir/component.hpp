@@ -37,6 +37,10 @@ class ComponentContext {
   virtual void dead_letter(const Event& event, std::string_view reason) = 0;
   // The same for input that never became an event (an undecodable line, an oversized body).
   virtual void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) = 0;
+
+  // A failure the component cannot work around (its output is gone, say): logs the reason
+  // and drains the whole pipeline, which then exits non-zero.
+  virtual void fail_pipeline(std::string_view reason) = 0;
 };
 
 class SourceContext : public ComponentContext {

@@ -48,6 +48,11 @@ class ConsoleSink final : public Sink {
     std::size_t events = batch->size();
     std::size_t bytes = out.size();
     writer_->write(std::move(out), [this, events, bytes, acks = batch->take_acks()](int status) {
+      if (status == UV_EPIPE && !output_closed_) {
+        // Nobody reads our output any more (`weir run ... | head`): stop, as any pipe tool would.
+        output_closed_ = true;
+        ctx_->fail_pipeline("output closed (EPIPE)");
+      }
       if (status < 0) {
         ctx_->metrics().errors.add();
         // A closed pipe fails every write after it: log the first and then every 1000th.
@@ -70,6 +75,7 @@ class ConsoleSink final : public Sink {
   bool text_;
   SinkContext* ctx_ = nullptr;
   std::unique_ptr<FdWriter> writer_;
+  bool output_closed_ = false;
 };
 
 }  // namespace

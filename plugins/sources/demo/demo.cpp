@@ -57,7 +57,7 @@ class DemoSource final : public Source {
     self->rate_ = options.number("rate");
     self->batch_size_ = options.integer("batch_size");
     if (self->count_ < 0) return options.error_at("count", "count must be 0 or more");
-    if (self->rate_ < 0) return options.error_at("rate", "rate must be 0 or more");
+    if (self->rate_ < 0 || self->rate_ > 1e9) return options.error_at("rate", "rate must be between 0 and 1e9 events/s");
     if (self->batch_size_ < 1) return options.error_at("batch_size", "batch_size must be at least 1");
     std::int64_t users = options.integer("users");
     if (users < 1 || users > 1'000'000) return options.error_at("users", "users must be between 1 and 1000000");

@@ -1,6 +1,7 @@
-// `stdin` source: newline-delimited events from standard input. A pipe or terminal is read
-// as a libuv stream; a regular file (`weir run < file`) through libuv's file reads. EOF
-// finishes the source, so `cat log.ndjson | weir run -c p.yaml` exits by itself.
+// `stdin` source: newline-delimited events from standard input. A pipe, terminal or socket
+// is read as a libuv stream; a regular file (`weir run < file`) through libuv's file reads
+// on the thread pool. EOF finishes the source, so `cat log.ndjson | weir run -c p.yaml`
+// exits by itself.
 #include <uv.h>
 
 #include "weir/codec.hpp"
@@ -20,31 +21,58 @@ const OptionSchema kSchema = {
      .doc = "Size of the read buffer; a batch is what one read completes."},
 };
 
+class StdinSource;
+
+// A file read on the thread pool. It owns what the pool thread writes to, so a source that
+// goes away (stopped, or abandoned) while a read is in flight leaves nothing dangling.
+struct FileRead {
+  uv_fs_t request{};
+  uv_buf_t buffer{};
+  std::shared_ptr<InputChunk> chunk;
+  StdinSource* owner = nullptr;
+  std::shared_ptr<FileRead> self;  // kept while in flight
+};
+
 class StdinSource final : public Source {
  public:
   static Result<std::unique_ptr<StdinSource>> create(const Options& options) {
     Codec codec = options.string("decoding.codec") == "text" ? Codec::Text : Codec::Json;
-    if (options.bytes("read_bytes") < 4096) return options.error_at("read_bytes", "read_bytes must be at least 4KiB");
+    if (options.bytes("read_bytes") < 4096 || options.bytes("read_bytes") > (64u << 20)) {
+      return options.error_at("read_bytes", "read_bytes must be between 4KiB and 64MiB");
+    }
+    if (options.bytes("max_line_bytes") == 0) return options.error_at("max_line_bytes", "max_line_bytes must be above 0");
     return std::make_unique<StdinSource>(codec, options.bytes("max_line_bytes"), options.bytes("read_bytes"));
   }
 
   StdinSource(Codec codec, std::size_t max_line_bytes, std::size_t read_bytes)
       : stream_(codec, max_line_bytes, read_bytes) {}
 
+  ~StdinSource() override {
+    if (file_read_) file_read_->owner = nullptr;
+  }
+
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
     uv_handle_type kind = uv_guess_handle(0);
-    if (kind == UV_NAMED_PIPE || kind == UV_TTY) {
-      int rc = kind == UV_TTY ? uv_tty_init(ctx.loop(), tty_.get(), 0, 1) : uv_pipe_init(ctx.loop(), pipe_.get(), 0);
-      if (rc == 0 && kind == UV_TTY) tty_.mark_initialized();
-      if (rc == 0 && kind == UV_NAMED_PIPE) {
-        pipe_.mark_initialized();
-        rc = uv_pipe_open(pipe_.get(), 0);
-      }
-      if (rc != 0) return Error("cannot open standard input: " + uv_error_text(rc));
-      stream_handle_ = kind == UV_TTY ? tty_.stream() : pipe_.stream();
-      stream_handle_->data = this;
+    int rc = 0;
+    switch (kind) {
+      case UV_TTY:
+        rc = uv_tty_init(ctx.loop(), tty_.get(), 0, 1);
+        if (rc == 0) tty_.mark_initialized(), stream_handle_ = tty_.stream();
+        break;
+      case UV_NAMED_PIPE:
+        rc = uv_pipe_init(ctx.loop(), pipe_.get(), 0);
+        if (rc == 0) pipe_.mark_initialized(), rc = uv_pipe_open(pipe_.get(), 0), stream_handle_ = pipe_.stream();
+        break;
+      case UV_TCP:  // socket activation (inetd, systemd)
+        rc = uv_tcp_init(ctx.loop(), tcp_.get());
+        if (rc == 0) tcp_.mark_initialized(), rc = uv_tcp_open(tcp_.get(), 0), stream_handle_ = tcp_.stream();
+        break;
+      case UV_UDP: return Error("standard input is a UDP socket; the stdin source reads byte streams only");
+      default: break;  // a regular file, /dev/null, or closed: thread-pool reads
     }
+    if (rc != 0) return Error("cannot open standard input: " + uv_error_text(rc));
+    if (stream_handle_ != nullptr) stream_handle_->data = this;
     read_more();
     return {};
   }
@@ -54,21 +82,15 @@ class StdinSource final : public Source {
     read_more();
   }
 
+  // Stops at once; a file read still in flight is ignored when it lands.
   void stop() override {
-    if (stopped_) return;
-    stopped_ = true;
-    if (stream_handle_ != nullptr) {
-      uv_read_stop(stream_handle_);
-      close_and_finish();
-    } else if (!file_read_in_flight_) {
-      close_and_finish();
-    }
-    // A file read in flight finishes the source from its callback.
+    if (stream_handle_ != nullptr) uv_read_stop(stream_handle_);
+    close_and_finish();
   }
 
  private:
   void read_more() {
-    if (paused_ || stopped_ || done_) return;
+    if (paused_ || done_) return;
     if (stream_handle_ != nullptr) {
       uv_read_start(
           stream_handle_,
@@ -81,28 +103,35 @@ class StdinSource final : public Source {
           [](uv_stream_t* s, ssize_t nread, const uv_buf_t*) { static_cast<StdinSource*>(s->data)->on_read(nread); });
       return;
     }
-    if (file_read_in_flight_) return;
+    if (file_read_) return;  // one read at a time
     std::size_t available = 0;
     char* space = stream_.read_space(available);
-    file_buf_ = uv_buf_init(space, static_cast<unsigned>(available));
-    file_req_.data = this;
-    int rc = uv_fs_read(ctx_->loop(), &file_req_, 0, &file_buf_, 1, -1, [](uv_fs_t* req) {
-      auto* self = static_cast<StdinSource*>(req->data);
+    file_read_ = std::make_shared<FileRead>();
+    file_read_->buffer = uv_buf_init(space, static_cast<unsigned>(available));
+    file_read_->chunk = stream_.chunk();
+    file_read_->owner = this;
+    file_read_->request.data = file_read_.get();
+    int rc = uv_fs_read(ctx_->loop(), &file_read_->request, 0, &file_read_->buffer, 1, -1, [](uv_fs_t* req) {
+      auto* read = static_cast<FileRead*>(req->data);
+      std::shared_ptr<FileRead> keep = std::move(read->self);
       ssize_t result = req->result;
       uv_fs_req_cleanup(req);
-      self->file_read_in_flight_ = false;
+      StdinSource* self = read->owner;
+      if (self == nullptr) return;  // the source is gone
+      self->file_read_.reset();
       self->on_read(result == 0 ? static_cast<ssize_t>(UV_EOF) : result);
-      if (self->stopped_ && !self->done_) self->close_and_finish();
+      if (!self->done_ && !self->paused_) self->read_more();
     });
     if (rc < 0) {
+      file_read_.reset();
       on_read(rc);
       return;
     }
-    file_read_in_flight_ = true;
+    file_read_->self = file_read_;
   }
 
   void on_read(ssize_t nread) {
-    if (nread == 0 || done_) return;  // EAGAIN on a stream
+    if (nread == 0 || done_) return;  // EAGAIN on a stream, or a read that landed after stop()
     auto batch = EventBatch::create();
     std::vector<DecodeRejection> rejected;
     bool end = nread < 0;
@@ -124,9 +153,7 @@ class StdinSource final : public Source {
     if (!room) {
       paused_ = true;
       if (stream_handle_ != nullptr) uv_read_stop(stream_handle_);
-      return;
     }
-    if (stream_handle_ == nullptr && !stopped_) read_more();
   }
 
   void close_and_finish() {
@@ -134,6 +161,7 @@ class StdinSource final : public Source {
     done_ = true;
     pipe_.close();
     tty_.close();
+    tcp_.close();
     stream_handle_ = nullptr;
     ctx_->finished();
   }
@@ -142,12 +170,10 @@ class StdinSource final : public Source {
   LineStream stream_;
   UvPipe pipe_;
   UvTty tty_;
+  UvTcp tcp_;
   uv_stream_t* stream_handle_ = nullptr;
-  uv_fs_t file_req_{};
-  uv_buf_t file_buf_{};
-  bool file_read_in_flight_ = false;
+  std::shared_ptr<FileRead> file_read_;
   bool paused_ = false;
-  bool stopped_ = false;
   bool done_ = false;
 };
 
