@@ -24,24 +24,40 @@ JsonParser::~JsonParser() = default;
 
 namespace {
 
-Value convert(simdjson::dom::element element, Arena& arena) {
+// The span of the parser's string buffer that a document's strings occupy.
+struct StringSpan {
+  const char* low = nullptr;
+  const char* high = nullptr;
+  void add(std::string_view text) {
+    if (low == nullptr || text.data() < low) low = text.data();
+    if (text.data() + text.size() > high) high = text.data() + text.size();
+  }
+};
+
+// First pass: values whose strings still point into the parser's buffer.
+Value convert(simdjson::dom::element element, Arena& arena, StringSpan& strings) {
   using simdjson::dom::element_type;
   switch (element.type()) {
     case element_type::OBJECT: {
       simdjson::dom::object object = element.get_object().value_unsafe();
       Value out = Value::object(arena, static_cast<std::uint32_t>(object.size()));
       for (auto field : object) {
-        out.append_member(arena, arena.copy(field.key), convert(field.value, arena));
+        strings.add(field.key);
+        out.append_member(arena, field.key, convert(field.value, arena, strings));
       }
       return out;
     }
     case element_type::ARRAY: {
       simdjson::dom::array array = element.get_array().value_unsafe();
       Value out = Value::array(arena, static_cast<std::uint32_t>(array.size()));
-      for (auto item : array) out.push_back(arena, convert(item, arena));
+      for (auto item : array) out.push_back(arena, convert(item, arena, strings));
       return out;
     }
-    case element_type::STRING: return Value::string(arena, element.get_string().value_unsafe());
+    case element_type::STRING: {
+      std::string_view text = element.get_string().value_unsafe();
+      strings.add(text);
+      return Value::string_view(text);
+    }
     case element_type::INT64: return Value::integer(element.get_int64().value_unsafe());
     case element_type::UINT64: return Value::uinteger(element.get_uint64().value_unsafe());
     case element_type::DOUBLE: return Value::floating(element.get_double().value_unsafe());
@@ -49,6 +65,25 @@ Value convert(simdjson::dom::element element, Arena& arena) {
     case element_type::NULL_VALUE: return Value::null();
   }
   return Value::null();
+}
+
+std::string_view moved(std::string_view text, std::ptrdiff_t delta) { return {text.data() + delta, text.size()}; }
+
+// Second pass: every string moved by `delta`, into the arena copy of the span.
+void relocate(Value& value, std::ptrdiff_t delta) {
+  switch (value.kind()) {
+    case Kind::String: value = Value::string_view(moved(value.as_string(), delta)); return;
+    case Kind::Array:
+      for (Value& item : value.elements()) relocate(item, delta);
+      return;
+    case Kind::Object:
+      for (Member& m : value.members()) {
+        m.key = moved(m.key, delta);
+        relocate(m.value, delta);
+      }
+      return;
+    default: return;
+  }
 }
 
 }  // namespace
@@ -70,7 +105,17 @@ Result<Value> JsonParser::parse(std::string_view text, std::size_t readable, Are
     }
     return Error(std::move(reason));
   }
-  return convert(parsed.value_unsafe(), arena);
+  // All strings of one document sit together in the parser's string buffer, which the next
+  // document reuses: one copy of that span into the arena replaces a copy per string.
+  StringSpan strings;
+  Value value = convert(parsed.value_unsafe(), arena, strings);
+  if (strings.low != nullptr) {
+    auto size = static_cast<std::size_t>(strings.high - strings.low);
+    char* copy = static_cast<char*>(arena.allocate(size ? size : 1, 1));
+    std::memcpy(copy, strings.low, size);
+    relocate(value, copy - strings.low);
+  }
+  return value;
 }
 
 // ---- encoding ---------------------------------------------------------------------------
