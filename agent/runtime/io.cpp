@@ -54,12 +54,7 @@ struct FdWriter::State : std::enable_shared_from_this<FdWriter::State> {
   void completed(ssize_t result) {
     if (result == UV_EAGAIN) {
       // A non-blocking descriptor (shared with another process) is full: try again shortly.
-      if (!retry.initialized() && uv_timer_init(loop, retry.get()) == 0) retry.mark_initialized();
-      if (retry.initialized()) {
-        retry.get()->data = this;
-        uv_timer_start(retry.get(), [](uv_timer_t* t) { static_cast<State*>(t->data)->pump(); }, 5, 0);
-        return;
-      }
+      if (start_timer(retry, loop, this, [](uv_timer_t* t) { static_cast<State*>(t->data)->pump(); }, 5) == 0) return;
     }
     Pending& head = queue.front();
     if (result >= 0) {

@@ -400,12 +400,10 @@ void Runtime::Impl::shutdown() {
       else source_finished(*node);
     }
   }
-  if (!completed_ && uv_timer_init(&loop_, deadline_.get()) == 0) {
-    deadline_.mark_initialized();
-    deadline_.get()->data = this;
+  if (!completed_) {
     auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
-    uv_timer_start(
-        deadline_.get(),
+    start_timer(
+        deadline_, &loop_, this,
         [](uv_timer_t* h) {
           auto* self = static_cast<Impl*>(h->data);
           std::string pending;
@@ -416,7 +414,7 @@ void Runtime::Impl::shutdown() {
           log::error("weir", "drain deadline passed; still busy: {}; exiting without them", pending);
           self->abandon(1);
         },
-        ms, 0);
+        ms);
   }
 }
 

@@ -50,20 +50,20 @@ std::vector<std::string> Registry::type_names(ComponentKind kind) const {
 }
 
 const OptionSchema& common_options(ComponentKind kind) {
-  static const OptionSchema source = {
-      {.name = "type", .type = OptionType::String, .required = true, .doc = "The component type."},
-  };
+  static const OptionSpec type = {.name = "type", .type = OptionType::String, .required = true,
+                                  .doc = "The component type."};
+  static const OptionSpec inputs = {.name = "inputs", .type = OptionType::StringList, .required = true,
+                                    .doc = "Components to read from: `name`, or `name.output` for a named output."};
+  static const OptionSchema source = {type};
   static const OptionSchema transform = {
-      {.name = "type", .type = OptionType::String, .required = true, .doc = "The component type."},
-      {.name = "inputs", .type = OptionType::StringList, .required = true,
-       .doc = "Components to read from: `name`, or `name.output` for a named output."},
+      type,
+      inputs,
       {.name = "buffer.max_events", .type = OptionType::Integer, .default_value = "4096",
        .doc = "Events the input buffer holds before upstream is paused."},
   };
   static const OptionSchema sink = {
-      {.name = "type", .type = OptionType::String, .required = true, .doc = "The component type."},
-      {.name = "inputs", .type = OptionType::StringList, .required = true,
-       .doc = "Components to read from: `name`, or `name.output` for a named output."},
+      type,
+      inputs,
       {.name = "buffer.max_events", .type = OptionType::Integer, .default_value = "4096",
        .doc = "Events the input buffer holds before `when_full` applies."},
       {.name = "buffer.when_full", .type = OptionType::Enum, .default_value = "block",

@@ -22,13 +22,7 @@ for i in range(20000):
         lines.append(b"{\"deep\":" + b"[" * 3000 + b"]" * 3000 + b"}")          # very deep
 open(sys.argv[1], "wb").write(b"\n".join(lines) + b"\n")
 PY
-cat > "$WORK/p.yaml" <<YAML
-data_dir: $WORK/data
-sources:
-  in: { type: stdin }
-sinks:
-  out: { type: file, inputs: [in], path: "$WORK/out.ndjson" }
-YAML
+write_stdin_to_file_config
 "$WEIR" run -c "$WORK/p.yaml" < "$WORK/in.bin" 2>"$WORK/log" || { tail "$WORK/log"; fail "weir exited $? on garbage"; }
 python3 - "$WORK/in.bin" "$WORK/out.ndjson" "$WORK/data/dead_letter.ndjson" <<'PY' || fail "counts do not add up"
 import json, sys

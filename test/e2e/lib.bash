@@ -5,3 +5,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/weir-e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
+
+# Writes $WORK/p.yaml: NDJSON on stdin -> $WORK/out.ndjson, dead letters in $WORK/data.
+write_stdin_to_file_config() {
+  cat > "$WORK/p.yaml" <<YAML
+data_dir: $WORK/data
+sources:
+  in: { type: stdin }
+sinks:
+  out: { type: file, inputs: [in], path: "$WORK/out.ndjson" }
+YAML
+}

@@ -25,13 +25,7 @@ with open(sys.argv[1], "w", encoding="utf-8") as out:
         out.write(json.dumps(e, ensure_ascii=random.random() < 0.5) + "\n")
 PY
 
-cat > "$WORK/p.yaml" <<YAML
-data_dir: $WORK/data
-sources:
-  in: { type: stdin }
-sinks:
-  out: { type: file, inputs: [in], path: "$WORK/out.ndjson" }
-YAML
+write_stdin_to_file_config
 
 cat "$WORK/in.ndjson" | "$WEIR" run -c "$WORK/p.yaml" 2>"$WORK/log" || { cat "$WORK/log"; fail "weir exited $?"; }
 python3 - "$WORK/in.ndjson" "$WORK/out.ndjson" <<'PY' || fail "output differs from input"

@@ -54,10 +54,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 class After {
  public:
   After(uv_loop_t* loop, std::uint64_t ms, std::function<void()> action) : action_(std::move(action)) {
-    uv_timer_init(loop, timer_.get());
-    timer_.mark_initialized();
-    timer_.get()->data = this;
-    uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<After*>(t->data)->action_(); }, ms, 0);
+    start_timer(timer_, loop, this, [](uv_timer_t* t) { static_cast<After*>(t->data)->action_(); }, ms);
   }
 
  private:

@@ -31,9 +31,6 @@ class TestSource final : public Source {
   }
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
-    if (uv_timer_init(ctx.loop(), timer_.get()) != 0) return Error("timer");
-    timer_.mark_initialized();
-    timer_.get()->data = this;
     arm();
     return {};
   }
@@ -45,7 +42,7 @@ class TestSource final : public Source {
 
  private:
   void arm() {
-    if (!done_) uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<TestSource*>(t->data)->tick(); }, 0, 0);
+    if (!done_) start_timer(timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<TestSource*>(t->data)->tick(); }, 0);
   }
   void tick() {
     Probe& probe = Probe::get();

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "weir/component.hpp"
@@ -51,37 +52,27 @@ Result<std::unique_ptr<T>> upcast(auto made) {
 }
 }  // namespace detail
 
-// Helpers for one-line registration from a plugin's .cpp:
+// One-line registration from a plugin's .cpp:
 //   WEIR_REGISTER_SINK("blackhole", "Counts events and discards them", schema, BlackholeSink::create);
 // where create is `Result<std::unique_ptr<BlackholeSink>>(const Options&)`.
-inline bool register_source(std::string type, std::string summary, OptionSchema options,
-                            std::function<Result<std::unique_ptr<Source>>(const Options&)> make) {
+template <typename Interface>
+bool register_component(std::string type, std::string summary, OptionSchema options,
+                        std::function<Result<std::unique_ptr<Interface>>(const Options&)> make) {
   ComponentType t;
-  t.kind = ComponentKind::Source;
   t.type = std::move(type);
   t.summary = std::move(summary);
   t.options = std::move(options);
-  t.make_source = std::move(make);
-  return Registry::global().add(std::move(t));
-}
-inline bool register_transform(std::string type, std::string summary, OptionSchema options,
-                               std::function<Result<std::unique_ptr<Transform>>(const Options&)> make) {
-  ComponentType t;
-  t.kind = ComponentKind::Transform;
-  t.type = std::move(type);
-  t.summary = std::move(summary);
-  t.options = std::move(options);
-  t.make_transform = std::move(make);
-  return Registry::global().add(std::move(t));
-}
-inline bool register_sink(std::string type, std::string summary, OptionSchema options,
-                          std::function<Result<std::unique_ptr<Sink>>(const Options&)> make) {
-  ComponentType t;
-  t.kind = ComponentKind::Sink;
-  t.type = std::move(type);
-  t.summary = std::move(summary);
-  t.options = std::move(options);
-  t.make_sink = std::move(make);
+  if constexpr (std::is_same_v<Interface, Source>) {
+    t.kind = ComponentKind::Source;
+    t.make_source = std::move(make);
+  } else if constexpr (std::is_same_v<Interface, Transform>) {
+    t.kind = ComponentKind::Transform;
+    t.make_transform = std::move(make);
+  } else {
+    static_assert(std::is_same_v<Interface, Sink>, "components are sources, transforms or sinks");
+    t.kind = ComponentKind::Sink;
+    t.make_sink = std::move(make);
+  }
   return Registry::global().add(std::move(t));
 }
 
@@ -89,18 +80,13 @@ inline bool register_sink(std::string type, std::string summary, OptionSchema op
 
 #define WEIR_CONCAT_INNER(a, b) a##b
 #define WEIR_CONCAT(a, b) WEIR_CONCAT_INNER(a, b)
-#define WEIR_REGISTER_SOURCE(type, summary, schema, factory)                                  \
+#define WEIR_REGISTER_COMPONENT(interface, type, summary, schema, factory)                   \
   [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =               \
-      ::weir::register_source(type, summary, schema, [](const ::weir::Options& o) {           \
-        return ::weir::detail::upcast<::weir::Source>(factory(o));                            \
+      ::weir::register_component<::weir::interface>(type, summary, schema, [](const ::weir::Options& o) { \
+        return ::weir::detail::upcast<::weir::interface>(factory(o));                         \
       })
-#define WEIR_REGISTER_TRANSFORM(type, summary, schema, factory)                               \
-  [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =               \
-      ::weir::register_transform(type, summary, schema, [](const ::weir::Options& o) {        \
-        return ::weir::detail::upcast<::weir::Transform>(factory(o));                         \
-      })
-#define WEIR_REGISTER_SINK(type, summary, schema, factory)                                    \
-  [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =               \
-      ::weir::register_sink(type, summary, schema, [](const ::weir::Options& o) {             \
-        return ::weir::detail::upcast<::weir::Sink>(factory(o));                              \
-      })
+#define WEIR_REGISTER_SOURCE(type, summary, schema, factory) \
+  WEIR_REGISTER_COMPONENT(Source, type, summary, schema, factory)
+#define WEIR_REGISTER_TRANSFORM(type, summary, schema, factory) \
+  WEIR_REGISTER_COMPONENT(Transform, type, summary, schema, factory)
+#define WEIR_REGISTER_SINK(type, summary, schema, factory) WEIR_REGISTER_COMPONENT(Sink, type, summary, schema, factory)

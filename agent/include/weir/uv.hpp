@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -55,6 +56,19 @@ using UvPipe = UvHandle<uv_pipe_t>;
 using UvTty = UvHandle<uv_tty_t>;
 using UvTcp = UvHandle<uv_tcp_t>;
 using UvAsync = UvHandle<uv_async_t>;
+
+// Initialises `timer` on `loop` the first time, then (re)starts it: `callback` after
+// `timeout_ms`, then every `repeat_ms` when non-zero, with `data` in the handle.
+// Returns 0 or a libuv error code.
+inline int start_timer(UvTimer& timer, uv_loop_t* loop, void* data, uv_timer_cb callback, std::uint64_t timeout_ms,
+                       std::uint64_t repeat_ms = 0) {
+  if (!timer.initialized()) {
+    if (int rc = uv_timer_init(loop, timer.get()); rc != 0) return rc;
+    timer.mark_initialized();
+  }
+  timer.get()->data = data;
+  return uv_timer_start(timer.get(), callback, timeout_ms, repeat_ms);
+}
 
 inline std::string uv_error_text(int code) { return std::string(uv_err_name(code)) + ": " + uv_strerror(code); }
 

@@ -25,12 +25,11 @@ class BlackholeSink final : public Sink {
     ctx_ = &ctx;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count();
     if (ms > 0) {
-      int rc = uv_timer_init(ctx.loop(), timer_.get());
-      if (rc != 0) return Error("cannot create timer: " + uv_error_text(rc));
-      timer_.mark_initialized();
-      timer_.get()->data = this;
-      uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<BlackholeSink*>(t->data)->report("so far"); },
-                     static_cast<std::uint64_t>(ms), static_cast<std::uint64_t>(ms));
+      auto period = static_cast<std::uint64_t>(ms);
+      int rc = start_timer(
+          timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<BlackholeSink*>(t->data)->report("so far"); },
+          period, period);
+      if (rc != 0) return Error("cannot start timer: " + uv_error_text(rc));
       uv_unref(timer_.base());
     }
     return {};

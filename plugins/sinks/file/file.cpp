@@ -86,13 +86,11 @@ class FileSink final : public Sink {
     ctx_ = &ctx;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(idle_timeout_).count();
     if (ms > 0) {
-      int rc = uv_timer_init(ctx.loop(), idle_timer_.get());
-      if (rc != 0) return Error("cannot create timer: " + uv_error_text(rc));
-      idle_timer_.mark_initialized();
-      idle_timer_.get()->data = this;
       auto period = static_cast<std::uint64_t>(std::max<std::int64_t>(ms / 2, 100));
-      uv_timer_start(idle_timer_.get(), [](uv_timer_t* t) { static_cast<FileSink*>(t->data)->close_idle_files(); },
-                     period, period);
+      int rc = start_timer(
+          idle_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<FileSink*>(t->data)->close_idle_files(); },
+          period, period);
+      if (rc != 0) return Error("cannot start timer: " + uv_error_text(rc));
       uv_unref(idle_timer_.base());
     }
     if (path_.is_constant()) {

@@ -89,12 +89,9 @@ class DemoSource final : public Source {
     if (!fixed_start_) {
       for (User& u : users_) u.clock = wall_clock_now();
     }
-    int rc = uv_timer_init(ctx.loop(), timer_.get());
-    if (rc != 0) return Error("cannot create timer: " + uv_error_text(rc));
-    timer_.mark_initialized();
-    timer_.get()->data = this;
     started_at_ = uv_now(ctx.loop());
-    arm(0);
+    int rc = arm(0);
+    if (rc != 0) return Error("cannot start timer: " + uv_error_text(rc));
     return {};
   }
 
@@ -106,9 +103,10 @@ class DemoSource final : public Source {
   void stop() override { finish(); }
 
  private:
-  void arm(std::uint64_t delay_ms) {
-    if (done_ || paused_) return;
-    uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<DemoSource*>(t->data)->tick(); }, delay_ms, 0);
+  int arm(std::uint64_t delay_ms) {
+    if (done_ || paused_) return 0;
+    return start_timer(timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<DemoSource*>(t->data)->tick(); },
+                       delay_ms);
   }
 
   void tick() {
