@@ -1,0 +1,68 @@
+// Batches: derive shares, clone copies, absorb merges; acknowledgements follow the data.
+#include <catch2/catch.hpp>
+
+#include "weir/event.hpp"
+#include "weir/json.hpp"
+
+using namespace weir;
+
+namespace {
+BatchPtr numbered(int from, int to, std::shared_ptr<int> acked = nullptr) {
+  auto batch = EventBatch::create();
+  for (int i = from; i < to; ++i) batch->add_event().fields.set(batch->arena(), "n", Value::integer(i));
+  batch->set_byte_size(static_cast<std::uint64_t>(to - from) * 8);
+  if (acked) batch->add_ack(Acknowledgement::make([acked](DeliveryStatus s, const std::string&) {
+    *acked = s == DeliveryStatus::Delivered ? 1 : -1;
+  }));
+  return batch;
+}
+}  // namespace
+
+TEST_CASE("batch: derive shares the arena and the acknowledgement") {
+  auto acked = std::make_shared<int>(0);
+  auto batch = numbered(0, 4, acked);
+  auto even = batch->derive();
+  for (const Event& e : batch->events()) {
+    if (e.fields.find("n")->as_int() % 2 == 0) even->events().push_back(e);
+  }
+  CHECK(even->shared_arena() == batch->shared_arena());
+  batch.reset();
+  CHECK(*acked == 0);  // `even` still holds it
+  CHECK(to_json(even->events()[1].fields) == R"({"n":2})");
+  even.reset();
+  CHECK(*acked == 1);
+}
+
+TEST_CASE("batch: clone is independent; a failure on any copy fails the acknowledgement") {
+  auto acked = std::make_shared<int>(0);
+  auto batch = numbered(0, 3, acked);
+  auto copy = batch->clone();
+  CHECK(copy->shared_arena() != batch->shared_arena());
+  copy->events()[0].fields.set(copy->arena(), "n", Value::integer(99));
+  CHECK(to_json(batch->events()[0].fields) == R"({"n":0})");
+  CHECK(copy->byte_size() == batch->byte_size());
+  copy->fail("disk full");
+  copy.reset();
+  CHECK(*acked == 0);
+  batch.reset();
+  CHECK(*acked == -1);
+}
+
+TEST_CASE("batch: absorb merges events, sizes and acknowledgements, keeping arenas alive") {
+  auto first_acked = std::make_shared<int>(0), second_acked = std::make_shared<int>(0);
+  auto a = numbered(0, 2, first_acked);
+  auto b = numbered(2, 5, second_acked);
+  a->absorb(std::move(*b));
+  b.reset();
+  REQUIRE(a->size() == 5);
+  CHECK(a->byte_size() == 40);
+  CHECK(a->acks().size() == 2);
+  CHECK(to_json(a->events()[4].fields) == R"({"n":4})");  // b's arena is still alive
+  CHECK(*second_acked == 0);
+  auto acks = a->take_acks();
+  a.reset();
+  CHECK(*first_acked == 0);  // a sink holds them until its write is durable
+  acks.clear();
+  CHECK(*first_acked == 1);
+  CHECK(*second_acked == 1);
+}
