@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache
   libuv1-dev libyaml-cpp-dev libsimdjson-dev libcurl4-openssl-dev libfmt-dev catch2
-  python3
+  libhttp-parser-dev zlib1g-dev libzstd-dev
+  python3 curl zstd
 )
 
 missing=()

@@ -1,0 +1,109 @@
+// An HTTP/1.1 server on the libuv loop, with Node's http-parser doing the parsing.
+// Keep-alive, chunked bodies, Expect: 100-continue, gzip/zstd request bodies, body size
+// limits, and timeouts that a slow client cannot stretch (header, body, idle). Requests on
+// one connection are answered in order; a handler may answer later (acknowledgements).
+// Used by the http_server source and by the agent's own API (/health, /metrics).
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "weir/result.hpp"
+
+namespace weir::http {
+
+struct Header {
+  std::string name;  // lower case
+  std::string value;
+};
+
+struct Request {
+  std::string method;
+  std::string target;  // as sent: path and query
+  std::string path;
+  std::string query;
+  std::vector<Header> headers;
+  std::string body;  // after Content-Encoding was undone
+  std::string peer;  // "address:port" of the client
+
+  const std::string* header(std::string_view lower_case_name) const;
+  // The first value of a query parameter, percent-decoded.
+  std::optional<std::string> query_param(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<Header> headers;
+
+  static Response json(int status, std::string body) { return Response{status, std::move(body), "application/json", {}}; }
+  static Response text(int status, std::string body) { return Response{status, std::move(body), "text/plain; charset=utf-8", {}}; }
+  // {"error": message}, properly escaped.
+  static Response error(int status, std::string_view message);
+};
+
+class Connection;
+
+// Answers one request, once. Answering after the client went away does nothing.
+class Responder {
+ public:
+  Responder() = default;
+  explicit Responder(std::weak_ptr<Connection> connection) : connection_(std::move(connection)) {}
+  void send(Response response);
+  bool connected() const { return !connection_.expired(); }
+
+ private:
+  std::weak_ptr<Connection> connection_;
+};
+
+// Called with the complete request. Must answer through the responder, now or later.
+using Handler = std::function<void(Request& request, Responder responder)>;
+// Called when the headers are in, before the body is read: a response refuses the request
+// (wrong path, bad credentials, overload) without reading a body the client has not sent
+// yet (Expect: 100-continue) or that the server would throw away.
+using HeadersCheck = std::function<std::optional<Response>(const Request& head)>;
+
+struct ServerOptions {
+  std::string address = "127.0.0.1:0";  // host:port, [v6]:port; port 0 picks a free one
+  std::size_t max_body_bytes = 10 << 20;  // after decompression
+  std::size_t max_connections = 1024;
+  std::chrono::milliseconds header_timeout{10'000};  // first byte of a request to end of headers
+  std::chrono::milliseconds body_timeout{30'000};    // end of headers to end of body
+  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: between requests
+  std::string log_name = "http";
+};
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, ServerOptions options, Handler handler, HeadersCheck check = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  Status start();  // binds and listens
+  // Stops listening and closes idle connections; connections with a request in progress
+  // are closed once their response is written. `done` runs when none is left.
+  void stop(std::function<void()> done);
+  std::uint16_t port() const;  // the bound port
+  std::size_t connection_count() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+// Parses "host:port" / "[v6]:port" into a socket address.
+Result<sockaddr_storage> parse_address(const std::string& address);
+
+std::string_view reason_phrase(int status);
+
+}  // namespace weir::http

@@ -1,0 +1,105 @@
+#include "weir/compression.hpp"
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include <fmt/format.h>
+
+namespace weir::compression {
+
+Result<std::string> gzip_decompress(std::string_view input, std::size_t max_output) {
+  z_stream stream{};
+  // 16 + MAX_WBITS: a gzip header and trailer, not a raw zlib stream.
+  if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) return Error("gzip: cannot initialise zlib");
+  std::string out;
+  out.resize(std::min<std::size_t>(max_output + 1, std::max<std::size_t>(input.size() * 4, 4096)));
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
+  stream.avail_in = static_cast<uInt>(input.size());
+  int rc = Z_OK;
+  while (true) {
+    if (stream.total_out == out.size()) {
+      if (out.size() > max_output) break;
+      out.resize(std::min<std::size_t>(out.size() * 2, max_output + 1));
+    }
+    stream.next_out = reinterpret_cast<Bytef*>(out.data() + stream.total_out);
+    stream.avail_out = static_cast<uInt>(out.size() - stream.total_out);
+    rc = inflate(&stream, Z_NO_FLUSH);
+    if (rc == Z_STREAM_END) {
+      // Concatenated gzip members are one body (what `cat a.gz b.gz` makes).
+      if (stream.avail_in == 0) break;
+      if (inflateReset(&stream) != Z_OK) break;
+      continue;
+    }
+    if (rc != Z_OK && rc != Z_BUF_ERROR) break;
+    if (rc == Z_BUF_ERROR && stream.avail_in == 0) break;
+  }
+  std::size_t produced = stream.total_out;
+  inflateEnd(&stream);
+  if (produced > max_output) return Error(std::string(kTooLarge));
+  if (rc != Z_STREAM_END) return Error(fmt::format("gzip: corrupt or truncated body ({})", stream.msg ? stream.msg : "incomplete"));
+  out.resize(produced);
+  return out;
+}
+
+Result<std::string> zstd_decompress(std::string_view input, std::size_t max_output) {
+  std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), ZSTD_freeDStream);
+  if (!stream) return Error("zstd: cannot create a decompression stream");
+  std::string out;
+  ZSTD_inBuffer in{input.data(), input.size(), 0};
+  std::size_t last = 1;
+  char chunk[64 * 1024];
+  while (in.pos < in.size) {
+    ZSTD_outBuffer o{chunk, sizeof chunk, 0};
+    last = ZSTD_decompressStream(stream.get(), &o, &in);
+    if (ZSTD_isError(last)) return Error(fmt::format("zstd: {}", ZSTD_getErrorName(last)));
+    if (out.size() + o.pos > max_output) return Error(std::string(kTooLarge));
+    out.append(chunk, o.pos);
+    if (o.pos == 0 && in.pos < in.size && last == 0) continue;
+  }
+  // Flush what the decoder still holds.
+  while (last != 0) {
+    ZSTD_outBuffer o{chunk, sizeof chunk, 0};
+    last = ZSTD_decompressStream(stream.get(), &o, &in);
+    if (ZSTD_isError(last)) return Error(fmt::format("zstd: {}", ZSTD_getErrorName(last)));
+    if (out.size() + o.pos > max_output) return Error(std::string(kTooLarge));
+    out.append(chunk, o.pos);
+    if (o.pos == 0) break;
+  }
+  if (last != 0) return Error("zstd: truncated body");
+  return out;
+}
+
+std::string gzip_compress(std::string_view input, int level) {
+  z_stream stream{};
+  deflateInit2(&stream, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::string out;
+  out.resize(deflateBound(&stream, static_cast<uLong>(input.size())));
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
+  stream.avail_in = static_cast<uInt>(input.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  deflate(&stream, Z_FINISH);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return out;
+}
+
+std::string zstd_compress(std::string_view input, int level) {
+  std::string out;
+  out.resize(ZSTD_compressBound(input.size()));
+  std::size_t n = ZSTD_compress(out.data(), out.size(), input.data(), input.size(), level);
+  out.resize(ZSTD_isError(n) ? 0 : n);
+  return out;
+}
+
+Result<std::string> decode_content(std::string_view encoding, std::string body, std::size_t max_output) {
+  if (encoding.empty() || encoding == "identity") {
+    if (body.size() > max_output) return Error(std::string(kTooLarge));
+    return body;
+  }
+  if (encoding == "gzip" || encoding == "x-gzip") return gzip_decompress(body, max_output);
+  if (encoding == "zstd") return zstd_decompress(body, max_output);
+  return Error(fmt::format("unsupported Content-Encoding '{}' (use gzip or zstd)", encoding));
+}
+
+}  // namespace weir::compression
