@@ -1,5 +1,6 @@
 #include "weir/time.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 
@@ -146,25 +147,39 @@ Result<EpochNanos> parse_timestamp(const Value& value) {
   }
 }
 
-void format_iso8601_ms(EpochNanos time, ByteBuffer& out) {
-  std::int64_t millis = time / 1'000'000;
-  if (time < 0 && time % 1'000'000) --millis;  // floor
-  std::int64_t days = millis / 86'400'000;
-  std::int64_t rem = millis % 86'400'000;
+void format_iso8601(EpochNanos time, int fraction_digits, ByteBuffer& out) {
+  std::int64_t seconds = time / kNanosPerSecond;
+  std::int64_t nanos = time % kNanosPerSecond;
+  if (nanos < 0) {  // floor
+    nanos += kNanosPerSecond;
+    --seconds;
+  }
+  std::int64_t days = seconds / 86400;
+  std::int64_t rem = seconds % 86400;
   if (rem < 0) {
-    rem += 86'400'000;
+    rem += 86400;
     --days;
   }
   std::int64_t year;
   unsigned month, day;
   civil_from_days(days, year, month, day);
-  auto ms = static_cast<unsigned>(rem % 1000);
-  auto s = static_cast<unsigned>(rem / 1000);
-  char* p = out.ensure(40);
-  auto r = fmt::format_to_n(p, 40, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", year, month, day, s / 3600,
-                            (s / 60) % 60, s % 60, ms);
-  out.commit(r.size);
+  auto s = static_cast<unsigned>(rem);
+  char* p = out.ensure(48);
+  auto r = fmt::format_to_n(p, 48, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", year, month, day, s / 3600, (s / 60) % 60,
+                            s % 60);
+  std::size_t n = r.size;
+  fraction_digits = std::clamp(fraction_digits, 0, 9);
+  if (fraction_digits > 0) {
+    char digits[10];
+    fmt::format_to_n(digits, 10, "{:09}", nanos);
+    p[n++] = '.';
+    for (int i = 0; i < fraction_digits; ++i) p[n++] = digits[i];
+  }
+  p[n++] = 'Z';
+  out.commit(n);
 }
+
+void format_iso8601_ms(EpochNanos time, ByteBuffer& out) { format_iso8601(time, 3, out); }
 
 std::string format_iso8601_ms(EpochNanos time) {
   ByteBuffer out;

@@ -22,6 +22,8 @@ Result<EpochNanos> parse_epoch_seconds(std::string_view text);
 // A field value: ISO string, epoch-seconds string, or a number of epoch seconds.
 Result<EpochNanos> parse_timestamp(const Value& value);
 
+// "2024-01-01T12:00:00.123456Z": UTC with `fraction_digits` (0..9) digits, truncated.
+void format_iso8601(EpochNanos time, int fraction_digits, ByteBuffer& out);
 // "2024-01-01T12:00:00.123Z" (milliseconds, UTC).
 void format_iso8601_ms(EpochNanos time, ByteBuffer& out);
 std::string format_iso8601_ms(EpochNanos time);
