@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 
+#include "metrics/prometheus.hpp"
 #include "runtime/dead_letter.hpp"
+#include "weir/http.hpp"
 #include "weir/log.hpp"
 #include "weir/uv.hpp"
 
@@ -60,6 +62,8 @@ class Runtime::Impl {
   void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
   void note_dead_letter(Node& node, std::string_view reason);
   void print_summary();
+  Status start_api();
+  void serve_api(http::Request& request, http::Responder responder);
 
   topology::Graph& graph_;
   RunOptions options_;
@@ -71,6 +75,7 @@ class Runtime::Impl {
   UvSignal sigint_;
   UvSignal sigterm_;
   UvTimer deadline_;
+  std::unique_ptr<http::Server> api_;
   DeadLetterFile dead_letters_;
   std::size_t sinks_open_ = 0;
   bool stopping_ = false;
@@ -374,6 +379,7 @@ void Runtime::Impl::sink_done(Node& node) {
 void Runtime::Impl::complete() {
   if (completed_) return;
   completed_ = true;
+  api_.reset();
   idle_.close();
   sigint_.close();
   sigterm_.close();
@@ -496,6 +502,13 @@ int Runtime::Impl::run() {
       start(*node, [&] { return node->graph_node->source->start(*node->context); });
     }
   }
+  if (!start_failed && !graph_.config.api_address.empty()) {
+    Status api = start_api();
+    if (!api.ok()) {
+      log::error("weir", "api: {}", api.error().message());
+      start_failed = true;
+    }
+  }
   if (start_failed) {
     exit_code_ = 1;
     // Sinks and transforms that did start still drain what sources already sent; the
@@ -511,10 +524,6 @@ int Runtime::Impl::run() {
     }
     shutdown();
   } else {
-    if (!graph_.config.api_address.empty()) {
-      log::warn("weir", "api.address {} is set, but this build serves no API yet (/health and /metrics come with "
-                "the http_server source)", graph_.config.api_address);
-    }
     log::info("weir", "running {} component(s) from {}", nodes_.size(),
               graph_.config.files.empty() ? std::string("<none>") : graph_.config.files.front());
   }
@@ -531,6 +540,39 @@ int Runtime::Impl::run() {
   }
   if (options_.print_summary) print_summary();
   return exit_code_;
+}
+
+Status Runtime::Impl::start_api() {
+  http::ServerOptions options;
+  options.address = graph_.config.api_address;
+  options.max_body_bytes = 64 * 1024;
+  options.log_name = "api";
+  api_ = std::make_unique<http::Server>(&loop_, options,
+                                        [this](http::Request& r, http::Responder out) { serve_api(r, std::move(out)); });
+  Status started = api_->start();
+  if (started.ok()) log::info("api", "serving /health and /metrics on {} (port {})", options.address, api_->port());
+  return started;
+}
+
+void Runtime::Impl::serve_api(http::Request& request, http::Responder responder) {
+  if (request.method != "GET" && request.method != "HEAD") return responder.send(http::Response::error(405, "use GET"));
+  if (request.path == "/health") {
+    // 503 while draining, so a load balancer stops sending before the agent goes away.
+    return responder.send(stopping_ ? http::Response::json(503, R"({"status":"draining"})")
+                                    : http::Response::json(200, R"({"status":"ok"})"));
+  }
+  if (request.path == "/metrics") {
+    std::vector<metrics::ComponentRow> rows;
+    for (auto& node : nodes_) {
+      rows.push_back({node->config->name, std::string(component_kind_name(node->kind())), node->config->type,
+                      &node->metrics});
+    }
+    double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+    auto response = http::Response::text(200, metrics::render_prometheus(rows, uptime, stopping_));
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return responder.send(std::move(response));
+  }
+  responder.send(http::Response::error(404, "the API serves /health and /metrics"));
 }
 
 void Runtime::Impl::print_summary() {

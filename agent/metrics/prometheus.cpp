@@ -1,0 +1,61 @@
+#include "metrics/prometheus.hpp"
+
+#include <fmt/format.h>
+
+namespace weir::metrics {
+
+namespace {
+
+// Label values escape backslash, double quote and newline.
+std::string label(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+struct Family {
+  const char* name;
+  const char* type;
+  const char* help;
+  const Counter ComponentMetrics::*counter;
+};
+
+constexpr Family kFamilies[] = {
+    {"weir_component_received_events_total", "counter", "Events a component received.", &ComponentMetrics::events_received},
+    {"weir_component_received_bytes_total", "counter", "Bytes a component received.", &ComponentMetrics::bytes_received},
+    {"weir_component_sent_events_total", "counter", "Events a component sent (sinks: delivered).", &ComponentMetrics::events_sent},
+    {"weir_component_sent_bytes_total", "counter", "Bytes a component sent (sinks: delivered).", &ComponentMetrics::bytes_sent},
+    {"weir_component_errors_total", "counter", "Errors a component met.", &ComponentMetrics::errors},
+    {"weir_component_dead_lettered_events_total", "counter", "Events set aside in the dead-letter file.",
+     &ComponentMetrics::events_dead_lettered},
+    {"weir_component_discarded_events_total", "counter", "Events dropped without a dead letter (buffer when_full).",
+     &ComponentMetrics::events_dropped},
+    {"weir_buffer_events", "gauge", "Events waiting in a component's input buffer.", &ComponentMetrics::buffer_events},
+};
+
+}  // namespace
+
+std::string render_prometheus(const std::vector<ComponentRow>& components, double uptime_seconds, bool draining) {
+  std::string out;
+  out += "# HELP weir_uptime_seconds Seconds since the pipeline started.\n# TYPE weir_uptime_seconds gauge\n";
+  out += fmt::format("weir_uptime_seconds {:.3f}\n", uptime_seconds);
+  out += "# HELP weir_draining 1 while the pipeline drains after a stop signal.\n# TYPE weir_draining gauge\n";
+  out += fmt::format("weir_draining {}\n", draining ? 1 : 0);
+  for (const Family& family : kFamilies) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", family.name, family.help, family.name, family.type);
+    for (const ComponentRow& c : components) {
+      out += fmt::format("{}{{component_id=\"{}\",component_kind=\"{}\",component_type=\"{}\"}} {}\n", family.name,
+                         label(c.id), c.kind, label(c.type), (c.metrics->*family.counter).get());
+    }
+  }
+  return out;
+}
+
+}  // namespace weir::metrics
