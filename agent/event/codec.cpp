@@ -35,7 +35,9 @@ void LineDecoder::decode_line(std::string_view line, std::size_t readable, Event
   if (codec_ == Codec::Text) {
     Event& event = batch.add_event(1);
     std::string_view text = valid_utf8(line, arena);
-    event.fields.append_member(arena, message_field_, Value::string_view(text));
+    // The key is copied: the batch may outlive this decoder (HTTP bodies decode with a
+    // decoder of their own).
+    event.fields.append_member(arena, arena.copy(message_field_), Value::string_view(text));
     batch.add_byte_size(line.size());
     return;
   }
