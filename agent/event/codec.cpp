@@ -57,14 +57,17 @@ void LineDecoder::decode_line(std::string_view line, std::size_t readable, Event
 }
 
 void LineDecoder::decode(const char* data, std::size_t size, std::size_t readable, EventBatch& batch,
-                         std::vector<DecodeRejection>& rejected) {
+                         std::vector<DecodeRejection>& rejected, std::vector<std::uint64_t>* line_starts,
+                         std::uint64_t base) {
   const char* p = data;
   const char* end = data + size;
   while (p < end) {
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     const char* line_end = nl ? nl : end;
+    std::size_t before = batch.size();
     decode_line(std::string_view(p, static_cast<std::size_t>(line_end - p)),
                 readable - static_cast<std::size_t>(p - data), batch, rejected);
+    if (line_starts != nullptr && batch.size() != before) line_starts->push_back(base + static_cast<std::uint64_t>(p - data));
     p = nl ? nl + 1 : end;
   }
 }
@@ -88,7 +91,8 @@ char* LineStream::read_space(std::size_t& available) {
   return chunk_->bytes.get() + filled_;
 }
 
-void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected) {
+void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected,
+                        std::vector<std::uint64_t>* line_starts) {
   char* base = chunk_->bytes.get();
   std::size_t scan_from = filled_;
   filled_ += count;
@@ -120,7 +124,7 @@ void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<Decode
     std::size_t region_end = static_cast<std::size_t>(last_nl - base) + 1;
     std::size_t before = batch.size();
     decoder_.decode(base + line_start_, region_end - line_start_, chunk_->capacity + InputChunk::padding - line_start_,
-                    batch, rejected);
+                    batch, rejected, line_starts, consumed_);
     if (decoder_.points_into_input() && batch.size() != before) batch.retain(chunk_);
     consumed_ += region_end - line_start_;
     line_start_ = region_end;
@@ -135,11 +139,12 @@ void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<Decode
   }
 }
 
-void LineStream::finish(EventBatch& batch, std::vector<DecodeRejection>& rejected) {
+void LineStream::finish(EventBatch& batch, std::vector<DecodeRejection>& rejected,
+                        std::vector<std::uint64_t>* line_starts) {
   if (!chunk_ || discarding_ || filled_ == line_start_) return;
   std::size_t before = batch.size();
   decoder_.decode(chunk_->bytes.get() + line_start_, filled_ - line_start_,
-                  chunk_->capacity + InputChunk::padding - line_start_, batch, rejected);
+                  chunk_->capacity + InputChunk::padding - line_start_, batch, rejected, line_starts, consumed_);
   if (decoder_.points_into_input() && batch.size() != before) batch.retain(chunk_);
   consumed_ += filled_ - line_start_;
   line_start_ = filled_;

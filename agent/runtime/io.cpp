@@ -117,6 +117,45 @@ void FdWriter::when_idle(std::function<void()> callback) {
   state_->on_idle = std::move(callback);
 }
 
+struct AsyncRead::Op {
+  uv_fs_t request{};
+  uv_buf_t buffer{};
+  std::shared_ptr<const void> buffer_owner;
+  std::function<void(ssize_t)> done;
+  std::shared_ptr<Op> self;  // alive while the thread pool has the request
+  AsyncRead* owner = nullptr;
+};
+
+int AsyncRead::start(uv_loop_t* loop, int fd, char* into, std::size_t size, std::int64_t offset,
+                     std::shared_ptr<const void> buffer_owner, std::function<void(ssize_t)> done) {
+  cancel();
+  auto op = std::make_shared<Op>();
+  op->buffer = uv_buf_init(into, static_cast<unsigned>(size));
+  op->buffer_owner = std::move(buffer_owner);
+  op->done = std::move(done);
+  op->owner = this;
+  op->request.data = op.get();
+  int rc = uv_fs_read(loop, &op->request, fd, &op->buffer, 1, offset, [](uv_fs_t* req) {
+    auto* op = static_cast<Op*>(req->data);
+    std::shared_ptr<Op> keep = std::move(op->self);
+    ssize_t result = req->result;
+    uv_fs_req_cleanup(req);
+    if (op->owner == nullptr) return;  // cancelled
+    op->owner->op_.reset();
+    auto done = std::move(op->done);
+    done(result);
+  });
+  if (rc < 0) return rc;
+  op->self = op;
+  op_ = std::move(op);
+  return 0;
+}
+
+void AsyncRead::cancel() {
+  if (op_) op_->owner = nullptr;
+  op_.reset();
+}
+
 int open_for_append(const std::string& path) {
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();

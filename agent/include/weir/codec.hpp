@@ -32,8 +32,11 @@ class LineDecoder {
   // Decodes [data, data+size), which holds whole lines (the last may lack its '\n').
   // `readable` bytes from `data` may be read (for simdjson's padding). Strings of the
   // events may point into the data, so the caller makes the batch retain its buffer.
+  // With `line_starts`, the offset of each event's line (`base` + its position in data) is
+  // appended, one per event added.
   void decode(const char* data, std::size_t size, std::size_t readable, EventBatch& batch,
-              std::vector<DecodeRejection>& rejected);
+              std::vector<DecodeRejection>& rejected, std::vector<std::uint64_t>* line_starts = nullptr,
+              std::uint64_t base = 0);
 
   void decode_line(std::string_view line, std::size_t readable, EventBatch& batch,
                    std::vector<DecodeRejection>& rejected);
@@ -64,9 +67,12 @@ class LineStream {
   // Where the next read goes, and how many bytes fit.
   char* read_space(std::size_t& available);
   // `count` bytes were read into read_space(): decode every line they complete.
-  void commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected);
+  // With `line_starts`, each event's line offset in the stream is appended (see LineDecoder).
+  void commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected,
+              std::vector<std::uint64_t>* line_starts = nullptr);
   // End of input: decode the last line even without its newline.
-  void finish(EventBatch& batch, std::vector<DecodeRejection>& rejected);
+  void finish(EventBatch& batch, std::vector<DecodeRejection>& rejected,
+              std::vector<std::uint64_t>* line_starts = nullptr);
 
   std::uint64_t line_number() const { return decoder_.line_number(); }
   // The chunk read_space() points into: a read in flight on another thread holds it, so

@@ -37,6 +37,28 @@ class FdWriter {
   std::shared_ptr<State> state_;
 };
 
+// One read from a file descriptor on the thread pool. The memory read into is kept alive
+// by `buffer_owner` until the read ends, even when the owner of this object is gone, and
+// `done` is not called after cancel() or destruction: a source can stop at any time.
+class AsyncRead {
+ public:
+  AsyncRead() = default;
+  AsyncRead(const AsyncRead&) = delete;
+  AsyncRead& operator=(const AsyncRead&) = delete;
+  ~AsyncRead() { cancel(); }
+
+  // `offset` -1 reads at the current position (pipes, stdin). `done(result)`: bytes read,
+  // 0 at end of file, or a negative libuv error. Returns 0 or a libuv error code.
+  int start(uv_loop_t* loop, int fd, char* into, std::size_t size, std::int64_t offset,
+            std::shared_ptr<const void> buffer_owner, std::function<void(ssize_t result)> done);
+  bool in_flight() const { return op_ != nullptr; }
+  void cancel();
+
+ private:
+  struct Op;
+  std::shared_ptr<Op> op_;
+};
+
 // Opens (creating parent directories and the file) for appending; returns the fd or a
 // negative libuv error code.
 int open_for_append(const std::string& path);

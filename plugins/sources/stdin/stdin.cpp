@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "weir/codec.hpp"
+#include "weir/io.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
 #include "weir/uv.hpp"
@@ -21,18 +22,6 @@ const OptionSchema kSchema = {
      .doc = "Size of the read buffer; a batch is what one read completes."},
 };
 
-class StdinSource;
-
-// A file read on the thread pool. It owns what the pool thread writes to, so a source that
-// goes away (stopped, or abandoned) while a read is in flight leaves nothing dangling.
-struct FileRead {
-  uv_fs_t request{};
-  uv_buf_t buffer{};
-  std::shared_ptr<InputChunk> chunk;
-  StdinSource* owner = nullptr;
-  std::shared_ptr<FileRead> self;  // kept while in flight
-};
-
 class StdinSource final : public Source {
  public:
   static Result<std::unique_ptr<StdinSource>> create(const Options& options) {
@@ -46,10 +35,6 @@ class StdinSource final : public Source {
 
   StdinSource(Codec codec, std::size_t max_line_bytes, std::size_t read_bytes)
       : stream_(codec, max_line_bytes, read_bytes) {}
-
-  ~StdinSource() override {
-    if (file_read_) file_read_->owner = nullptr;
-  }
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
@@ -85,6 +70,7 @@ class StdinSource final : public Source {
   // Stops at once; a file read still in flight is ignored when it lands.
   void stop() override {
     if (stream_handle_ != nullptr) uv_read_stop(stream_handle_);
+    file_read_.cancel();
     close_and_finish();
   }
 
@@ -103,31 +89,14 @@ class StdinSource final : public Source {
           [](uv_stream_t* s, ssize_t nread, const uv_buf_t*) { static_cast<StdinSource*>(s->data)->on_read(nread); });
       return;
     }
-    if (file_read_) return;  // one read at a time
+    if (file_read_.in_flight()) return;  // one read at a time
     std::size_t available = 0;
     char* space = stream_.read_space(available);
-    file_read_ = std::make_shared<FileRead>();
-    file_read_->buffer = uv_buf_init(space, static_cast<unsigned>(available));
-    file_read_->chunk = stream_.chunk();
-    file_read_->owner = this;
-    file_read_->request.data = file_read_.get();
-    int rc = uv_fs_read(ctx_->loop(), &file_read_->request, 0, &file_read_->buffer, 1, -1, [](uv_fs_t* req) {
-      auto* read = static_cast<FileRead*>(req->data);
-      std::shared_ptr<FileRead> keep = std::move(read->self);
-      ssize_t result = req->result;
-      uv_fs_req_cleanup(req);
-      StdinSource* self = read->owner;
-      if (self == nullptr) return;  // the source is gone
-      self->file_read_.reset();
-      self->on_read(result == 0 ? static_cast<ssize_t>(UV_EOF) : result);
-      if (!self->done_ && !self->paused_) self->read_more();
+    int rc = file_read_.start(ctx_->loop(), 0, space, available, -1, stream_.chunk(), [this](ssize_t result) {
+      on_read(result == 0 ? static_cast<ssize_t>(UV_EOF) : result);
+      if (!done_ && !paused_) read_more();
     });
-    if (rc < 0) {
-      file_read_.reset();
-      on_read(rc);
-      return;
-    }
-    file_read_->self = file_read_;
+    if (rc < 0) on_read(rc);
   }
 
   void on_read(ssize_t nread) {
@@ -172,7 +141,7 @@ class StdinSource final : public Source {
   UvTty tty_;
   UvTcp tcp_;
   uv_stream_t* stream_handle_ = nullptr;
-  std::shared_ptr<FileRead> file_read_;
+  AsyncRead file_read_;
   bool paused_ = false;
   bool done_ = false;
 };
