@@ -1,0 +1,409 @@
+// `file` source: tails files matched by globs. Reads run on the thread pool; growth is
+// found by polling (portable, and immune to missed inotify events). Checkpoints are keyed
+// by a fingerprint of the file's first line, advance only when the sinks acknowledged the
+// events, and survive a crash. Handles rename-and-create rotation (the old file is read to
+// its end, the new one from its start), copytruncate (the shrink is noticed and reading
+// starts again at 0) and deletion (read to the end, then closed).
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <sys/stat.h>
+
+#include <deque>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "checkpoints.hpp"
+#include "weir/codec.hpp"
+#include "weir/io.hpp"
+#include "weir/log.hpp"
+#include "weir/registry.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::plugins {
+namespace {
+
+const OptionSchema kSchema = {
+    {.name = "include", .type = OptionType::StringList, .required = true, .doc = "Glob patterns of files to read."},
+    {.name = "exclude", .type = OptionType::StringList, .doc = "Glob patterns of files to leave alone."},
+    {.name = "read_from", .type = OptionType::Enum, .default_value = "beginning", .choices = {"beginning", "end"},
+     .doc = "Where to start in files found at startup without a checkpoint; files that appear later are read "
+            "from their beginning."},
+    {.name = "glob_interval", .type = OptionType::Duration, .default_value = "1s",
+     .doc = "How often the globs are matched again (new files, rotation, deletion)."},
+    {.name = "poll_interval", .type = OptionType::Duration, .default_value = "250ms",
+     .doc = "How often files are checked for new data."},
+    {.name = "fingerprint_bytes", .type = OptionType::Bytes, .default_value = "256",
+     .doc = "A file is identified by a hash of its first line, up to this many bytes; it is read once that "
+            "much (or a whole first line) is there."},
+    {.name = "max_line_bytes", .type = OptionType::Bytes, .default_value = "100KiB",
+     .doc = "A longer line is dead-lettered whole, not split."},
+    {.name = "read_bytes", .type = OptionType::Bytes, .default_value = "256KiB", .doc = "Size of one read."},
+    {.name = "decoding.codec", .type = OptionType::Enum, .default_value = "json", .choices = {"json", "text"},
+     .doc = "`json`: one JSON object a line; `text`: each line into `message`."},
+    {.name = "file_key", .type = OptionType::String, .doc = "Field to put the file's path in (none when unset)."},
+    {.name = "offset_key", .type = OptionType::String, .doc = "Field to put the line's byte offset in (none when unset)."},
+};
+
+std::string fnv1a_hex(std::string_view bytes) {
+  std::uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return fmt::format("{:016x}", hash);
+}
+
+class FileSource;
+
+struct TailedFile {
+  FileSource* owner = nullptr;
+  std::string path;
+  int fd = -1;
+  std::uint64_t device = 0, inode = 0;
+  std::string fingerprint;  // empty until the first line is there
+  std::unique_ptr<LineStream> stream;
+  std::uint64_t stream_start = 0;  // file offset where `stream` began
+  std::uint64_t read_offset = 0;   // next byte to read
+  bool detached = false;           // the path names another file or none now: read to the end, close
+  AsyncRead read;
+  // Batches in flight, in order: their end offsets, and whether the sinks have them.
+  struct InFlight {
+    std::uint64_t end;
+    bool acked;
+  };
+  std::deque<InFlight> in_flight;
+  std::uint64_t first_sequence = 0;  // sequence number of in_flight.front()
+  std::uint64_t generation = 0;      // bumped on truncation: acks of older batches are stale
+
+  ~TailedFile() {
+    read.cancel();
+    if (fd >= 0) {
+      uv_fs_t req;
+      uv_fs_close(nullptr, &req, fd, nullptr);
+      uv_fs_req_cleanup(&req);
+    }
+  }
+};
+
+class FileSource final : public Source {
+ public:
+  static Result<std::unique_ptr<FileSource>> create(const Options& options) {
+    auto self = std::make_unique<FileSource>();
+    self->include_ = options.strings("include");
+    self->exclude_ = options.strings("exclude");
+    if (self->include_.empty()) return options.error_at("include", "include needs at least one pattern");
+    self->from_end_ = options.string("read_from") == "end";
+    auto ms = [&](std::string_view key) {
+      return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(options.duration(key)).count());
+    };
+    self->glob_ms_ = std::max<std::uint64_t>(10, ms("glob_interval"));
+    self->poll_ms_ = std::max<std::uint64_t>(10, ms("poll_interval"));
+    self->fingerprint_bytes_ = std::max<std::uint64_t>(1, options.bytes("fingerprint_bytes"));
+    self->max_line_bytes_ = options.bytes("max_line_bytes");
+    if (self->max_line_bytes_ == 0) return options.error_at("max_line_bytes", "max_line_bytes must be above 0");
+    self->read_bytes_ = std::clamp<std::uint64_t>(options.bytes("read_bytes"), 4096, 64 << 20);
+    self->codec_ = options.string("decoding.codec") == "text" ? Codec::Text : Codec::Json;
+    self->file_key_ = std::string(options.string("file_key"));
+    self->offset_key_ = std::string(options.string("offset_key"));
+    return self;
+  }
+
+  ~FileSource() override {
+    for (auto& [path, file] : files_) file->owner = nullptr;
+    for (auto& file : detached_) file->owner = nullptr;
+    if (checkpoints_) save_checkpoints();
+  }
+
+  Status start(SourceContext& ctx) override {
+    ctx_ = &ctx;
+    checkpoints_ = std::make_unique<Checkpoints>(ctx.data_dir() + "/" + ctx.name() + "/checkpoints.json");
+    if (Status loaded = checkpoints_->load(); !loaded.ok()) return loaded;
+    scan(true);
+    start_timer(glob_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<FileSource*>(t->data)->scan(false); },
+                glob_ms_, glob_ms_);
+    start_timer(poll_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<FileSource*>(t->data)->poll(); }, 0,
+                poll_ms_);
+    return {};
+  }
+
+  void resume() override {
+    paused_ = false;
+    poll();
+  }
+
+  void stop() override {
+    if (stopped_) return;
+    stopped_ = true;
+    glob_timer_.close();
+    poll_timer_.close();
+    for (auto& [path, file] : files_) file->read.cancel();
+    for (auto& file : detached_) file->read.cancel();
+    ctx_->finished();
+  }
+
+  // An acknowledgement of batch `sequence` of `file`: the checkpoint moves up to the end of
+  // the last batch before which everything is delivered.
+  void acknowledged(TailedFile& file, std::uint64_t generation, std::uint64_t sequence, DeliveryStatus status,
+                    const std::string& reason) {
+    if (generation != file.generation || sequence < file.first_sequence) return;
+    if (status != DeliveryStatus::Delivered) {
+      // Left unacknowledged: the checkpoint stays before it, so a restart reads it again.
+      log::error(ctx_->name(), "{}: delivery failed ({}); the checkpoint stays before it", file.path, reason);
+      ctx_->metrics().errors.add();
+      return;
+    }
+    file.in_flight[sequence - file.first_sequence].acked = true;
+    std::uint64_t committed = 0;
+    bool moved = false;
+    while (!file.in_flight.empty() && file.in_flight.front().acked) {
+      committed = file.in_flight.front().end;
+      file.in_flight.pop_front();
+      ++file.first_sequence;
+      moved = true;
+    }
+    if (moved && !file.fingerprint.empty()) {
+      checkpoints_->set(file.fingerprint, committed, file.path);
+      save_checkpoints();
+    }
+  }
+
+ private:
+  void save_checkpoints() {
+    if (Status saved = checkpoints_->save(); !saved.ok()) {
+      log::error(ctx_ ? ctx_->name() : "file", "{}", saved.error().message());
+      if (ctx_) ctx_->metrics().errors.add();
+    }
+  }
+
+  bool excluded(const std::string& path) const {
+    for (const std::string& pattern : exclude_) {
+      if (fnmatch(pattern.c_str(), path.c_str(), FNM_PATHNAME) == 0) return true;
+    }
+    return false;
+  }
+
+  std::vector<std::string> matches() const {
+    std::vector<std::string> paths;
+    for (const std::string& pattern : include_) {
+      glob_t found{};
+      if (glob(pattern.c_str(), GLOB_NOSORT, nullptr, &found) == 0) {
+        for (std::size_t i = 0; i < found.gl_pathc; ++i) {
+          std::string path = found.gl_pathv[i];
+          if (!excluded(path) && std::find(paths.begin(), paths.end(), path) == paths.end()) paths.push_back(path);
+        }
+      }
+      globfree(&found);
+    }
+    return paths;
+  }
+
+  void scan(bool initial) {
+    if (stopped_) return;
+    std::map<std::pair<std::uint64_t, std::uint64_t>, std::shared_ptr<TailedFile>> by_inode;
+    for (auto& [path, file] : files_) by_inode[{file->device, file->inode}] = file;
+    for (auto& file : detached_) by_inode[{file->device, file->inode}] = file;
+
+    std::map<std::string, std::shared_ptr<TailedFile>> next;
+    for (const std::string& path : matches()) {
+      struct stat st {};
+      if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      auto known = by_inode.find({static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)});
+      if (known != by_inode.end()) {
+        // The same file, possibly under a new name (rotated into a name we also watch).
+        known->second->path = path;
+        known->second->detached = false;
+        next[path] = known->second;
+        continue;
+      }
+      if (auto file = open(path, initial && from_end_)) next[path] = std::move(file);
+    }
+    // Files no longer matched under any name: read what is left, then close.
+    for (auto& [path, file] : files_) {
+      bool kept = std::any_of(next.begin(), next.end(), [&](const auto& entry) { return entry.second == file; });
+      if (!kept) {
+        log::info(ctx_->name(), "{} was rotated or deleted: reading it to its end", file->path);
+        file->detached = true;
+        detached_.push_back(file);
+      }
+    }
+    std::erase_if(detached_, [&](const auto& file) { return !file->detached; });
+    files_ = std::move(next);
+  }
+
+  std::shared_ptr<TailedFile> open(const std::string& path, bool from_end) {
+    uv_fs_t req;
+    int fd = uv_fs_open(nullptr, &req, path.c_str(), O_RDONLY | O_CLOEXEC, 0, nullptr);
+    uv_fs_req_cleanup(&req);
+    if (fd < 0) {
+      log::warn(ctx_->name(), "cannot open {}: {}", path, uv_error_text(fd));
+      return nullptr;
+    }
+    struct stat st {};
+    fstat(fd, &st);
+    auto file = std::make_shared<TailedFile>();
+    file->owner = this;
+    file->path = path;
+    file->fd = fd;
+    file->device = static_cast<std::uint64_t>(st.st_dev);
+    file->inode = static_cast<std::uint64_t>(st.st_ino);
+    file->read_offset = from_end ? static_cast<std::uint64_t>(st.st_size) : 0;
+    file->stream_start = file->read_offset;
+    file->stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
+    fingerprint(*file);
+    log::info(ctx_->name(), "watching {}{}", path, from_end ? " from its end" : "");
+    return file;
+  }
+
+  // Identifies the file by its first line; once known, a checkpoint decides where to start.
+  void fingerprint(TailedFile& file) {
+    if (!file.fingerprint.empty()) return;
+    std::string head(fingerprint_bytes_, '\0');
+    uv_fs_t req;
+    uv_buf_t buf = uv_buf_init(head.data(), static_cast<unsigned>(head.size()));
+    auto n = uv_fs_read(nullptr, &req, file.fd, &buf, 1, 0, nullptr);
+    uv_fs_req_cleanup(&req);
+    if (n <= 0) return;
+    head.resize(static_cast<std::size_t>(n));
+    auto newline = head.find('\n');
+    if (newline == std::string::npos && head.size() < fingerprint_bytes_) return;  // wait for more
+    file.fingerprint = fnv1a_hex(newline == std::string::npos ? head : head.substr(0, newline));
+    bool found = false;
+    std::uint64_t offset = checkpoints_->offset(file.fingerprint, found);
+    if (found && file.read_offset == file.stream_start && file.in_flight.empty()) {
+      struct stat st {};
+      fstat(file.fd, &st);
+      // A checkpoint past the end means the file was truncated since: start over.
+      file.read_offset = offset <= static_cast<std::uint64_t>(st.st_size) ? offset : 0;
+      file.stream_start = file.read_offset;
+      file.stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
+      log::info(ctx_->name(), "{}: resuming at byte {} from the checkpoint", file.path, file.read_offset);
+    }
+  }
+
+  void poll() {
+    if (stopped_ || paused_) return;
+    for (auto& [path, file] : files_) poll_file(file);
+    for (auto& file : std::vector<std::shared_ptr<TailedFile>>(detached_)) poll_file(file);
+  }
+
+  void poll_file(const std::shared_ptr<TailedFile>& file) {
+    if (file->read.in_flight() || stopped_ || paused_) return;
+    fingerprint(*file);
+    if (file->fingerprint.empty()) {
+      if (file->detached) std::erase(detached_, file);  // gone before it had a whole first line
+      return;
+    }
+    struct stat st {};
+    if (fstat(file->fd, &st) != 0) return;
+    auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size < file->read_offset) {
+      log::info(ctx_->name(), "{} was truncated (copytruncate?): reading it again from the start", file->path);
+      ++file->generation;
+      file->in_flight.clear();
+      file->read_offset = 0;
+      file->stream_start = 0;
+      file->stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
+      // New content, new identity. The old fingerprint keeps its checkpoint: a copy of the
+      // old content (copytruncate's .1 file), if it is watched, continues from there.
+      file->fingerprint.clear();
+      return;  // read once the new first line is there
+    }
+    if (size > file->read_offset) return read(file);
+    if (file->detached) finish_detached(file);
+  }
+
+  void finish_detached(const std::shared_ptr<TailedFile>& file) {
+    // The writer moved on: its last line will not get a newline any more.
+    auto batch = EventBatch::create();
+    std::vector<DecodeRejection> rejected;
+    std::vector<std::uint64_t> starts;
+    file->stream->finish(*batch, rejected, &starts);
+    deliver(file, std::move(batch), rejected, starts);
+    log::info(ctx_->name(), "{}: done (rotated or deleted, read to its end)", file->path);
+    std::erase(detached_, file);
+  }
+
+  void read(const std::shared_ptr<TailedFile>& file) {
+    std::size_t available = 0;
+    char* space = file->stream->read_space(available);
+    std::weak_ptr<TailedFile> weak = file;
+    int rc = file->read.start(ctx_->loop(), file->fd, space, available, static_cast<std::int64_t>(file->read_offset),
+                              file->stream->chunk(), [this, weak, available](ssize_t n) {
+                                if (auto f = weak.lock()) on_read(f, n, available);
+                              });
+    if (rc < 0) log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
+  }
+
+  void on_read(const std::shared_ptr<TailedFile>& file, ssize_t n, std::size_t asked) {
+    if (n < 0) {
+      log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(static_cast<int>(n)));
+      ctx_->metrics().errors.add();
+      return;
+    }
+    if (n == 0) return;
+    auto batch = EventBatch::create();
+    std::vector<DecodeRejection> rejected;
+    std::vector<std::uint64_t> starts;
+    file->stream->commit(static_cast<std::size_t>(n), *batch, rejected, &starts);
+    file->read_offset += static_cast<std::uint64_t>(n);
+    bool room = deliver(file, std::move(batch), rejected, starts);
+    if (!room) {
+      paused_ = true;
+      return;
+    }
+    if (static_cast<std::size_t>(n) == asked) read(file);  // probably more right away
+  }
+
+  // Emits a batch with an acknowledgement that moves the checkpoint. Returns whether
+  // downstream has room for more.
+  bool deliver(const std::shared_ptr<TailedFile>& file, BatchPtr batch, const std::vector<DecodeRejection>& rejected,
+               const std::vector<std::uint64_t>& starts) {
+    for (const DecodeRejection& r : rejected) {
+      ctx_->dead_letter_raw(r.raw, r.line, fmt::format("{}: {}", file->path, r.reason));
+    }
+    if (!file_key_.empty() || !offset_key_.empty()) {
+      Arena& arena = batch->arena();
+      Value path = Value::string(arena, file->path);
+      for (std::size_t i = 0; i < batch->size(); ++i) {
+        Value& fields = batch->events()[i].fields;
+        if (!file_key_.empty()) fields.set_path(arena, arena.copy(file_key_), path);
+        if (!offset_key_.empty()) {
+          fields.set_path(arena, arena.copy(offset_key_), Value::integer(static_cast<std::int64_t>(file->stream_start + starts[i])));
+        }
+      }
+    }
+    std::uint64_t end = file->stream_start + file->stream->bytes_consumed();
+    std::uint64_t sequence = file->first_sequence + file->in_flight.size();
+    file->in_flight.push_back({end, false});
+    std::weak_ptr<TailedFile> weak = file;
+    std::uint64_t generation = file->generation;
+    batch->add_ack(Acknowledgement::make([weak, generation, sequence](DeliveryStatus status, const std::string& reason) {
+      auto f = weak.lock();
+      if (f && f->owner) f->owner->acknowledged(*f, generation, sequence, status, reason);
+    }));
+    if (batch->empty()) return ctx_->downstream_ready();  // nothing to send: the ack fires now
+    return ctx_->emit(std::move(batch));
+  }
+
+  SourceContext* ctx_ = nullptr;
+  std::vector<std::string> include_, exclude_;
+  bool from_end_ = false;
+  std::uint64_t glob_ms_ = 1000, poll_ms_ = 250;
+  std::size_t fingerprint_bytes_ = 256, max_line_bytes_ = 100 << 10, read_bytes_ = 256 << 10;
+  Codec codec_ = Codec::Json;
+  std::string file_key_, offset_key_;
+  std::unique_ptr<Checkpoints> checkpoints_;
+  std::map<std::string, std::shared_ptr<TailedFile>> files_;
+  std::vector<std::shared_ptr<TailedFile>> detached_;
+  UvTimer glob_timer_, poll_timer_;
+  bool paused_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+WEIR_REGISTER_SOURCE("file", "Tails files matched by globs, with checkpoints and rotation", kSchema, FileSource::create);
+
+}  // namespace weir::plugins
