@@ -56,12 +56,113 @@ def generate(weir, path, events):
     os.unlink(cfg.name)
 
 
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def blackhole_count(api_port):
+    import urllib.request
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api_port, timeout=1).read().decode()
+    except OSError:
+        return -1
+    for line in text.splitlines():
+        if line.startswith('weir_component_received_events_total{component_id="out"'):
+            return int(line.rsplit(" ", 1)[1])
+    return -1
+
+
+def measure_file_source(weir, data, events, tmp, cpu, runs):
+    """Seconds (median) a file source takes to read every line into a blackhole, scaled from
+    the events counted between the first and the last look at /metrics."""
+    import signal
+    secs = []
+    for i in range(runs):
+        api = free_port()
+        cfg = os.path.join(tmp, "file-%d.yaml" % i)
+        with open(cfg, "w") as f:
+            f.write("data_dir: %s/file-data-%d\napi: { address: \"127.0.0.1:%d\" }\n"
+                    "sources:\n  in: { type: file, include: [\"%s\"], poll_interval: 10ms }\n"
+                    "sinks:\n  out: { type: blackhole, inputs: [in] }\n" % (tmp, i, api, data))
+        argv = [weir, "run", "-c", cfg, "--log-level", "warn"]
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu)] + argv
+        proc = subprocess.Popen(argv)
+        # Timed from the first events seen to the last, so that process start and the
+        # first poll do not count: the rate of reading, decoding and delivering.
+        first_count, first_at = 0, None
+        while True:
+            count = blackhole_count(api)
+            now = time.perf_counter()
+            if first_at is None and count > 0:
+                first_count, first_at = count, now
+            if count >= events:
+                break
+            time.sleep(0.002)
+        secs.append((now - first_at) * events / max(1, events - first_count))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+    return statistics.median(secs)
+
+
+def measure_http(weir, data, tmp, seconds):
+    """http_server -> blackhole under wrk posting 1000-event NDJSON bodies (not pinned: wrk
+    needs a core of its own)."""
+    import shutil
+    import signal
+    if not shutil.which("wrk"):
+        print("\nhttp_server: wrk not installed (apt-get install wrk); skipped")
+        return
+    with open(data, "rb") as f:
+        body = b"".join(f.readline() for _ in range(1000))
+    body_path = os.path.join(tmp, "body.ndjson")
+    with open(body_path, "wb") as f:
+        f.write(body)
+    lua = os.path.join(tmp, "post.lua")
+    with open(lua, "w") as f:
+        f.write('wrk.method = "POST"\nlocal f = io.open("%s", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+                'wrk.headers["Content-Type"] = "application/x-ndjson"\n'
+                'done = function(summary, latency, requests)\n'
+                '  io.write(string.format("wrk: %%d requests, %%d errors, p50 %%.1f ms, p99 %%.1f ms\\n", '
+                'summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + '
+                'summary.errors.write + summary.errors.timeout, latency:percentile(50) / 1000, latency:percentile(99) / 1000))\n'
+                'end\n' % body_path)
+    port, api = free_port(), free_port()
+    cfg = os.path.join(tmp, "http.yaml")
+    with open(cfg, "w") as f:
+        f.write("data_dir: %s/http-data\napi: { address: \"127.0.0.1:%d\" }\n"
+                "sources:\n  in: { type: http_server, address: \"127.0.0.1:%d\", decoding: { codec: ndjson } }\n"
+                "sinks:\n  out: { type: blackhole, inputs: [in] }\n" % (tmp, api, port))
+    proc = subprocess.Popen([weir, "run", "-c", cfg, "--log-level", "warn"])
+    while blackhole_count(api) < 0:
+        time.sleep(0.02)
+    run = subprocess.run(["wrk", "-t1", "-c8", "-d%ds" % seconds, "-s", lua, "http://127.0.0.1:%d/" % port],
+                         capture_output=True, text=True)
+    delivered = blackhole_count(api)
+    proc.send_signal(signal.SIGTERM)
+    _, status, usage = os.wait4(proc.pid, 0)
+    summary = [l for l in run.stdout.splitlines() if l.startswith("wrk:") or "Requests/sec" in l]
+    print("\nhttp_server -> blackhole, wrk 1 thread, 8 connections, %d s, 1000-event NDJSON bodies (%.0f KiB):"
+          % (seconds, len(body) / 1024))
+    for line in summary:
+        print("  " + line.strip())
+    print("  delivered %d events: %s events/s; weir peak RSS %.1f MiB"
+          % (delivered, "{:,.0f}".format(delivered / seconds), usage.ru_maxrss / 1024))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cpu", type=int, default=0, help="core to pin to (-1: no pinning)")
+    ap.add_argument("--skip-sources", action="store_true", help="skip the file and http_server source runs")
+    ap.add_argument("--http-seconds", type=int, default=10)
     args = ap.parse_args()
     cpu = None if args.cpu < 0 else args.cpu
     weir = os.path.join(args.build, "weir")
@@ -113,12 +214,17 @@ def main():
     big_secs, big_rss, _ = run_measured([weir, "run", "-c", paths["decode -> encode -> /dev/null"], "--log-level", "warn"], stdin_path=data,
                                         stdin_repeat=3, cpu=cpu)
 
+    if not args.skip_sources:
+        file_seconds = measure_file_source(weir, data, events, tmp, cpu, args.runs)
+        results.append(("weir file -> blackhole", file_seconds, 0))
     base = events / results[0][1]
     print("%-34s %14s %10s %10s %12s" % ("", "events/s", "MiB/s", "peak RSS", "of limit"))
     for name, s, peak in results:
         rate = events / s
-        print("%-34s %14s %10.1f %8.1f M %11.1f%%" % (name, "{:,.0f}".format(rate), mib / s, peak / 1024,
-                                                     100 * rate / base))
+        rss = "%8.1f M" % (peak / 1024) if peak else "%10s" % "-"
+        print("%-34s %14s %10.1f %s %11.1f%%" % (name, "{:,.0f}".format(rate), mib / s, rss, 100 * rate / base))
+    if not args.skip_sources:
+        measure_http(weir, data, tmp, args.http_seconds)
     print("\n3x input (%d events) piped through decode -> encode: %.2f s, peak RSS %.1f MiB"
           % (3 * events, big_secs, big_rss / 1024))
     print("weir wall times include process start, config load and shutdown; the parse limit excludes file loading.")
