@@ -89,6 +89,7 @@ class TestSink final : public Sink {
   static Result<std::unique_ptr<TestSink>> create(const Options& o) {
     auto s = std::make_unique<TestSink>();
     s->fail_ = o.boolean("fail");
+    s->metadata_ = o.boolean("metadata");
     return s;
   }
   Status start(SinkContext& ctx) override {
@@ -99,7 +100,10 @@ class TestSink final : public Sink {
   bool ready() const override { return Probe::get().sinks_ready; }
   void consume(BatchPtr batch) override {
     auto& seen = Probe::get().received[ctx_->name()];
-    for (const Event& e : batch->events()) seen.push_back(to_json(e.fields));
+    for (const Event& e : batch->events()) {
+      seen.push_back(metadata_ ? "{\"fields\":" + to_json(e.fields) + ",\"metadata\":" + to_json(e.metadata) + "}"
+                               : to_json(e.fields));
+    }
     if (fail_) batch->fail("test sink refuses");
     ctx_->metrics().events_sent.add(batch->size());
   }
@@ -108,6 +112,7 @@ class TestSink final : public Sink {
  private:
   SinkContext* ctx_ = nullptr;
   bool fail_ = false;
+  bool metadata_ = false;  // record {"fields":..,"metadata":..}
 };
 
 // Sets field `tagged` to true on every event (proves fan-out copies are independent).
@@ -142,7 +147,8 @@ const OptionSchema kSourceSchema = {
     {.name = "batch", .type = OptionType::Integer, .default_value = "1"},
     {.name = "acks", .type = OptionType::Bool, .default_value = "false"},
 };
-const OptionSchema kSinkSchema = {{.name = "fail", .type = OptionType::Bool, .default_value = "false"}};
+const OptionSchema kSinkSchema = {{.name = "fail", .type = OptionType::Bool, .default_value = "false"},
+                                   {.name = "metadata", .type = OptionType::Bool, .default_value = "false"}};
 
 }  // namespace
 

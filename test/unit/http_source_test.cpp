@@ -1,0 +1,106 @@
+// The http_server source inside a running pipeline, driven by libcurl from another thread:
+// every event of a request carries that request's id in its metadata.
+#include <catch2/catch.hpp>
+
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "config/config.hpp"
+#include "runtime/runtime.hpp"
+#include "test_components.hpp"
+#include "topology/graph.hpp"
+#include "weir/uv.hpp"
+
+using namespace weir;
+using testing::Probe;
+
+namespace {
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+long post(int port, const std::string& body, const std::string& request_id) {
+  CURL* curl = curl_easy_init();
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  curl_slist* headers = nullptr;
+  if (!request_id.empty()) headers = curl_slist_append(headers, ("X-Request-Id: " + request_id).c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char*, size_t size, size_t n, void*) { return size * n; });
+  long status = 0;
+  for (int attempt = 0; attempt < 100; ++attempt) {  // until the server listens
+    if (curl_easy_perform(curl) == CURLE_OK) {
+      curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("http_server: the request id reaches every event's metadata") {
+  Probe::get().reset();
+  int port = free_port();
+  config::Diagnostics d;
+  auto cfg = config::load_text("sources:\n  in: { type: http_server, address: \"127.0.0.1:" + std::to_string(port) +
+                                   "\", headers_to_fields: { x-team: \"%team\" } }\n"
+                                   "sinks:\n  k: { type: test_sink, inputs: [in], metadata: true }\n",
+                               "test.yaml", d);
+  REQUIRE(d.ok());
+  auto graph = topology::build(std::move(cfg), d);
+  REQUIRE(d.ok());
+  runtime::Runtime rt(graph, {.handle_signals = false, .print_summary = false});
+  long first = 0, second = 0;
+  std::atomic<bool> client_done{false};
+  std::thread client([&] {
+    first = post(port, "{\"n\":1}\n{\"n\":2}\n", "trace-1");
+    second = post(port, "{\"n\":3}", "");
+    client_done = true;
+  });
+  // The runtime belongs to the loop thread: a timer there notices the client is done.
+  struct Watch {
+    std::atomic<bool>* done;
+    runtime::Runtime* rt;
+  } watch{&client_done, &rt};
+  UvTimer timer;
+  start_timer(
+      timer, rt.loop(), &watch,
+      [](uv_timer_t* t) {
+        auto* w = static_cast<Watch*>(t->data);
+        if (*w->done) {
+          uv_timer_stop(t);
+          w->rt->shutdown();
+        }
+      },
+      10, 10);
+  int rc = rt.run();
+  client.join();
+  REQUIRE(rc == 0);
+  CHECK(first == 200);
+  CHECK(second == 200);
+  auto& got = Probe::get().received["k"];
+  REQUIRE(got.size() == 3);
+  CHECK(got[0] == R"({"fields":{"n":1},"metadata":{"request_id":"trace-1"}})");
+  CHECK(got[1] == R"({"fields":{"n":2},"metadata":{"request_id":"trace-1"}})");
+  CHECK(got[2].find(R"({"fields":{"n":3},"metadata":{"request_id":")") == 0);
+  CHECK(got[2].size() == std::string(R"({"fields":{"n":3},"metadata":{"request_id":""}})").size() + 36);
+}
