@@ -10,6 +10,7 @@ BatchPtr EventBatch::derive() const {
   batch->extra_arenas_ = extra_arenas_;
   batch->retained_ = retained_;
   batch->acks_ = acks_;
+  batch->created_at_ = created_at_;
   return batch;
 }
 
@@ -22,6 +23,7 @@ BatchPtr EventBatch::clone() const {
   }
   batch->acks_ = acks_;
   batch->byte_size_ = byte_size_;
+  batch->created_at_ = created_at_;
   return batch;
 }
 

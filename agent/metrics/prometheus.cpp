@@ -55,6 +55,17 @@ std::string render_prometheus(const std::vector<ComponentRow>& components, doubl
                          label(c.id), c.kind, label(c.type), (c.metrics->*family.counter).get());
     }
   }
+  out += "# HELP weir_component_batch_latency_seconds Time from a batch's source to a sink.\n"
+         "# TYPE weir_component_batch_latency_seconds summary\n";
+  for (const ComponentRow& c : components) {
+    if (c.kind != "sink") continue;
+    std::string labels = fmt::format("component_id=\"{}\",component_kind=\"{}\",component_type=\"{}\"", label(c.id),
+                                     c.kind, label(c.type));
+    out += fmt::format("weir_component_batch_latency_seconds_sum{{{}}} {:.9f}\n", labels,
+                       static_cast<double>(c.metrics->batch_latency_nanos_sum.get()) / 1e9);
+    out += fmt::format("weir_component_batch_latency_seconds_count{{{}}} {}\n", labels,
+                       c.metrics->batch_latency_count.get());
+  }
   return out;
 }
 

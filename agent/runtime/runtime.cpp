@@ -253,6 +253,10 @@ BatchPtr Runtime::Impl::pop(Node& node) {
   node.metrics.buffer_events.set(node.queued_events);
   node.metrics.events_received.add(batch->size());
   node.metrics.bytes_received.add(batch->byte_size());
+  if (node.kind() == ComponentKind::Sink) {
+    node.metrics.batch_latency_nanos_sum.add(static_cast<std::uint64_t>(std::max<std::int64_t>(0, EventBatch::steady_now() - batch->created_at())));
+    node.metrics.batch_latency_count.add();
+  }
   if (node.queued_events < node.capacity) wake_upstream(node);
   return batch;
 }

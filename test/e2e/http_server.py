@@ -210,18 +210,19 @@ check("slots come back once connections close", s == 200, s)
 w.stop()
 
 # ---- backpressure: a sink that cannot write makes the source answer 503 -----------------------
-port = free_port()
+port, api = free_port(), free_port()
 fifo = os.path.join(WORK, "stuck")
 os.mkfifo(fifo)
 holder = os.open(fifo, os.O_RDWR)  # kept open, never read: writes block once the pipe is full
 stuck_out = open(fifo, "wb", buffering=0)
 w = Weir("""data_dir: %s/data
-shutdown_timeout: 1s
+shutdown_timeout: 2s
+api: { address: "127.0.0.1:%d" }
 sources:
   in: { type: http_server, address: "127.0.0.1:%d" }
 sinks:
   out: { type: console, inputs: [in], buffer: { max_events: 100 } }
-""" % (WORK, port), stdout=stuck_out)
+""" % (WORK, api, port), stdout=stuck_out)
 w.wait_port(port)
 body = b"\n".join(b'{"n":%d,"pad":"%s"}' % (i, b"z" * 200) for i in range(1000))
 statuses = []
@@ -234,7 +235,16 @@ for _ in range(200):
 check("full pipeline -> 503 with Retry-After", statuses[-1] == 503 and r.getheader("Retry-After") == "1", statuses[-5:])
 check("everything before the 503 was accepted whole", all(x == 200 for x in statuses[:-1]) and len(statuses) > 1, statuses)
 conn.close()
+h = http.client.HTTPConnection("127.0.0.1", api, timeout=5)
+h.request("GET", "/metrics")
+m = h.getresponse().read().decode()
+check("/metrics has the sink's batch latency", 'weir_component_batch_latency_seconds_count{component_id="out",component_kind="sink",component_type="console"}' in m)
 w.proc.send_signal(signal.SIGTERM)
+time.sleep(0.3)  # the stuck sink keeps the drain going until the 2 s deadline
+h = http.client.HTTPConnection("127.0.0.1", api, timeout=5)
+h.request("GET", "/health")
+hr = h.getresponse()
+check("/health 503 while draining", hr.status == 503 and json.loads(hr.read())["status"] == "draining", hr.status)
 w.proc.wait(timeout=30)
 os.close(holder)
 stuck_out.close()

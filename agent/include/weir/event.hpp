@@ -3,6 +3,7 @@
 // the source batches it came from.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -89,6 +90,12 @@ class EventBatch {
   }
 
   // Bytes of input these events were decoded from (or an estimate), for metrics.
+  // When the source made the batch (steady clock, ns); derived batches and copies keep it.
+  std::int64_t created_at() const { return created_at_; }
+  static std::int64_t steady_now() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+
   std::uint64_t byte_size() const { return byte_size_; }
   void add_byte_size(std::uint64_t bytes) { byte_size_ += bytes; }
   void set_byte_size(std::uint64_t bytes) { byte_size_ = bytes; }
@@ -122,6 +129,7 @@ class EventBatch {
   std::vector<std::shared_ptr<const void>> retained_;
   std::vector<AckRef> acks_;
   std::uint64_t byte_size_ = 0;
+  std::int64_t created_at_ = steady_now();
 };
 
 }  // namespace weir

@@ -27,6 +27,9 @@ struct ComponentMetrics {
   Counter events_dead_lettered;  // rejected with a reason and written to the dead-letter file
   Counter events_dropped;        // discarded without a dead letter (buffer when_full: drop_newest)
   Counter buffer_events;         // gauge: events waiting in this component's input buffer
+  // Sinks: time from a batch's creation at its source to its arrival at this sink.
+  Counter batch_latency_nanos_sum;
+  Counter batch_latency_count;
 };
 
 }  // namespace weir
