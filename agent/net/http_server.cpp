@@ -15,11 +15,6 @@ namespace weir::http {
 
 namespace {
 
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return text;
-}
-
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -424,7 +419,7 @@ int Connection::on_header_value(http_parser* p, const char* at, std::size_t len)
 int Connection::on_headers_complete(http_parser* p) {
   auto* self = static_cast<Connection*>(p->data);
   Request& r = self->request_;
-  for (Header& h : r.headers) h.name = lower(std::move(h.name));
+  for (Header& h : r.headers) h.name = lower_case(h.name);
   r.method = http_method_str(static_cast<http_method>(p->method));
   auto q = r.target.find('?');
   r.path = percent_decode(std::string_view(r.target).substr(0, q));
@@ -443,7 +438,7 @@ int Connection::on_headers_complete(http_parser* p) {
     }
   }
   const std::string* expect = r.header("expect");
-  if (expect != nullptr && lower(*expect) == "100-continue") self->write("HTTP/1.1 100 Continue\r\n\r\n", false);
+  if (expect != nullptr && lower_case(*expect) == "100-continue") self->write("HTTP/1.1 100 Continue\r\n\r\n", false);
   self->phase_ = Phase::Body;
   self->arm_timer(options.body_timeout);
   return 0;
@@ -465,7 +460,7 @@ int Connection::on_message_complete(http_parser* p) {
   Request& r = self->request_;
   const std::string* encoding = r.header("content-encoding");
   if (encoding != nullptr) {
-    auto decoded = compression::decode_content(lower(*encoding), std::move(r.body), self->server_->options.max_body_bytes);
+    auto decoded = compression::decode_content(lower_case(*encoding), std::move(r.body), self->server_->options.max_body_bytes);
     if (!decoded.ok()) {
       bool too_large = decoded.error().message() == compression::kTooLarge;
       self->reject(Response::error(too_large ? 413 : 415, decoded.error().message()));

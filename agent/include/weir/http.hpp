@@ -101,6 +101,13 @@ class Server {
   std::shared_ptr<State> state_;
 };
 
+// ASCII lower case (header names, tokens).
+inline std::string lower_case(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  return out;
+}
+
 // Parses "host:port" / "[v6]:port" into a socket address.
 Result<sockaddr_storage> parse_address(const std::string& address);
 

@@ -42,8 +42,10 @@ const OptionSchema kSchema = {
     {.name = "read_bytes", .type = OptionType::Bytes, .default_value = "256KiB", .doc = "Size of one read."},
     {.name = "decoding.codec", .type = OptionType::Enum, .default_value = "json", .choices = {"json", "text"},
      .doc = "`json`: one JSON object a line; `text`: each line into `message`."},
-    {.name = "file_key", .type = OptionType::String, .doc = "Field to put the file's path in (none when unset)."},
-    {.name = "offset_key", .type = OptionType::String, .doc = "Field to put the line's byte offset in (none when unset)."},
+    {.name = "file_key", .type = OptionType::String,
+     .doc = "Field for the file's path (none when unset); `%name` puts it in the event's metadata."},
+    {.name = "offset_key", .type = OptionType::String,
+     .doc = "Field for the line's byte offset (none when unset); `%name` puts it in the event's metadata."},
 };
 
 std::string fnv1a_hex(std::string_view bytes) {
@@ -107,6 +109,7 @@ class FileSource final : public Source {
     self->codec_ = options.string("decoding.codec") == "text" ? Codec::Text : Codec::Json;
     self->file_key_ = std::string(options.string("file_key"));
     self->offset_key_ = std::string(options.string("offset_key"));
+    if (self->file_key_ == "%" || self->offset_key_ == "%") return options.error_at("file_key", "'%' alone names no field");
     return self;
   }
 
@@ -366,12 +369,17 @@ class FileSource final : public Source {
     if (!file_key_.empty() || !offset_key_.empty()) {
       Arena& arena = batch->arena();
       Value path = Value::string(arena, file->path);
+      // "%name" goes to the metadata, anything else to the event's fields.
+      auto put = [&](Event& event, const std::string& key, Value value) {
+        bool meta = key.front() == '%';
+        Value& target = meta ? event.metadata : event.fields;
+        if (!target.is_object()) target = Value::object(arena, 2);
+        target.set_path(arena, arena.copy(meta ? std::string_view(key).substr(1) : std::string_view(key)), value);
+      };
       for (std::size_t i = 0; i < batch->size(); ++i) {
-        Value& fields = batch->events()[i].fields;
-        if (!file_key_.empty()) fields.set_path(arena, arena.copy(file_key_), path);
-        if (!offset_key_.empty()) {
-          fields.set_path(arena, arena.copy(offset_key_), Value::integer(static_cast<std::int64_t>(file->stream_start + starts[i])));
-        }
+        Event& event = batch->events()[i];
+        if (!file_key_.empty()) put(event, file_key_, path);
+        if (!offset_key_.empty()) put(event, offset_key_, Value::integer(static_cast<std::int64_t>(file->stream_start + starts[i])));
       }
     }
     std::uint64_t end = file->stream_start + file->stream->bytes_consumed();

@@ -48,12 +48,6 @@ const OptionSchema kSchema = {
      .doc = "Answer only once the sinks delivered the events (200), or gave up on them (500)."},
 };
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return out;
-}
-
 // Compares secrets in time that does not depend on where they differ.
 bool same_secret(std::string_view a, std::string_view b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -95,7 +89,7 @@ Result<std::vector<FieldCopy>> field_copies(const Options& options, std::string_
     }
     std::string_view to = m.value.as_string();
     bool meta = to.front() == '%';
-    copies.push_back({lower_case ? lower(m.key) : std::string(m.key), std::string(meta ? to.substr(1) : to), meta});
+    copies.push_back({lower_case ? http::lower_case(m.key) : std::string(m.key), std::string(meta ? to.substr(1) : to), meta});
   }
   return copies;
 }
@@ -142,7 +136,7 @@ class HttpServerSource final : public Source {
     auto query = field_copies(options, "query_to_fields", false);
     if (!query.ok()) return query.error();
     self->query_copies_ = std::move(query.value());
-    self->request_id_header_ = lower(options.string("request_id_header"));
+    self->request_id_header_ = http::lower_case(options.string("request_id_header"));
     self->acknowledgements_ = options.boolean("acknowledgements");
     return self;
   }
