@@ -132,7 +132,11 @@ Result<EpochNanos> parse_timestamp(const Value& value) {
     case Kind::String: {
       std::string_view text = value.as_string();
       if (text.size() >= 10 && text[4] == '-') return parse_iso8601(text);
-      return parse_epoch_seconds(text);
+      auto seconds = parse_epoch_seconds(text);
+      if (!seconds.ok()) {
+        return Error(fmt::format("'{}' is neither an ISO-8601 timestamp nor a number of epoch seconds", text));
+      }
+      return seconds;
     }
     case Kind::Int: return parse_epoch_seconds(std::to_string(value.as_int()));
     case Kind::Uint: return parse_epoch_seconds(std::to_string(value.as_uint()));

@@ -1,0 +1,220 @@
+// `working_time` transform: CVAT's working time per (user, job, task, project), computed in
+// the pipeline and emitted as `send:working_time` events exactly as CVAT stores them.
+// Every input event passes through; the computed events follow them in the same batch.
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "weir/json.hpp"
+#include "weir/log.hpp"
+#include "weir/registry.hpp"
+#include "working_time.hpp"
+
+namespace weir::plugins {
+namespace {
+
+const OptionSchema kSchema = {
+    {.name = "threshold", .type = OptionType::Duration, .default_value = "100s",
+     .doc = "A gap between events this long or longer counts as idle (CVAT: 100 s, strict)."},
+    {.name = "compressed_scopes", .type = OptionType::StringList, .default_value = "[change:frame]",
+     .doc = "Scopes whose `duration` is real time spent."},
+    {.name = "sources", .type = OptionType::StringList, .default_value = "[client]",
+     .doc = "Values of `source` that take part; other events pass through untouched."},
+    {.name = "user_field", .type = OptionType::String, .default_value = "user_id", .doc = "Who the time is for."},
+    {.name = "job_field", .type = OptionType::String, .default_value = "job_id", .doc = "Job id field."},
+    {.name = "task_field", .type = OptionType::String, .default_value = "task_id", .doc = "Task id field."},
+    {.name = "project_field", .type = OptionType::String, .default_value = "project_id", .doc = "Project id field."},
+    {.name = "copy_fields", .type = OptionType::StringList, .default_value = "[user_name, user_email, org_id, org_slug]",
+     .doc = "User and organization fields copied from the user's events onto the emitted ones."},
+    {.name = "state_ttl", .type = OptionType::Duration, .default_value = "0s",
+     .doc = "Forget a user idle this long in event time (0: never). Must be at least `threshold`: see the docs "
+            "for the one case where forgetting moves time between a user's keys."},
+};
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+class WorkingTime final : public Transform {
+ public:
+  static Result<std::unique_ptr<WorkingTime>> create(const Options& o) {
+    auto self = std::make_unique<WorkingTime>();
+    self->params_.threshold = o.duration("threshold").count();
+    if (self->params_.threshold <= 0) return o.error_at("threshold", "threshold must be above 0");
+    self->compressed_ = o.strings("compressed_scopes");
+    self->sources_ = o.strings("sources");
+    self->user_field_ = std::string(o.string("user_field"));
+    self->job_field_ = std::string(o.string("job_field"));
+    self->task_field_ = std::string(o.string("task_field"));
+    self->project_field_ = std::string(o.string("project_field"));
+    self->copy_fields_ = o.strings("copy_fields");
+    self->ttl_ = o.duration("state_ttl").count();
+    if (self->ttl_ != 0 && self->ttl_ < self->params_.threshold) {
+      return o.error_at("state_ttl", "state_ttl must be 0 (never) or at least threshold");
+    }
+    return self;
+  }
+
+  void process(BatchPtr batch, TransformContext& ctx) override {
+    Arena& arena = batch->arena();
+    struct Total {
+      std::string user_key;
+      WorkKey key;
+      EpochNanos nanos = 0;
+      Value timestamp;   // of the first event counted for the key in this batch
+      Value user_id;
+      std::vector<Value> copied;
+      Value request_id;
+    };
+    std::vector<Total> totals;
+    std::unordered_map<std::string, std::size_t> index;
+
+    std::vector<Event>& events = batch->events();
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      Event& event = events[i];
+      if (!takes_part(event)) {
+        events[kept++] = event;
+        continue;
+      }
+      const Value* ts_value = event.fields.find("timestamp");
+      auto timestamp = ts_value ? parse_timestamp(*ts_value) : Result<EpochNanos>(Error("it has no timestamp"));
+      if (!timestamp.ok()) {
+        ctx.dead_letter(event, "working_time: " + timestamp.error().message());
+        continue;
+      }
+      events[kept++] = event;
+      EpochNanos end = timestamp.value();
+      if (is_compressed(event)) end += duration_nanos(event);
+      const Value& user = *event.fields.find(user_field_);
+      std::string user_key = to_json(user);
+      UserClock& clock = clocks_[user_key];
+      if (ttl_ > 0 && clock.started && timestamp.value() - clock.last_seen >= ttl_) clock = UserClock();
+      Step step = advance(clock, params_, timestamp.value(), end, ids(event));
+      if (step.nanos <= 0) continue;
+      std::string total_key = user_key + "#" + step.key.str();
+      auto [it, inserted] = index.emplace(total_key, totals.size());
+      if (inserted) {
+        Total t;
+        t.user_key = user_key;
+        t.key = step.key;
+        t.timestamp = *ts_value;
+        t.user_id = user;
+        for (const std::string& field : copy_fields_) {
+          const Value* v = event.fields.find(field);
+          t.copied.push_back(v ? *v : Value::null());
+        }
+        if (event.metadata.is_object()) {
+          if (const Value* id = event.metadata.find("request_id")) t.request_id = *id;
+        }
+        totals.push_back(std::move(t));
+      }
+      totals[it->second].nanos += step.nanos;
+    }
+    events.resize(kept);
+
+    for (Total& t : totals) {
+      UserClock& clock = clocks_[t.user_key];
+      std::int64_t& carry = clock.carry_ns[t.key.str()];
+      std::int64_t sum = carry + t.nanos;
+      std::int64_t ms = floor_div(sum, 1'000'000);
+      carry = sum - ms * 1'000'000;
+      events.push_back(Event{make_event(arena, t.timestamp, ms, t.key, t.user_id, t.copied, t.request_id), Value::null()});
+    }
+    if (ttl_ > 0) evict_idle();
+    ctx.emit(std::move(batch));
+  }
+
+ private:
+  bool takes_part(const Event& event) const {
+    const Value* source = event.fields.find("source");
+    if (source == nullptr || !source->is_string()) return false;
+    if (std::find(sources_.begin(), sources_.end(), source->as_string()) == sources_.end()) return false;
+    const Value* scope = event.fields.find("scope");
+    if (scope != nullptr && scope->is_string() && scope->as_string() == "send:working_time") return false;
+    const Value* user = event.fields.find(user_field_);
+    return user != nullptr && !user->is_null();
+  }
+
+  bool is_compressed(const Event& event) const {
+    const Value* scope = event.fields.find("scope");
+    return scope != nullptr && scope->is_string() &&
+           std::find(compressed_.begin(), compressed_.end(), scope->as_string()) != compressed_.end();
+  }
+
+  static EpochNanos duration_nanos(const Event& event) {
+    const Value* d = event.fields.find("duration");
+    if (d == nullptr) return 0;
+    if (d->is_int()) return d->as_int() * 1'000'000;
+    if (d->is_double()) return static_cast<EpochNanos>(d->as_double() * 1e6);
+    return 0;
+  }
+
+  IdValue id_of(const Event& event, const std::string& field) const {
+    IdValue id;
+    const Value* v = event.fields.find(field);
+    if (v == nullptr || v->is_null()) return id;
+    if (v->is_int()) {
+      id.kind = IdValue::Kind::Int;
+      id.number = v->as_int();
+    } else {
+      id.kind = IdValue::Kind::Text;
+      id.text = v->is_string() ? std::string(v->as_string()) : to_json(*v);
+    }
+    return id;
+  }
+
+  WorkKey ids(const Event& event) const {
+    return WorkKey{id_of(event, job_field_), id_of(event, task_field_), id_of(event, project_field_)};
+  }
+
+  static Value id_value(Arena& arena, const IdValue& id) {
+    switch (id.kind) {
+      case IdValue::Kind::Int: return Value::integer(id.number);
+      case IdValue::Kind::Text: return Value::string(arena, id.text);
+      default: return Value::null();
+    }
+  }
+
+  Value make_event(Arena& arena, const Value& timestamp, std::int64_t ms, const WorkKey& key, const Value& user,
+                   const std::vector<Value>& copied, const Value& request_id) const {
+    Value f = Value::object(arena, 17);
+    f.append_member(arena, "scope", Value::string_view("send:working_time"));
+    f.append_member(arena, "obj_name", Value::null());
+    f.append_member(arena, "obj_id", Value::null());
+    f.append_member(arena, "obj_val", Value::null());
+    f.append_member(arena, "source", Value::string_view("server"));
+    f.append_member(arena, "timestamp", timestamp);
+    f.append_member(arena, "count", Value::integer(1));
+    f.append_member(arena, "duration", Value::integer(ms));
+    f.append_member(arena, arena.copy(project_field_), id_value(arena, key.project));
+    f.append_member(arena, arena.copy(task_field_), id_value(arena, key.task));
+    f.append_member(arena, arena.copy(job_field_), id_value(arena, key.job));
+    f.append_member(arena, arena.copy(user_field_), user);
+    for (std::size_t i = 0; i < copy_fields_.size(); ++i) f.append_member(arena, arena.copy(copy_fields_[i]), copied[i]);
+    ByteBuffer payload;
+    payload.append(fmt::format("{{\"working_time\":{},\"request\":{{\"id\":", ms));
+    write_json(request_id, payload);
+    payload.append("}}");
+    f.append_member(arena, "payload", Value::string(arena, payload.view()));
+    return f;
+  }
+
+  void evict_idle() {
+    // Event time moves with the data: the newest timestamp seen stands for "now".
+    EpochNanos newest = 0;
+    for (const auto& [user, clock] : clocks_) newest = std::max(newest, clock.last_seen);
+    std::erase_if(clocks_, [&](const auto& entry) { return newest - entry.second.last_seen >= ttl_; });
+  }
+
+  WorkingTimeParams params_;
+  std::vector<std::string> compressed_, sources_, copy_fields_;
+  std::string user_field_, job_field_, task_field_, project_field_;
+  EpochNanos ttl_ = 0;
+  std::unordered_map<std::string, UserClock> clocks_;
+};
+
+}  // namespace
+
+WEIR_REGISTER_TRANSFORM("working_time", "CVAT's working time per user and job, emitted as send:working_time events",
+                        kSchema, WorkingTime::create);
+
+}  // namespace weir::plugins

@@ -1,0 +1,57 @@
+// CVAT's working-time algorithm, as a streaming computation over event time.
+//
+// Per user, events are taken in the order they arrive; `prev_end` (end of the last counted
+// activity) and `prev_ids` (job, task, project of the previous event) carry over from batch
+// to batch, which is what CVAT's `previous_event` gives its server. For each event e:
+//   end(e) = timestamp + duration for "compressed" scopes (change:frame), else timestamp;
+//   wt = (timestamp - prev_end if 0 < that < threshold) + (end(e) - max(prev_end, timestamp) if > 0);
+//   wt is added to prev_ids' total; prev_ids = ids(e).
+// Totals are kept in nanoseconds; what is emitted is floored to whole milliseconds with the
+// remainder carried to the next emission of the same key, so the sum per key is the same
+// however the stream is cut into batches.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "weir/time.hpp"
+
+namespace weir::plugins {
+
+// One of job_id, task_id, project_id: null, an integer, or (rarely) text.
+struct IdValue {
+  enum class Kind { Null, Int, Text } kind = Kind::Null;
+  std::int64_t number = 0;
+  std::string text;
+  bool operator==(const IdValue&) const = default;
+};
+
+struct WorkKey {
+  IdValue job, task, project;
+  bool operator==(const WorkKey&) const = default;
+  std::string str() const;  // for maps
+};
+
+struct WorkingTimeParams {
+  EpochNanos threshold = 100'000'000'000;  // 100 s
+};
+
+// The state of one user across batches.
+struct UserClock {
+  EpochNanos prev_end = 0;
+  WorkKey prev_ids;
+  bool started = false;
+  EpochNanos last_seen = 0;                      // event time, for state_ttl
+  std::map<std::string, std::int64_t> carry_ns;  // sub-millisecond remainders per key
+};
+
+// Adds one event to `clock` and returns the working time (ns) and the key it counts for.
+struct Step {
+  EpochNanos nanos = 0;
+  WorkKey key;
+};
+Step advance(UserClock& clock, const WorkingTimeParams& params, EpochNanos timestamp, EpochNanos end, const WorkKey& ids);
+
+}  // namespace weir::plugins

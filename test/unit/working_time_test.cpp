@@ -1,0 +1,224 @@
+// working_time: CVAT's own unit cases, batch-cut independence, users, order, time forms.
+#include <catch2/catch.hpp>
+
+#include <map>
+
+#include <fmt/format.h>
+
+#include "config/config.hpp"
+#include "topology/graph.hpp"
+#include "weir/json.hpp"
+#include "weir/time.hpp"
+
+using namespace weir;
+
+namespace {
+
+// Collects what a transform emits and dead-letters, without a runtime.
+class Collector final : public TransformContext {
+ public:
+  uv_loop_t* loop() override { return nullptr; }
+  const std::string& name() const override { return name_; }
+  const std::string& type() const override { return name_; }
+  const std::string& data_dir() const override { return name_; }
+  ComponentMetrics& metrics() override { return metrics_; }
+  void dead_letter(const Event& e, std::string_view reason) override {
+    dead.push_back(std::string(reason) + " " + to_json(e.fields));
+  }
+  void dead_letter_raw(std::string_view, std::uint64_t, std::string_view reason) override { dead.emplace_back(reason); }
+  void fail_pipeline(std::string_view) override {}
+  void emit(BatchPtr batch, std::size_t) override { batches.push_back(std::move(batch)); }
+
+  std::vector<BatchPtr> batches;
+  std::vector<std::string> dead;
+
+ private:
+  std::string name_ = "wt";
+  ComponentMetrics metrics_;
+};
+
+struct Harness {
+  topology::Graph graph;
+  Transform* transform = nullptr;
+  Collector out;
+
+  explicit Harness(const std::string& options = "") {
+    config::Diagnostics d;
+    auto cfg = config::load_text("sources:\n  in: { type: stdin }\ntransforms:\n  wt: { type: working_time, inputs: [in]" +
+                                     options + " }\nsinks:\n  out: { type: blackhole, inputs: [wt] }\n",
+                                 "wt.yaml", d);
+    REQUIRE(d.ok());
+    graph = topology::build(std::move(cfg), d);
+    REQUIRE(d.ok());
+    for (auto& node : graph.nodes) {
+      if (node.transform) transform = node.transform.get();
+    }
+  }
+
+  // Feeds events (JSON objects) as one batch; returns the working-time events it emitted.
+  std::vector<std::string> feed(const std::vector<std::string>& events) {
+    auto batch = EventBatch::create();
+    JsonParser parser;
+    for (const std::string& e : events) batch->events().push_back(Event{parser.parse(e, batch->arena()).value(), Value::null()});
+    transform->process(std::move(batch), out);
+    std::vector<std::string> emitted;
+    for (const Event& e : out.batches.back()->events()) {
+      if (e.fields.find("scope")->as_string() == "send:working_time" && e.fields.find("source")->as_string() == "server") {
+        emitted.push_back(to_json(e.fields));
+      }
+    }
+    return emitted;
+  }
+
+  // Sum of emitted durations in the last batch.
+  std::int64_t feed_ms(const std::vector<std::string>& events) {
+    std::int64_t total = 0;
+    for (const std::string& e : feed(events)) {
+      Arena arena;
+      JsonParser parser;
+      total += parser.parse(e, arena).value().find("duration")->as_int();
+    }
+    return total;
+  }
+};
+
+constexpr EpochNanos kStart = 1704110400LL * 1'000'000'000;  // 2024-01-01T12:00:00Z
+constexpr EpochNanos kMs = 1'000'000;
+constexpr EpochNanos kShortGap = 99'999 * kMs;
+constexpr EpochNanos kLongGap = 100'000 * kMs;
+
+std::string ev(const std::string& scope, EpochNanos at, std::int64_t duration_ms = 0, std::int64_t job = 1,
+               std::int64_t user = 7) {
+  ByteBuffer ts;
+  format_iso8601(at, 3, ts);
+  return fmt::format(R"({{"scope":"{}","source":"client","timestamp":"{}","duration":{},"job_id":{},"task_id":10,)"
+                     R"("project_id":100,"user_id":{},"user_name":"ann","org_id":null}})",
+                     scope, ts.view(), duration_ms, job, user);
+}
+std::string click(EpochNanos at, std::int64_t job = 1, std::int64_t user = 7) { return ev("click:element", at, 0, job, user); }
+std::string frame(EpochNanos at, std::int64_t ms, std::int64_t job = 1, std::int64_t user = 7) {
+  return ev("change:frame", at, ms, job, user);
+}
+
+// CVAT's cases feed each event after the previous one: one batch each.
+std::vector<std::int64_t> one_by_one(const std::vector<std::string>& events) {
+  Harness h;
+  std::vector<std::int64_t> out;
+  for (const std::string& e : events) out.push_back(h.feed_ms({e}));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("working_time: CVAT's unit cases") {
+  using V = std::vector<std::int64_t>;
+  CHECK(one_by_one({click(kStart)}) == V{0});
+  CHECK(one_by_one({frame(kStart, 100'000)}) == V{100'000});
+  CHECK(one_by_one({click(kStart), click(kStart + kShortGap)}) == V{0, 99'999});
+  CHECK(one_by_one({click(kStart), click(kStart + kLongGap)}) == V{0, 0});
+  CHECK(one_by_one({frame(kStart, 1000), frame(kStart + 1000 * kMs + kShortGap, 5000)}) == V{1000, 104'999});
+  CHECK(one_by_one({frame(kStart, 1000), frame(kStart + 1000 * kMs + kLongGap, 5000)}) == V{1000, 5000});
+  CHECK(one_by_one({frame(kStart, 5000), frame(kStart + 3000 * kMs, 1000)}) == V{5000, 0});        // contained
+  CHECK(one_by_one({frame(kStart, 5000), frame(kStart + 3000 * kMs, 6000)}) == V{5000, 4000});     // overlapping
+  CHECK(one_by_one({frame(kStart, 5000), click(kStart + 3000 * kMs), click(kStart + 6000 * kMs)}) ==
+        V{5000, 0, 1000});  // instant inside compressed
+  CHECK(one_by_one({click(kStart), click(kStart + kShortGap)}).back() == 99'999);  // previous click, short
+  CHECK(one_by_one({click(kStart), click(kStart + kLongGap)}).back() == 0);        // previous click, long
+  CHECK(one_by_one({frame(kStart, 1000), click(kStart + 1000 * kMs + kShortGap)}).back() == 99'999);
+  CHECK(one_by_one({frame(kStart, 1000), click(kStart + 1000 * kMs + kLongGap)}).back() == 0);
+}
+
+TEST_CASE("working_time: emitted events look exactly like CVAT's") {
+  Harness h;
+  h.feed({click(kStart)});
+  auto out = h.feed({click(kStart + 5000 * kMs, 2)});
+  REQUIRE(out.size() == 1);
+  // Counted for the ids of the event before (job 1), with that key's first timestamp.
+  CHECK(out[0] ==
+        R"({"scope":"send:working_time","obj_name":null,"obj_id":null,"obj_val":null,"source":"server",)"
+        R"("timestamp":"2024-01-01T12:00:05.000Z","count":1,"duration":5000,"project_id":100,"task_id":10,"job_id":1,)"
+        R"("user_id":7,"user_name":"ann","user_email":null,"org_id":null,"org_slug":null,)"
+        R"("payload":"{\"working_time\":5000,\"request\":{\"id\":null}}"})");
+}
+
+TEST_CASE("working_time: totals do not depend on how the stream is cut into batches") {
+  // Three users interleaved, several jobs, idle gaps, compressed events, out-of-order events,
+  // and sub-millisecond timestamps that only add up across batches.
+  std::vector<std::string> stream;
+  std::uint64_t seed = 12345;
+  auto next = [&] { return seed = seed * 6364136223846793005ULL + 1442695040888963407ULL, seed >> 33; };
+  std::map<int, EpochNanos> clock{{1, kStart}, {2, kStart}, {3, kStart}};
+  for (int i = 0; i < 3000; ++i) {
+    int user = 1 + static_cast<int>(next() % 3);
+    EpochNanos gap = next() % 50 == 0 ? (100 + next() % 300) * 1'000'000'000LL : static_cast<EpochNanos>(next() % 9'000'000'000ULL);
+    clock[user] += gap + static_cast<EpochNanos>(next() % 1000) * 1000;  // microseconds too
+    EpochNanos at = next() % 40 == 0 ? clock[user] - 2'000'000'000 : clock[user];  // some arrive late
+    int job = 1 + static_cast<int>(next() % 4);
+    ByteBuffer ts;
+    format_iso8601(at, 6, ts);
+    bool is_frame = next() % 3 == 0;
+    stream.push_back(fmt::format(R"({{"scope":"{}","source":"client","timestamp":"{}","duration":{},"job_id":{},"task_id":1,"project_id":1,"user_id":{}}})",
+                                 is_frame ? "change:frame" : "draw:object", ts.view(), is_frame ? next() % 3000 : 0, job, user));
+  }
+  auto totals = [&](std::size_t cut) {
+    Harness h;
+    std::map<std::string, std::int64_t> sum;
+    for (std::size_t i = 0; i < stream.size(); i += cut) {
+      std::vector<std::string> part(stream.begin() + i, stream.begin() + std::min(stream.size(), i + cut));
+      for (const std::string& e : h.feed(part)) {
+        Arena arena;
+        JsonParser parser;
+        Value v = parser.parse(e, arena).value();
+        sum[to_json(*v.find("user_id")) + "/" + to_json(*v.find("job_id"))] += v.find("duration")->as_int();
+      }
+    }
+    return sum;
+  };
+  auto all = totals(stream.size());
+  CHECK(all.size() >= 10);
+  CHECK(totals(1) == all);
+  CHECK(totals(7) == all);
+  CHECK(totals(1000) == all);
+}
+
+TEST_CASE("working_time: who takes part, and bad timestamps") {
+  Harness h;
+  auto out = h.feed({
+      R"({"scope":"click:element","source":"server","timestamp":"2024-01-01T12:00:00Z","user_id":1,"job_id":1})",
+      R"({"scope":"click:element","source":"client","timestamp":"2024-01-01T12:00:00Z","user_id":null,"job_id":1})",
+      R"({"scope":"send:working_time","source":"client","timestamp":"2024-01-01T12:00:00Z","user_id":1,"duration":5})",
+      R"({"scope":"click:element","source":"client","timestamp":"yesterday","user_id":1,"job_id":1})",
+  });
+  CHECK(out.empty());
+  CHECK(h.out.batches.back()->size() == 3);  // the three that pass through; the bad one is dead-lettered
+  REQUIRE(h.out.dead.size() == 1);
+  CHECK(h.out.dead[0].rfind("working_time: 'yesterday' is neither an ISO-8601 timestamp nor a number of epoch seconds", 0) == 0);
+}
+
+TEST_CASE("working_time: every timestamp form gives the same answer") {
+  for (auto [first, second] : std::vector<std::pair<std::string, std::string>>{
+           {R"("2024-01-01T12:00:00Z")", R"("2024-01-01T12:00:01.5Z")"},
+           {R"("2024-01-01T14:00:00+02:00")", R"("2024-01-01T12:00:01.500000000Z")"},
+           {R"("1704110400")", R"("1704110401.5")"},
+           {"1704110400", "1704110401.5"},
+           {"1704110400.0", R"("2024-01-01 12:00:01.5")"}}) {
+    Harness h;
+    h.feed({R"({"scope":"a","source":"client","user_id":1,"job_id":1,"timestamp":)" + first + "}"});
+    INFO(first << " then " << second);
+    CHECK(h.feed_ms({R"({"scope":"a","source":"client","user_id":1,"job_id":1,"timestamp":)" + second + "}"}) == 1500);
+  }
+}
+
+TEST_CASE("working_time: state_ttl forgets idle users without changing totals of instant events") {
+  Harness keep, forget(", state_ttl: 10m");
+  std::int64_t kept = 0, forgotten = 0;
+  for (int user = 0; user < 50; ++user) {
+    for (int i = 0; i < 4; ++i) {
+      EpochNanos at = kStart + (user * 3600LL + i * 20) * 1'000'000'000;  // each user one hour after the last
+      kept += keep.feed_ms({click(at, 1 + i % 2, user)});
+      forgotten += forget.feed_ms({click(at, 1 + i % 2, user)});
+    }
+  }
+  CHECK(kept == 50 * 3 * 20'000);
+  CHECK(forgotten == kept);
+}
