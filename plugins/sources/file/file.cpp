@@ -141,6 +141,11 @@ class FileSource final : public Source {
     stopped_ = true;
     glob_timer_.close();
     poll_timer_.close();
+    if (save_pending_) {
+      save_timer_.close();
+      save_pending_ = false;
+      save_checkpoints();
+    }
     for (auto& [path, file] : files_) file->read.cancel();
     for (auto& file : detached_) file->read.cancel();
     ctx_->finished();
@@ -168,7 +173,19 @@ class FileSource final : public Source {
     }
     if (moved && !file.fingerprint.empty()) {
       checkpoints_->set(file.fingerprint, committed, file.path);
-      save_checkpoints();
+      // Saved on the next loop turn: acknowledgements that land together cost one write,
+      // and a crash still re-delivers only what was acknowledged in that one turn (a file
+      // sink completes one write at a time).
+      if (!save_pending_ && !stopped_) {
+        save_pending_ = true;
+        start_timer(save_timer_, ctx_->loop(), this, [](uv_timer_t* t) {
+          auto* self = static_cast<FileSource*>(t->data);
+          self->save_pending_ = false;
+          self->save_checkpoints();
+        }, 0);
+      } else if (stopped_) {
+        save_checkpoints();
+      }
     }
   }
 
@@ -405,7 +422,8 @@ class FileSource final : public Source {
   std::unique_ptr<Checkpoints> checkpoints_;
   std::map<std::string, std::shared_ptr<TailedFile>> files_;
   std::vector<std::shared_ptr<TailedFile>> detached_;
-  UvTimer glob_timer_, poll_timer_;
+  UvTimer glob_timer_, poll_timer_, save_timer_;
+  bool save_pending_ = false;
   bool paused_ = false;
   bool stopped_ = false;
 };
