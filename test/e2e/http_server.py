@@ -277,5 +277,26 @@ after = len(lines(ack_out))
 check("ack mode: 200 only once the events are written", s == 200 and after - before == 2, (s, b, before, after))
 w.stop()
 
+# ---- request ids reach the events ---------------------------------------------------------------
+port = free_port()
+rid_out = os.path.join(WORK, "rid.ndjson")
+w = Weir("""data_dir: %s/data
+sources:
+  in: { type: http_server, address: "127.0.0.1:%d" }
+transforms:
+  ids: { type: request_id, inputs: [in] }
+sinks:
+  out: { type: file, inputs: [ids], path: "%s" }
+""" % (WORK, port, rid_out))
+w.wait_port(port)
+answers = []
+for body in (b'[{"n":1,"payload":"{\\"frame\\":1}"},{"n":2,"payload":null}]', b'{"n":3}\n{"n":4}\n'):
+    s, b, r = post(port, body)
+    answers.append(r.getheader("X-Request-Id"))
+w.stop()
+got = {e["n"]: json.loads(e["payload"])["request"]["id"] for e in lines(rid_out)}
+check("request_id: every event of one request carries the id echoed to the client",
+      got.get(1) == got.get(2) == answers[0] and got.get(3) == got.get(4) == answers[1] and answers[0] != answers[1], (got, answers))
+
 print("http_server checks: %d passed, %d failed" % (len(passes), len(failures)))
 sys.exit(1 if failures else 0)

@@ -1,5 +1,10 @@
 #include "test_components.hpp"
 
+#include <catch2/catch.hpp>
+
+#include "config/config.hpp"
+#include "topology/graph.hpp"
+
 #include <map>
 
 #include "weir/json.hpp"
@@ -163,3 +168,62 @@ namespace {
 // Unit tests run pipelines; their info lines would drown Catch2's report.
 [[maybe_unused]] const bool quiet_logs = (weir::log::set_level(weir::log::Level::Warn), true);
 }  // namespace
+
+namespace weir::testing {
+
+struct TransformHarness::Built {
+  topology::Graph graph;
+};
+
+TransformHarness::TransformHarness(const std::string& type, const std::string& options)
+    : built_(std::make_unique<Built>()) {
+  config::Diagnostics d;
+  auto cfg = config::load_text("sources:\n  in: { type: stdin }\ntransforms:\n  t: { type: " + type + ", inputs: [in]" +
+                                   options + " }\nsinks:\n  out: { type: blackhole, inputs: [t] }\n",
+                               "harness.yaml", d);
+  for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
+  REQUIRE(d.ok());
+  built_->graph = topology::build(std::move(cfg), d);
+  for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
+  REQUIRE(d.ok());
+  for (auto& node : built_->graph.nodes) {
+    if (node.transform) transform_ = node.transform.get();
+  }
+}
+
+TransformHarness::~TransformHarness() = default;
+
+void TransformHarness::dead_letter(const Event& e, std::string_view reason) {
+  dead.push_back(std::string(reason) + " " + to_json(e.fields));
+}
+
+void TransformHarness::emit(BatchPtr batch, std::size_t output) {
+  emitted_outputs_.push_back(output);
+  emitted_.push_back(std::move(batch));
+}
+
+std::vector<std::string> TransformHarness::feed(const std::vector<std::string>& events,
+                                                const std::vector<std::string>& metadata) {
+  auto batch = EventBatch::create();
+  JsonParser parser;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    Event e{parser.parse(events[i], batch->arena()).value(), Value::null()};
+    if (i < metadata.size()) e.metadata = parser.parse(metadata[i], batch->arena()).value();
+    batch->events().push_back(e);
+  }
+  emitted_.clear();
+  emitted_outputs_.clear();
+  transform_->process(std::move(batch), *this);
+  std::vector<std::string> out;
+  outputs.clear();
+  for (std::size_t b = 0; b < emitted_.size(); ++b) {
+    for (const Event& e : emitted_[b]->events()) {
+      out.push_back(to_json(e.fields));
+      outputs.push_back(emitted_outputs_[b]);
+    }
+  }
+  last = emitted_.empty() ? nullptr : std::move(emitted_.back());
+  return out;
+}
+
+}  // namespace weir::testing

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "weir/component.hpp"
+#include "weir/event.hpp"
 
 namespace weir::testing {
 
@@ -30,6 +31,40 @@ struct Probe {
 
   static Probe& get();
   void reset();
+};
+
+// Runs one transform of `type` (with extra YAML `options`, e.g. ", overwrite: true") on
+// batches built from JSON texts, without a runtime.
+class TransformHarness : public TransformContext {
+ public:
+  TransformHarness(const std::string& type, const std::string& options = "");
+  ~TransformHarness() override;
+
+  // One batch in; the JSON of every event it emitted (all outputs, in order).
+  std::vector<std::string> feed(const std::vector<std::string>& events, const std::vector<std::string>& metadata = {});
+
+  std::vector<std::string> dead;  // "reason {event}"
+  BatchPtr last;                  // the last batch emitted
+  std::vector<std::size_t> outputs;  // output index of each emitted event in the last feed
+
+  uv_loop_t* loop() override { return nullptr; }
+  const std::string& name() const override { return name_; }
+  const std::string& type() const override { return name_; }
+  const std::string& data_dir() const override { return name_; }
+  ComponentMetrics& metrics() override { return metrics_; }
+  void dead_letter(const Event& e, std::string_view reason) override;
+  void dead_letter_raw(std::string_view, std::uint64_t, std::string_view reason) override { dead.emplace_back(reason); }
+  void fail_pipeline(std::string_view) override {}
+  void emit(BatchPtr batch, std::size_t output) override;
+
+ private:
+  struct Built;
+  std::unique_ptr<Built> built_;
+  Transform* transform_ = nullptr;
+  std::string name_ = "t";
+  ComponentMetrics metrics_;
+  std::vector<BatchPtr> emitted_;
+  std::vector<std::size_t> emitted_outputs_;
 };
 
 }  // namespace weir::testing

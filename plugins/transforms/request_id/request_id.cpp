@@ -1,0 +1,124 @@
+// `request_id` transform: every event gets a request id. The HTTP request's id (metadata
+// `request_id`, set by the http_server source) comes first, so all events of one request
+// share the id the client got back; else an id already at the target is kept; else a new
+// one is made. The target may sit inside a field that holds JSON text, as CVAT keeps it
+// (`payload` -> `request.id`): the text is parsed, changed and written back.
+#include <fmt/format.h>
+
+#include "weir/ids.hpp"
+#include "weir/json.hpp"
+#include "weir/registry.hpp"
+
+namespace weir::plugins {
+namespace {
+
+const OptionSchema kSchema = {
+    {.name = "target", .type = OptionType::String, .default_value = "payload.request.id",
+     .doc = "Where the id goes (a dotted path)."},
+    {.name = "json_field", .type = OptionType::String, .default_value = "payload",
+     .doc = "When the target's first segment is this field and it holds JSON text, the rest of the path is set "
+            "inside that JSON (CVAT's payload). Empty: the target is a plain field path."},
+    {.name = "generate", .type = OptionType::Enum, .default_value = "uuid", .choices = {"uuid", "hex32"},
+     .doc = "New ids: UUIDv4, or 32 hex digits (nginx's $request_id form)."},
+    {.name = "overwrite", .type = OptionType::Bool, .default_value = "false",
+     .doc = "Replace an id already at the target (default: keep it)."},
+    {.name = "on_bad_json", .type = OptionType::Enum, .default_value = "keep", .choices = {"keep", "dead_letter"},
+     .doc = "When the JSON field holds text that is not a JSON object: `keep` the event unchanged (counted as an "
+            "error) or `dead_letter` it."},
+};
+
+class RequestId final : public Transform {
+ public:
+  static Result<std::unique_ptr<RequestId>> create(const Options& o) {
+    auto self = std::make_unique<RequestId>();
+    self->target_ = std::string(o.string("target"));
+    if (self->target_.empty() || self->target_.front() == '.' || self->target_.back() == '.') {
+      return o.error_at("target", "target must be a field path like payload.request.id");
+    }
+    std::string json_field(o.string("json_field"));
+    if (!json_field.empty() && self->target_.compare(0, json_field.size() + 1, json_field + ".") == 0) {
+      self->json_field_ = json_field;
+      self->inner_path_ = self->target_.substr(json_field.size() + 1);
+    }
+    self->hex_ = o.string("generate") == "hex32";
+    self->overwrite_ = o.boolean("overwrite");
+    self->dead_letter_bad_json_ = o.string("on_bad_json") == "dead_letter";
+    return self;
+  }
+
+  void process(BatchPtr batch, TransformContext& ctx) override {
+    Arena& arena = batch->arena();
+    std::vector<Event>& events = batch->events();
+    std::size_t kept = 0;
+    for (Event& event : events) {
+      if (!json_field_.empty() ? tag_json(event, arena, ctx) : (tag_plain(event, arena), true)) events[kept++] = event;
+    }
+    events.resize(kept);
+    ctx.emit(std::move(batch));
+  }
+
+ private:
+  Value request_id_of(const Event& event, Arena& arena) {
+    if (event.metadata.is_object()) {
+      const Value* id = event.metadata.find("request_id");
+      if (id != nullptr && id->is_string()) return *id;
+    }
+    std::string fresh = uuids_.next();
+    if (hex_) std::erase(fresh, '-');
+    return Value::string(arena, fresh);
+  }
+
+  static bool present(const Value* v) { return v != nullptr && !v->is_null() && !(v->is_string() && v->as_string().empty()); }
+
+  void tag_plain(Event& event, Arena& arena) {
+    if (!overwrite_ && present(event.fields.find_path(target_))) return;
+    event.fields.set_path(arena, target_, request_id_of(event, arena));
+  }
+
+  // Returns false when the event was dead-lettered.
+  bool tag_json(Event& event, Arena& arena, TransformContext& ctx) {
+    Value* field = event.fields.find(json_field_);
+    Value inner;
+    bool as_text = true;
+    if (field == nullptr || field->is_null()) {
+      inner = Value::object(arena, 1);
+    } else if (field->is_object()) {
+      inner = *field;  // already structured (an upstream enrich parsed it): set in place
+      as_text = false;
+    } else {
+      auto parsed = field->is_string() ? parser_.parse(field->as_string(), arena)
+                                       : Result<Value>(Error(fmt::format("it is {}", kind_name(field->kind()))));
+      if (!parsed.ok() || !parsed.value().is_object()) {
+        std::string reason = fmt::format("request_id: '{}' is not a JSON object ({})", json_field_,
+                                         parsed.ok() ? "a JSON " + std::string(kind_name(parsed.value().kind())) : parsed.error().message());
+        if (dead_letter_bad_json_) {
+          ctx.dead_letter(event, reason);
+          return false;
+        }
+        ctx.metrics().errors.add();
+        return true;
+      }
+      inner = parsed.value();
+    }
+    if (!overwrite_ && present(inner.find_path(inner_path_))) return true;
+    inner.set_path(arena, inner_path_, request_id_of(event, arena));
+    if (as_text) event.fields.set(arena, json_field_, Value::string(arena, to_json(inner)));
+    return true;
+  }
+
+  std::string target_;
+  std::string json_field_;
+  std::string inner_path_;
+  bool hex_ = false;
+  bool overwrite_ = false;
+  bool dead_letter_bad_json_ = false;
+  UuidGenerator uuids_;
+  JsonParser parser_;
+};
+
+}  // namespace
+
+WEIR_REGISTER_TRANSFORM("request_id", "Gives every event a request id (the HTTP request's, an existing one, or new)",
+                        kSchema, RequestId::create);
+
+}  // namespace weir::plugins
