@@ -189,6 +189,8 @@ TransformHarness::TransformHarness(const std::string& type, const std::string& o
   for (auto& node : built_->graph.nodes) {
     if (node.transform) transform_ = node.transform.get();
   }
+  Status started = transform_->start(*this);  // no loop here: timers must be off in tests
+  if (!started.ok()) FAIL(started.error().to_string());
 }
 
 TransformHarness::~TransformHarness() = default;
