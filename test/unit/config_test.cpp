@@ -277,3 +277,12 @@ TEST_CASE("config: nearest name") {
   CHECK(config::nearest("consol", {"console", "blackhole", "file"}) == "console");
   CHECK(config::nearest("zzzzzz", {"console", "blackhole", "file"}).empty());
 }
+
+TEST_CASE("config: a bad condition is reported at load with its position") {
+  CHECK(first_error(std::string(kHeader) +
+                    "transforms:\n  f: { type: filter, inputs: [in], condition: \".a =< 5\" }\nsinks:\n  out: { type: console, inputs: [f] }\n") ==
+        "p.yaml:4:36: error: condition: offset 3: unexpected character '='");
+  CHECK(first_error(std::string(kHeader) +
+                    "transforms:\n  r: { type: route, inputs: [in], route: { a: \".x == 1\" } }\nsinks:\n  out: { type: console, inputs: [r] }\n") ==
+        "p.yaml:6:34: error: 'r' has no output '' (input of sink 'out'); its outputs are r.a, r._unmatched");
+}

@@ -175,11 +175,11 @@ struct TransformHarness::Built {
   topology::Graph graph;
 };
 
-TransformHarness::TransformHarness(const std::string& type, const std::string& options)
+TransformHarness::TransformHarness(const std::string& type, const std::string& options, const std::string& sink_input)
     : built_(std::make_unique<Built>()) {
   config::Diagnostics d;
   auto cfg = config::load_text("sources:\n  in: { type: stdin }\ntransforms:\n  t: { type: " + type + ", inputs: [in]" +
-                                   options + " }\nsinks:\n  out: { type: blackhole, inputs: [t] }\n",
+                                   options + " }\nsinks:\n  out: { type: blackhole, inputs: [" + sink_input + "] }\n",
                                "harness.yaml", d);
   for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
   REQUIRE(d.ok());

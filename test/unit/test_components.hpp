@@ -37,7 +37,8 @@ struct Probe {
 // batches built from JSON texts, without a runtime.
 class TransformHarness : public TransformContext {
  public:
-  TransformHarness(const std::string& type, const std::string& options = "");
+  // `sink_input`: what the harness's sink reads (a route has only named outputs).
+  TransformHarness(const std::string& type, const std::string& options = "", const std::string& sink_input = "t");
   ~TransformHarness() override;
 
   // One batch in; the JSON of every event it emitted (all outputs, in order).
