@@ -157,6 +157,29 @@ def measure_http(weir, data, tmp, seconds):
           % (delivered, "{:,.0f}".format(delivered / seconds), peak_kib / 1024))
 
 
+def measure_lookup_load(weir, folder, tmp):
+    """Wall time of a run that only loads a 1M-row CSV lookup table (stdin is empty)."""
+    table = os.path.join(folder, "users-1m.csv")
+    if not os.path.exists(table):
+        with open(table, "w") as f:
+            f.write("user_id,user_name,user_email,org_id,org_slug\n")
+            for i in range(1_000_000):
+                f.write("%d,user%d,user%d@example.org,%d,org-%d\n" % (i, i, i, i % 97, i % 97))
+    cfg = os.path.join(tmp, "lookup.yaml")
+    with open(cfg, "w") as f:
+        f.write("data_dir: %s\nsources:\n  in: { type: stdin }\n"
+                "transforms:\n  names: { type: enrich, inputs: [in], lookup: { file: \"%s\", key_field: user_id } }\n"
+                "sinks:\n  out: { type: blackhole, inputs: [names] }\n" % (tmp, table))
+    secs = []
+    peak = 0
+    for _ in range(3):
+        s, rss, _ = run_measured([weir, "run", "-c", cfg, "--log-level", "warn"], stdin_path=os.devnull)
+        secs.append(s)
+        peak = max(peak, rss)
+    print("enrich: 1M-row CSV lookup table (%.0f MiB) loaded and the run done in %.2f s (median of 3), peak RSS %.0f MiB"
+          % (os.path.getsize(table) / 2**20, statistics.median(secs), peak / 1024))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -188,6 +211,12 @@ def main():
     configs = {
         "decode -> blackhole": "sources:\n  in: { type: stdin }\nsinks:\n  out: { type: blackhole, inputs: [in] }\n",
         "decode -> encode -> /dev/null": "sources:\n  in: { type: stdin }\nsinks:\n  out: { type: file, inputs: [in], path: /dev/null }\n",
+        "decode -> 3 transforms -> blackhole": (
+            "sources:\n  in: { type: stdin }\n"
+            "transforms:\n  ids: { type: request_id, inputs: [in] }\n"
+            "  wt: { type: working_time, inputs: [ids] }\n"
+            "  names: { type: enrich, inputs: [wt], set: { pipeline: weir }, timestamp: { field: timestamp, format: datetime } }\n"
+            "sinks:\n  out: { type: blackhole, inputs: [names] }\n"),
     }
     tmp = tempfile.mkdtemp(prefix="weir-bench-")
     paths = {}
@@ -216,6 +245,10 @@ def main():
     big_secs, big_rss, _ = run_measured([weir, "run", "-c", paths["decode -> encode -> /dev/null"], "--log-level", "warn"], stdin_path=data,
                                         stdin_repeat=3, cpu=cpu)
 
+    # The transforms alone: the time they add to decode -> blackhole.
+    by_name = {name: secs for name, secs, _ in results}
+    extra = by_name["weir decode -> 3 transforms -> blackhole"] - by_name["weir decode -> blackhole"]
+    transform_rate = events / extra if extra > 0 else float("inf")
     if not args.skip_sources:
         file_seconds = measure_file_source(weir, data, events, tmp, cpu, args.runs)
         results.append(("weir file -> blackhole", file_seconds, 0))
@@ -225,6 +258,9 @@ def main():
         rate = events / s
         rss = "%8.1f M" % (peak / 1024) if peak else "%10s" % "-"
         print("%-34s %14s %10.1f %s %11.1f%%" % (name, "{:,.0f}".format(rate), mib / s, rss, 100 * rate / base))
+    print("\nrequest_id + working_time + enrich (set, timestamp) alone, decode excluded: %s events/s"
+          % "{:,.0f}".format(transform_rate))
+    measure_lookup_load(weir, os.path.dirname(data), tmp)
     if not args.skip_sources:
         measure_http(weir, data, tmp, args.http_seconds)
     print("\n3x input (%d events) piped through decode -> encode: %.2f s, peak RSS %.1f MiB"
