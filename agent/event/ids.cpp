@@ -1,6 +1,7 @@
 #include "weir/ids.hpp"
 
 #include <algorithm>
+#include <random>
 
 namespace weir {
 
@@ -14,24 +15,38 @@ bool valid_request_id(std::string_view id) {
 
 UuidGenerator::UuidGenerator() {
   std::random_device seed;
-  std::seed_seq sequence{seed(), seed(), seed(), seed()};
-  random_.seed(sequence);
+  for (auto& word : state_) word = (static_cast<std::uint64_t>(seed()) << 32) ^ seed();
+  if ((state_[0] | state_[1] | state_[2] | state_[3]) == 0) state_[0] = 1;
+}
+
+std::uint64_t UuidGenerator::next64() {
+  auto rotl = [](std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
+  std::uint64_t t = state_[1] << 17;
+  state_[2] ^= state_[0];
+  state_[3] ^= state_[1];
+  state_[1] ^= state_[2];
+  state_[0] ^= state_[3];
+  state_[2] ^= t;
+  state_[3] = rotl(state_[3], 45);
+  return result;
 }
 
 std::string UuidGenerator::next() {
-  std::uint64_t high = random_(), low = random_();
+  std::uint64_t high = next64(), low = next64();
   high = (high & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
   low = (low & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;    // variant 10xx
   static constexpr char hex[] = "0123456789abcdef";
-  std::string out(36, '-');
-  int at = 0;
-  for (int i = 0; i < 32; ++i) {
-    if (at == 8 || at == 13 || at == 18 || at == 23) ++at;
-    std::uint64_t word = i < 16 ? high : low;
-    int shift = 60 - 4 * (i % 16);
-    out[at++] = hex[(word >> shift) & 0xF];
+  // Where each of the 32 hex digits goes in 8-4-4-4-12 form.
+  static constexpr unsigned char at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
+                                           19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
+  char out[36];
+  out[8] = out[13] = out[18] = out[23] = '-';
+  for (int i = 0; i < 16; ++i) {
+    out[at[i]] = hex[(high >> (60 - 4 * i)) & 0xF];
+    out[at[16 + i]] = hex[(low >> (60 - 4 * i)) & 0xF];
   }
-  return out;
+  return std::string(out, 36);
 }
 
 }  // namespace weir

@@ -118,6 +118,19 @@ Result<Value> JsonParser::parse(std::string_view text, std::size_t readable, Are
   return value;
 }
 
+Result<bool> JsonParser::object_has_key(std::string_view text, std::string_view key) {
+  impl_->scratch.resize(text.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(impl_->scratch.data(), text.data(), text.size());
+  auto parsed = impl_->parser.parse(impl_->scratch.data(), text.size(), false);
+  if (parsed.error()) return Error(std::string("invalid JSON: ") + simdjson::error_message(parsed.error()));
+  simdjson::dom::object object;
+  if (parsed.value_unsafe().get_object().get(object)) return Error("not a JSON object");
+  for (auto field : object) {
+    if (field.key == key) return true;
+  }
+  return false;
+}
+
 // ---- encoding ---------------------------------------------------------------------------
 
 namespace {

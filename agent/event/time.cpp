@@ -168,19 +168,41 @@ void format_iso8601(EpochNanos time, int fraction_digits, ByteBuffer& out) {
   unsigned month, day;
   civil_from_days(days, year, month, day);
   auto s = static_cast<unsigned>(rem);
+  // Written digit by digit: this runs once per event in timestamp-heavy pipelines.
   char* p = out.ensure(48);
-  auto r = fmt::format_to_n(p, 48, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", year, month, day, s / 3600, (s / 60) % 60,
-                            s % 60);
-  std::size_t n = r.size;
+  char* at = p;
+  auto put = [&at](std::uint64_t value, int width) {
+    for (int i = width - 1; i >= 0; --i) {
+      at[i] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    }
+    at += width;
+  };
+  if (year < 0 || year > 9999) {
+    at = fmt::format_to_n(at, 12, "{:04}", year).out;
+  } else {
+    put(static_cast<std::uint64_t>(year), 4);
+  }
+  *at++ = '-';
+  put(month, 2);
+  *at++ = '-';
+  put(day, 2);
+  *at++ = 'T';
+  put(s / 3600, 2);
+  *at++ = ':';
+  put((s / 60) % 60, 2);
+  *at++ = ':';
+  put(s % 60, 2);
   fraction_digits = std::clamp(fraction_digits, 0, 9);
   if (fraction_digits > 0) {
-    char digits[10];
-    fmt::format_to_n(digits, 10, "{:09}", nanos);
-    p[n++] = '.';
-    for (int i = 0; i < fraction_digits; ++i) p[n++] = digits[i];
+    char digits[9];
+    std::uint64_t f = static_cast<std::uint64_t>(nanos);
+    for (int i = 8; i >= 0; --i, f /= 10) digits[i] = static_cast<char>('0' + f % 10);
+    *at++ = '.';
+    for (int i = 0; i < fraction_digits; ++i) *at++ = digits[i];
   }
-  p[n++] = 'Z';
-  out.commit(n);
+  *at++ = 'Z';
+  out.commit(static_cast<std::size_t>(at - p));
 }
 
 void format_iso8601_ms(EpochNanos time, ByteBuffer& out) { format_iso8601(time, 3, out); }

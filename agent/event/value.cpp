@@ -77,8 +77,14 @@ std::size_t Value::size() const {
 
 Value* Value::find(std::string_view key) {
   if (kind_ != Kind::Object) return nullptr;
+  // Keys of one event often share a length (job_id, obj_id): test the first byte before
+  // paying for memcmp.
+  const char first = key.empty() ? '\0' : key.front();
   for (std::uint32_t i = 0; i < object_->size; ++i) {
-    if (object_->items[i].key == key) return &object_->items[i].value;
+    std::string_view k = object_->items[i].key;
+    if (k.size() == key.size() && (key.empty() || (k.front() == first && std::memcmp(k.data(), key.data(), key.size()) == 0))) {
+      return &object_->items[i].value;
+    }
   }
   return nullptr;
 }

@@ -1,7 +1,7 @@
 // Request ids: the check for an incoming X-Request-Id worth keeping, and fresh UUIDv4s.
 #pragma once
 
-#include <random>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -18,7 +18,8 @@ class UuidGenerator {
   std::string next();
 
  private:
-  std::mt19937_64 random_;
+  std::uint64_t next64();
+  std::uint64_t state_[4];  // xoshiro256**: fast, and ids need uniqueness, not secrecy
 };
 
 }  // namespace weir

@@ -26,6 +26,10 @@ class JsonParser {
   Result<Value> parse(std::string_view text, std::size_t readable, Arena& arena);
   Result<Value> parse(std::string_view text, Arena& arena) { return parse(text, text.size(), arena); }
 
+  // Checks that `text` is a JSON object and says whether it has `key` at its top level,
+  // without building values: for edits that can splice text instead of re-encoding.
+  Result<bool> object_has_key(std::string_view text, std::string_view key);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -203,7 +203,12 @@ class Enrich final : public Transform {
     EpochNanos t = at.value();
     std::int64_t ms = t / 1'000'000 - (t % 1'000'000 < 0 ? 1 : 0);
     switch (format_) {
-      case Format::IsoMs: *v = Value::string(arena, format_iso8601_ms(t)); break;
+      case Format::IsoMs: {
+        ByteBuffer text;
+        format_iso8601_ms(t, text);
+        *v = Value::string(arena, text.view());
+        break;
+      }
       case Format::EpochMs: *v = Value::integer(ms); break;
       case Format::EpochSeconds: {
         std::int64_t sec = ms / 1000 - (ms % 1000 < 0 ? 1 : 0);
@@ -211,9 +216,10 @@ class Enrich final : public Transform {
         break;
       }
       case Format::DateTime: {
-        std::string iso = format_iso8601_ms(t);  // 2024-01-01T12:00:00.123Z
-        iso[10] = ' ';
-        *v = Value::string(arena, iso.substr(0, 19));
+        ByteBuffer iso;
+        format_iso8601(t, 0, iso);  // 2024-01-01T12:00:00Z
+        iso.data()[10] = ' ';
+        *v = Value::string(arena, iso.view().substr(0, 19));
         break;
       }
     }

@@ -86,6 +86,7 @@ class RequestId final : public Transform {
       inner = *field;  // already structured (an upstream enrich parsed it): set in place
       as_text = false;
     } else {
+      if (field->is_string() && splice(event, *field, arena)) return true;
       auto parsed = field->is_string() ? parser_.parse(field->as_string(), arena)
                                        : Result<Value>(Error(fmt::format("it is {}", kind_name(field->kind()))));
       if (!parsed.ok() || !parsed.value().is_object()) {
@@ -102,7 +103,43 @@ class RequestId final : public Transform {
     }
     if (!overwrite_ && present(inner.find_path(inner_path_))) return true;
     inner.set_path(arena, inner_path_, request_id_of(event, arena));
-    if (as_text) event.fields.set(arena, json_field_, Value::string(arena, to_json(inner)));
+    if (as_text) {
+      text_.clear();
+      write_json(inner, text_);
+      event.fields.set(arena, json_field_, Value::string(arena, text_.view()));
+    }
+    return true;
+  }
+
+  // The common case, a payload object without the first segment of the inner path (CVAT's
+  // client events: no "request" yet): the id is spliced into the text before its closing
+  // brace, which keeps the original text and skips decoding and re-encoding it.
+  bool splice(Event& event, const Value& field, Arena& arena) {
+    std::string_view text = field.as_string();
+    std::string_view first = std::string_view(inner_path_).substr(0, inner_path_.find('.'));
+    auto has = parser_.object_has_key(text, first);
+    if (!has.ok() || has.value()) return false;  // errors and existing keys take the full path
+    std::size_t close = text.find_last_of('}');
+    bool empty = text.find_first_not_of(" \t\r\n", text.find('{') + 1) == close;
+    text_.clear();
+    text_.append(text.substr(0, close));
+    if (!empty) text_.push_back(',');
+    // "request.id" -> "request":{"id":<value>}
+    std::string_view rest = inner_path_;
+    int depth = 0;
+    while (true) {
+      auto dot = rest.find('.');
+      write_json_string(rest.substr(0, dot), text_);
+      text_.push_back(':');
+      if (dot == std::string_view::npos) break;
+      text_.push_back('{');
+      ++depth;
+      rest.remove_prefix(dot + 1);
+    }
+    write_json(request_id_of(event, arena), text_);
+    for (int i = 0; i < depth; ++i) text_.push_back('}');
+    text_.append(text.substr(close));
+    event.fields.set(arena, json_field_, Value::string(arena, text_.view()));
     return true;
   }
 
@@ -114,6 +151,7 @@ class RequestId final : public Transform {
   bool dead_letter_bad_json_ = false;
   UuidGenerator uuids_;
   JsonParser parser_;
+  ByteBuffer text_;
 };
 
 }  // namespace

@@ -56,7 +56,7 @@ class WorkingTime final : public Transform {
   void process(BatchPtr batch, TransformContext& ctx) override {
     Arena& arena = batch->arena();
     struct Total {
-      std::string user_key;
+      UserClock* clock;  // map nodes do not move
       WorkKey key;
       EpochNanos nanos = 0;
       Value timestamp;   // of the first event counted for the key in this batch
@@ -64,8 +64,7 @@ class WorkingTime final : public Transform {
       std::vector<Value> copied;
       Value request_id;
     };
-    std::vector<Total> totals;
-    std::unordered_map<std::string, std::size_t> index;
+    std::vector<Total> totals;  // a handful per batch: found by a linear scan
 
     std::vector<Event>& events = batch->events();
     std::size_t kept = 0;
@@ -85,16 +84,19 @@ class WorkingTime final : public Transform {
       EpochNanos end = timestamp.value();
       if (is_compressed(event)) end += duration_nanos(event);
       const Value& user = *event.fields.find(user_field_);
-      std::string user_key = to_json(user);
-      UserClock& clock = clocks_[user_key];
+      key_text_.clear();
+      write_json(user, key_text_);
+      auto found = clocks_.find(key_text_.view());
+      if (found == clocks_.end()) found = clocks_.emplace(std::string(key_text_.view()), UserClock()).first;
+      UserClock& clock = found->second;
       if (ttl_ > 0 && clock.started && timestamp.value() - clock.last_seen >= ttl_) clock = UserClock();
       Step step = advance(clock, params_, timestamp.value(), end, ids(event));
       if (step.nanos <= 0) continue;
-      std::string total_key = user_key + "#" + step.key.str();
-      auto [it, inserted] = index.emplace(total_key, totals.size());
-      if (inserted) {
+      auto total = std::find_if(totals.begin(), totals.end(),
+                                [&](const Total& t) { return t.clock == &clock && t.key == step.key; });
+      if (total == totals.end()) {
         Total t;
-        t.user_key = user_key;
+        t.clock = &clock;
         t.key = step.key;
         t.timestamp = *ts_value;
         t.user_id = user;
@@ -106,14 +108,14 @@ class WorkingTime final : public Transform {
           if (const Value* id = event.metadata.find("request_id")) t.request_id = *id;
         }
         totals.push_back(std::move(t));
+        total = totals.end() - 1;
       }
-      totals[it->second].nanos += step.nanos;
+      total->nanos += step.nanos;
     }
     events.resize(kept);
 
     for (Total& t : totals) {
-      UserClock& clock = clocks_[t.user_key];
-      std::int64_t& carry = clock.carry_ns[t.key.str()];
+      std::int64_t& carry = t.clock->carry_ns[t.key.str()];
       std::int64_t sum = carry + t.nanos;
       std::int64_t ms = floor_div(sum, 1'000'000);
       carry = sum - ms * 1'000'000;
@@ -209,7 +211,13 @@ class WorkingTime final : public Transform {
   std::vector<std::string> compressed_, sources_, copy_fields_;
   std::string user_field_, job_field_, task_field_, project_field_;
   EpochNanos ttl_ = 0;
-  std::unordered_map<std::string, UserClock> clocks_;
+  // Keyed by the user value as JSON; looked up by string_view, so no allocation per event.
+  struct TextHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  std::unordered_map<std::string, UserClock, TextHash, std::equal_to<>> clocks_;
+  ByteBuffer key_text_;
 };
 
 }  // namespace
