@@ -56,3 +56,14 @@ TEST_CASE("request_id: a payload that is not a JSON object is kept (counted) or 
   REQUIRE(strict.dead.size() == 1);
   CHECK(strict.dead[0].rfind("request_id: 'payload' is not a JSON object (invalid JSON", 0) == 0);
 }
+
+TEST_CASE("request_id: splicing into payload text keeps the text and nests the path") {
+  TransformHarness h("request_id", ", target: payload.meta.req.id");
+  auto out = h.feed({R"({"payload":"{ }"})", R"({"payload":" {\"a\": [1, {\"b\": \"}\"}]} "})",
+                     R"({"payload":"{\"meta\":{\"x\":1}}"})"},
+                    {R"({"request_id":"r1"})", R"({"request_id":"r2"})", R"({"request_id":"r3"})"});
+  CHECK(out[0] == R"({"payload":"{ \"meta\":{\"req\":{\"id\":\"r1\"}}}"})");
+  CHECK(out[1] == R"({"payload":" {\"a\": [1, {\"b\": \"}\"}],\"meta\":{\"req\":{\"id\":\"r2\"}}} "})");
+  // "meta" exists: the full path parses and re-encodes.
+  CHECK(out[2] == R"({"payload":"{\"meta\":{\"x\":1,\"req\":{\"id\":\"r3\"}}}"})");
+}
