@@ -127,23 +127,17 @@ struct Condition::Program {
     return w == "and" || w == "or" || w == "not" || w == "in" || w == "true" || w == "false" || w == "null";
   }
 
-  Result<int> parse_or() {
-    auto left = parse_and();
-    if (!left.ok()) return left;
-    while (accept("or")) {
-      auto right = parse_and();
+  Result<int> parse_or() { return parse_chain("or", Op::Or, &Program::parse_and); }
+  Result<int> parse_and() { return parse_chain("and", Op::And, &Program::parse_not); }
+  // left (word right)*, folded to the left.
+  Result<int> parse_chain(std::string_view word, Op op, Result<int> (Program::*next)()) {
+    auto first = (this->*next)();
+    if (!first.ok()) return first;
+    int left = first.value();
+    while (accept(word)) {
+      auto right = (this->*next)();
       if (!right.ok()) return right;
-      left = add(Node{Op::Or, {left.value(), right.value()}, {}, {}, {}, nullptr});
-    }
-    return left;
-  }
-  Result<int> parse_and() {
-    auto left = parse_not();
-    if (!left.ok()) return left;
-    while (accept("and")) {
-      auto right = parse_not();
-      if (!right.ok()) return right;
-      left = add(Node{Op::And, {left.value(), right.value()}, {}, {}, {}, nullptr});
+      left = add(Node{op, {left, right.value()}, {}, {}, {}, nullptr});
     }
     return left;
   }
