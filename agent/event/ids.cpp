@@ -33,6 +33,12 @@ std::uint64_t UuidGenerator::next64() {
 }
 
 std::string UuidGenerator::next() {
+  char out[36];
+  next_into(out);
+  return std::string(out, 36);
+}
+
+void UuidGenerator::next_into(char* out) {
   std::uint64_t high = next64(), low = next64();
   high = (high & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
   low = (low & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;    // variant 10xx
@@ -40,13 +46,11 @@ std::string UuidGenerator::next() {
   // Where each of the 32 hex digits goes in 8-4-4-4-12 form.
   static constexpr unsigned char at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
                                            19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
-  char out[36];
   out[8] = out[13] = out[18] = out[23] = '-';
   for (int i = 0; i < 16; ++i) {
     out[at[i]] = hex[(high >> (60 - 4 * i)) & 0xF];
     out[at[16 + i]] = hex[(low >> (60 - 4 * i)) & 0xF];
   }
-  return std::string(out, 36);
 }
 
 }  // namespace weir

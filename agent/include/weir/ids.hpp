@@ -16,6 +16,8 @@ class UuidGenerator {
  public:
   UuidGenerator();
   std::string next();
+  // Writes the 36 characters into `out` (no allocation).
+  void next_into(char* out);
 
  private:
   std::uint64_t next64();

@@ -39,6 +39,20 @@ class RequestId final : public Transform {
     if (!json_field.empty() && self->target_.compare(0, json_field.size() + 1, json_field + ".") == 0) {
       self->json_field_ = json_field;
       self->inner_path_ = self->target_.substr(json_field.size() + 1);
+      // "request.id" -> `"request":{"id":` ... `}`: the text spliced around the id.
+      std::string_view rest = self->inner_path_;
+      self->first_key_ = std::string(rest.substr(0, rest.find('.')));
+      ByteBuffer open;
+      while (true) {
+        auto dot = rest.find('.');
+        write_json_string(rest.substr(0, dot), open);
+        open.push_back(':');
+        if (dot == std::string_view::npos) break;
+        open.push_back('{');
+        self->splice_close_ += '}';
+        rest.remove_prefix(dot + 1);
+      }
+      self->splice_open_ = std::string(open.view());
     }
     self->hex_ = o.string("generate") == "hex32";
     self->overwrite_ = o.boolean("overwrite");
@@ -63,9 +77,15 @@ class RequestId final : public Transform {
       const Value* id = event.metadata.find("request_id");
       if (id != nullptr && id->is_string()) return *id;
     }
-    std::string fresh = uuids_.next();
-    if (hex_) std::erase(fresh, '-');
-    return Value::string(arena, fresh);
+    char uuid[36];
+    uuids_.next_into(uuid);
+    if (!hex_) return Value::string(arena, std::string_view(uuid, 36));
+    char hex[32];
+    std::size_t n = 0;
+    for (char c : uuid) {
+      if (c != '-') hex[n++] = c;
+    }
+    return Value::string(arena, std::string_view(hex, 32));
   }
 
   static bool present(const Value* v) { return v != nullptr && !v->is_null() && !(v->is_string() && v->as_string().empty()); }
@@ -116,28 +136,16 @@ class RequestId final : public Transform {
   // brace, which keeps the original text and skips decoding and re-encoding it.
   bool splice(Event& event, const Value& field, Arena& arena) {
     std::string_view text = field.as_string();
-    std::string_view first = std::string_view(inner_path_).substr(0, inner_path_.find('.'));
-    auto has = parser_.object_has_key(text, first);
+    auto has = parser_.object_has_key(text, first_key_);
     if (!has.ok() || has.value()) return false;  // errors and existing keys take the full path
     std::size_t close = text.find_last_of('}');
     bool empty = text.find_first_not_of(" \t\r\n", text.find('{') + 1) == close;
     text_.clear();
     text_.append(text.substr(0, close));
     if (!empty) text_.push_back(',');
-    // "request.id" -> "request":{"id":<value>}
-    std::string_view rest = inner_path_;
-    int depth = 0;
-    while (true) {
-      auto dot = rest.find('.');
-      write_json_string(rest.substr(0, dot), text_);
-      text_.push_back(':');
-      if (dot == std::string_view::npos) break;
-      text_.push_back('{');
-      ++depth;
-      rest.remove_prefix(dot + 1);
-    }
+    text_.append(splice_open_);
     write_json(request_id_of(event, arena), text_);
-    for (int i = 0; i < depth; ++i) text_.push_back('}');
+    text_.append(splice_close_);
     text_.append(text.substr(close));
     event.fields.set(arena, json_field_, Value::string(arena, text_.view()));
     return true;
@@ -146,6 +154,7 @@ class RequestId final : public Transform {
   std::string target_;
   std::string json_field_;
   std::string inner_path_;
+  std::string first_key_, splice_open_, splice_close_;
   bool hex_ = false;
   bool overwrite_ = false;
   bool dead_letter_bad_json_ = false;
