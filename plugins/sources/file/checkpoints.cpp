@@ -1,28 +1,117 @@
 #include "checkpoints.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <string_view>
 
 #include <fmt/format.h>
 
+#include "weir/arena.hpp"
+#include "weir/buffer.hpp"
 #include "weir/json.hpp"
 
 namespace weir::plugins {
+namespace {
+
+constexpr std::string_view kMagic = "weir-checkpoints v1";
+
+std::uint32_t crc_of(std::string_view body) {
+  return static_cast<std::uint32_t>(
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+}
+
+// A slot's content: "weir-checkpoints v1 <sequence> <length> <crc32>\n<body>", possibly
+// followed by padding. Returns false when it is missing, torn or not ours.
+bool parse_slot(std::string_view text, std::uint64_t& sequence, std::string_view& body) {
+  std::size_t eol = text.find('\n');
+  if (eol == std::string_view::npos || text.substr(0, kMagic.size()) != kMagic) return false;
+  unsigned long long seq = 0, length = 0;
+  unsigned int crc = 0;
+  std::string header(text.substr(kMagic.size(), eol - kMagic.size()));
+  if (std::sscanf(header.c_str(), " %llu %llu %x", &seq, &length, &crc) != 3) return false;
+  if (length > text.size() - eol - 1) return false;
+  body = text.substr(eol + 1, length);
+  if (crc_of(body) != crc) return false;
+  sequence = seq;
+  return true;
+}
+
+std::string read_all(int fd) {
+  std::string text;
+  char chunk[65536];
+  std::int64_t offset = 0;
+  for (;;) {
+    ssize_t n = ::pread(fd, chunk, sizeof chunk, offset);
+    if (n <= 0) break;
+    text.append(chunk, static_cast<std::size_t>(n));
+    offset += n;
+  }
+  return text;
+}
+
+}  // namespace
+
+Checkpoints::Checkpoints(std::string directory) : directory_(std::move(directory)) {}
+
+Checkpoints::~Checkpoints() {
+  for (Slot& slot : slots_) {
+    if (slot.fd >= 0) ::close(slot.fd);
+  }
+}
+
+std::string Checkpoints::slot_path(int slot) const { return fmt::format("{}/checkpoints.{}", directory_, slot); }
+
+Status Checkpoints::open_slots() {
+  std::error_code ec;
+  std::filesystem::create_directories(directory_, ec);
+  for (int i = 0; i < 2; ++i) {
+    if (slots_[i].fd >= 0) continue;
+    int fd = ::open(slot_path(i).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Error(fmt::format("cannot open {}: {}", slot_path(i), std::strerror(errno)));
+    struct stat st {};
+    slots_[i].fd = fd;
+    slots_[i].written = ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  }
+  return {};
+}
 
 Status Checkpoints::load() {
-  std::ifstream in(path_);
-  if (!in) return {};  // first run
-  std::stringstream text;
-  text << in.rdbuf();
+  if (Status opened = open_slots(); !opened.ok()) return opened;
+  std::string texts[2];
+  std::string_view best_body;
+  bool found = false, damaged = false;
+  for (int i = 0; i < 2; ++i) {
+    texts[i] = read_all(slots_[i].fd);
+    std::uint64_t sequence = 0;
+    std::string_view body;
+    if (parse_slot(texts[i], sequence, body)) {
+      if (!found || sequence > sequence_) {
+        sequence_ = sequence;
+        best_body = body;
+      }
+      found = true;
+    } else if (!texts[i].empty()) {
+      damaged = true;  // torn by a crash, most likely: the other slot holds the previous save
+    }
+  }
+  if (!found) {
+    if (damaged) {
+      return Error(fmt::format("checkpoint files {} and {} are damaged; move them away to start over",
+                               slot_path(0), slot_path(1)));
+    }
+    return {};  // first run
+  }
   Arena arena;
   JsonParser parser;
-  auto parsed = parser.parse(text.str(), arena);
+  auto parsed = parser.parse(best_body, arena);
   if (!parsed.ok() || !parsed.value().is_object()) {
-    return Error(fmt::format("checkpoint file {} is damaged ({}); move it away to start over", path_,
+    return Error(fmt::format("checkpoint file {} is damaged ({}); move it away to start over", slot_path(sequence_ % 2),
                              parsed.ok() ? "not an object" : parsed.error().message()));
   }
   for (const Member& m : parsed.value().members()) {
@@ -37,29 +126,36 @@ Status Checkpoints::load() {
 
 Status Checkpoints::save() {
   if (!dirty_) return {};
-  ByteBuffer out;
-  out.push_back('{');
+  if (Status opened = open_slots(); !opened.ok()) return opened;
+  ByteBuffer body;
+  body.push_back('{');
   bool first = true;
   for (const auto& [fingerprint, entry] : entries_) {
-    if (!first) out.push_back(',');
+    if (!first) body.push_back(',');
     first = false;
-    out.append("\n");
-    write_json_string(fingerprint, out);
-    out.append(fmt::format(":{{\"offset\":{},\"file\":", entry.offset));
-    write_json_string(entry.file, out);
-    out.push_back('}');
+    body.append("\n");
+    write_json_string(fingerprint, body);
+    body.append(fmt::format(":{{\"offset\":{},\"file\":", entry.offset));
+    write_json_string(entry.file, body);
+    body.push_back('}');
   }
-  out.append("\n}\n");
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
-  std::string temp = path_ + ".tmp";
-  std::FILE* f = std::fopen(temp.c_str(), "wb");
-  if (f == nullptr) return Error(fmt::format("cannot write {}: {}", temp, std::strerror(errno)));
-  bool written = std::fwrite(out.data(), 1, out.size(), f) == out.size();
-  written = std::fclose(f) == 0 && written;
-  if (!written || std::rename(temp.c_str(), path_.c_str()) != 0) {
-    return Error(fmt::format("cannot write {}: {}", path_, std::strerror(errno)));
+  body.append("\n}\n");
+  std::string_view body_text(body.data(), body.size());
+  std::uint64_t sequence = sequence_ + 1;
+  std::string text = fmt::format("{} {} {} {:08x}\n", kMagic, sequence, body_text.size(), crc_of(body_text));
+  text.append(body_text);
+  Slot& slot = slots_[sequence % 2];
+  // Never shrink the file: truncating frees blocks, which is what this scheme avoids.
+  if (text.size() < slot.written) text.append(slot.written - text.size(), ' ');
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::pwrite(slot.fd, text.data() + done, text.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Error(fmt::format("cannot write {}: {}", slot_path(sequence % 2), std::strerror(errno)));
+    done += static_cast<std::size_t>(n);
   }
+  slot.written = std::max<std::uint64_t>(slot.written, text.size());
+  sequence_ = sequence;
   dirty_ = false;
   return {};
 }

@@ -121,7 +121,7 @@ class FileSource final : public Source {
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
-    checkpoints_ = std::make_unique<Checkpoints>(ctx.data_dir() + "/" + ctx.name() + "/checkpoints.json");
+    checkpoints_ = std::make_unique<Checkpoints>(ctx.data_dir() + "/" + ctx.name());
     if (Status loaded = checkpoints_->load(); !loaded.ok()) return loaded;
     scan(true);
     start_timer(glob_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<FileSource*>(t->data)->scan(false); },
