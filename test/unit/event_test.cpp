@@ -3,6 +3,7 @@
 
 #include "weir/event.hpp"
 #include "weir/json.hpp"
+#include "weir/field_path.hpp"
 
 using namespace weir;
 
@@ -65,4 +66,51 @@ TEST_CASE("batch: absorb merges events, sizes and acknowledgements, keeping aren
   acks.clear();
   CHECK(*first_acked == 1);
   CHECK(*second_acked == 1);
+}
+
+TEST_CASE("FieldPath: finds, sets and erases through nested objects, whatever the layout", "[value][field_path]") {
+  Arena arena;
+  JsonParser parser;
+  FieldPath id("payload.request.id");
+  FieldPath user("user_id");
+  auto first = parser.parse(R"({"user_id":1,"payload":{"request":{"id":"a"}}})", arena).value();
+  // The same keys in another order: the hint from the first event must not mislead.
+  auto second = parser.parse(R"({"payload":{"x":1,"request":{"other":2,"id":"b"}},"y":0,"user_id":2})", arena).value();
+  auto missing = parser.parse(R"({"payload":{"request":5}})", arena).value();
+  for (int round = 0; round < 2; ++round) {
+    REQUIRE(id.find(first) != nullptr);
+    CHECK(id.find(first)->as_string() == "a");
+    REQUIRE(id.find(second) != nullptr);
+    CHECK(id.find(second)->as_string() == "b");
+    CHECK(user.find(first)->as_int() == 1);
+    CHECK(user.find(second)->as_int() == 2);
+    CHECK(id.find(missing) == nullptr);
+    CHECK(user.find(missing) == nullptr);
+  }
+  Value null;
+  CHECK(id.find(null) == nullptr);
+  CHECK(FieldPath().find(first) == nullptr);
+  CHECK(FieldPath("payload.request").depth() == 2);
+
+  // set: replaces, creates intermediates, replaces a non-object intermediate.
+  id.set(arena, first, Value::string_view("z"));
+  CHECK(to_json(first) == R"({"user_id":1,"payload":{"request":{"id":"z"}}})");
+  id.set(arena, missing, Value::integer(7));
+  CHECK(to_json(missing) == R"({"payload":{"request":{"id":7}}})");
+  Value empty;
+  id.set(arena, empty, Value::boolean(true));
+  CHECK(to_json(empty) == R"({"payload":{"request":{"id":true}}})");
+
+  // New keys are copied: the event does not point into the FieldPath.
+  Value event = parser.parse(R"({"a":1})", arena).value();
+  {
+    FieldPath temporary("made.up");
+    temporary.set(arena, event, Value::integer(2));
+  }
+  CHECK(to_json(event) == R"({"a":1,"made":{"up":2}})");
+
+  CHECK(id.erase(second));
+  CHECK(to_json(second) == R"({"payload":{"x":1,"request":{"other":2}},"y":0,"user_id":2})");
+  CHECK_FALSE(id.erase(second));
+  CHECK_FALSE(FieldPath("nothing.here").erase(second));
 }

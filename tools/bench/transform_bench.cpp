@@ -1,0 +1,143 @@
+// weir-transform-bench -c PIPELINE.yaml FILE.ndjson: the time a chain of transforms takes
+// by itself. The file is read and decoded into batches the way the stdin source does it
+// (256 KiB reads), untimed; then each batch goes through the pipeline's transforms, in the
+// order their inputs chain them, and only those process() calls are timed. Prints one JSON
+// line: {"events":..,"seconds":..,"per_transform":{"name":seconds,..}}.
+//
+// The difference of two whole-pipeline runs (bench.py prints that too) also counts the
+// runtime's hand-offs between components; this counts the transforms' own work.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "config/config.hpp"
+#include "topology/graph.hpp"
+#include "weir/codec.hpp"
+#include "weir/component.hpp"
+#include "weir/metrics.hpp"
+
+namespace {
+
+using namespace weir;
+
+// Collects what a transform emits; the next transform takes it from here.
+class ChainContext final : public TransformContext {
+ public:
+  explicit ChainContext(std::string name) : name_(std::move(name)) {}
+  uv_loop_t* loop() override { return nullptr; }
+  const std::string& name() const override { return name_; }
+  const std::string& type() const override { return name_; }
+  const std::string& data_dir() const override { return data_dir_; }
+  ComponentMetrics& metrics() override { return metrics_; }
+  void dead_letter(const Event&, std::string_view) override { ++dead_letters; }
+  void dead_letter_raw(std::string_view, std::uint64_t, std::string_view) override { ++dead_letters; }
+  void fail_pipeline(std::string_view reason) override {
+    std::fprintf(stderr, "%s failed the pipeline: %.*s\n", name_.c_str(), static_cast<int>(reason.size()), reason.data());
+  }
+  void emit(BatchPtr batch, std::size_t) override { out.push_back(std::move(batch)); }
+
+  std::vector<BatchPtr> out;
+  std::uint64_t dead_letters = 0;
+
+ private:
+  std::string name_, data_dir_ = "/tmp";
+  ComponentMetrics metrics_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4 || std::string(argv[1]) != "-c") {
+    std::fprintf(stderr, "usage: weir-transform-bench -c PIPELINE.yaml FILE.ndjson\n");
+    return 2;
+  }
+  config::Diagnostics diagnostics;
+  auto graph = topology::build(config::load({argv[2]}, diagnostics), diagnostics);
+  if (!diagnostics.ok()) {
+    for (const auto& e : diagnostics.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return 2;
+  }
+  // The chain: from the (single) source, follow the transform that takes the previous
+  // component as its input.
+  std::vector<std::size_t> chain;
+  std::size_t previous = graph.nodes.size();
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (graph.nodes[i].kind == ComponentKind::Source) previous = i;
+  }
+  for (bool found = true; found;) {
+    found = false;
+    for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+      const auto& node = graph.nodes[i];
+      if (node.transform && node.inputs.size() == 1 && node.inputs[0].node == previous) {
+        chain.push_back(i);
+        previous = i;
+        found = true;
+        break;
+      }
+    }
+  }
+  if (chain.empty()) {
+    std::fprintf(stderr, "no transform takes the source's output\n");
+    return 2;
+  }
+  std::vector<std::unique_ptr<ChainContext>> contexts;
+  for (std::size_t i : chain) {
+    contexts.push_back(std::make_unique<ChainContext>(graph.name(i)));
+    if (Status started = graph.nodes[i].transform->start(*contexts.back()); !started.ok()) {
+      std::fprintf(stderr, "%s: %s\n", graph.name(i).c_str(), started.error().to_string().c_str());
+      return 1;
+    }
+  }
+
+  int fd = ::open(argv[3], O_RDONLY);
+  if (fd < 0) {
+    std::perror(argv[3]);
+    return 1;
+  }
+  LineStream stream(Codec::Json, 100 << 10);
+  std::vector<DecodeRejection> rejected;
+  std::vector<double> seconds(chain.size(), 0.0);
+  std::uint64_t events_in = 0, events_out = 0;
+  for (;;) {
+    std::size_t available = 0;
+    char* space = stream.read_space(available);
+    ssize_t n = ::read(fd, space, available);
+    auto batch = EventBatch::create();
+    rejected.clear();
+    if (n > 0) stream.commit(static_cast<std::size_t>(n), *batch, rejected);
+    else stream.finish(*batch, rejected);
+    events_in += batch->size();
+    std::vector<BatchPtr> batches;
+    batches.push_back(std::move(batch));
+    for (std::size_t t = 0; t < chain.size(); ++t) {
+      auto start = std::chrono::steady_clock::now();
+      for (BatchPtr& b : batches) graph.nodes[chain[t]].transform->process(std::move(b), *contexts[t]);
+      seconds[t] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      batches = std::move(contexts[t]->out);
+      contexts[t]->out.clear();
+    }
+    for (const BatchPtr& b : batches) events_out += b->size();
+    if (n <= 0) break;
+  }
+  ::close(fd);
+  for (std::size_t t = 0; t < chain.size(); ++t) graph.nodes[chain[t]].transform->flush(*contexts[t]);
+
+  double total = 0;
+  std::string per;
+  std::uint64_t dead = 0;
+  for (std::size_t t = 0; t < chain.size(); ++t) {
+    total += seconds[t];
+    dead += contexts[t]->dead_letters;
+    per += fmt::format("{}\"{}\":{:.6f}", t ? "," : "", graph.name(chain[t]), seconds[t]);
+  }
+  std::printf("{\"events\":%llu,\"events_out\":%llu,\"dead_letters\":%llu,\"seconds\":%.6f,\"per_transform\":{%s}}\n",
+              static_cast<unsigned long long>(events_in), static_cast<unsigned long long>(events_out),
+              static_cast<unsigned long long>(dead), total, per.c_str());
+  return 0;
+}
