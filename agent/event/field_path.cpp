@@ -14,17 +14,9 @@ FieldPath::FieldPath(std::string_view dotted) : text_(dotted) {
   }
 }
 
-Value* FieldPath::lookup(Value& object, const Segment& segment) {
-  std::span<Member> members = object.members();  // empty unless an object
-  const std::string_view key = segment.name;
-  const std::uint32_t hint = segment.hint;
-  if (hint < members.size()) {
-    std::string_view at = members[hint].key;
-    if (at.size() == key.size() && std::memcmp(at.data(), key.data(), key.size()) == 0) return &members[hint].value;
-  }
+Value* FieldPath::scan(std::span<Member> members, const Segment& segment) {
   for (std::uint32_t i = 0; i < members.size(); ++i) {
-    std::string_view at = members[i].key;
-    if (at.size() == key.size() && (key.empty() || (at.front() == key.front() && std::memcmp(at.data(), key.data(), key.size()) == 0))) {
+    if (same_text(members[i].key, segment.name)) {
       segment.hint = i;
       return &members[i].value;
     }
@@ -32,7 +24,7 @@ Value* FieldPath::lookup(Value& object, const Segment& segment) {
   return nullptr;
 }
 
-Value* FieldPath::find(Value& root) const {
+Value* FieldPath::find_nested(Value& root) const {
   Value* at = &root;
   for (const Segment& segment : segments_) {
     at = lookup(*at, segment);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -59,19 +60,51 @@ std::int64_t fraction_nanos(std::string_view text, std::size_t& at) {
 
 constexpr std::int64_t kNanosPerSecond = 1'000'000'000;
 
+bool two_digits(std::string_view text, std::size_t at, unsigned& out) {
+  unsigned a = static_cast<unsigned>(text[at]) - '0', b = static_cast<unsigned>(text[at + 1]) - '0';
+  out = a * 10 + b;
+  return a < 10 && b < 10;
+}
+
+// The last "YYYY-MM-DD" parsed (or formatted) on this thread and its day number. The
+// timestamps of a stream mostly share a date, so the date's validation and the calendar
+// arithmetic run about once a day of data instead of once an event.
+struct DateMemo {
+  char date[10] = {};
+  std::int64_t days = 0;
+  bool set = false;
+};
+thread_local DateMemo parsed_date;
+thread_local DateMemo formatted_date;
+
 }  // namespace
 
 Result<EpochNanos> parse_iso8601(std::string_view text) {
-  unsigned year, month, day, hour, minute, second;
-  if (!digits(text, 0, 4, year) || text.size() < 19 || text[4] != '-' || !digits(text, 5, 2, month) ||
-      text[7] != '-' || !digits(text, 8, 2, day) || (text[10] != 'T' && text[10] != 't' && text[10] != ' ') ||
-      !digits(text, 11, 2, hour) || text[13] != ':' || !digits(text, 14, 2, minute) || text[16] != ':' ||
-      !digits(text, 17, 2, second)) {
+  auto malformed = [&] {
     return Error(fmt::format("'{}' is not an ISO-8601 timestamp (YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm])", text));
+  };
+  if (text.size() < 19) return malformed();
+  std::int64_t days;
+  if (parsed_date.set && std::memcmp(parsed_date.date, text.data(), 10) == 0) {
+    days = parsed_date.days;
+  } else {
+    unsigned year, month, day;
+    if (!digits(text, 0, 4, year) || text[4] != '-' || !digits(text, 5, 2, month) || text[7] != '-' ||
+        !digits(text, 8, 2, day)) {
+      return malformed();
+    }
+    if (month < 1 || month > 12 || day < 1 || day > 31) return Error(fmt::format("'{}' has a field out of range", text));
+    days = days_from_civil(year, month, day);
+    std::memcpy(parsed_date.date, text.data(), 10);
+    parsed_date.days = days;
+    parsed_date.set = true;
   }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
-    return Error(fmt::format("'{}' has a field out of range", text));
+  unsigned hour, minute, second;
+  if ((text[10] != 'T' && text[10] != 't' && text[10] != ' ') || !two_digits(text, 11, hour) || text[13] != ':' ||
+      !two_digits(text, 14, minute) || text[16] != ':' || !two_digits(text, 17, second)) {
+    return malformed();
   }
+  if (hour > 23 || minute > 59 || second > 60) return Error(fmt::format("'{}' has a field out of range", text));
   std::size_t at = 19;
   std::int64_t nanos = 0;
   if (at < text.size() && (text[at] == '.' || text[at] == ',')) {
@@ -98,7 +131,7 @@ Result<EpochNanos> parse_iso8601(std::string_view text) {
       return Error(fmt::format("'{}' has trailing characters after the time", text));
     }
   }
-  std::int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
+  std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
   // Nanoseconds in an int64 reach from 1677-09-21 to 2262-04-11.
   if (seconds <= -9'223'372'036LL || seconds >= 9'223'372'036LL) {
     return Error(fmt::format("'{}' is outside the years 1677..2262 that weir can represent", text));
@@ -164,9 +197,6 @@ void format_iso8601(EpochNanos time, int fraction_digits, ByteBuffer& out) {
     rem += 86400;
     --days;
   }
-  std::int64_t year;
-  unsigned month, day;
-  civil_from_days(days, year, month, day);
   auto s = static_cast<unsigned>(rem);
   // Written digit by digit: this runs once per event in timestamp-heavy pipelines.
   char* p = out.ensure(48);
@@ -178,15 +208,30 @@ void format_iso8601(EpochNanos time, int fraction_digits, ByteBuffer& out) {
     }
     at += width;
   };
-  if (year < 0 || year > 9999) {
-    at = fmt::format_to_n(at, 12, "{:04}", year).out;
+  if (formatted_date.set && formatted_date.days == days) {
+    std::memcpy(at, formatted_date.date, 10);
+    at += 10;
   } else {
-    put(static_cast<std::uint64_t>(year), 4);
+    std::int64_t year;
+    unsigned month, day;
+    civil_from_days(days, year, month, day);
+    // Memoised only for 4-digit years, where the text is 10 bytes.
+    const bool memo = year >= 0 && year <= 9999;
+    if (!memo) {
+      at = fmt::format_to_n(at, 12, "{:04}", year).out;
+    } else {
+      put(static_cast<std::uint64_t>(year), 4);
+    }
+    *at++ = '-';
+    put(month, 2);
+    *at++ = '-';
+    put(day, 2);
+    if (memo) {
+      std::memcpy(formatted_date.date, at - 10, 10);
+      formatted_date.days = days;
+      formatted_date.set = true;
+    }
   }
-  *at++ = '-';
-  put(month, 2);
-  *at++ = '-';
-  put(day, 2);
   *at++ = 'T';
   put(s / 3600, 2);
   *at++ = ':';

@@ -49,14 +49,6 @@ double Value::to_double() const {
   }
 }
 
-std::span<Member> Value::members() {
-  if (kind_ != Kind::Object) return {};
-  return {object_->items, object_->size};
-}
-std::span<const Member> Value::members() const {
-  if (kind_ != Kind::Object) return {};
-  return {object_->items, object_->size};
-}
 std::span<Value> Value::elements() {
   if (kind_ != Kind::Array) return {};
   return {array_->items, array_->size};
@@ -77,14 +69,8 @@ std::size_t Value::size() const {
 
 Value* Value::find(std::string_view key) {
   if (kind_ != Kind::Object) return nullptr;
-  // Keys of one event often share a length (job_id, obj_id): test the first byte before
-  // paying for memcmp.
-  const char first = key.empty() ? '\0' : key.front();
   for (std::uint32_t i = 0; i < object_->size; ++i) {
-    std::string_view k = object_->items[i].key;
-    if (k.size() == key.size() && (key.empty() || (k.front() == first && std::memcmp(k.data(), key.data(), key.size()) == 0))) {
-      return &object_->items[i].value;
-    }
+    if (same_text(object_->items[i].key, key)) return &object_->items[i].value;
   }
   return nullptr;
 }

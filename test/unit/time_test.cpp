@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstdio>
+
 #include "weir/time.hpp"
 
 using namespace weir;
@@ -37,4 +40,44 @@ TEST_CASE("time: formatting to ISO-8601 milliseconds floors") {
   CHECK(format_iso8601_ms(parse_iso8601("2096-02-29T23:59:59.5Z").value()) == "2096-02-29T23:59:59.500Z");
   CHECK_FALSE(parse_iso8601("2400-02-29T23:59:59Z").ok());  // past int64 nanoseconds
   CHECK_FALSE(parse_iso8601("1600-01-01T00:00:00Z").ok());
+}
+
+TEST_CASE("time: memoised dates never leak between timestamps", "[time]") {
+  // Same date, other dates, bad input after a memoised date, and back: each answer must be
+  // the one the full computation gives.
+  constexpr EpochNanos day = 86400LL * 1'000'000'000;
+  const EpochNanos base = parse_iso8601("2024-01-01T12:00:00Z").value();
+  CHECK(parse_iso8601("2024-01-01T13:00:00Z").value() == base + 3600LL * 1'000'000'000);
+  CHECK(parse_iso8601("2024-01-02T12:00:00Z").value() == base + day);
+  CHECK_FALSE(parse_iso8601("2024-01-02T25:00:00Z").ok());
+  CHECK_FALSE(parse_iso8601("2024-01-02X12:00:00Z").ok());
+  CHECK_FALSE(parse_iso8601("2024-01-0212:00:00").ok());
+  CHECK_FALSE(parse_iso8601("2024-01-02T1a:00:00Z").ok());
+  CHECK(parse_iso8601("2024-01-02T12:00:00.000000001Z").value() == base + day + 1);
+  CHECK(parse_iso8601("2024-01-01T12:00:00Z").value() == base);
+
+  // Round trip and an independent formatter (std::chrono's civil calendar) over random
+  // instants from 1900 to 2200, interleaved so the memo keeps changing.
+  std::uint64_t state = 42;
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  const std::int64_t lo = -2208988800LL, hi = 7258118400LL;  // 1900-01-01 .. 2200-01-01, seconds
+  for (int i = 0; i < 20000; ++i) {
+    std::int64_t seconds = lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(hi - lo));
+    EpochNanos t = seconds * 1'000'000'000 + static_cast<std::int64_t>(next() % 1'000'000'000);
+    ByteBuffer text;
+    format_iso8601(t, 9, text);
+    REQUIRE(parse_iso8601(text.view()).value() == t);
+    using namespace std::chrono;
+    sys_days days{floor<std::chrono::days>(sys_seconds{std::chrono::seconds{seconds}}).time_since_epoch()};
+    year_month_day ymd{days};
+    char expected[16];
+    std::snprintf(expected, sizeof expected, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+    REQUIRE(text.view().substr(0, 10) == std::string_view(expected, 10));
+  }
 }

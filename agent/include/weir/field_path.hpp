@@ -27,7 +27,10 @@ class FieldPath {
   bool empty() const { return segments_.empty(); }
   std::size_t depth() const { return segments_.size(); }
 
-  Value* find(Value& root) const;
+  Value* find(Value& root) const {
+    if (segments_.size() == 1) return lookup(root, segments_.front());
+    return find_nested(root);
+  }
   const Value* find(const Value& root) const { return find(const_cast<Value&>(root)); }
   // Sets the value, creating intermediate objects as needed and replacing non-object
   // intermediates. New keys are copied into `arena`, so the event does not depend on
@@ -40,8 +43,16 @@ class FieldPath {
     std::string name;
     mutable std::uint32_t hint = 0;
   };
-  // The member of `object` named by `segment`, or nullptr.
-  static Value* lookup(Value& object, const Segment& segment);
+  // The member of `object` named by `segment`, or nullptr: the hinted position first.
+  static Value* lookup(Value& object, const Segment& segment) {
+    std::span<Member> members = object.members();  // empty unless an object
+    if (segment.hint < members.size() && same_text(members[segment.hint].key, segment.name)) {
+      return &members[segment.hint].value;
+    }
+    return scan(members, segment);
+  }
+  static Value* scan(std::span<Member> members, const Segment& segment);
+  Value* find_nested(Value& root) const;
 
   std::string text_;
   std::vector<Segment> segments_;

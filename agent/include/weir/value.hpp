@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -120,6 +121,47 @@ struct ArrayData {
   std::uint32_t size;
   std::uint32_t capacity;
 };
+
+inline std::span<Member> Value::members() {
+  if (kind_ != Kind::Object) return {};
+  return {object_->items, object_->size};
+}
+inline std::span<const Member> Value::members() const {
+  if (kind_ != Kind::Object) return {};
+  return {object_->items, object_->size};
+}
+
+// Equality of two short strings without a call: most field names are 2..16 bytes, compared
+// as two overlapping loads from each end (never past either string).
+inline bool same_text(std::string_view a, std::string_view b) {
+  const std::size_t n = a.size();
+  if (n != b.size()) return false;
+  const char* x = a.data();
+  const char* y = b.data();
+  if (n >= 8 && n <= 16) {
+    std::uint64_t x0, x1, y0, y1;
+    std::memcpy(&x0, x, 8);
+    std::memcpy(&y0, y, 8);
+    std::memcpy(&x1, x + n - 8, 8);
+    std::memcpy(&y1, y + n - 8, 8);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
+  if (n >= 4 && n < 8) {
+    std::uint32_t x0, x1, y0, y1;
+    std::memcpy(&x0, x, 4);
+    std::memcpy(&y0, y, 4);
+    std::memcpy(&x1, x + n - 4, 4);
+    std::memcpy(&y1, y + n - 4, 4);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
+  if (n < 4) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (x[i] != y[i]) return false;
+    }
+    return true;
+  }
+  return std::memcmp(x, y, n) == 0;
+}
 
 inline void Value::append_member(Arena& arena, std::string_view key, Value value) {
   if (object_->size == object_->capacity) grow_object(arena);

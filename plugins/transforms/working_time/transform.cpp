@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "weir/field_path.hpp"
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
@@ -46,6 +47,11 @@ class WorkingTime final : public Transform {
     self->task_field_ = std::string(o.string("task_field"));
     self->project_field_ = std::string(o.string("project_field"));
     self->copy_fields_ = o.strings("copy_fields");
+    self->user_ = FieldPath(self->user_field_);
+    self->job_ = FieldPath(self->job_field_);
+    self->task_ = FieldPath(self->task_field_);
+    self->project_ = FieldPath(self->project_field_);
+    for (const std::string& field : self->copy_fields_) self->copy_paths_.emplace_back(field);
     self->ttl_ = o.duration("state_ttl").count();
     if (self->ttl_ != 0 && self->ttl_ < self->params_.threshold) {
       return o.error_at("state_ttl", "state_ttl must be 0 (never) or at least threshold");
@@ -70,11 +76,20 @@ class WorkingTime final : public Transform {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < events.size(); ++i) {
       Event& event = events[i];
-      if (!takes_part(event)) {
+      // Every field this event needs is looked up once, by hinted paths.
+      const Value* source = source_.find(event.fields);
+      if (source == nullptr || !source->is_string() || !listed(sources_, source->as_string())) {
         events[kept++] = event;
         continue;
       }
-      const Value* ts_value = event.fields.find("timestamp");
+      const Value* scope = scope_.find(event.fields);
+      std::string_view scope_text = scope != nullptr && scope->is_string() ? scope->as_string() : std::string_view();
+      const Value* user = user_.find(event.fields);
+      if (user == nullptr || user->is_null() || scope_text == "send:working_time") {
+        events[kept++] = event;
+        continue;
+      }
+      const Value* ts_value = timestamp_.find(event.fields);
       auto timestamp = ts_value ? parse_timestamp(*ts_value) : Result<EpochNanos>(Error("it has no timestamp"));
       if (!timestamp.ok()) {
         ctx.dead_letter(event, "working_time: " + timestamp.error().message());
@@ -82,15 +97,17 @@ class WorkingTime final : public Transform {
       }
       events[kept++] = event;
       EpochNanos end = timestamp.value();
-      if (is_compressed(event)) end += duration_nanos(event);
-      const Value& user = *event.fields.find(user_field_);
+      if (scope != nullptr && listed(compressed_, scope_text)) end += duration_nanos(duration_.find(event.fields));
       key_text_.clear();
-      write_json(user, key_text_);
+      write_json(*user, key_text_);
       auto found = clocks_.find(key_text_.view());
       if (found == clocks_.end()) found = clocks_.emplace(std::string(key_text_.view()), UserClock()).first;
       UserClock& clock = found->second;
       if (ttl_ > 0 && clock.started && timestamp.value() - clock.last_seen >= ttl_) clock = UserClock();
-      Step step = advance(clock, params_, timestamp.value(), end, ids(event));
+      ids_.job = id_of(job_.find(event.fields));
+      ids_.task = id_of(task_.find(event.fields));
+      ids_.project = id_of(project_.find(event.fields));
+      Step step = advance(clock, params_, timestamp.value(), end, ids_);
       if (step.nanos <= 0) continue;
       auto total = std::find_if(totals.begin(), totals.end(),
                                 [&](const Total& t) { return t.clock == &clock && t.key == step.key; });
@@ -99,14 +116,12 @@ class WorkingTime final : public Transform {
         t.clock = &clock;
         t.key = step.key;
         t.timestamp = *ts_value;
-        t.user_id = user;
-        for (const std::string& field : copy_fields_) {
-          const Value* v = event.fields.find(field);
+        t.user_id = *user;
+        for (const FieldPath& field : copy_paths_) {
+          const Value* v = field.find(event.fields);
           t.copied.push_back(v ? *v : Value::null());
         }
-        if (event.metadata.is_object()) {
-          if (const Value* id = event.metadata.find("request_id")) t.request_id = *id;
-        }
+        if (const Value* id = request_id_.find(event.metadata)) t.request_id = *id;
         totals.push_back(std::move(t));
         total = totals.end() - 1;
       }
@@ -126,33 +141,19 @@ class WorkingTime final : public Transform {
   }
 
  private:
-  bool takes_part(const Event& event) const {
-    const Value* source = event.fields.find("source");
-    if (source == nullptr || !source->is_string()) return false;
-    if (std::find(sources_.begin(), sources_.end(), source->as_string()) == sources_.end()) return false;
-    const Value* scope = event.fields.find("scope");
-    if (scope != nullptr && scope->is_string() && scope->as_string() == "send:working_time") return false;
-    const Value* user = event.fields.find(user_field_);
-    return user != nullptr && !user->is_null();
+  static bool listed(const std::vector<std::string>& list, std::string_view value) {
+    return std::find(list.begin(), list.end(), value) != list.end();
   }
 
-  bool is_compressed(const Event& event) const {
-    const Value* scope = event.fields.find("scope");
-    return scope != nullptr && scope->is_string() &&
-           std::find(compressed_.begin(), compressed_.end(), scope->as_string()) != compressed_.end();
-  }
-
-  static EpochNanos duration_nanos(const Event& event) {
-    const Value* d = event.fields.find("duration");
+  static EpochNanos duration_nanos(const Value* d) {
     if (d == nullptr) return 0;
     if (d->is_int()) return d->as_int() * 1'000'000;
     if (d->is_double()) return static_cast<EpochNanos>(d->as_double() * 1e6);
     return 0;
   }
 
-  IdValue id_of(const Event& event, const std::string& field) const {
+  static IdValue id_of(const Value* v) {
     IdValue id;
-    const Value* v = event.fields.find(field);
     if (v == nullptr || v->is_null()) return id;
     if (v->is_int()) {
       id.kind = IdValue::Kind::Int;
@@ -162,10 +163,6 @@ class WorkingTime final : public Transform {
       id.text = v->is_string() ? std::string(v->as_string()) : to_json(*v);
     }
     return id;
-  }
-
-  WorkKey ids(const Event& event) const {
-    return WorkKey{id_of(event, job_field_), id_of(event, task_field_), id_of(event, project_field_)};
   }
 
   static Value id_value(Arena& arena, const IdValue& id) {
@@ -210,6 +207,10 @@ class WorkingTime final : public Transform {
   WorkingTimeParams params_;
   std::vector<std::string> compressed_, sources_, copy_fields_;
   std::string user_field_, job_field_, task_field_, project_field_;
+  FieldPath source_{"source"}, scope_{"scope"}, timestamp_{"timestamp"}, duration_{"duration"};
+  FieldPath user_, job_, task_, project_, request_id_{"request_id"};
+  std::vector<FieldPath> copy_paths_;
+  WorkKey ids_;  // of the current event; a member so its strings keep their capacity
   EpochNanos ttl_ = 0;
   // Keyed by the user value as JSON; looked up by string_view, so no allocation per event.
   struct TextHash {
