@@ -21,6 +21,7 @@ class ByteBuffer {
   bool empty() const { return size_ == 0; }
   std::string_view view() const { return {data_.get(), size_}; }
   void clear() { size_ = 0; }
+  void truncate(std::size_t size) { if (size < size_) size_ = size; }
 
   void reserve(std::size_t capacity) {
     if (capacity <= capacity_) return;

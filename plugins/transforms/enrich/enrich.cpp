@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "lookup_table.hpp"
+#include "weir/field_path.hpp"
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
@@ -44,8 +45,12 @@ const OptionSchema kSchema = {
 };
 
 struct PathPair {
-  std::string from, to;
+  FieldPath from, to;
 };
+
+std::vector<FieldPath> compile(const std::vector<std::string>& paths) {
+  return std::vector<FieldPath>(paths.begin(), paths.end());
+}
 
 class Enrich final : public Transform {
  public:
@@ -55,36 +60,38 @@ class Enrich final : public Transform {
       if (const Value* map = o.find(name)) {
         for (const Member& m : map->members()) {
           if (!m.value.is_string()) return o.error_at(name, fmt::format("'{}' must map '{}' to a field path", name, m.key));
-          out.push_back({std::string(m.key), std::string(m.value.as_string())});
+          out.push_back({FieldPath(m.key), FieldPath(m.value.as_string())});
         }
       }
       return {};
     };
     if (Status s = pairs("rename", self->rename_); !s.ok()) return s.error();
     if (Status s = pairs("copy", self->copy_); !s.ok()) return s.error();
-    auto values = [&](std::string_view name, std::vector<std::pair<std::string, Value>>& out) {
+    auto values = [&](std::string_view name, std::vector<std::pair<FieldPath, Value>>& out) {
       if (const Value* map = o.find(name)) {
-        for (const Member& m : map->members()) out.emplace_back(std::string(m.key), deep_copy(m.value, self->arena_));
+        for (const Member& m : map->members()) out.emplace_back(FieldPath(m.key), deep_copy(m.value, self->arena_));
       }
     };
     values("set", self->set_);
     values("set_if_missing", self->set_if_missing_);
-    self->remove_ = o.strings("remove");
-    self->parse_json_ = o.strings("parse_json");
-    self->stringify_json_ = o.strings("stringify_json");
+    self->remove_ = compile(o.strings("remove"));
+    self->parse_json_ = compile(o.strings("parse_json"));
+    self->stringify_json_ = compile(o.strings("stringify_json"));
     self->lookup_file_ = std::string(o.string("lookup.file"));
     if (!self->lookup_file_.empty()) {
       self->key_field_ = std::string(o.string("lookup.key_field"));
       if (self->key_field_.empty()) return o.error_at("lookup.file", "a lookup needs lookup.key_field");
+      self->key_path_ = FieldPath(self->key_field_);
       self->table_key_ = o.has("lookup.table_key") ? std::string(o.string("lookup.table_key")) : self->key_field_;
       self->lookup_fields_ = o.strings("lookup.fields");
+      self->lookup_paths_ = compile(self->lookup_fields_);
       std::string_view missing = o.string("lookup.on_missing");
       self->on_missing_ = missing == "default" ? Missing::Default : missing == "dead_letter" ? Missing::DeadLetter : Missing::Leave;
       values("lookup.defaults", self->defaults_);
       self->reload_ms_ = static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(o.duration("lookup.reload_interval")).count());
     }
-    self->timestamp_field_ = std::string(o.string("timestamp.field"));
+    self->timestamp_path_ = FieldPath(o.string("timestamp.field"));
     std::string_view format = o.string("timestamp.format");
     self->format_ = format == "datetime" ? Format::DateTime
                     : format == "epoch_ms" ? Format::EpochMs
@@ -118,8 +125,8 @@ class Enrich final : public Transform {
     std::optional<Value> now;
     for (Event& event : events) {
       Value& f = event.fields;
-      for (const std::string& field : parse_json_) {
-        Value* v = f.find_path(field);
+      for (const FieldPath& field : parse_json_) {
+        Value* v = field.find(f);
         if (v == nullptr || !v->is_string()) continue;
         auto parsed = parser_.parse(v->as_string(), arena);
         if (parsed.ok()) *v = parsed.value();
@@ -127,14 +134,14 @@ class Enrich final : public Transform {
       }
       if (table_ && !join(event, arena, ctx)) continue;
       for (const PathPair& p : rename_) {
-        if (const Value* v = f.find_path(p.from)) {
+        if (const Value* v = p.from.find(f)) {
           Value moved = *v;
-          f.erase_path(p.from);
-          f.set_path(arena, p.to, moved);
+          p.from.erase(f);
+          p.to.set(arena, f, moved);
         }
       }
       for (const PathPair& p : copy_) {
-        if (const Value* v = f.find_path(p.from)) f.set_path(arena, p.to, deep_copy(*v, arena));
+        if (const Value* v = p.from.find(f)) p.to.set(arena, f, deep_copy(*v, arena));
       }
       auto value_of = [&](const Value& configured) {
         if (configured.is_string() && configured.as_string() == "now()") {
@@ -143,15 +150,15 @@ class Enrich final : public Transform {
         }
         return configured;  // lives in this transform's arena, which outlives the batch
       };
-      for (const auto& [path, value] : set_) f.set_path(arena, path, value_of(value));
+      for (const auto& [path, value] : set_) path.set(arena, f, value_of(value));
       for (const auto& [path, value] : set_if_missing_) {
-        const Value* existing = f.find_path(path);
-        if (existing == nullptr || existing->is_null()) f.set_path(arena, path, value_of(value));
+        const Value* existing = path.find(f);
+        if (existing == nullptr || existing->is_null()) path.set(arena, f, value_of(value));
       }
-      for (const std::string& path : remove_) f.erase_path(path);
-      if (!timestamp_field_.empty() && !normalise_time(event, arena, ctx)) continue;
-      for (const std::string& field : stringify_json_) {
-        Value* v = f.find_path(field);
+      for (const FieldPath& path : remove_) path.erase(f);
+      if (!timestamp_path_.empty() && !normalise_time(event, arena, ctx)) continue;
+      for (const FieldPath& field : stringify_json_) {
+        Value* v = field.find(f);
         if (v != nullptr && (v->is_object() || v->is_array())) *v = Value::string(arena, to_json(*v));
       }
       events[kept++] = event;
@@ -166,7 +173,7 @@ class Enrich final : public Transform {
 
   // Returns false when the event was dead-lettered.
   bool join(Event& event, Arena& arena, TransformContext& ctx) {
-    const Value* key = event.fields.find_path(key_field_);
+    const Value* key = key_path_.find(event.fields);
     const Value* row = key && !key->is_null() ? table_->find(LookupTable::key_text(*key)) : nullptr;
     if (row == nullptr) {
       if (on_missing_ == Missing::DeadLetter) {
@@ -175,14 +182,14 @@ class Enrich final : public Transform {
         return false;
       }
       if (on_missing_ == Missing::Default) {
-        for (const auto& [column, value] : defaults_) event.fields.set_path(arena, column, value);
+        for (const auto& [column, value] : defaults_) column.set(arena, event.fields, value);
       }
       return true;
     }
     // The row lives in the table's arena; the batch keeps that table alive.
     if (!lookup_fields_.empty()) {
-      for (const std::string& column : lookup_fields_) {
-        if (const Value* v = row->find(column)) event.fields.set_path(arena, column, *v);
+      for (std::size_t i = 0; i < lookup_fields_.size(); ++i) {
+        if (const Value* v = row->find(lookup_fields_[i])) lookup_paths_[i].set(arena, event.fields, *v);
       }
     } else {
       for (const Member& m : row->members()) {
@@ -193,7 +200,7 @@ class Enrich final : public Transform {
   }
 
   bool normalise_time(Event& event, Arena& arena, TransformContext& ctx) {
-    Value* v = event.fields.find_path(timestamp_field_);
+    Value* v = timestamp_path_.find(event.fields);
     if (v == nullptr || v->is_null()) return true;
     auto at = parse_timestamp(*v);
     if (!at.ok()) {
@@ -202,27 +209,23 @@ class Enrich final : public Transform {
     }
     EpochNanos t = at.value();
     std::int64_t ms = t / 1'000'000 - (t % 1'000'000 < 0 ? 1 : 0);
+    text_.clear();
     switch (format_) {
-      case Format::IsoMs: {
-        ByteBuffer text;
-        format_iso8601_ms(t, text);
-        *v = Value::string(arena, text.view());
-        break;
-      }
-      case Format::EpochMs: *v = Value::integer(ms); break;
+      case Format::IsoMs: format_iso8601_ms(t, text_); break;
+      case Format::EpochMs: *v = Value::integer(ms); return true;
       case Format::EpochSeconds: {
         std::int64_t sec = ms / 1000 - (ms % 1000 < 0 ? 1 : 0);
-        *v = Value::string(arena, fmt::format("{}.{:03}", sec, ms - sec * 1000));
+        text_.append(fmt::format("{}.{:03}", sec, ms - sec * 1000));
         break;
       }
       case Format::DateTime: {
-        ByteBuffer iso;
-        format_iso8601(t, 0, iso);  // 2024-01-01T12:00:00Z
-        iso.data()[10] = ' ';
-        *v = Value::string(arena, iso.view().substr(0, 19));
+        format_iso8601(t, 0, text_);  // 2024-01-01T12:00:00Z
+        text_.data()[10] = ' ';
+        text_.truncate(19);
         break;
       }
     }
+    *v = Value::string(arena, text_.view());
     return true;
   }
 
@@ -290,9 +293,12 @@ class Enrich final : public Transform {
  private:
   Arena arena_{1024};
   std::vector<PathPair> rename_, copy_;
-  std::vector<std::pair<std::string, Value>> set_, set_if_missing_, defaults_;
-  std::vector<std::string> remove_, parse_json_, stringify_json_, lookup_fields_;
-  std::string lookup_file_, key_field_, table_key_, timestamp_field_;
+  std::vector<std::pair<FieldPath, Value>> set_, set_if_missing_, defaults_;
+  std::vector<FieldPath> remove_, parse_json_, stringify_json_, lookup_paths_;
+  std::vector<std::string> lookup_fields_;  // columns of the table, set at lookup_paths_
+  std::string lookup_file_, key_field_, table_key_;
+  FieldPath key_path_, timestamp_path_;
+  ByteBuffer text_;
   Missing on_missing_ = Missing::Leave;
   Format format_ = Format::IsoMs;
   std::uint64_t reload_ms_ = 0;

@@ -3,8 +3,11 @@
 // share the id the client got back; else an id already at the target is kept; else a new
 // one is made. The target may sit inside a field that holds JSON text, as CVAT keeps it
 // (`payload` -> `request.id`): the text is parsed, changed and written back.
+#include <cstring>
+
 #include <fmt/format.h>
 
+#include "weir/field_path.hpp"
 #include "weir/ids.hpp"
 #include "weir/json.hpp"
 #include "weir/registry.hpp"
@@ -38,6 +41,7 @@ class RequestId final : public Transform {
     std::string json_field(o.string("json_field"));
     if (!json_field.empty() && self->target_.compare(0, json_field.size() + 1, json_field + ".") == 0) {
       self->json_field_ = json_field;
+      self->json_path_ = FieldPath(json_field);
       self->inner_path_ = self->target_.substr(json_field.size() + 1);
       // "request.id" -> `"request":{"id":` ... `}`: the text spliced around the id.
       std::string_view rest = self->inner_path_;
@@ -54,6 +58,7 @@ class RequestId final : public Transform {
       }
       self->splice_open_ = std::string(open.view());
     }
+    self->target_path_ = FieldPath(self->target_);
     self->hex_ = o.string("generate") == "hex32";
     self->overwrite_ = o.boolean("overwrite");
     self->dead_letter_bad_json_ = o.string("on_bad_json") == "dead_letter";
@@ -72,32 +77,46 @@ class RequestId final : public Transform {
   }
 
  private:
+  // The id for this event: the HTTP request's, else a new one (in the batch's arena).
   Value request_id_of(const Event& event, Arena& arena) {
-    if (event.metadata.is_object()) {
-      const Value* id = event.metadata.find("request_id");
-      if (id != nullptr && id->is_string()) return *id;
-    }
-    char uuid[36];
-    uuids_.next_into(uuid);
-    if (!hex_) return Value::string(arena, std::string_view(uuid, 36));
-    char hex[32];
+    if (const Value* id = metadata_id_.find(event.metadata); id != nullptr && id->is_string()) return *id;
+    char* text = static_cast<char*>(arena.allocate(36, 1));
+    uuids_.next_into(text);
+    if (!hex_) return Value::string_view(std::string_view(text, 36));
     std::size_t n = 0;
-    for (char c : uuid) {
-      if (c != '-') hex[n++] = c;
+    for (std::size_t i = 0; i < 36; ++i) {
+      if (text[i] != '-') text[n++] = text[i];
     }
-    return Value::string(arena, std::string_view(hex, 32));
+    return Value::string_view(std::string_view(text, 32));
+  }
+
+  // JSON text of an id: ids made here and ids the HTTP source accepted need no escaping
+  // (hex, '-' and [A-Za-z0-9._:+/=@-]); anything else goes through the encoder.
+  void write_id(const Value& id, ByteBuffer& out) {
+    std::string_view text = id.as_string();
+    unsigned escapes = 0;  // no early exit: the loop vectorises
+    for (char c : text) {
+      auto u = static_cast<unsigned char>(c);
+      escapes |= static_cast<unsigned>(u == '"') | static_cast<unsigned>(u == '\\') | static_cast<unsigned>(u < 0x20);
+    }
+    if (escapes != 0) return write_json(id, out);
+    char* at = out.ensure(text.size() + 2);
+    at[0] = '"';
+    std::memcpy(at + 1, text.data(), text.size());
+    at[text.size() + 1] = '"';
+    out.commit(text.size() + 2);
   }
 
   static bool present(const Value* v) { return v != nullptr && !v->is_null() && !(v->is_string() && v->as_string().empty()); }
 
   void tag_plain(Event& event, Arena& arena) {
-    if (!overwrite_ && present(event.fields.find_path(target_))) return;
-    event.fields.set_path(arena, target_, request_id_of(event, arena));
+    if (!overwrite_ && present(target_path_.find(event.fields))) return;
+    target_path_.set(arena, event.fields, request_id_of(event, arena));
   }
 
   // Returns false when the event was dead-lettered.
   bool tag_json(Event& event, Arena& arena, TransformContext& ctx) {
-    Value* field = event.fields.find(json_field_);
+    Value* field = json_path_.find(event.fields);
     Value inner;
     bool as_text = true;
     if (field == nullptr || field->is_null()) {
@@ -106,7 +125,7 @@ class RequestId final : public Transform {
       inner = *field;  // already structured (an upstream enrich parsed it): set in place
       as_text = false;
     } else {
-      if (field->is_string() && splice(event, *field, arena)) return true;
+      if (field->is_string() && splice(*field, event, arena)) return true;
       auto parsed = field->is_string() ? parser_.parse(field->as_string(), arena)
                                        : Result<Value>(Error(fmt::format("it is {}", kind_name(field->kind()))));
       if (!parsed.ok() || !parsed.value().is_object()) {
@@ -126,7 +145,9 @@ class RequestId final : public Transform {
     if (as_text) {
       text_.clear();
       write_json(inner, text_);
-      event.fields.set(arena, json_field_, Value::string(arena, text_.view()));
+      Value text = Value::string(arena, text_.view());
+      if (field != nullptr) *field = text;
+      else json_path_.set(arena, event.fields, text);
     }
     return true;
   }
@@ -134,20 +155,29 @@ class RequestId final : public Transform {
   // The common case, a payload object without the first segment of the inner path (CVAT's
   // client events: no "request" yet): the id is spliced into the text before its closing
   // brace, which keeps the original text and skips decoding and re-encoding it.
-  bool splice(Event& event, const Value& field, Arena& arena) {
+  bool splice(Value& field, const Event& event, Arena& arena) {
     std::string_view text = field.as_string();
     auto has = parser_.object_has_key(text, first_key_);
     if (!has.ok() || has.value()) return false;  // errors and existing keys take the full path
     std::size_t close = text.find_last_of('}');
     bool empty = text.find_first_not_of(" \t\r\n", text.find('{') + 1) == close;
-    text_.clear();
-    text_.append(text.substr(0, close));
-    if (!empty) text_.push_back(',');
-    text_.append(splice_open_);
-    write_json(request_id_of(event, arena), text_);
-    text_.append(splice_close_);
-    text_.append(text.substr(close));
-    event.fields.set(arena, json_field_, Value::string(arena, text_.view()));
+    id_text_.clear();
+    write_id(request_id_of(event, arena), id_text_);
+    // Written once, straight into the batch's arena.
+    std::size_t size = text.size() + (empty ? 0 : 1) + splice_open_.size() + id_text_.size() + splice_close_.size();
+    char* out = static_cast<char*>(arena.allocate(size, 1));
+    char* at = out;
+    auto put = [&at](std::string_view part) {
+      std::memcpy(at, part.data(), part.size());
+      at += part.size();
+    };
+    put(text.substr(0, close));
+    if (!empty) *at++ = ',';
+    put(splice_open_);
+    put(id_text_.view());
+    put(splice_close_);
+    put(text.substr(close));
+    field = Value::string_view(std::string_view(out, size));
     return true;
   }
 
@@ -155,6 +185,8 @@ class RequestId final : public Transform {
   std::string json_field_;
   std::string inner_path_;
   std::string first_key_, splice_open_, splice_close_;
+  FieldPath json_path_, target_path_, metadata_id_{"request_id"};
+  ByteBuffer id_text_;
   bool hex_ = false;
   bool overwrite_ = false;
   bool dead_letter_bad_json_ = false;
