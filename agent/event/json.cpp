@@ -34,13 +34,18 @@ struct StringSpan {
   }
 };
 
-// First pass: values whose strings still point into the parser's buffer.
-Value convert(simdjson::dom::element element, Arena& arena, StringSpan& strings) {
+// Room for members added to a decoded event later (enrich, request_id, the sources'
+// metadata fields) without copying the members it already has.
+constexpr std::uint32_t kRootHeadroom = 4;
+
+// First pass: values whose strings still point into the parser's buffer. `headroom`:
+// spare member slots for an object (the document's root only).
+Value convert(simdjson::dom::element element, Arena& arena, StringSpan& strings, std::uint32_t headroom = 0) {
   using simdjson::dom::element_type;
   switch (element.type()) {
     case element_type::OBJECT: {
       simdjson::dom::object object = element.get_object().value_unsafe();
-      Value out = Value::object(arena, static_cast<std::uint32_t>(object.size()));
+      Value out = Value::object(arena, static_cast<std::uint32_t>(object.size()) + headroom);
       for (auto field : object) {
         strings.add(field.key);
         out.append_member(arena, field.key, convert(field.value, arena, strings));
@@ -108,7 +113,7 @@ Result<Value> JsonParser::parse(std::string_view text, std::size_t readable, Are
   // All strings of one document sit together in the parser's string buffer, which the next
   // document reuses: one copy of that span into the arena replaces a copy per string.
   StringSpan strings;
-  Value value = convert(parsed.value_unsafe(), arena, strings);
+  Value value = convert(parsed.value_unsafe(), arena, strings, kRootHeadroom);
   if (strings.low != nullptr) {
     auto size = static_cast<std::size_t>(strings.high - strings.low);
     char* copy = static_cast<char*>(arena.allocate(size ? size : 1, 1));

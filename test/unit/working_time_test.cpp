@@ -1,4 +1,5 @@
 // working_time: CVAT's own unit cases, batch-cut independence, users, order, time forms.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -178,4 +179,25 @@ TEST_CASE("working_time: state_ttl forgets idle users without changing totals of
   }
   CHECK(kept == 50 * 3 * 20'000);
   CHECK(forgotten == kept);
+}
+
+TEST_CASE("working_time: text ids and users keep their keys apart, cached or not", "[working_time]") {
+  Harness h;
+  auto event = [](const std::string& user, const std::string& job, EpochNanos at) {
+    ByteBuffer ts;
+    format_iso8601(at, 3, ts);
+    return fmt::format(R"({{"scope":"click:element","source":"client","timestamp":"{}","job_id":{},"task_id":"t-1",)"
+                       R"("project_id":null,"user_id":{}}})",
+                       ts.view(), job, user);
+  };
+  // Users 1 and 65 share a slot of the 64-entry recent-user cache; "1" (text) is a third
+  // user; job "a" and job 1 are different keys.
+  h.feed({event("1", "\"a\"", kStart), event("65", "1", kStart), event("\"1\"", "\"a\"", kStart)});
+  auto out = h.feed({event("1", "1", kStart + 2 * kMs * 1000), event("65", "1", kStart + 3 * kMs * 1000),
+                     event("\"1\"", "\"a\"", kStart + 4 * kMs * 1000)});
+  REQUIRE(out.size() == 3);
+  std::sort(out.begin(), out.end());
+  CHECK(out[0].find(R"("duration":2000,"project_id":null,"task_id":"t-1","job_id":"a","user_id":1,)") != std::string::npos);
+  CHECK(out[1].find(R"("duration":3000,"project_id":null,"task_id":"t-1","job_id":1,"user_id":65,)") != std::string::npos);
+  CHECK(out[2].find(R"("duration":4000,"project_id":null,"task_id":"t-1","job_id":"a","user_id":"1",)") != std::string::npos);
 }

@@ -9,7 +9,7 @@ std::string WorkKey::str() const {
     switch (v.kind) {
       case IdValue::Kind::Null: return std::string("-");
       case IdValue::Kind::Int: return std::to_string(v.number);
-      case IdValue::Kind::Text: return "s" + v.text;
+      case IdValue::Kind::Text: return "s" + std::to_string(v.number);
     }
     return std::string();
   };

@@ -1,6 +1,7 @@
 // `working_time` transform: CVAT's working time per (user, job, task, project), computed in
 // the pipeline and emitted as `send:working_time` events exactly as CVAT stores them.
 // Every input event passes through; the computed events follow them in the same batch.
+#include <array>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -98,11 +99,7 @@ class WorkingTime final : public Transform {
       events[kept++] = event;
       EpochNanos end = timestamp.value();
       if (scope != nullptr && listed(compressed_, scope_text)) end += duration_nanos(duration_.find(event.fields));
-      key_text_.clear();
-      write_json(*user, key_text_);
-      auto found = clocks_.find(key_text_.view());
-      if (found == clocks_.end()) found = clocks_.emplace(std::string(key_text_.view()), UserClock()).first;
-      UserClock& clock = found->second;
+      UserClock& clock = clock_of(*user);
       if (ttl_ > 0 && clock.started && timestamp.value() - clock.last_seen >= ttl_) clock = UserClock();
       ids_.job = id_of(job_.find(event.fields));
       ids_.task = id_of(task_.find(event.fields));
@@ -152,23 +149,30 @@ class WorkingTime final : public Transform {
     return 0;
   }
 
-  static IdValue id_of(const Value* v) {
+  IdValue id_of(const Value* v) {
     IdValue id;
     if (v == nullptr || v->is_null()) return id;
     if (v->is_int()) {
       id.kind = IdValue::Kind::Int;
       id.number = v->as_int();
-    } else {
-      id.kind = IdValue::Kind::Text;
-      id.text = v->is_string() ? std::string(v->as_string()) : to_json(*v);
+      return id;
     }
+    // Anything else by its text: a string as it is, other values as JSON.
+    std::string text = v->is_string() ? std::string(v->as_string()) : to_json(*v);
+    auto found = text_ids_.find(text);
+    if (found == text_ids_.end()) {
+      found = text_ids_.emplace(text, static_cast<std::int64_t>(texts_.size())).first;
+      texts_.push_back(text);
+    }
+    id.kind = IdValue::Kind::Text;
+    id.number = found->second;
     return id;
   }
 
-  static Value id_value(Arena& arena, const IdValue& id) {
+  Value id_value(Arena& arena, const IdValue& id) const {
     switch (id.kind) {
       case IdValue::Kind::Int: return Value::integer(id.number);
-      case IdValue::Kind::Text: return Value::string(arena, id.text);
+      case IdValue::Kind::Text: return Value::string(arena, texts_[static_cast<std::size_t>(id.number)]);
       default: return Value::null();
     }
   }
@@ -197,11 +201,28 @@ class WorkingTime final : public Transform {
     return f;
   }
 
+  UserClock& clock_of(const Value& user) {
+    // Integer user ids (CVAT's) go through a small direct-mapped cache first.
+    RecentUser* recent = nullptr;
+    if (user.is_int()) {
+      recent = &recent_[static_cast<std::uint64_t>(user.as_int()) % recent_.size()];
+      if (recent->clock != nullptr && recent->id == user.as_int()) return *recent->clock;
+    }
+    key_text_.clear();
+    write_json(user, key_text_);
+    auto found = clocks_.find(key_text_.view());
+    if (found == clocks_.end()) found = clocks_.emplace(std::string(key_text_.view()), UserClock()).first;
+    if (recent != nullptr) *recent = RecentUser{user.as_int(), &found->second};
+    return found->second;
+  }
+
   void evict_idle() {
     // Event time moves with the data: the newest timestamp seen stands for "now".
     EpochNanos newest = 0;
     for (const auto& [user, clock] : clocks_) newest = std::max(newest, clock.last_seen);
-    std::erase_if(clocks_, [&](const auto& entry) { return newest - entry.second.last_seen >= ttl_; });
+    if (std::erase_if(clocks_, [&](const auto& entry) { return newest - entry.second.last_seen >= ttl_; }) > 0) {
+      recent_.fill(RecentUser{});  // it may point at erased clocks
+    }
   }
 
   WorkingTimeParams params_;
@@ -210,14 +231,22 @@ class WorkingTime final : public Transform {
   FieldPath source_{"source"}, scope_{"scope"}, timestamp_{"timestamp"}, duration_{"duration"};
   FieldPath user_, job_, task_, project_, request_id_{"request_id"};
   std::vector<FieldPath> copy_paths_;
-  WorkKey ids_;  // of the current event; a member so its strings keep their capacity
+  WorkKey ids_;  // of the current event
   EpochNanos ttl_ = 0;
   // Keyed by the user value as JSON; looked up by string_view, so no allocation per event.
   struct TextHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
   };
-  std::unordered_map<std::string, UserClock, TextHash, std::equal_to<>> clocks_;
+  std::unordered_map<std::string, UserClock, TextHash, std::equal_to<>> clocks_;  // nodes never move
+  struct RecentUser {
+    std::int64_t id = 0;
+    UserClock* clock = nullptr;
+  };
+  std::array<RecentUser, 64> recent_{};
+  // Interned text ids (IdValue::Kind::Text); they grow with the distinct text ids seen.
+  std::unordered_map<std::string, std::int64_t> text_ids_;
+  std::vector<std::string> texts_;
   ByteBuffer key_text_;
 };
 

@@ -20,18 +20,19 @@
 
 namespace weir::plugins {
 
-// One of job_id, task_id, project_id: null, an integer, or (rarely) text.
+// One of job_id, task_id, project_id: null, an integer, or text. Text ids (rare: CVAT's
+// are integers) are interned by the transform, so a key is a few plain words to copy and
+// compare on every event.
 struct IdValue {
-  enum class Kind { Null, Int, Text } kind = Kind::Null;
-  std::int64_t number = 0;
-  std::string text;
+  enum class Kind : std::uint8_t { Null, Int, Text } kind = Kind::Null;
+  std::int64_t number = 0;  // the integer, or the text's index in the transform's table
   bool operator==(const IdValue&) const = default;
 };
 
 struct WorkKey {
   IdValue job, task, project;
   bool operator==(const WorkKey&) const = default;
-  std::string str() const;  // for maps
+  std::string str() const;  // for maps (text ids by their interned index)
 };
 
 struct WorkingTimeParams {
