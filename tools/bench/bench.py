@@ -6,6 +6,8 @@ pinned to one CPU core, with several runs each and the median reported:
   parse limit   simdjson alone over the file (weir-parse-limit: parse_many, full parse)
   decode        stdin -> blackhole                     (read, frame, decode into events)
   decode+encode stdin -> file /dev/null, JSON lines    (read, decode, encode, write)
+  transforms    request_id -> working_time -> enrich, timed alone (weir-transform-bench:
+                decode untimed, only the transforms' process() calls)
 and prints events/s, MiB/s, peak RSS and each rate as a share of the parse limit.
 Peak RSS is also measured on a 3x larger input piped in, to show memory stays flat.
 """
@@ -192,7 +194,8 @@ def main():
     cpu = None if args.cpu < 0 else args.cpu
     weir = os.path.join(args.build, "weir")
     limit = os.path.join(args.build, "weir-parse-limit")
-    for tool in (weir, limit):
+    transform_bench = os.path.join(args.build, "weir-transform-bench")
+    for tool in (weir, limit, transform_bench):
         if not os.access(tool, os.X_OK):
             sys.exit("%s not built: run tools/build.sh first" % tool)
 
@@ -231,7 +234,10 @@ def main():
     samples = {"parse limit (simdjson)": ([], [])}
     for name in configs:
         samples["weir " + name] = ([], [])
+    transform_samples = []
     for _ in range(args.runs):
+        _, _, out = run_measured([transform_bench, "-c", paths["decode -> 3 transforms -> blackhole"], data], cpu=cpu)
+        transform_samples.append(json.loads(out))
         _, peak, out = run_measured([limit, data], cpu=cpu)
         samples["parse limit (simdjson)"][0].append(json.loads(out)["seconds"])
         samples["parse limit (simdjson)"][1].append(peak)
@@ -245,10 +251,14 @@ def main():
     big_secs, big_rss, _ = run_measured([weir, "run", "-c", paths["decode -> encode -> /dev/null"], "--log-level", "warn"], stdin_path=data,
                                         stdin_repeat=3, cpu=cpu)
 
-    # The transforms alone: the time they add to decode -> blackhole.
+    # The transforms in the running pipeline: the time they add to decode -> blackhole
+    # (their own work plus the runtime's hand-offs between three more components).
     by_name = {name: secs for name, secs, _ in results}
     extra = by_name["weir decode -> 3 transforms -> blackhole"] - by_name["weir decode -> blackhole"]
     transform_rate = events / extra if extra > 0 else float("inf")
+    alone = statistics.median(t["seconds"] for t in transform_samples)
+    per_transform = {name: statistics.median(t["per_transform"][name] for t in transform_samples)
+                     for name in transform_samples[0]["per_transform"]}
     if not args.skip_sources:
         file_seconds = measure_file_source(weir, data, events, tmp, cpu, args.runs)
         results.append(("weir file -> blackhole", file_seconds, 0))
@@ -258,8 +268,11 @@ def main():
         rate = events / s
         rss = "%8.1f M" % (peak / 1024) if peak else "%10s" % "-"
         print("%-34s %14s %10.1f %s %11.1f%%" % (name, "{:,.0f}".format(rate), mib / s, rss, 100 * rate / base))
-    print("\nrequest_id + working_time + enrich (set, timestamp) alone, decode excluded: %s events/s"
-          % "{:,.0f}".format(transform_rate))
+    print("\nrequest_id + working_time + enrich (set, timestamp), decode excluded:")
+    print("  alone (weir-transform-bench):  %s events/s, %.1f%% of the parse limit's rate  [%s]"
+          % ("{:,.0f}".format(events / alone), 100 * (events / alone) / base,
+             ", ".join("%s %.0f ns/event" % (n, 1e9 * s / events) for n, s in per_transform.items())))
+    print("  in the pipeline (difference):  %s events/s" % "{:,.0f}".format(transform_rate))
     measure_lookup_load(weir, os.path.dirname(data), tmp)
     if not args.skip_sources:
         measure_http(weir, data, tmp, args.http_seconds)

@@ -13,6 +13,7 @@ namespace weir {
 class Arena {
  public:
   explicit Arena(std::size_t first_block_bytes = 16 * 1024) : next_block_bytes_(first_block_bytes) {}
+  ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
@@ -41,7 +42,11 @@ class Arena {
  private:
   void* allocate_slow(std::size_t bytes, std::size_t align);
 
-  std::vector<std::unique_ptr<char[]>> blocks_;
+  struct Block {
+    std::unique_ptr<char[]> memory;
+    std::size_t size;
+  };
+  std::vector<Block> blocks_;
   char* cursor_ = nullptr;
   char* end_ = nullptr;
   std::size_t next_block_bytes_;
