@@ -37,6 +37,11 @@ constexpr Family kFamilies[] = {
      &ComponentMetrics::events_dead_lettered},
     {"weir_component_discarded_events_total", "counter", "Events dropped without a dead letter (buffer when_full).",
      &ComponentMetrics::events_dropped},
+    {"weir_component_requests_total", "counter", "Requests a sink sent (answered or failed).", &ComponentMetrics::requests},
+    {"weir_component_request_retries_total", "counter", "Requests a sink sent again after a failure.",
+     &ComponentMetrics::request_retries},
+    {"weir_component_request_latency_nanoseconds_total", "counter", "Sum of request latencies in nanoseconds (divide by requests).",
+     &ComponentMetrics::request_latency_nanos_sum},
     {"weir_buffer_events", "gauge", "Events waiting in a component's input buffer.", &ComponentMetrics::buffer_events},
 };
 

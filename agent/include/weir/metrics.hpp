@@ -30,6 +30,11 @@ struct ComponentMetrics {
   // Sinks: time from a batch's creation at its source to its arrival at this sink.
   Counter batch_latency_nanos_sum;
   Counter batch_latency_count;
+  // Sinks that send requests (ClickHouse, InfluxDB): requests answered or failed, the
+  // retries among them, and their latency.
+  Counter requests;
+  Counter request_retries;
+  Counter request_latency_nanos_sum;
 };
 
 }  // namespace weir

@@ -1,0 +1,499 @@
+// `clickhouse` sink: rows inserted over ClickHouse's HTTP interface as JSONEachRow, through
+// libcurl's multi interface on the loop (weir/http_client.hpp).
+//
+// Rows collect into an insert until batch.max_events, batch.max_bytes or batch.timeout;
+// up to request.concurrency inserts are in flight. What an answer means (errors.hpp):
+// - delivered: the inserts' acknowledgements are released;
+// - retry (transport errors, overload, timeouts): the same rows, in the same order, with
+//   the same insert_deduplication_token, after an exponential backoff with jitter (or the
+//   server's Retry-After), for as long as it takes;
+// - bad rows (parse and type errors): the insert is split in halves until the bad rows are
+//   alone; each is dead-lettered with the server's message and the rest is inserted;
+// - setup (credentials, unknown table): a clear error in the log and the metrics, the rows
+//   kept and retried at the longest backoff until an operator fixes it.
+// The sink holds a bounded number of rows; past that it stops taking batches and the
+// runtime's input buffer (buffer.max_events, when_full) applies backpressure upstream.
+#include <chrono>
+#include <deque>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "errors.hpp"
+#include "weir/compression.hpp"
+#include "weir/field_path.hpp"
+#include "weir/http_client.hpp"
+#include "weir/json.hpp"
+#include "weir/log.hpp"
+#include "weir/registry.hpp"
+#include "weir/time.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::plugins {
+namespace {
+
+using clickhouse::Outcome;
+using clickhouse::Verdict;
+
+const OptionSchema kSchema = {
+    {.name = "endpoint", .type = OptionType::StringList, .required = true,
+     .doc = "ClickHouse HTTP endpoint(s), e.g. http://localhost:8123; with several, inserts take turns and a "
+            "retried insert stays on its endpoint (so deduplication applies there)."},
+    {.name = "database", .type = OptionType::String, .default_value = "default", .doc = "Database of the table."},
+    {.name = "table", .type = OptionType::String, .required = true, .doc = "Table to insert into."},
+    {.name = "auth.user", .type = OptionType::String, .doc = "User (HTTP basic auth); use ${ENV} for secrets."},
+    {.name = "auth.password", .type = OptionType::String, .doc = "Password; never logged."},
+    {.name = "format", .type = OptionType::Enum, .default_value = "JSONEachRow", .choices = {"JSONEachRow"},
+     .doc = "Insert format."},
+    {.name = "encoding.only_fields", .type = OptionType::StringList,
+     .doc = "Send only these fields (paths), as columns of the same name (CVAT lists its 17 columns)."},
+    {.name = "skip_unknown_fields", .type = OptionType::Bool, .default_value = "false",
+     .doc = "input_format_skip_unknown_fields=1: fields that are not columns are ignored instead of failing."},
+    {.name = "date_time_best_effort", .type = OptionType::Bool, .default_value = "false",
+     .doc = "date_time_input_format=best_effort: DateTime columns accept ISO-8601 and more."},
+    {.name = "batch.max_events", .type = OptionType::Integer, .default_value = "10000", .doc = "Rows per insert."},
+    {.name = "batch.max_bytes", .type = OptionType::Bytes, .default_value = "10MiB",
+     .doc = "Bytes of rows per insert (before compression)."},
+    {.name = "batch.timeout", .type = OptionType::Duration, .default_value = "1s",
+     .doc = "Longest a row waits for its insert to fill up."},
+    {.name = "request.concurrency", .type = OptionType::Integer, .default_value = "2", .doc = "Inserts in flight."},
+    {.name = "request.timeout", .type = OptionType::Duration, .default_value = "30s", .doc = "Per insert request."},
+    {.name = "request.retry_initial_backoff", .type = OptionType::Duration, .default_value = "500ms",
+     .doc = "First wait before a retry; doubles on each failure of the same insert, with jitter."},
+    {.name = "request.retry_max_backoff", .type = OptionType::Duration, .default_value = "30s",
+     .doc = "Longest wait between retries (also the wait after setup errors such as a wrong password)."},
+    {.name = "compression", .type = OptionType::Enum, .default_value = "gzip", .choices = {"none", "gzip", "zstd"},
+     .doc = "Request body compression (Content-Encoding)."},
+    {.name = "deduplication_token", .type = OptionType::Bool, .default_value = "true",
+     .doc = "Send insert_deduplication_token, stable across retries of an insert, so replicated tables drop "
+            "duplicates; turned off by itself (with a warning) on servers that do not know the setting."},
+    {.name = "healthcheck.enabled", .type = OptionType::Bool, .default_value = "true",
+     .doc = "At start, check GET /ping and that the table exists; failures are warnings."},
+    {.name = "healthcheck.required", .type = OptionType::Bool, .default_value = "false",
+     .doc = "Refuse to start when the healthcheck fails."},
+};
+
+// A quoted identifier for the query text: `name`, with ` and \ escaped.
+std::string quoted_identifier(std::string_view name) {
+  std::string out = "`";
+  for (char c : name) {
+    if (c == '`' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('`');
+  return out;
+}
+
+// One INSERT: rows in order, what keeps them alive, and the acknowledgements they carry.
+// A split insert shares its batches and acknowledgements with its halves.
+struct Insert {
+  std::string token;      // insert_deduplication_token: stable across retries
+  std::size_t endpoint = 0;
+  std::vector<Event> events;
+  std::vector<std::uint32_t> row_ends;  // end of each row in `body`
+  std::string body;                     // JSONEachRow, uncompressed
+  std::string sent_body;                // as sent (compressed), made once
+  std::vector<std::shared_ptr<EventBatch>> batches;
+  std::vector<AckRef> acks;
+  int failures = 0;
+  std::chrono::steady_clock::time_point not_before{};
+};
+
+class ClickHouseSink final : public Sink {
+ public:
+  static Result<std::unique_ptr<ClickHouseSink>> create(const Options& o) {
+    auto self = std::make_unique<ClickHouseSink>();
+    self->endpoints_ = o.strings("endpoint");
+    if (self->endpoints_.empty()) return o.error_at("endpoint", "endpoint needs at least one URL");
+    for (std::string& e : self->endpoints_) {
+      if (!e.starts_with("http://") && !e.starts_with("https://")) {
+        return o.error_at("endpoint", fmt::format("endpoint '{}' must start with http:// or https://", e));
+      }
+      while (!e.empty() && e.back() == '/') e.pop_back();
+    }
+    self->database_ = std::string(o.string("database"));
+    self->table_ = std::string(o.string("table"));
+    if (self->table_.empty()) return o.error_at("table", "table must not be empty");
+    self->user_ = std::string(o.string("auth.user"));
+    self->password_ = std::string(o.string("auth.password"));
+    for (const std::string& field : o.strings("encoding.only_fields")) self->only_fields_.emplace_back(field);
+    self->max_events_ = static_cast<std::size_t>(o.integer("batch.max_events"));
+    if (o.integer("batch.max_events") < 1) return o.error_at("batch.max_events", "batch.max_events must be at least 1");
+    self->max_bytes_ = o.bytes("batch.max_bytes");
+    self->batch_timeout_ms_ = std::max<std::uint64_t>(
+        1, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(o.duration("batch.timeout")).count()));
+    if (o.integer("request.concurrency") < 1) {
+      return o.error_at("request.concurrency", "request.concurrency must be at least 1");
+    }
+    self->concurrency_ = static_cast<std::size_t>(o.integer("request.concurrency"));
+    self->timeout_ = std::chrono::duration_cast<std::chrono::milliseconds>(o.duration("request.timeout"));
+    self->initial_backoff_ = std::chrono::duration_cast<std::chrono::milliseconds>(o.duration("request.retry_initial_backoff"));
+    self->max_backoff_ = std::chrono::duration_cast<std::chrono::milliseconds>(o.duration("request.retry_max_backoff"));
+    if (self->max_backoff_ < self->initial_backoff_) self->max_backoff_ = self->initial_backoff_;
+    self->compression_ = std::string(o.string("compression"));
+    self->use_token_ = o.boolean("deduplication_token");
+    self->healthcheck_ = o.boolean("healthcheck.enabled");
+    self->healthcheck_required_ = o.boolean("healthcheck.required");
+    // Rows held at most: the inserts in flight plus one filling and one waiting.
+    self->max_held_rows_ = self->max_events_ * (self->concurrency_ + 2);
+
+    std::string query = fmt::format("INSERT INTO {}.{} FORMAT JSONEachRow", quoted_identifier(self->database_),
+                                    quoted_identifier(self->table_));
+    self->query_params_ = "/?query=" + http::url_encode(query);
+    if (o.boolean("skip_unknown_fields")) self->query_params_ += "&input_format_skip_unknown_fields=1";
+    if (o.boolean("date_time_best_effort")) self->query_params_ += "&date_time_input_format=best_effort";
+    return self;
+  }
+
+  Status start(SinkContext& ctx) override {
+    ctx_ = &ctx;
+    client_ = std::make_unique<http::Client>(ctx.loop());
+    std::random_device seed;
+    rng_.seed(seed());
+    token_prefix_ = fmt::format("weir-{}-{:016x}", ctx.name(), rng_());
+    if (healthcheck_ && healthcheck_required_) {
+      if (Status checked = check_blocking(); !checked.ok()) return checked;
+    } else if (healthcheck_) {
+      check_async();
+    }
+    return {};
+  }
+
+  void consume(BatchPtr batch) override {
+    std::shared_ptr<EventBatch> held(batch.release());
+    // Every insert that gets rows of this batch holds the batch (its arena) and a reference
+    // to each of its acknowledgements: they are released when the last such insert is done.
+    std::vector<AckRef> acks = held->take_acks();
+    bool joined = false;
+    for (const Event& event : held->events()) {
+      if (!joined) {
+        filling_.batches.push_back(held);
+        filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
+        joined = true;
+      }
+      encode_row(event, filling_.body);
+      filling_.row_ends.push_back(static_cast<std::uint32_t>(filling_.body.size()));
+      filling_.events.push_back(event);
+      ++held_rows_;
+      if (filling_.events.size() >= max_events_ || filling_.body.size() >= max_bytes_) {
+        seal();
+        joined = false;
+      }
+    }
+    if (!filling_.events.empty() && !flush_timer_armed_) {
+      flush_timer_armed_ = true;
+      start_timer(flush_timer_, ctx_->loop(), this, [](uv_timer_t* t) {
+        auto* self = static_cast<ClickHouseSink*>(t->data);
+        self->flush_timer_armed_ = false;
+        self->seal();
+      }, batch_timeout_ms_);
+    }
+    pump();
+  }
+
+  bool ready() const override { return held_rows_ < max_held_rows_; }
+
+  void drain(std::function<void()> done) override {
+    draining_ = true;
+    drain_done_ = std::move(done);
+    seal();  // and pump(), which checks whether everything is delivered
+  }
+
+ private:
+  void encode_row(const Event& event, std::string& out) {
+    scratch_.clear();
+    if (only_fields_.empty()) {
+      write_json(event.fields, scratch_);
+    } else {
+      scratch_.push_back('{');
+      bool first = true;
+      for (const FieldPath& field : only_fields_) {
+        const Value* v = field.find(event.fields);
+        if (v == nullptr) continue;  // absent: the column's default
+        if (!first) scratch_.push_back(',');
+        first = false;
+        write_json_string(field.text(), scratch_);
+        scratch_.push_back(':');
+        write_json(*v, scratch_);
+      }
+      scratch_.push_back('}');
+    }
+    scratch_.push_back('\n');
+    out.append(scratch_.data(), scratch_.size());
+  }
+
+  // The filling insert is complete: queue it.
+  void seal() {
+    if (flush_timer_armed_) {
+      uv_timer_stop(flush_timer_.get());
+      flush_timer_armed_ = false;
+    }
+    if (filling_.events.empty()) {
+      pump();
+      return;
+    }
+    Insert insert = std::move(filling_);
+    filling_ = Insert{};
+    insert.token = fmt::format("{}-{}", token_prefix_, next_sequence_++);
+    insert.endpoint = next_endpoint_++ % endpoints_.size();
+    waiting_.push_back(std::move(insert));
+    pump();
+  }
+
+  void pump() {
+    auto now = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point earliest = std::chrono::steady_clock::time_point::max();
+    for (auto it = waiting_.begin(); it != waiting_.end() && in_flight_ < concurrency_;) {
+      if (it->not_before > now) {
+        earliest = std::min(earliest, it->not_before);
+        ++it;
+        continue;
+      }
+      send(std::move(*it));
+      it = waiting_.erase(it);
+    }
+    for (const Insert& insert : waiting_) {
+      if (insert.not_before > now) earliest = std::min(earliest, insert.not_before);
+    }
+    if (earliest != std::chrono::steady_clock::time_point::max()) {
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - now).count() + 1;
+      start_timer(retry_timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<ClickHouseSink*>(t->data)->pump(); },
+                  static_cast<std::uint64_t>(std::max<std::int64_t>(1, wait)));
+    }
+    check_drained();
+  }
+
+  void send(Insert insert) {
+    if (insert.sent_body.empty()) {
+      if (compression_ == "gzip") insert.sent_body = compression::gzip_compress(insert.body, 3);
+      else if (compression_ == "zstd") insert.sent_body = compression::zstd_compress(insert.body, 1);
+      else insert.sent_body = insert.body;
+    }
+    http::ClientRequest request;
+    request.method = "POST";
+    request.url = endpoints_[insert.endpoint] + query_params_;
+    if (use_token_) request.url += "&insert_deduplication_token=" + http::url_encode(insert.token);
+    request.user = user_;
+    request.password = password_;
+    request.timeout = timeout_;
+    request.body = insert.sent_body;
+    request.headers.push_back({"Content-Type", "application/x-ndjson"});
+    if (compression_ != "none") request.headers.push_back({"Content-Encoding", compression_});
+    ++in_flight_;
+    auto shared = std::make_shared<Insert>(std::move(insert));
+    client_->send(std::move(request), [this, shared](http::ClientResponse response) {
+      --in_flight_;
+      answered(std::move(*shared), response);
+    });
+  }
+
+  void answered(Insert insert, const http::ClientResponse& response) {
+    const bool was_ready = ready();
+    ComponentMetrics& m = ctx_->metrics();
+    m.requests.add();
+    m.request_latency_nanos_sum.add(static_cast<std::uint64_t>(response.seconds * 1e9));
+    Verdict verdict = clickhouse::classify(response.status, response.header("x-clickhouse-exception-code"),
+                                           response.body, response.transport_error);
+    switch (verdict.outcome) {
+      case Outcome::Delivered: delivered(insert); break;
+      case Outcome::Retry: retry(std::move(insert), verdict, response, false); break;
+      case Outcome::Setup:
+        if (use_token_ && verdict.code == 115 && verdict.message.find("insert_deduplication_token") != std::string::npos) {
+          log::warn(ctx_->name(), "the server does not know insert_deduplication_token ({}); sending inserts "
+                                  "without it (retries still resend the same rows in the same order)", verdict.message);
+          use_token_ = false;
+          insert.not_before = {};
+          waiting_.push_front(std::move(insert));
+          break;
+        }
+        retry(std::move(insert), verdict, response, true);
+        break;
+      case Outcome::BadRows: bad_rows(std::move(insert), verdict); break;
+    }
+    pump();
+    if (!was_ready && ready()) ctx_->ready_again();
+  }
+
+  void delivered(Insert& insert) {
+    ComponentMetrics& m = ctx_->metrics();
+    m.events_sent.add(insert.events.size());
+    m.bytes_sent.add(insert.body.size());
+    held_rows_ -= insert.events.size();
+    if (problem_reported_) {
+      log::info(ctx_->name(), "inserts into {}.{} succeed again", database_, table_);
+      problem_reported_ = false;
+    }
+    // Dropping the insert releases its acknowledgement references: delivered.
+  }
+
+  void retry(Insert insert, const Verdict& verdict, const http::ClientResponse& response, bool setup) {
+    ComponentMetrics& m = ctx_->metrics();
+    m.errors.add();
+    m.request_retries.add();
+    ++insert.failures;
+    std::chrono::milliseconds backoff = setup ? max_backoff_ : initial_backoff_ * (std::int64_t{1} << std::min(insert.failures - 1, 20));
+    if (backoff > max_backoff_) backoff = max_backoff_;
+    // Full jitter over the upper half: retries of many agents spread out.
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    auto wait = std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng_)));
+    if (const std::string* after = response.header("retry-after")) {
+      char* end = nullptr;
+      long seconds = std::strtol(after->c_str(), &end, 10);
+      if (end != after->c_str() && seconds > 0) wait = std::max(wait, std::chrono::milliseconds(seconds * 1000));
+    }
+    std::string what = verdict.code != 0 ? fmt::format("code {}: {}", verdict.code, verdict.message)
+                                         : (response.status != 0 ? fmt::format("HTTP {}: {}", response.status, verdict.message)
+                                                                 : verdict.message);
+    if (setup) {
+      log::error(ctx_->name(), "insert into {}.{} at {} refused ({}); {} rows kept, retrying in {} ms", database_, table_,
+                 endpoints_[insert.endpoint], what, insert.events.size(), wait.count());
+      problem_reported_ = true;
+    } else if (insert.failures == 1 || insert.failures % 10 == 0) {
+      log::warn(ctx_->name(), "insert of {} rows to {} failed ({}), attempt {}; retrying in {} ms", insert.events.size(),
+                endpoints_[insert.endpoint], what, insert.failures, wait.count());
+      problem_reported_ = true;
+    }
+    insert.not_before = std::chrono::steady_clock::now() + wait;
+    waiting_.push_front(std::move(insert));
+  }
+
+  // Parse or type errors: halve until each bad row is alone, dead-letter it, insert the rest.
+  void bad_rows(Insert insert, const Verdict& verdict) {
+    ctx_->metrics().errors.add();
+    std::size_t rows = insert.events.size();
+    if (rows == 1) {
+      ctx_->dead_letter(insert.events.front(), fmt::format("clickhouse: {}", verdict.message));
+      held_rows_ -= 1;
+      return;  // a dead letter counts as delivered for the acknowledgements
+    }
+    if (insert.failures == 0 && insert.token.find('/') == std::string::npos) {
+      log::warn(ctx_->name(), "{} rejected an insert of {} rows (code {}: {}); splitting it to find the bad rows",
+                endpoints_[insert.endpoint], rows, verdict.code, verdict.message);
+    }
+    std::size_t half = rows / 2;
+    Insert first = part(insert, 0, half, "a");
+    Insert second = part(insert, half, rows, "b");
+    waiting_.push_front(std::move(second));
+    waiting_.push_front(std::move(first));
+  }
+
+  static Insert part(const Insert& whole, std::size_t from, std::size_t to, const char* tag) {
+    Insert p;
+    p.token = whole.token + "/" + tag;  // a distinct, still stable token per part
+    p.endpoint = whole.endpoint;
+    p.batches = whole.batches;
+    p.acks = whole.acks;
+    std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
+    p.body = whole.body.substr(start, whole.row_ends[to - 1] - start);
+    for (std::size_t i = from; i < to; ++i) {
+      p.events.push_back(whole.events[i]);
+      p.row_ends.push_back(whole.row_ends[i] - start);
+    }
+    return p;
+  }
+
+  void check_drained() {
+    if (!draining_ || !drain_done_) return;
+    if (!filling_.events.empty()) seal();
+    if (!waiting_.empty() || in_flight_ > 0 || !filling_.events.empty()) return;
+    auto done = std::move(drain_done_);
+    drain_done_ = nullptr;
+    done();
+  }
+
+  // ---- healthcheck ----------------------------------------------------------------------
+  std::string table_exists_url(const std::string& endpoint) const {
+    std::string query = fmt::format("SELECT count() FROM system.tables WHERE database = '{}' AND name = '{}'",
+                                    escape_literal(database_), escape_literal(table_));
+    return endpoint + "/?query=" + http::url_encode(query);
+  }
+
+  static std::string escape_literal(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+      if (c == '\'' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    return out;
+  }
+
+  http::ClientRequest check_request(std::string url) const {
+    http::ClientRequest r;
+    r.method = "GET";
+    r.url = std::move(url);
+    r.user = user_;
+    r.password = password_;
+    r.timeout = std::chrono::milliseconds(5000);
+    return r;
+  }
+
+  // "": healthy; otherwise what is wrong.
+  static std::string judge_ping(const http::ClientResponse& r) {
+    if (r.status == 0) return r.transport_error;
+    if (r.status != 200) return fmt::format("GET /ping answered HTTP {}", r.status);
+    return {};
+  }
+  std::string judge_table(const http::ClientResponse& r) const {
+    if (r.status == 0) return r.transport_error;
+    if (r.status != 200) return fmt::format("checking the table failed: HTTP {}: {}", r.status, r.body.substr(0, r.body.find('\n')));
+    if (r.body.rfind("0", 0) == 0) return fmt::format("table {}.{} does not exist", database_, table_);
+    return {};
+  }
+
+  Status check_blocking() {
+    for (const std::string& endpoint : endpoints_) {
+      std::string problem = judge_ping(http::send_blocking(check_request(endpoint + "/ping")));
+      if (problem.empty()) problem = judge_table(http::send_blocking(check_request(table_exists_url(endpoint))));
+      if (!problem.empty()) {
+        return Error(fmt::format("clickhouse healthcheck of {} failed: {} (healthcheck.required is set)", endpoint, problem));
+      }
+    }
+    return {};
+  }
+
+  void check_async() {
+    for (const std::string& endpoint : endpoints_) {
+      client_->send(check_request(endpoint + "/ping"), [this, endpoint](http::ClientResponse r) {
+        std::string problem = judge_ping(r);
+        if (!problem.empty()) {
+          log::warn(ctx_->name(), "healthcheck: {} is not answering ({}); rows are kept until it does", endpoint, problem);
+          return;
+        }
+        client_->send(check_request(table_exists_url(endpoint)), [this, endpoint](http::ClientResponse t) {
+          std::string issue = judge_table(t);
+          if (!issue.empty()) log::warn(ctx_->name(), "healthcheck of {}: {}; rows are kept until it is fixed", endpoint, issue);
+        });
+      });
+    }
+  }
+
+  SinkContext* ctx_ = nullptr;
+  std::vector<std::string> endpoints_;
+  std::string database_, table_, user_, password_, compression_, query_params_, token_prefix_;
+  std::vector<FieldPath> only_fields_;
+  std::size_t max_events_ = 10000, max_held_rows_ = 40000, concurrency_ = 2;
+  std::uint64_t max_bytes_ = 10 << 20, batch_timeout_ms_ = 1000;
+  std::chrono::milliseconds timeout_{30000}, initial_backoff_{500}, max_backoff_{30000};
+  bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
+  std::unique_ptr<http::Client> client_;
+  std::mt19937_64 rng_;
+  Insert filling_;
+  std::deque<Insert> waiting_;  // sealed, not yet sent (or waiting to be retried)
+  std::size_t in_flight_ = 0;
+  std::size_t held_rows_ = 0;
+  std::uint64_t next_sequence_ = 0;
+  std::size_t next_endpoint_ = 0;
+  UvTimer flush_timer_, retry_timer_;
+  bool flush_timer_armed_ = false;
+  bool problem_reported_ = false;
+  bool draining_ = false;
+  std::function<void()> drain_done_;
+  ByteBuffer scratch_;
+};
+
+}  // namespace
+
+WEIR_REGISTER_SINK("clickhouse", "Inserts rows into ClickHouse over HTTP (JSONEachRow), with retries and dead letters",
+                   kSchema, ClickHouseSink::create);
+
+}  // namespace weir::plugins

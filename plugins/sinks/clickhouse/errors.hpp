@@ -1,0 +1,33 @@
+// What a ClickHouse answer means for the rows that were sent: delivered, worth retrying,
+// a problem with some of the rows (bisect to find them), or a problem with the setup
+// (credentials, table) that only an operator can fix.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace weir::plugins::clickhouse {
+
+enum class Outcome {
+  Delivered,
+  Retry,   // transport errors, overload, timeouts: send the same rows again later
+  BadRows, // parse and type errors: some rows are bad; split the insert to find them
+  Setup,   // auth, unknown table or database, unknown setting: log, keep the rows, retry slowly
+};
+
+struct Verdict {
+  Outcome outcome = Outcome::Retry;
+  int code = 0;         // ClickHouse's exception code, 0 when there is none
+  std::string message;  // the server's text (first line), or the transport error
+};
+
+// The exception code at the start of an error body, in either form ClickHouse writes:
+// "Code: 60. DB::Exception: ..." (newer) or "Code: 41, e.displayText() = ..." (older,
+// as Debian's 18.16 sends).
+std::optional<int> exception_code(std::string_view body);
+
+// `status` 0 means no HTTP answer; `header_code` is X-ClickHouse-Exception-Code if sent.
+Verdict classify(int status, const std::string* header_code, std::string_view body, std::string_view transport_error);
+
+}  // namespace weir::plugins::clickhouse
