@@ -341,9 +341,7 @@ class ClickHouseSink final : public Sink {
       long seconds = std::strtol(after->c_str(), &end, 10);
       if (end != after->c_str() && seconds > 0) wait = std::max(wait, std::chrono::milliseconds(seconds * 1000));
     }
-    std::string what = verdict.code != 0 ? fmt::format("code {}: {}", verdict.code, verdict.message)
-                                         : (response.status != 0 ? fmt::format("HTTP {}: {}", response.status, verdict.message)
-                                                                 : verdict.message);
+    std::string what = describe(verdict, response.status);
     if (setup) {
       log::error(ctx_->name(), "insert into {}.{} at {} refused ({}); {} rows kept, retrying in {} ms", database_, table_,
                  endpoints_[insert.endpoint], what, insert.events.size(), wait.count());
@@ -351,10 +349,15 @@ class ClickHouseSink final : public Sink {
     } else if (insert.failures == 1 || insert.failures % 10 == 0) {
       log::warn(ctx_->name(), "insert of {} rows to {} failed ({}), attempt {}; retrying in {} ms", insert.events.size(),
                 endpoints_[insert.endpoint], what, insert.failures, wait.count());
-      problem_reported_ = true;
     }
     insert.not_before = std::chrono::steady_clock::now() + wait;
     waiting_.push_front(std::move(insert));
+  }
+
+  static std::string describe(const Verdict& verdict, int status) {
+    if (status == 0) return verdict.message;  // the transport error
+    if (verdict.message.empty()) return fmt::format("HTTP {}", status);
+    return fmt::format("HTTP {}: {}", status, verdict.message);
   }
 
   // Parse or type errors: halve until each bad row is alone, dead-letter it, insert the rest.
@@ -367,8 +370,8 @@ class ClickHouseSink final : public Sink {
       return;  // a dead letter counts as delivered for the acknowledgements
     }
     if (insert.failures == 0 && insert.token.find('/') == std::string::npos) {
-      log::warn(ctx_->name(), "{} rejected an insert of {} rows (code {}: {}); splitting it to find the bad rows",
-                endpoints_[insert.endpoint], rows, verdict.code, verdict.message);
+      log::warn(ctx_->name(), "{} rejected an insert of {} rows ({}); splitting it to find the bad rows",
+                endpoints_[insert.endpoint], rows, verdict.message.empty() ? "no reason given" : verdict.message);
     }
     std::size_t half = rows / 2;
     Insert first = part(insert, 0, half, "a");

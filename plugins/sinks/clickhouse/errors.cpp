@@ -105,7 +105,7 @@ Verdict classify(int status, const std::string* header_code, std::string_view bo
   }
   if (!code) code = exception_code(body);
   v.code = code.value_or(0);
-  v.message = body.empty() ? "HTTP " + std::to_string(status) : first_line(body);
+  v.message = first_line(body);
   if (code) {
     if (is_bad_rows(*code)) v.outcome = Outcome::BadRows;
     else if (is_setup(*code)) v.outcome = Outcome::Setup;

@@ -19,7 +19,7 @@ enum class Outcome {
 struct Verdict {
   Outcome outcome = Outcome::Retry;
   int code = 0;         // ClickHouse's exception code, 0 when there is none
-  std::string message;  // the server's text (first line), or the transport error
+  std::string message;  // the server's text (first line; may be empty), or the transport error
 };
 
 // The exception code at the start of an error body, in either form ClickHouse writes:

