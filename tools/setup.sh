@@ -8,6 +8,7 @@ packages=(
   libuv1-dev libyaml-cpp-dev libsimdjson-dev libcurl4-openssl-dev libfmt-dev catch2
   libhttp-parser-dev zlib1g-dev libzstd-dev libre2-dev
   python3 curl zstd
+  clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
 )
 
 missing=()

@@ -298,10 +298,13 @@ class ClickHouseSink final : public Sink {
       case Outcome::Delivered: delivered(insert); break;
       case Outcome::Retry: retry(std::move(insert), verdict, response, false); break;
       case Outcome::Setup:
-        if (use_token_ && verdict.code == 115 && verdict.message.find("insert_deduplication_token") != std::string::npos) {
-          log::warn(ctx_->name(), "the server does not know insert_deduplication_token ({}); sending inserts "
-                                  "without it (retries still resend the same rows in the same order)", verdict.message);
-          use_token_ = false;
+        if (verdict.code == 115 && verdict.message.find("insert_deduplication_token") != std::string::npos) {
+          // Answered for every insert sent before the first such answer came back.
+          if (use_token_) {
+            log::warn(ctx_->name(), "the server does not know insert_deduplication_token ({}); sending inserts "
+                                    "without it (retries still resend the same rows in the same order)", verdict.message);
+            use_token_ = false;
+          }
           insert.not_before = {};
           waiting_.push_front(std::move(insert));
           break;
