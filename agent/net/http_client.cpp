@@ -93,9 +93,10 @@ bool prepare(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
   if (r.method == "POST" || r.method == "PUT") {
+    const std::string& body = r.shared_body ? *r.shared_body : r.body;
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     if (r.method == "PUT") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
   } else if (r.method != "GET") {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());

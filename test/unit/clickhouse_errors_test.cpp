@@ -30,6 +30,7 @@ TEST_CASE("clickhouse: answers sorted into delivered, retry, bad rows and setup"
   CHECK(parse.code == 41);
   CHECK(parse.message == "Code: 41, e.displayText() = DB::Exception: Cannot parse datetime");
   CHECK(classify(400, nullptr, "Code: 117. DB::Exception: bad", "").outcome == Outcome::BadRows);
+  CHECK(classify(500, nullptr, "Code: 33, e.displayText() = DB::Exception: Unexpected end of stream while parsing JSONEachRow format: (at row 1)", "").outcome == Outcome::BadRows);
   CHECK(classify(500, nullptr, "Code: 53, e.displayText() = DB::Exception: Type mismatch", "").outcome == Outcome::BadRows);
   CHECK(classify(404, nullptr, "Code: 60. DB::Exception: Table cvat.nope doesn't exist.", "").outcome == Outcome::Setup);
   CHECK(classify(500, nullptr, "Code: 193, e.displayText() = DB::Exception: Wrong password for user weir", "").outcome ==

@@ -22,6 +22,9 @@ struct ClientRequest {
   std::string url;
   std::vector<Header> headers;  // sent as given
   std::string body;
+  // Sent instead of `body` when set: a large body shared with the caller (kept for retries)
+  // rather than copied into every request.
+  std::shared_ptr<const std::string> shared_body;
   std::string user, password;  // basic auth when `user` is not empty
   std::chrono::milliseconds timeout{30'000};
   std::chrono::milliseconds connect_timeout{5'000};

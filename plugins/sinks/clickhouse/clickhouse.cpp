@@ -91,8 +91,8 @@ struct Insert {
   std::size_t endpoint = 0;
   std::vector<Event> events;
   std::vector<std::uint32_t> row_ends;  // end of each row in `body`
-  std::string body;                     // JSONEachRow, uncompressed
-  std::string sent_body;                // as sent (compressed), made once
+  ByteBuffer body;                       // JSONEachRow, uncompressed
+  std::shared_ptr<const std::string> sent_body;  // as sent (compressed), made once
   std::vector<std::shared_ptr<EventBatch>> batches;
   std::vector<AckRef> acks;
   int failures = 0;
@@ -116,7 +116,13 @@ class ClickHouseSink final : public Sink {
     if (self->table_.empty()) return o.error_at("table", "table must not be empty");
     self->user_ = std::string(o.string("auth.user"));
     self->password_ = std::string(o.string("auth.password"));
-    for (const std::string& field : o.strings("encoding.only_fields")) self->only_fields_.emplace_back(field);
+    for (const std::string& field : o.strings("encoding.only_fields")) {
+      self->only_fields_.emplace_back(field);
+      ByteBuffer key;
+      write_json_string(field, key);
+      key.push_back(':');
+      self->field_keys_.emplace_back(key.view());
+    }
     self->max_events_ = static_cast<std::size_t>(o.integer("batch.max_events"));
     if (o.integer("batch.max_events") < 1) return o.error_at("batch.max_events", "batch.max_events must be at least 1");
     self->max_bytes_ = o.bytes("batch.max_bytes");
@@ -171,6 +177,7 @@ class ClickHouseSink final : public Sink {
         filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
         joined = true;
       }
+      if (filling_.body.empty()) filling_.body.reserve(initial_body_bytes_);
       encode_row(event, filling_.body);
       filling_.row_ends.push_back(static_cast<std::uint32_t>(filling_.body.size()));
       filling_.events.push_back(event);
@@ -200,26 +207,23 @@ class ClickHouseSink final : public Sink {
   }
 
  private:
-  void encode_row(const Event& event, std::string& out) {
-    scratch_.clear();
+  void encode_row(const Event& event, ByteBuffer& out) {
     if (only_fields_.empty()) {
-      write_json(event.fields, scratch_);
+      write_json(event.fields, out);
     } else {
-      scratch_.push_back('{');
+      out.push_back('{');
       bool first = true;
-      for (const FieldPath& field : only_fields_) {
-        const Value* v = field.find(event.fields);
+      for (std::size_t i = 0; i < only_fields_.size(); ++i) {
+        const Value* v = only_fields_[i].find(event.fields);
         if (v == nullptr) continue;  // absent: the column's default
-        if (!first) scratch_.push_back(',');
+        if (!first) out.push_back(',');
         first = false;
-        write_json_string(field.text(), scratch_);
-        scratch_.push_back(':');
-        write_json(*v, scratch_);
+        out.append(field_keys_[i]);  // "name":
+        write_json(*v, out);
       }
-      scratch_.push_back('}');
+      out.push_back('}');
     }
-    scratch_.push_back('\n');
-    out.append(scratch_.data(), scratch_.size());
+    out.push_back('\n');
   }
 
   // The filling insert is complete: queue it.
@@ -232,6 +236,9 @@ class ClickHouseSink final : public Sink {
       pump();
       return;
     }
+    // The next insert most likely needs about as much room as this one did.
+    initial_body_bytes_ = std::clamp<std::uint64_t>(filling_.body.size() + filling_.body.size() / 8, 64 << 10,
+                                                   max_bytes_ + (64 << 10));
     Insert insert = std::move(filling_);
     filling_ = Insert{};
     insert.token = fmt::format("{}-{}", token_prefix_, next_sequence_++);
@@ -264,10 +271,10 @@ class ClickHouseSink final : public Sink {
   }
 
   void send(Insert insert) {
-    if (insert.sent_body.empty()) {
-      if (compression_ == "gzip") insert.sent_body = compression::gzip_compress(insert.body, 3);
-      else if (compression_ == "zstd") insert.sent_body = compression::zstd_compress(insert.body, 1);
-      else insert.sent_body = insert.body;
+    if (!insert.sent_body) {
+      if (compression_ == "gzip") insert.sent_body = std::make_shared<std::string>(compression::gzip_compress(insert.body.view(), 3));
+      else if (compression_ == "zstd") insert.sent_body = std::make_shared<std::string>(compression::zstd_compress(insert.body.view(), 1));
+      else insert.sent_body = std::make_shared<std::string>(insert.body.view());
     }
     http::ClientRequest request;
     request.method = "POST";
@@ -276,7 +283,7 @@ class ClickHouseSink final : public Sink {
     request.user = user_;
     request.password = password_;
     request.timeout = timeout_;
-    request.body = insert.sent_body;
+    request.shared_body = insert.sent_body;
     request.headers.push_back({"Content-Type", "application/x-ndjson"});
     if (compression_ != "none") request.headers.push_back({"Content-Encoding", compression_});
     ++in_flight_;
@@ -390,7 +397,7 @@ class ClickHouseSink final : public Sink {
     p.batches = whole.batches;
     p.acks = whole.acks;
     std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
-    p.body = whole.body.substr(start, whole.row_ends[to - 1] - start);
+    p.body.append(whole.body.view().substr(start, whole.row_ends[to - 1] - start));
     for (std::size_t i = from; i < to; ++i) {
       p.events.push_back(whole.events[i]);
       p.row_ends.push_back(whole.row_ends[i] - start);
@@ -477,8 +484,9 @@ class ClickHouseSink final : public Sink {
   std::vector<std::string> endpoints_;
   std::string database_, table_, user_, password_, compression_, query_params_, token_prefix_;
   std::vector<FieldPath> only_fields_;
+  std::vector<std::string> field_keys_;  // `"name":` of each only_fields entry
   std::size_t max_events_ = 10000, max_held_rows_ = 40000, concurrency_ = 2;
-  std::uint64_t max_bytes_ = 10 << 20, batch_timeout_ms_ = 1000;
+  std::uint64_t max_bytes_ = 10 << 20, batch_timeout_ms_ = 1000, initial_body_bytes_ = 1 << 20;
   std::chrono::milliseconds timeout_{30000}, initial_backoff_{500}, max_backoff_{30000};
   bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
   std::unique_ptr<http::Client> client_;
@@ -494,7 +502,6 @@ class ClickHouseSink final : public Sink {
   bool problem_reported_ = false;
   bool draining_ = false;
   std::function<void()> drain_done_;
-  ByteBuffer scratch_;
 };
 
 }  // namespace

@@ -35,6 +35,7 @@ bool is_bad_rows(int code) {
     case 25:   // CANNOT_PARSE_ESCAPE_SEQUENCE
     case 26:   // CANNOT_PARSE_QUOTED_STRING
     case 27:   // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    case 33:   // CANNOT_READ_ALL_DATA (18.16: "Unexpected end of stream while parsing JSONEachRow")
     case 38:   // CANNOT_PARSE_DATE
     case 41:   // CANNOT_PARSE_DATETIME
     case 53:   // TYPE_MISMATCH

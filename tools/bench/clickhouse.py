@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The clickhouse sink's benchmark: file -> working_time -> clickhouse on the 1M-event
+CVAT-like log (the one tools/bench/run generates), twice:
+  receiver   into weir-discard-receiver, a minimal C++ HTTP server that reads and drops request
+             bodies (weir's own ceiling: reading, decoding, working time, encoding, sending)
+  clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
+and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
+Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]"""
+import argparse, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TICKS = os.sysconf("SC_CLK_TCK")
+BATCH = int(os.environ.get("WEIR_BENCH_BATCH", "10000"))
+CONCURRENCY = int(os.environ.get("WEIR_BENCH_CONCURRENCY", "2"))
+
+
+def cpu_seconds(pid):
+    try:
+        fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except OSError:
+        return 0.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def metric(api, name):
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api, timeout=2).read().decode()
+    except OSError:
+        return -1
+    for line in text.splitlines():
+        if line.startswith(name + '{component_id="ch"'):
+            return int(line.rsplit(" ", 1)[1])
+    return -1
+
+
+def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None):
+    api = free_port()
+    cfg = os.path.join(tmp, "bench.yaml")
+    with open(cfg, "w") as f:
+        f.write("""data_dir: %s/data-%d
+api: { address: "127.0.0.1:%d" }
+sources:
+  in: { type: file, include: ["%s"], poll_interval: 10ms }
+transforms:
+  wt: { type: working_time, inputs: [in] }
+  ts: { type: enrich, inputs: [wt], timestamp: { field: timestamp, format: datetime } }
+sinks:
+  ch:
+    type: clickhouse
+    inputs: [ts]
+    endpoint: %s
+    database: cvat
+    table: events
+    compression: %s
+    skip_unknown_fields: true
+    healthcheck: { enabled: false }
+    encoding:
+      only_fields: [scope, obj_name, obj_id, obj_val, source, timestamp, count, duration, project_id, task_id,
+                    job_id, user_id, user_name, user_email, org_id, org_slug, payload]
+    batch: { max_events: %d }
+    request: { concurrency: %d }
+""" % (tmp, time.monotonic_ns(), api, data, endpoint, compression, BATCH, CONCURRENCY))
+    proc = subprocess.Popen([weir, "run", "-c", cfg, "--log-level", "warn"])
+    server_cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+    start = time.perf_counter()
+    received = 0
+    while True:
+        received = metric(api, "weir_component_received_events_total")
+        sent = metric(api, "weir_component_sent_events_total")
+        if received >= events and sent >= received:
+            break
+        if proc.poll() is not None:
+            sys.exit("weir exited early")
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    weir_cpu = cpu_seconds(proc.pid)
+    server_cpu = cpu_seconds(server_pid) - server_cpu_before if server_pid else 0.0
+    proc.terminate()
+    proc.wait()
+    return seconds, weir_cpu, server_cpu, received
+
+
+def report(name, samples, events, mib):
+    seconds = statistics.median(s[0] for s in samples)
+    print("%-44s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   (%d rows with working time)"
+          % (name, "{:,.0f}".format(events / seconds), mib / seconds, statistics.median(s[1] for s in samples),
+             ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "", samples[0][3]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--compression", default="none", choices=["none", "gzip", "zstd"])
+    ap.add_argument("--skip-server", action="store_true")
+    args = ap.parse_args()
+    weir = os.path.join(args.build, "weir")
+    data = os.path.join(args.build, "bench", "cvat-%d.ndjson" % args.events)
+    if not os.path.exists(data):
+        sys.exit("%s is missing: run tools/bench/run first (it generates it)" % data)
+    events = sum(1 for _ in open(data, "rb"))
+    mib = os.path.getsize(data) / (1 << 20)
+    tmp = tempfile.mkdtemp(prefix="weir-bench-ch-")
+    print("input: %d events, %.1f MiB; compression %s; medians of %d runs; not pinned (weir and the receiver "
+          "share the 2 cores)\n" % (events, mib, args.compression, args.runs))
+
+    # A C++ receiver (weir-discard-receiver) that reads bodies and drops them.
+    receiver = subprocess.Popen([os.path.join(args.build, "weir-discard-receiver")], stdout=subprocess.PIPE, text=True)
+    endpoint = "http://127.0.0.1:%s" % receiver.stdout.readline().strip()
+    try:
+        samples = [run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid) for _ in range(args.runs)]
+    finally:
+        receiver.kill()
+    report("file -> working_time -> receiver (discard)", samples, events, mib)
+
+    if not args.skip_server:
+        server_dir = os.path.join(tmp, "clickhouse")
+        script = os.path.join(ROOT, "tools", "clickhouse", "server.sh")
+        port = subprocess.run(["bash", script, "start", server_dir], capture_output=True, text=True,
+                              check=True).stdout.strip().splitlines()[-1]
+        try:
+            url = "http://127.0.0.1:%s" % port
+            subprocess.run(["bash", os.path.join(ROOT, "tools", "clickhouse", "apply-schema.sh"), url,
+                            os.path.join(ROOT, "tools", "schema", "cvat-events-18.16.sql")], check=True)
+            server_pid = int(open(os.path.join(server_dir, "pid")).read())
+            samples = []
+            for _ in range(args.runs):
+                urllib.request.urlopen(urllib.request.Request(url + "/", data=b"TRUNCATE TABLE cvat.events")).read()
+                samples.append(run_once(weir, data, events, url, args.compression, tmp, server_pid))
+            report("file -> working_time -> ClickHouse 18.16", samples, events, mib)
+        finally:
+            subprocess.run(["bash", script, "stop", server_dir], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
