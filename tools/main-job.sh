@@ -33,7 +33,7 @@ fi
 export CLICKHOUSE_HOST CLICKHOUSE_PORT=${CLICKHOUSE_PORT:-8123} CLICKHOUSE_DB=${CLICKHOUSE_DB:-cvat}
 export CLICKHOUSE_USER=${CLICKHOUSE_USER:-default} CLICKHOUSE_PASSWORD=${CLICKHOUSE_PASSWORD:-}
 url="http://$CLICKHOUSE_HOST:$CLICKHOUSE_PORT"
-ch() { curl -sS --fail-with-body -u "$CLICKHOUSE_USER:$CLICKHOUSE_PASSWORD" "$url/" --data-binary "$1"; }
+ch() { curl -sS --fail-with-body -u "$CLICKHOUSE_USER:$CLICKHOUSE_PASSWORD" "$url/?output_format_pretty_color=0" --data-binary "$1"; }
 
 # DateTime64 came with ClickHouse 20.1: older servers (Debian 12 ships 18.16) get the variant.
 version=$(ch "SELECT version()")
@@ -74,6 +74,12 @@ ch "SELECT user_id, job_id, round(sum(visitParamExtractUInt(payload, 'working_ti
     FROM $CLICKHOUSE_DB.events
     WHERE scope = 'send:working_time' AND visitParamHas(payload, 'working_time')
     GROUP BY user_id, job_id ORDER BY user_id, job_id FORMAT PrettyCompactMonoBlock"
+echo "== working time per user (hours)"
+ch "SELECT user_id, any(user_name) AS user_name, round(sum(visitParamExtractUInt(payload, 'working_time')) / 1000 / 3600, 3) AS hours,
+    uniqExact(job_id) AS jobs
+    FROM $CLICKHOUSE_DB.events
+    WHERE scope = 'send:working_time' AND visitParamHas(payload, 'working_time')
+    GROUP BY user_id ORDER BY user_id FORMAT PrettyCompactMonoBlock"
 ch "SELECT count() AS rows_in_table, countIf(scope = 'send:working_time') AS working_time_rows,
     round(sumIf(visitParamExtractUInt(payload, 'working_time'), scope = 'send:working_time') / 1000 / 3600, 3) AS total_hours
     FROM $CLICKHOUSE_DB.events FORMAT PrettyCompactMonoBlock" | sed "s/^/   /"
