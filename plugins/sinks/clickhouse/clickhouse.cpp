@@ -84,16 +84,16 @@ std::string quoted_identifier(std::string_view name) {
   return out;
 }
 
-// One INSERT: rows in order, what keeps them alive, and the acknowledgements they carry.
-// A split insert shares its batches and acknowledgements with its halves.
+// One INSERT: its rows as text, in order, and the acknowledgements of the batches they came
+// from. Batches are let go as soon as their rows are encoded (holding them would hold their
+// input buffers too); a row refused on its own is decoded again for its dead letter. A split
+// insert shares its acknowledgements with its halves.
 struct Insert {
   std::string token;      // insert_deduplication_token: stable across retries
   std::size_t endpoint = 0;
-  std::vector<Event> events;
-  std::vector<std::uint32_t> row_ends;  // end of each row in `body`
+  std::vector<std::uint32_t> row_ends;  // end of each row in `body`; one per row
   ByteBuffer body;                       // JSONEachRow, uncompressed
   std::shared_ptr<const std::string> sent_body;  // as sent (compressed), made once
-  std::vector<std::shared_ptr<EventBatch>> batches;
   std::vector<AckRef> acks;
   int failures = 0;
   std::chrono::steady_clock::time_point not_before{};
@@ -166,28 +166,25 @@ class ClickHouseSink final : public Sink {
   }
 
   void consume(BatchPtr batch) override {
-    std::shared_ptr<EventBatch> held(batch.release());
-    // Every insert that gets rows of this batch holds the batch (its arena) and a reference
-    // to each of its acknowledgements: they are released when the last such insert is done.
-    std::vector<AckRef> acks = held->take_acks();
+    // Every insert that gets rows of this batch holds a reference to each of its
+    // acknowledgements: they are released when the last such insert is done.
+    std::vector<AckRef> acks = batch->take_acks();
     bool joined = false;
-    for (const Event& event : held->events()) {
+    for (const Event& event : batch->events()) {
       if (!joined) {
-        filling_.batches.push_back(held);
         filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
         joined = true;
       }
       if (filling_.body.empty()) filling_.body.reserve(initial_body_bytes_);
       encode_row(event, filling_.body);
       filling_.row_ends.push_back(static_cast<std::uint32_t>(filling_.body.size()));
-      filling_.events.push_back(event);
       ++held_rows_;
-      if (filling_.events.size() >= max_events_ || filling_.body.size() >= max_bytes_) {
+      if (filling_.row_ends.size() >= max_events_ || filling_.body.size() >= max_bytes_) {
         seal();
         joined = false;
       }
     }
-    if (!filling_.events.empty() && !flush_timer_armed_) {
+    if (!filling_.row_ends.empty() && !flush_timer_armed_) {
       flush_timer_armed_ = true;
       start_timer(flush_timer_, ctx_->loop(), this, [](uv_timer_t* t) {
         auto* self = static_cast<ClickHouseSink*>(t->data);
@@ -232,7 +229,7 @@ class ClickHouseSink final : public Sink {
       uv_timer_stop(flush_timer_.get());
       flush_timer_armed_ = false;
     }
-    if (filling_.events.empty()) {
+    if (filling_.row_ends.empty()) {
       pump();
       return;
     }
@@ -326,9 +323,9 @@ class ClickHouseSink final : public Sink {
 
   void delivered(Insert& insert) {
     ComponentMetrics& m = ctx_->metrics();
-    m.events_sent.add(insert.events.size());
+    m.events_sent.add(insert.row_ends.size());
     m.bytes_sent.add(insert.body.size());
-    held_rows_ -= insert.events.size();
+    held_rows_ -= insert.row_ends.size();
     if (problem_reported_) {
       log::info(ctx_->name(), "inserts into {}.{} succeed again", database_, table_);
       problem_reported_ = false;
@@ -354,10 +351,10 @@ class ClickHouseSink final : public Sink {
     std::string what = describe(verdict, response.status);
     if (setup) {
       log::error(ctx_->name(), "insert into {}.{} at {} refused ({}); {} rows kept, retrying in {} ms", database_, table_,
-                 endpoints_[insert.endpoint], what, insert.events.size(), wait.count());
+                 endpoints_[insert.endpoint], what, insert.row_ends.size(), wait.count());
       problem_reported_ = true;
     } else if (insert.failures == 1 || insert.failures % 10 == 0) {
-      log::warn(ctx_->name(), "insert of {} rows to {} failed ({}), attempt {}; retrying in {} ms", insert.events.size(),
+      log::warn(ctx_->name(), "insert of {} rows to {} failed ({}), attempt {}; retrying in {} ms", insert.row_ends.size(),
                 endpoints_[insert.endpoint], what, insert.failures, wait.count());
     }
     insert.not_before = std::chrono::steady_clock::now() + wait;
@@ -373,9 +370,9 @@ class ClickHouseSink final : public Sink {
   // Parse or type errors: halve until each bad row is alone, dead-letter it, insert the rest.
   void bad_rows(Insert insert, const Verdict& verdict) {
     ctx_->metrics().errors.add();
-    std::size_t rows = insert.events.size();
+    std::size_t rows = insert.row_ends.size();
     if (rows == 1) {
-      ctx_->dead_letter(insert.events.front(), fmt::format("clickhouse: {}", verdict.message));
+      dead_letter_row(insert.body.view(), verdict.message);
       held_rows_ -= 1;
       return;  // a dead letter counts as delivered for the acknowledgements
     }
@@ -394,21 +391,27 @@ class ClickHouseSink final : public Sink {
     Insert p;
     p.token = whole.token + "/" + tag;  // a distinct, still stable token per part
     p.endpoint = whole.endpoint;
-    p.batches = whole.batches;
     p.acks = whole.acks;
     std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
     p.body.append(whole.body.view().substr(start, whole.row_ends[to - 1] - start));
-    for (std::size_t i = from; i < to; ++i) {
-      p.events.push_back(whole.events[i]);
-      p.row_ends.push_back(whole.row_ends[i] - start);
-    }
+    for (std::size_t i = from; i < to; ++i) p.row_ends.push_back(whole.row_ends[i] - start);
     return p;
+  }
+
+  // The dead letter of a refused row: the row as sent (the columns the server saw).
+  void dead_letter_row(std::string_view row, const std::string& reason) {
+    while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
+    Arena arena;
+    auto parsed = parser_.parse(row, arena);
+    std::string why = fmt::format("clickhouse: {}", reason);
+    if (parsed.ok()) ctx_->dead_letter(Event{parsed.value(), Value::null()}, why);
+    else ctx_->dead_letter_raw(row, 0, why);
   }
 
   void check_drained() {
     if (!draining_ || !drain_done_) return;
-    if (!filling_.events.empty()) seal();
-    if (!waiting_.empty() || in_flight_ > 0 || !filling_.events.empty()) return;
+    if (!filling_.row_ends.empty()) seal();
+    if (!waiting_.empty() || in_flight_ > 0 || !filling_.row_ends.empty()) return;
     auto done = std::move(drain_done_);
     drain_done_ = nullptr;
     done();
@@ -490,6 +493,7 @@ class ClickHouseSink final : public Sink {
   std::chrono::milliseconds timeout_{30000}, initial_backoff_{500}, max_backoff_{30000};
   bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
   std::unique_ptr<http::Client> client_;
+  JsonParser parser_;
   std::mt19937_64 rng_;
   Insert filling_;
   std::deque<Insert> waiting_;  // sealed, not yet sent (or waiting to be retried)
