@@ -65,7 +65,7 @@ sinks:
     encoding:
       only_fields: [scope, obj_name, obj_id, obj_val, source, timestamp, count, duration, project_id, task_id,
                     job_id, user_id, user_name, user_email, org_id, org_slug, payload]
-    batch: { max_events: %d }
+    batch: { max_events: %d, timeout: 100ms }  # the file source never ends: the last insert waits this long
     request: { concurrency: %d }
 """ % (tmp, time.monotonic_ns(), api, data, endpoint, compression, BATCH, CONCURRENCY))
     proc = subprocess.Popen([weir, "run", "-c", cfg, "--log-level", "warn"])
