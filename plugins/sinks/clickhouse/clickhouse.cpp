@@ -2,7 +2,8 @@
 // libcurl's multi interface on the loop (weir/http_client.hpp).
 //
 // Rows collect into an insert until batch.max_events, batch.max_bytes or batch.timeout;
-// up to request.concurrency inserts are in flight. What an answer means (errors.hpp):
+// rows are encoded (and compressed) on the thread pool, so the loop's core only gathers
+// batches and sends; up to request.concurrency inserts are in flight. What an answer means (errors.hpp):
 // - delivered: the inserts' acknowledgements are released;
 // - retry (transport errors, overload, timeouts): the same rows, in the same order, with
 //   the same insert_deduplication_token, after an exponential backoff with jitter (or the
@@ -53,7 +54,8 @@ const OptionSchema kSchema = {
      .doc = "date_time_input_format=best_effort: DateTime columns accept ISO-8601 and more."},
     {.name = "batch.max_events", .type = OptionType::Integer, .default_value = "10000", .doc = "Rows per insert."},
     {.name = "batch.max_bytes", .type = OptionType::Bytes, .default_value = "10MiB",
-     .doc = "Bytes of rows per insert (before compression)."},
+     .doc = "Bytes per insert, counted on the rows as the sources read them (the encoded rows are about as large, "
+            "or smaller with only_fields)."},
     {.name = "batch.timeout", .type = OptionType::Duration, .default_value = "1s",
      .doc = "Longest a row waits for its insert to fill up."},
     {.name = "request.concurrency", .type = OptionType::Integer, .default_value = "2", .doc = "Inserts in flight."},
@@ -84,19 +86,77 @@ std::string quoted_identifier(std::string_view name) {
   return out;
 }
 
-// One INSERT: its rows as text, in order, and the acknowledgements of the batches they came
-// from. Batches are let go as soon as their rows are encoded (holding them would hold their
-// input buffers too); a row refused on its own is decoded again for its dead letter. A split
-// insert shares its acknowledgements with its halves.
+// Rows of one batch that go into one insert.
+struct Slice {
+  std::shared_ptr<EventBatch> batch;
+  std::uint32_t from = 0, to = 0;
+};
+
+// One INSERT: first the batch slices its rows come from, then (once encoded on the thread
+// pool) its rows as text, in order; and the acknowledgements of the batches. Batches are
+// let go as soon as their rows are encoded (holding them would hold their input buffers
+// too); a row refused on its own is decoded again for its dead letter. A split insert
+// shares its acknowledgements with its halves.
 struct Insert {
   std::string token;      // insert_deduplication_token: stable across retries
   std::size_t endpoint = 0;
+  std::vector<Slice> slices;            // before encoding
+  std::size_t rows = 0;
+  std::uint64_t input_bytes = 0;        // the rows' size as the sources read them
   std::vector<std::uint32_t> row_ends;  // end of each row in `body`; one per row
   ByteBuffer body;                       // JSONEachRow, uncompressed
   std::shared_ptr<const std::string> sent_body;  // as sent (compressed), made once
   std::vector<AckRef> acks;
   int failures = 0;
   std::chrono::steady_clock::time_point not_before{};
+};
+
+// Turns an insert's slices into JSONEachRow text, compressed as configured. Runs on the
+// thread pool, one insert at a time (its FieldPath hints are not shared between threads).
+struct Encoder {
+  std::vector<FieldPath> only_fields;
+  std::vector<std::string> field_keys;  // `"name":` of each only_fields entry
+  std::string compression;
+  std::uint64_t reserve = 1 << 20;      // about what the last insert needed
+
+  void encode(Insert& insert) {
+    insert.body.reserve(reserve);
+    insert.row_ends.reserve(insert.rows);
+    for (const Slice& slice : insert.slices) {
+      const std::vector<Event>& events = slice.batch->events();
+      for (std::uint32_t i = slice.from; i < slice.to; ++i) {
+        encode_row(events[i], insert.body);
+        insert.row_ends.push_back(static_cast<std::uint32_t>(insert.body.size()));
+      }
+    }
+    reserve = std::max<std::uint64_t>(64 << 10, insert.body.size() + insert.body.size() / 8);
+    insert.sent_body = compress(insert.body.view());
+  }
+
+  std::shared_ptr<const std::string> compress(std::string_view body) const {
+    if (compression == "gzip") return std::make_shared<std::string>(compression::gzip_compress(body, 3));
+    if (compression == "zstd") return std::make_shared<std::string>(compression::zstd_compress(body, 1));
+    return std::make_shared<std::string>(body);
+  }
+
+  void encode_row(const Event& event, ByteBuffer& out) {
+    if (only_fields.empty()) {
+      write_json(event.fields, out);
+    } else {
+      out.push_back('{');
+      bool first = true;
+      for (std::size_t i = 0; i < only_fields.size(); ++i) {
+        const Value* v = only_fields[i].find(event.fields);
+        if (v == nullptr) continue;  // absent: the column's default
+        if (!first) out.push_back(',');
+        first = false;
+        out.append(field_keys[i]);
+        write_json(*v, out);
+      }
+      out.push_back('}');
+    }
+    out.push_back('\n');
+  }
 };
 
 class ClickHouseSink final : public Sink {
@@ -116,12 +176,13 @@ class ClickHouseSink final : public Sink {
     if (self->table_.empty()) return o.error_at("table", "table must not be empty");
     self->user_ = std::string(o.string("auth.user"));
     self->password_ = std::string(o.string("auth.password"));
+    self->encoder_ = std::make_shared<Encoder>();
     for (const std::string& field : o.strings("encoding.only_fields")) {
-      self->only_fields_.emplace_back(field);
+      self->encoder_->only_fields.emplace_back(field);
       ByteBuffer key;
       write_json_string(field, key);
       key.push_back(':');
-      self->field_keys_.emplace_back(key.view());
+      self->encoder_->field_keys.emplace_back(key.view());
     }
     self->max_events_ = static_cast<std::size_t>(o.integer("batch.max_events"));
     if (o.integer("batch.max_events") < 1) return o.error_at("batch.max_events", "batch.max_events must be at least 1");
@@ -137,6 +198,7 @@ class ClickHouseSink final : public Sink {
     self->max_backoff_ = std::chrono::duration_cast<std::chrono::milliseconds>(o.duration("request.retry_max_backoff"));
     if (self->max_backoff_ < self->initial_backoff_) self->max_backoff_ = self->initial_backoff_;
     self->compression_ = std::string(o.string("compression"));
+    self->encoder_->compression = self->compression_;
     self->use_token_ = o.boolean("deduplication_token");
     self->healthcheck_ = o.boolean("healthcheck.enabled");
     self->healthcheck_required_ = o.boolean("healthcheck.required");
@@ -166,25 +228,25 @@ class ClickHouseSink final : public Sink {
   }
 
   void consume(BatchPtr batch) override {
+    std::shared_ptr<EventBatch> held(batch.release());
     // Every insert that gets rows of this batch holds a reference to each of its
     // acknowledgements: they are released when the last such insert is done.
-    std::vector<AckRef> acks = batch->take_acks();
-    bool joined = false;
-    for (const Event& event : batch->events()) {
-      if (!joined) {
-        filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
-        joined = true;
-      }
-      if (filling_.body.empty()) filling_.body.reserve(initial_body_bytes_);
-      encode_row(event, filling_.body);
-      filling_.row_ends.push_back(static_cast<std::uint32_t>(filling_.body.size()));
-      ++held_rows_;
-      if (filling_.row_ends.size() >= max_events_ || filling_.body.size() >= max_bytes_) {
-        seal();
-        joined = false;
-      }
+    std::vector<AckRef> acks = held->take_acks();
+    const std::size_t n = held->size();
+    const std::uint64_t row_bytes = n > 0 && held->byte_size() > 0 ? std::max<std::uint64_t>(1, held->byte_size() / n) : 512;
+    for (std::size_t at = 0; at < n;) {
+      std::size_t take = std::min(n - at, max_events_ - filling_.rows);
+      std::uint64_t room = max_bytes_ > filling_.input_bytes ? (max_bytes_ - filling_.input_bytes) / row_bytes : 0;
+      take = std::max<std::size_t>(1, std::min<std::uint64_t>(take, std::max<std::uint64_t>(room, 1)));
+      filling_.slices.push_back(Slice{held, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(at + take)});
+      filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
+      filling_.rows += take;
+      filling_.input_bytes += take * row_bytes;
+      held_rows_ += take;
+      at += take;
+      if (filling_.rows >= max_events_ || filling_.input_bytes >= max_bytes_) seal();
     }
-    if (!filling_.row_ends.empty() && !flush_timer_armed_) {
+    if (filling_.rows > 0 && !flush_timer_armed_) {
       flush_timer_armed_ = true;
       start_timer(flush_timer_, ctx_->loop(), this, [](uv_timer_t* t) {
         auto* self = static_cast<ClickHouseSink*>(t->data);
@@ -197,6 +259,10 @@ class ClickHouseSink final : public Sink {
 
   bool ready() const override { return held_rows_ < max_held_rows_; }
 
+  ~ClickHouseSink() override {
+    if (encoding_ != nullptr) encoding_->self = nullptr;  // its result is dropped when it lands
+  }
+
   void drain(std::function<void()> done) override {
     draining_ = true;
     drain_done_ = std::move(done);
@@ -204,43 +270,63 @@ class ClickHouseSink final : public Sink {
   }
 
  private:
-  void encode_row(const Event& event, ByteBuffer& out) {
-    if (only_fields_.empty()) {
-      write_json(event.fields, out);
-    } else {
-      out.push_back('{');
-      bool first = true;
-      for (std::size_t i = 0; i < only_fields_.size(); ++i) {
-        const Value* v = only_fields_[i].find(event.fields);
-        if (v == nullptr) continue;  // absent: the column's default
-        if (!first) out.push_back(',');
-        first = false;
-        out.append(field_keys_[i]);  // "name":
-        write_json(*v, out);
-      }
-      out.push_back('}');
-    }
-    out.push_back('\n');
-  }
-
-  // The filling insert is complete: queue it.
+  // The filling insert is complete: encode it (on the thread pool), then queue it.
   void seal() {
     if (flush_timer_armed_) {
       uv_timer_stop(flush_timer_.get());
       flush_timer_armed_ = false;
     }
-    if (filling_.row_ends.empty()) {
+    if (filling_.rows == 0) {
       pump();
       return;
     }
-    // The next insert most likely needs about as much room as this one did.
-    initial_body_bytes_ = std::clamp<std::uint64_t>(filling_.body.size() + filling_.body.size() / 8, 64 << 10,
-                                                   max_bytes_ + (64 << 10));
     Insert insert = std::move(filling_);
     filling_ = Insert{};
     insert.token = fmt::format("{}-{}", token_prefix_, next_sequence_++);
     insert.endpoint = next_endpoint_++ % endpoints_.size();
+    to_encode_.push_back(std::move(insert));
+    start_encoding();
+  }
+
+  struct EncodeJob {
+    uv_work_t work{};
+    ClickHouseSink* self = nullptr;  // nulled if the sink goes away first
+    std::shared_ptr<Encoder> encoder;
+    Insert insert;
+  };
+
+  void start_encoding() {
+    if (encoding_ != nullptr || to_encode_.empty()) return;
+    auto job = std::make_unique<EncodeJob>();
+    job->work.data = job.get();
+    job->self = this;
+    job->encoder = encoder_;
+    job->insert = std::move(to_encode_.front());
+    to_encode_.pop_front();
+    int rc = uv_queue_work(
+        ctx_->loop(), &job->work, [](uv_work_t* w) {
+          auto* j = static_cast<EncodeJob*>(w->data);
+          j->encoder->encode(j->insert);
+        },
+        [](uv_work_t* w, int) {
+          std::unique_ptr<EncodeJob> j(static_cast<EncodeJob*>(w->data));
+          if (j->self != nullptr) j->self->encoded(std::move(j->insert));
+        });
+    if (rc == 0) {
+      encoding_ = job.release();
+      return;
+    }
+    // No thread pool: encode here.
+    encoder_->encode(job->insert);
+    encoding_ = job.get();
+    encoded(std::move(job->insert));
+  }
+
+  void encoded(Insert insert) {
+    encoding_ = nullptr;
+    insert.slices.clear();  // the batches (and their input buffers) go, on the loop
     waiting_.push_back(std::move(insert));
+    start_encoding();
     pump();
   }
 
@@ -268,11 +354,7 @@ class ClickHouseSink final : public Sink {
   }
 
   void send(Insert insert) {
-    if (!insert.sent_body) {
-      if (compression_ == "gzip") insert.sent_body = std::make_shared<std::string>(compression::gzip_compress(insert.body.view(), 3));
-      else if (compression_ == "zstd") insert.sent_body = std::make_shared<std::string>(compression::zstd_compress(insert.body.view(), 1));
-      else insert.sent_body = std::make_shared<std::string>(insert.body.view());
-    }
+    if (!insert.sent_body) insert.sent_body = encoder_->compress(insert.body.view());  // a split part
     http::ClientRequest request;
     request.method = "POST";
     request.url = endpoints_[insert.endpoint] + query_params_;
@@ -395,6 +477,7 @@ class ClickHouseSink final : public Sink {
     std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
     p.body.append(whole.body.view().substr(start, whole.row_ends[to - 1] - start));
     for (std::size_t i = from; i < to; ++i) p.row_ends.push_back(whole.row_ends[i] - start);
+    p.rows = p.row_ends.size();
     return p;
   }
 
@@ -410,8 +493,8 @@ class ClickHouseSink final : public Sink {
 
   void check_drained() {
     if (!draining_ || !drain_done_) return;
-    if (!filling_.row_ends.empty()) seal();
-    if (!waiting_.empty() || in_flight_ > 0 || !filling_.row_ends.empty()) return;
+    if (filling_.rows > 0) seal();
+    if (!waiting_.empty() || in_flight_ > 0 || filling_.rows > 0 || !to_encode_.empty() || encoding_ != nullptr) return;
     auto done = std::move(drain_done_);
     drain_done_ = nullptr;
     done();
@@ -486,17 +569,18 @@ class ClickHouseSink final : public Sink {
   SinkContext* ctx_ = nullptr;
   std::vector<std::string> endpoints_;
   std::string database_, table_, user_, password_, compression_, query_params_, token_prefix_;
-  std::vector<FieldPath> only_fields_;
-  std::vector<std::string> field_keys_;  // `"name":` of each only_fields entry
+  std::shared_ptr<Encoder> encoder_;
   std::size_t max_events_ = 10000, max_held_rows_ = 40000, concurrency_ = 2;
-  std::uint64_t max_bytes_ = 10 << 20, batch_timeout_ms_ = 1000, initial_body_bytes_ = 1 << 20;
+  std::uint64_t max_bytes_ = 10 << 20, batch_timeout_ms_ = 1000;
   std::chrono::milliseconds timeout_{30000}, initial_backoff_{500}, max_backoff_{30000};
   bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
   std::unique_ptr<http::Client> client_;
   JsonParser parser_;
   std::mt19937_64 rng_;
   Insert filling_;
-  std::deque<Insert> waiting_;  // sealed, not yet sent (or waiting to be retried)
+  std::deque<Insert> to_encode_;  // sealed, waiting for the encoder
+  EncodeJob* encoding_ = nullptr;  // the insert being encoded
+  std::deque<Insert> waiting_;     // encoded, not yet sent (or waiting to be retried)
   std::size_t in_flight_ = 0;
   std::size_t held_rows_ = 0;
   std::uint64_t next_sequence_ = 0;
