@@ -151,7 +151,7 @@ try:
     check("malformed: each is a bad row, with ClickHouse's reason",
           sorted(d["event"]["n"] for d in dead) == sorted(bad) and all("Code:" in d["reason"] for d in dead),
           [d.get("reason") for d in dead][:2])
-    check("malformed: the split was logged", "splitting it to find the bad rows" in text, text[-1500:])
+    check("malformed: the split was logged", "splitting them to find the bad rows" in text, text[-1500:])
 
     # ---- wrong password: clear error, nothing dropped ------------------------------------------
     api_port = 20000 + os.getpid() % 20000

@@ -7,14 +7,14 @@
 #include <string>
 #include <string_view>
 
+#include "weir/http_batch_sink.hpp"
+
 namespace weir::plugins::clickhouse {
 
-enum class Outcome {
-  Delivered,
-  Retry,   // transport errors, overload, timeouts: send the same rows again later
-  BadRows, // parse and type errors: some rows are bad; split the insert to find them
-  Setup,   // auth, unknown table or database, unknown setting: log, keep the rows, retry slowly
-};
+// What an answer means, in the terms of the HTTP batch sink engine (weir/http_batch_sink.hpp):
+// Delivered, Retry (transport errors, overload, timeouts), BadRows (parse and type errors:
+// split the insert to find them), Setup (auth, unknown table or database, unknown setting).
+using http::Outcome;
 
 struct Verdict {
   Outcome outcome = Outcome::Retry;

@@ -1,0 +1,189 @@
+// The engine of sinks that write batches of rows to an HTTP service (ClickHouse, InfluxDB):
+// batching, encoding on the thread pool, requests in flight, retries with backoff, and
+// isolating the rows a server refuses. A concrete sink supplies how a row is written
+// (RowEncoder), what a request looks like and what an answer means (BatchSink's hooks).
+//
+// Rows collect into an upload until batch.max_events, batch.max_bytes or batch.timeout;
+// uploads are encoded (and compressed) on the thread pool, one at a time, so the loop's core
+// only gathers batches and sends; up to request.concurrency uploads are in flight. What an
+// answer means (Verdict):
+// - delivered: the uploads' acknowledgements are released;
+// - retry (transport errors, overload, timeouts): the same rows, in the same order, under the
+//   same upload id, after an exponential backoff with jitter (or the server's Retry-After);
+// - bad rows: the upload is split in halves until the bad rows are alone; each is
+//   dead-lettered with the server's message and the rest is written;
+// - some rows refused: the server wrote the others and named these: they are dead-lettered;
+// - setup (credentials, unknown table or database): a clear error in the log and metrics, the
+//   rows kept and retried at the longest backoff until an operator fixes it.
+// The sink holds a bounded number of rows; past that it stops taking batches and the
+// runtime's input buffer (buffer.max_events, when_full) applies backpressure upstream.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "weir/buffer.hpp"
+#include "weir/component.hpp"
+#include "weir/http_client.hpp"
+#include "weir/options.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::http {
+
+// Defaults of the options every batch sink has (they differ per service).
+struct BatchSinkDefaults {
+  std::string max_events = "10000";
+  std::string max_bytes = "10MiB";
+  std::string timeout = "1s";
+  std::string concurrency = "2";
+  std::string compression = "gzip";
+};
+
+// batch.*, request.* and compression: appended to a sink's own option schema.
+OptionSchema batch_sink_options(const BatchSinkDefaults& defaults);
+
+struct BatchSinkSettings {
+  std::size_t max_events = 10000;
+  std::uint64_t max_bytes = 10 << 20;
+  std::uint64_t batch_timeout_ms = 1000;
+  std::size_t concurrency = 2;
+  std::chrono::milliseconds timeout{30000}, initial_backoff{500}, max_backoff{30000};
+  std::string compression = "gzip";  // none | gzip | zstd
+
+  static Result<BatchSinkSettings> from(const Options& options);
+};
+
+// Writes events as the rows of a request body. Runs on the thread pool, one upload at a
+// time, never concurrently with itself; it must not touch the loop.
+class RowEncoder {
+ public:
+  virtual ~RowEncoder() = default;
+  // Appends the event's row, ending in '\n', to `out`; or returns why it cannot be written,
+  // leaving `out` as it was: the event is then dead-lettered with that reason.
+  virtual Status encode_row(const Event& event, ByteBuffer& out) = 0;
+};
+
+// Rows of one batch that go into one upload.
+struct BatchSlice {
+  std::shared_ptr<EventBatch> batch;
+  std::uint32_t from = 0, to = 0;
+};
+
+// An event the encoder could not write.
+struct UnwritableEvent {
+  std::uint32_t slice = 0, index = 0;  // slices[slice].batch->events()[index]
+  std::string reason;
+};
+
+// The rows that go out in one HTTP request: first the batch slices they come from, then
+// (once encoded) the rows as text, in order; and the acknowledgements of the batches.
+// Batches are let go as soon as their rows are encoded (holding them would hold their input
+// buffers too); a row refused on its own is dead-lettered from its text. A split upload
+// shares its acknowledgements with its halves.
+struct Upload {
+  std::string id;  // stable across retries; the halves of a split get id + "/a" and "/b"
+  std::size_t endpoint = 0;
+  std::vector<BatchSlice> slices;       // before encoding
+  std::size_t rows = 0;                 // rows taken from the slices
+  std::uint64_t input_bytes = 0;        // their size as the sources read them
+  std::vector<UnwritableEvent> unwritable;
+  std::vector<std::uint32_t> row_ends;  // end of each encoded row in `body`
+  ByteBuffer body;                      // uncompressed
+  std::shared_ptr<const std::string> sent_body;  // as sent (compressed), made once
+  std::vector<AckRef> acks;
+  int failures = 0;
+  std::chrono::steady_clock::time_point not_before{};
+
+  std::size_t encoded_rows() const { return row_ends.size(); }
+  std::string_view row(std::size_t i) const;  // with its '\n'
+};
+
+enum class Outcome {
+  Delivered,
+  Retry,            // transport errors, overload, timeouts: send the same rows again later
+  BadRows,          // some rows are bad (or the body is too large): split to find them
+  SomeRowsRefused,  // the server wrote all rows but `refused_rows`
+  Setup,            // auth, unknown table or database: log, keep the rows, retry slowly
+  SendAgainNow,     // the sink changed how it sends (e.g. dropped a setting the server lacks)
+};
+
+struct Verdict {
+  Outcome outcome = Outcome::Retry;
+  std::string message;  // the server's reason (may be empty), or the transport error
+  std::vector<std::uint32_t> refused_rows;  // SomeRowsRefused: indices into the upload's rows
+};
+
+class BatchSink : public Sink {
+ public:
+  Status start(SinkContext& ctx) final;
+  void consume(BatchPtr batch) final;
+  bool ready() const final { return held_rows_ < max_held_rows_; }
+  void drain(std::function<void()> done) final;
+  ~BatchSink() override;
+
+ protected:
+  BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder, std::vector<std::string> endpoints);
+
+  // After the client exists: healthchecks and the like.
+  virtual Status on_start() { return {}; }
+  // The request for an upload: method, url, headers, auth. The body, timeout and
+  // Content-Encoding are filled in afterwards.
+  virtual ClientRequest make_request(const Upload& upload) = 0;
+  virtual Verdict classify(const Upload& upload, const ClientResponse& response) = 0;
+  // What the log calls the destination, e.g. "insert into db.table".
+  virtual std::string describe_write() const = 0;
+  // The dead letter of a row the server refused (its text as sent, without '\n').
+  virtual void dead_letter_row(std::string_view row, const std::string& reason);
+
+  SinkContext& context() { return *ctx_; }
+  Client& client() { return *client_; }
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+  const BatchSinkSettings& settings() const { return settings_; }
+  std::mt19937_64& rng() { return rng_; }
+
+ private:
+  struct EncodeJob;
+  void seal();
+  void start_encoding();
+  void encoded(Upload upload);
+  void pump();
+  void send(Upload upload);
+  void answered(Upload upload, const ClientResponse& response);
+  void delivered(const Upload& upload, std::size_t refused);
+  void retry(Upload upload, const Verdict& verdict, const ClientResponse& response, bool setup);
+  void bad_rows(Upload upload, const Verdict& verdict);
+  void some_rows_refused(Upload upload, const Verdict& verdict);
+  std::shared_ptr<const std::string> compress(std::string_view body) const;
+  void check_drained();
+
+  BatchSinkSettings settings_;
+  std::shared_ptr<RowEncoder> encoder_;
+  std::vector<std::string> endpoints_;
+  SinkContext* ctx_ = nullptr;
+  std::unique_ptr<Client> client_;
+  std::mt19937_64 rng_;
+  std::size_t max_held_rows_;
+  std::uint64_t encode_reserve_ = 1 << 20;  // about what the last upload needed
+  Upload filling_;
+  std::deque<Upload> to_encode_;  // sealed, waiting for the encoder
+  EncodeJob* encoding_ = nullptr;  // the upload being encoded
+  std::deque<Upload> waiting_;     // encoded, not yet sent (or waiting to be retried)
+  std::size_t in_flight_ = 0;
+  std::size_t held_rows_ = 0;
+  std::uint64_t next_sequence_ = 0;
+  std::size_t next_endpoint_ = 0;
+  UvTimer flush_timer_, retry_timer_;
+  bool flush_timer_armed_ = false;
+  bool problem_reported_ = false;
+  bool draining_ = false;
+  std::function<void()> drain_done_;
+};
+
+}  // namespace weir::http

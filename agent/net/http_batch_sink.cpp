@@ -1,0 +1,384 @@
+#include "weir/http_batch_sink.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "weir/compression.hpp"
+#include "weir/log.hpp"
+
+namespace weir::http {
+
+OptionSchema batch_sink_options(const BatchSinkDefaults& d) {
+  return {
+      {.name = "batch.max_events", .type = OptionType::Integer, .default_value = d.max_events, .doc = "Rows per request."},
+      {.name = "batch.max_bytes", .type = OptionType::Bytes, .default_value = d.max_bytes,
+       .doc = "Bytes per request, counted on the rows as the sources read them (the encoded rows are about as "
+              "large, or smaller when only some fields are sent)."},
+      {.name = "batch.timeout", .type = OptionType::Duration, .default_value = d.timeout,
+       .doc = "Longest a row waits for its request to fill up."},
+      {.name = "request.concurrency", .type = OptionType::Integer, .default_value = d.concurrency,
+       .doc = "Requests in flight."},
+      {.name = "request.timeout", .type = OptionType::Duration, .default_value = "30s", .doc = "Per request."},
+      {.name = "request.retry_initial_backoff", .type = OptionType::Duration, .default_value = "500ms",
+       .doc = "First wait before a retry; doubles on each failure of the same request, with jitter."},
+      {.name = "request.retry_max_backoff", .type = OptionType::Duration, .default_value = "30s",
+       .doc = "Longest wait between retries (also the wait after setup errors such as a wrong password)."},
+      {.name = "compression", .type = OptionType::Enum, .default_value = d.compression,
+       .choices = {"none", "gzip", "zstd"}, .doc = "Request body compression (Content-Encoding)."},
+  };
+}
+
+Result<BatchSinkSettings> BatchSinkSettings::from(const Options& o) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  BatchSinkSettings s;
+  if (o.integer("batch.max_events") < 1) return o.error_at("batch.max_events", "batch.max_events must be at least 1");
+  s.max_events = static_cast<std::size_t>(o.integer("batch.max_events"));
+  s.max_bytes = o.bytes("batch.max_bytes");
+  s.batch_timeout_ms = std::max<std::uint64_t>(
+      1, static_cast<std::uint64_t>(duration_cast<milliseconds>(o.duration("batch.timeout")).count()));
+  if (o.integer("request.concurrency") < 1) {
+    return o.error_at("request.concurrency", "request.concurrency must be at least 1");
+  }
+  s.concurrency = static_cast<std::size_t>(o.integer("request.concurrency"));
+  s.timeout = duration_cast<milliseconds>(o.duration("request.timeout"));
+  s.initial_backoff = duration_cast<milliseconds>(o.duration("request.retry_initial_backoff"));
+  s.max_backoff = std::max(s.initial_backoff, duration_cast<milliseconds>(o.duration("request.retry_max_backoff")));
+  s.compression = std::string(o.string("compression"));
+  return s;
+}
+
+std::string_view Upload::row(std::size_t i) const {
+  std::uint32_t start = i == 0 ? 0 : row_ends[i - 1];
+  return body.view().substr(start, row_ends[i] - start);
+}
+
+namespace {
+
+std::shared_ptr<const std::string> compress_body(const std::string& compression, std::string_view body) {
+  if (compression == "gzip") return std::make_shared<std::string>(compression::gzip_compress(body, 3));
+  if (compression == "zstd") return std::make_shared<std::string>(compression::zstd_compress(body, 1));
+  return std::make_shared<std::string>(body);
+}
+
+// Rows [from, to) of `whole` as an upload of their own (a half of a split).
+Upload part_of(const Upload& whole, std::size_t from, std::size_t to, const char* tag) {
+  Upload p;
+  p.id = whole.id + "/" + tag;  // a distinct, still stable id per part
+  p.endpoint = whole.endpoint;
+  p.acks = whole.acks;
+  std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
+  p.body.append(whole.body.view().substr(start, whole.row_ends[to - 1] - start));
+  for (std::size_t i = from; i < to; ++i) p.row_ends.push_back(whole.row_ends[i] - start);
+  p.rows = p.row_ends.size();
+  return p;
+}
+
+std::string describe(const Verdict& verdict, int status) {
+  if (status == 0) return verdict.message;  // the transport error
+  if (verdict.message.empty()) return fmt::format("HTTP {}", status);
+  return fmt::format("HTTP {}: {}", status, verdict.message);
+}
+
+}  // namespace
+
+struct BatchSink::EncodeJob {
+  uv_work_t work{};
+  BatchSink* self = nullptr;  // nulled if the sink goes away first
+  std::shared_ptr<RowEncoder> encoder;
+  std::string compression;
+  std::uint64_t reserve = 0;
+  Upload upload;
+
+  // On the thread pool.
+  void run() {
+    upload.body.reserve(reserve);
+    upload.row_ends.reserve(upload.rows);
+    for (std::uint32_t s = 0; s < upload.slices.size(); ++s) {
+      const BatchSlice& slice = upload.slices[s];
+      const std::vector<Event>& events = slice.batch->events();
+      for (std::uint32_t i = slice.from; i < slice.to; ++i) {
+        std::size_t before = upload.body.size();
+        if (Status written = encoder->encode_row(events[i], upload.body); !written.ok()) {
+          upload.body.truncate(before);
+          upload.unwritable.push_back(UnwritableEvent{s, i, written.error().message()});
+          continue;
+        }
+        upload.row_ends.push_back(static_cast<std::uint32_t>(upload.body.size()));
+      }
+    }
+    if (!upload.row_ends.empty()) upload.sent_body = compress_body(compression, upload.body.view());
+  }
+};
+
+BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder, std::vector<std::string> endpoints)
+    : settings_(std::move(settings)), encoder_(std::move(encoder)), endpoints_(std::move(endpoints)),
+      // Rows held at most: the requests in flight plus one filling and one waiting.
+      max_held_rows_(settings_.max_events * (settings_.concurrency + 2)) {}
+
+BatchSink::~BatchSink() {
+  if (encoding_ != nullptr) encoding_->self = nullptr;  // its result is dropped when it lands
+}
+
+Status BatchSink::start(SinkContext& ctx) {
+  ctx_ = &ctx;
+  client_ = std::make_unique<Client>(ctx.loop());
+  std::random_device seed;
+  rng_.seed(seed());
+  return on_start();
+}
+
+void BatchSink::consume(BatchPtr batch) {
+  std::shared_ptr<EventBatch> held(batch.release());
+  // Every upload that gets rows of this batch holds a reference to each of its
+  // acknowledgements: they are released when the last such upload is done.
+  std::vector<AckRef> acks = held->take_acks();
+  const std::size_t n = held->size();
+  const std::uint64_t row_bytes = n > 0 && held->byte_size() > 0 ? std::max<std::uint64_t>(1, held->byte_size() / n) : 512;
+  for (std::size_t at = 0; at < n;) {
+    std::size_t take = std::min(n - at, settings_.max_events - filling_.rows);
+    std::uint64_t room = settings_.max_bytes > filling_.input_bytes ? (settings_.max_bytes - filling_.input_bytes) / row_bytes : 0;
+    take = std::max<std::size_t>(1, std::min<std::uint64_t>(take, std::max<std::uint64_t>(room, 1)));
+    filling_.slices.push_back(BatchSlice{held, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(at + take)});
+    filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
+    filling_.rows += take;
+    filling_.input_bytes += take * row_bytes;
+    held_rows_ += take;
+    at += take;
+    if (filling_.rows >= settings_.max_events || filling_.input_bytes >= settings_.max_bytes) seal();
+  }
+  if (filling_.rows > 0 && !flush_timer_armed_) {
+    flush_timer_armed_ = true;
+    start_timer(flush_timer_, ctx_->loop(), this, [](uv_timer_t* t) {
+      auto* self = static_cast<BatchSink*>(t->data);
+      self->flush_timer_armed_ = false;
+      self->seal();
+    }, settings_.batch_timeout_ms);
+  }
+  pump();
+}
+
+void BatchSink::drain(std::function<void()> done) {
+  draining_ = true;
+  drain_done_ = std::move(done);
+  seal();  // and pump(), which checks whether everything is delivered
+}
+
+// The filling upload is complete: encode it (on the thread pool), then queue it.
+void BatchSink::seal() {
+  if (flush_timer_armed_) {
+    uv_timer_stop(flush_timer_.get());
+    flush_timer_armed_ = false;
+  }
+  if (filling_.rows == 0) {
+    pump();
+    return;
+  }
+  Upload upload = std::move(filling_);
+  filling_ = Upload{};
+  upload.id = fmt::format("{}", next_sequence_++);
+  upload.endpoint = next_endpoint_++ % endpoints_.size();
+  to_encode_.push_back(std::move(upload));
+  start_encoding();
+}
+
+void BatchSink::start_encoding() {
+  if (encoding_ != nullptr || to_encode_.empty()) return;
+  auto job = std::make_unique<EncodeJob>();
+  job->work.data = job.get();
+  job->self = this;
+  job->encoder = encoder_;
+  job->compression = settings_.compression;
+  job->reserve = encode_reserve_;
+  job->upload = std::move(to_encode_.front());
+  to_encode_.pop_front();
+  int rc = uv_queue_work(
+      ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<EncodeJob*>(w->data)->run(); },
+      [](uv_work_t* w, int) {
+        std::unique_ptr<EncodeJob> j(static_cast<EncodeJob*>(w->data));
+        if (j->self != nullptr) j->self->encoded(std::move(j->upload));
+      });
+  if (rc == 0) {
+    encoding_ = job.release();
+    return;
+  }
+  // No thread pool: encode here.
+  job->run();
+  encoding_ = job.get();
+  encoded(std::move(job->upload));
+}
+
+void BatchSink::encoded(Upload upload) {
+  encoding_ = nullptr;
+  encode_reserve_ = std::max<std::uint64_t>(64 << 10, upload.body.size() + upload.body.size() / 8);
+  for (const UnwritableEvent& bad : upload.unwritable) {
+    ctx_->dead_letter(upload.slices[bad.slice].batch->events()[bad.index], fmt::format("{}: {}", ctx_->type(), bad.reason));
+    ctx_->metrics().errors.add();
+  }
+  held_rows_ -= upload.unwritable.size();
+  upload.unwritable.clear();
+  upload.slices.clear();  // the batches (and their input buffers) go, on the loop
+  if (!upload.row_ends.empty()) waiting_.push_back(std::move(upload));
+  // else: nothing to send; dropping the upload releases its acknowledgements
+  start_encoding();
+  pump();
+}
+
+void BatchSink::pump() {
+  auto now = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point earliest = std::chrono::steady_clock::time_point::max();
+  for (auto it = waiting_.begin(); it != waiting_.end() && in_flight_ < settings_.concurrency;) {
+    if (it->not_before > now) {
+      earliest = std::min(earliest, it->not_before);
+      ++it;
+      continue;
+    }
+    send(std::move(*it));
+    it = waiting_.erase(it);
+  }
+  for (const Upload& upload : waiting_) {
+    if (upload.not_before > now) earliest = std::min(earliest, upload.not_before);
+  }
+  if (earliest != std::chrono::steady_clock::time_point::max()) {
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - now).count() + 1;
+    start_timer(retry_timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<BatchSink*>(t->data)->pump(); },
+                static_cast<std::uint64_t>(std::max<std::int64_t>(1, wait)));
+  }
+  check_drained();
+}
+
+std::shared_ptr<const std::string> BatchSink::compress(std::string_view body) const {
+  return compress_body(settings_.compression, body);
+}
+
+void BatchSink::send(Upload upload) {
+  if (!upload.sent_body) upload.sent_body = compress(upload.body.view());  // a split part
+  ClientRequest request = make_request(upload);
+  request.timeout = settings_.timeout;
+  request.shared_body = upload.sent_body;
+  if (settings_.compression != "none") request.headers.push_back({"Content-Encoding", settings_.compression});
+  ++in_flight_;
+  auto shared = std::make_shared<Upload>(std::move(upload));
+  client_->send(std::move(request), [this, shared](ClientResponse response) {
+    --in_flight_;
+    answered(std::move(*shared), response);
+  });
+}
+
+void BatchSink::answered(Upload upload, const ClientResponse& response) {
+  const bool was_ready = ready();
+  ComponentMetrics& m = ctx_->metrics();
+  m.requests.add();
+  m.request_latency_nanos_sum.add(static_cast<std::uint64_t>(response.seconds * 1e9));
+  Verdict verdict = classify(upload, response);
+  switch (verdict.outcome) {
+    case Outcome::Delivered: delivered(upload, 0); break;
+    case Outcome::Retry: retry(std::move(upload), verdict, response, false); break;
+    case Outcome::Setup: retry(std::move(upload), verdict, response, true); break;
+    case Outcome::BadRows: bad_rows(std::move(upload), verdict); break;
+    case Outcome::SomeRowsRefused: some_rows_refused(std::move(upload), verdict); break;
+    case Outcome::SendAgainNow:
+      upload.not_before = {};
+      waiting_.push_front(std::move(upload));
+      break;
+  }
+  pump();
+  if (!was_ready && ready()) ctx_->ready_again();
+}
+
+void BatchSink::delivered(const Upload& upload, std::size_t refused) {
+  ComponentMetrics& m = ctx_->metrics();
+  m.events_sent.add(upload.encoded_rows() - refused);
+  m.bytes_sent.add(upload.body.size());
+  held_rows_ -= upload.encoded_rows();
+  if (problem_reported_) {
+    log::info(ctx_->name(), "{} succeeds again", describe_write());
+    problem_reported_ = false;
+  }
+  // Dropping the upload releases its acknowledgement references: delivered.
+}
+
+void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientResponse& response, bool setup) {
+  ComponentMetrics& m = ctx_->metrics();
+  m.errors.add();
+  m.request_retries.add();
+  ++upload.failures;
+  std::chrono::milliseconds backoff =
+      setup ? settings_.max_backoff : settings_.initial_backoff * (std::int64_t{1} << std::min(upload.failures - 1, 20));
+  if (backoff > settings_.max_backoff) backoff = settings_.max_backoff;
+  // Jitter over the upper half: retries of many agents spread out.
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  auto wait = std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng_)));
+  if (const std::string* after = response.header("retry-after")) {
+    char* end = nullptr;
+    long seconds = std::strtol(after->c_str(), &end, 10);
+    if (end != after->c_str() && seconds > 0) wait = std::max(wait, std::chrono::milliseconds(seconds * 1000));
+  }
+  std::string what = describe(verdict, response.status);
+  if (setup) {
+    log::error(ctx_->name(), "{} at {} refused ({}); {} rows kept, retrying in {} ms", describe_write(),
+               endpoints_[upload.endpoint], what, upload.encoded_rows(), wait.count());
+    problem_reported_ = true;
+  } else if (upload.failures == 1 || upload.failures % 10 == 0) {
+    log::warn(ctx_->name(), "{} of {} rows at {} failed ({}), attempt {}; retrying in {} ms", describe_write(),
+              upload.encoded_rows(), endpoints_[upload.endpoint], what, upload.failures, wait.count());
+  }
+  upload.not_before = std::chrono::steady_clock::now() + wait;
+  waiting_.push_front(std::move(upload));
+}
+
+// Halve until each bad row is alone, dead-letter it, write the rest.
+void BatchSink::bad_rows(Upload upload, const Verdict& verdict) {
+  ctx_->metrics().errors.add();
+  std::size_t rows = upload.encoded_rows();
+  if (rows == 1) {
+    std::string_view row = upload.row(0);
+    while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
+    dead_letter_row(row, verdict.message);
+    held_rows_ -= 1;
+    return;  // a dead letter counts as delivered for the acknowledgements
+  }
+  if (upload.id.find('/') == std::string::npos) {
+    log::warn(ctx_->name(), "{} refused {} rows at {} ({}); splitting them to find the bad rows", describe_write(), rows,
+              endpoints_[upload.endpoint], verdict.message.empty() ? "no reason given" : verdict.message);
+  }
+  std::size_t half = rows / 2;
+  Upload first = part_of(upload, 0, half, "a");
+  Upload second = part_of(upload, half, rows, "b");
+  waiting_.push_front(std::move(second));
+  waiting_.push_front(std::move(first));
+}
+
+void BatchSink::some_rows_refused(Upload upload, const Verdict& verdict) {
+  ctx_->metrics().errors.add();
+  std::vector<std::uint32_t> refused = verdict.refused_rows;
+  std::sort(refused.begin(), refused.end());
+  refused.erase(std::unique(refused.begin(), refused.end()), refused.end());
+  std::size_t counted = 0;
+  for (std::uint32_t i : refused) {
+    if (i >= upload.encoded_rows()) continue;
+    std::string_view row = upload.row(i);
+    while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
+    dead_letter_row(row, verdict.message);
+    ++counted;
+  }
+  log::warn(ctx_->name(), "{} at {} refused {} of {} rows ({}); they are dead-lettered, the rest was written",
+            describe_write(), endpoints_[upload.endpoint], counted, upload.encoded_rows(), verdict.message);
+  delivered(upload, counted);
+}
+
+void BatchSink::dead_letter_row(std::string_view row, const std::string& reason) {
+  ctx_->dead_letter_raw(row, 0, fmt::format("{}: {}", ctx_->type(), reason));
+}
+
+void BatchSink::check_drained() {
+  if (!draining_ || !drain_done_) return;
+  if (filling_.rows > 0) seal();
+  if (!waiting_.empty() || in_flight_ > 0 || filling_.rows > 0 || !to_encode_.empty() || encoding_ != nullptr) return;
+  auto done = std::move(drain_done_);
+  drain_done_ = nullptr;
+  done();
+}
+
+}  // namespace weir::http
