@@ -1,0 +1,369 @@
+#include "line_protocol.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "weir/json.hpp"
+#include "weir/time.hpp"
+
+namespace weir::plugins::influxdb {
+
+std::string_view field_type_name(FieldType type) {
+  switch (type) {
+    case FieldType::Float: return "float";
+    case FieldType::Integer: return "integer";
+    case FieldType::Unsigned: return "unsigned";
+    case FieldType::Boolean: return "boolean";
+    case FieldType::String: return "string";
+  }
+  return "?";
+}
+
+Result<FieldType> parse_field_type(std::string_view name) {
+  for (FieldType t : {FieldType::Float, FieldType::Integer, FieldType::Unsigned, FieldType::Boolean, FieldType::String}) {
+    if (field_type_name(t) == name) return t;
+  }
+  return Error(fmt::format("unknown field type '{}' (float, integer, unsigned, boolean or string)", name));
+}
+
+Result<Precision> parse_precision(std::string_view name) {
+  if (name == "ns") return Precision::Nanoseconds;
+  if (name == "us") return Precision::Microseconds;
+  if (name == "ms") return Precision::Milliseconds;
+  if (name == "s") return Precision::Seconds;
+  return Error(fmt::format("unknown precision '{}' (ns, us, ms or s)", name));
+}
+
+namespace {
+
+bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+
+// Names and tags: `specials` are escaped with a backslash, control characters dropped.
+// A backslash from the text is doubled (V2: `\\` reads as one) or, for 1.x, which keeps
+// backslashes as they are, doubled only where it would otherwise escape what follows it
+// (a special character we escape, or the delimiter after the element).
+void append_escaped(std::string_view text, std::string_view specials, Dialect dialect, ByteBuffer& out) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (is_control(static_cast<unsigned char>(c))) continue;
+    if (c == '\\') {
+      if (dialect == Dialect::V2) {
+        out.append("\\\\");
+        continue;
+      }
+      // Look past dropped control characters for what the backslash would touch.
+      std::size_t next = i + 1;
+      while (next < text.size() && is_control(static_cast<unsigned char>(text[next]))) ++next;
+      bool touches = next == text.size() || specials.find(text[next]) != std::string_view::npos || text[next] == '\\';
+      out.append(touches ? "\\\\" : "\\");
+      continue;
+    }
+    if (specials.find(c) != std::string_view::npos) out.push_back('\\');
+    out.push_back(c);
+  }
+}
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  std::int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+constexpr double kTwoTo63 = 9223372036854775808.0;
+constexpr double kTwoTo64 = 18446744073709551616.0;
+
+}  // namespace
+
+void append_measurement(std::string_view name, Dialect dialect, ByteBuffer& out) {
+  append_escaped(name, ", ", dialect, out);
+}
+
+void append_tag_or_key(std::string_view text, Dialect dialect, ByteBuffer& out) {
+  append_escaped(text, ",= ", dialect, out);
+}
+
+void append_string_value(std::string_view text, Dialect dialect, ByteBuffer& out) {
+  out.push_back('"');
+  const bool two_character_escapes = dialect == Dialect::V2;
+  for (char c : text) {
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': two_character_escapes ? out.append("\\n") : out.push_back(c); break;
+      case '\r': two_character_escapes ? out.append("\\r") : out.push_back(c); break;
+      case '\t': two_character_escapes ? out.append("\\t") : out.push_back(c); break;
+      default: out.push_back(c);  // other bytes, control characters included, are legal inside quotes
+    }
+  }
+  out.push_back('"');
+}
+
+Status append_float(double value, ByteBuffer& out) {
+  if (!std::isfinite(value)) return Error(fmt::format("{} cannot be written as a float field", value));
+  char text[32];
+  auto [end, ec] = std::to_chars(text, text + sizeof text, value);  // shortest round-trip form
+  out.append(std::string_view(text, static_cast<std::size_t>(end - text)));
+  return {};
+}
+
+PointEncoder::PointEncoder(PointMapping mapping) : m_(std::move(mapping)) {
+  ByteBuffer escaped;
+  append_measurement(m_.measurement, m_.dialect, escaped);
+  escaped_measurement_ = std::string(escaped.view());
+  for (const FieldPath& tag : m_.tags) {
+    std::string key = tag.text();
+    std::replace(key.begin(), key.end(), '.', m_.separator.empty() ? '_' : m_.separator[0]);
+    if (m_.separator.size() > 1) {
+      key.clear();
+      for (char c : tag.text()) {
+        if (c == '.') key += m_.separator;
+        else key.push_back(c);
+      }
+    }
+    tag_keys_.push_back(std::move(key));
+  }
+}
+
+bool PointEncoder::is_mapped_elsewhere(std::string_view key) const {
+  auto same = [&](const FieldPath& p) { return p.depth() == 1 && p.text() == key; };
+  if (!m_.measurement_field.empty() && same(m_.measurement_field)) return true;
+  if (!m_.timestamp_field.empty() && same(m_.timestamp_field)) return true;
+  return std::any_of(m_.tags.begin(), m_.tags.end(), same);
+}
+
+// The text of a scalar tag value; false when there is none (null, empty).
+static bool scalar_text(const Value& v, std::string& text) {
+  text.clear();
+  switch (v.kind()) {
+    case Kind::Null: return false;
+    case Kind::Bool: text = v.as_bool() ? "true" : "false"; return true;
+    case Kind::Int: text = fmt::format("{}", v.as_int()); return true;
+    case Kind::Uint: text = fmt::format("{}", v.as_uint()); return true;
+    case Kind::Double: text = fmt::format("{}", v.as_double()); return true;
+    case Kind::String: text = std::string(v.as_string()); return !text.empty();
+    case Kind::Array: text = to_json(v); return true;
+    case Kind::Object: return false;  // flattened by the caller
+  }
+  return false;
+}
+
+Status PointEncoder::add_tags(const Value& value, std::string_view key, std::vector<Tag>& tags) {
+  if (value.is_object()) {
+    for (const Member& member : value.members()) {
+      std::string nested = key.empty() ? std::string(member.key) : fmt::format("{}{}{}", key, m_.separator, member.key);
+      if (Status s = add_tags(member.value, nested, tags); !s.ok()) return s;
+    }
+    return {};
+  }
+  if (!scalar_text(value, scalar_text_)) return {};  // empty tag values are omitted
+  ByteBuffer k, v;
+  append_tag_or_key(key, m_.dialect, k);
+  append_tag_or_key(scalar_text_, m_.dialect, v);
+  if (k.size() == 0 || v.size() == 0) return {};  // nothing left once control characters went
+  tags.push_back(Tag{std::string(k.view()), std::string(v.view())});
+  return {};
+}
+
+Status PointEncoder::add_fields(const Value& value, std::string& key, std::string_view measurement, ByteBuffer& out,
+                                bool& first) {
+  if (!value.is_object()) return add_field(key, value, measurement, out, first);
+  for (const Member& member : value.members()) {
+    std::size_t length = key.size();
+    if (!key.empty()) key += m_.separator;
+    key += member.key;
+    Status s = add_fields(member.value, key, measurement, out, first);
+    key.resize(length);
+    if (!s.ok()) return s;
+  }
+  return {};
+}
+
+Status PointEncoder::add_field(std::string_view key, const Value& value, std::string_view measurement, ByteBuffer& out,
+                               bool& first) {
+  if (value.is_null()) return {};
+  if (key.empty()) return Error("a field has an empty name");
+  // The type this field has: pinned, remembered from an earlier point, or given by this value.
+  FieldType type;
+  bool first_seen = false;
+  if (auto pinned = m_.field_types.find(std::string(key)); pinned != m_.field_types.end()) {
+    type = pinned->second;
+  } else {
+    lookup_key_.assign(measurement);
+    lookup_key_.push_back('\0');
+    lookup_key_.append(key);
+    if (auto it = remembered_.find(lookup_key_); it != remembered_.end()) {
+      type = it->second;
+    } else {
+      switch (value.kind()) {
+        case Kind::Bool: type = FieldType::Boolean; break;
+        case Kind::Int: type = FieldType::Integer; break;
+        case Kind::Uint:
+          type = m_.dialect == Dialect::V2 ? FieldType::Unsigned : FieldType::Integer;
+          break;
+        case Kind::Double: type = FieldType::Float; break;
+        default: type = FieldType::String; break;
+      }
+      first_seen = remembered_.size() + new_types_.size() < kMaxRememberedTypes;
+    }
+  }
+  if (type == FieldType::Unsigned && m_.dialect == Dialect::V1) type = FieldType::Integer;  // 1.x has no `u`
+
+  std::size_t start = out.size();
+  if (!first) out.push_back(',');
+  append_tag_or_key(key, m_.dialect, out);
+  out.push_back('=');
+  auto conflict = [&]() {
+    out.truncate(start);
+    return Error(fmt::format("field '{}' of '{}' is {}, and {} cannot be written as that", key, measurement,
+                             field_type_name(type), to_json(value)));
+  };
+  switch (type) {
+    case FieldType::Float: {
+      double d;
+      if (value.is_double()) d = value.as_double();
+      else if (value.is_int()) d = static_cast<double>(value.as_int());
+      else if (value.is_uint()) d = static_cast<double>(value.as_uint());
+      else return conflict();
+      if (Status s = append_float(d, out); !s.ok()) {
+        out.truncate(start);
+        return Error(fmt::format("field '{}': {}", key, s.error().message()));
+      }
+      break;
+    }
+    case FieldType::Integer: {
+      std::int64_t i;
+      if (value.is_int()) i = value.as_int();
+      else if (value.is_uint() && value.as_uint() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) i = static_cast<std::int64_t>(value.as_uint());
+      else if (value.is_double() && std::trunc(value.as_double()) == value.as_double() && value.as_double() >= -kTwoTo63 && value.as_double() < kTwoTo63) i = static_cast<std::int64_t>(value.as_double());
+      else return conflict();
+      out.append(fmt::format("{}i", i));
+      break;
+    }
+    case FieldType::Unsigned: {
+      std::uint64_t u;
+      if (value.is_uint()) u = value.as_uint();
+      else if (value.is_int() && value.as_int() >= 0) u = static_cast<std::uint64_t>(value.as_int());
+      else if (value.is_double() && std::trunc(value.as_double()) == value.as_double() && value.as_double() >= 0 && value.as_double() < kTwoTo64) u = static_cast<std::uint64_t>(value.as_double());
+      else return conflict();
+      out.append(fmt::format("{}u", u));
+      break;
+    }
+    case FieldType::Boolean:
+      if (!value.is_bool()) return conflict();
+      out.append(value.as_bool() ? "true" : "false");
+      break;
+    case FieldType::String:
+      if (value.is_string()) append_string_value(value.as_string(), m_.dialect, out);
+      else if (value.is_double() && !std::isfinite(value.as_double())) return conflict();
+      else if (value.is_array() || value.is_object()) append_string_value(to_json(value), m_.dialect, out);
+      else {
+        scalar_text(value, scalar_text_);
+        append_string_value(scalar_text_, m_.dialect, out);
+      }
+      break;
+  }
+  if (first_seen) new_types_.emplace_back(lookup_key_, type);  // remembered once the point is written
+  first = false;
+  return {};
+}
+
+Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
+  const std::size_t start = out.size();
+  new_types_.clear();
+  auto fail = [&](Status s) {
+    out.truncate(start);
+    return s;
+  };
+
+  // Measurement.
+  std::string_view measurement = m_.measurement;
+  std::string measurement_text;
+  if (!m_.measurement_field.empty()) {
+    const Value* v = m_.measurement_field.find(event.fields);
+    if (v != nullptr && scalar_text(*v, measurement_text)) measurement = measurement_text;
+  }
+  if (measurement.empty()) {
+    return Error(fmt::format("no measurement: field '{}' is absent and no static measurement is set",
+                             m_.measurement_field.text()));
+  }
+  if (measurement.front() == '#') return Error("a measurement must not start with '#' (a comment line)");
+  if (measurement.data() == m_.measurement.data()) out.append(escaped_measurement_);
+  else append_measurement(measurement, m_.dialect, out);
+  if (out.size() == start) return Error("the measurement is empty once control characters are dropped");
+
+  // Tags, sorted by key (bytewise, as the server keeps them).
+  tags_.clear();
+  for (std::size_t i = 0; i < m_.tags.size(); ++i) {
+    const Value* v = m_.tags[i].find(event.fields);
+    if (v == nullptr) continue;
+    if (Status s = add_tags(*v, v->is_object() ? std::string_view() : std::string_view(tag_keys_[i]), tags_); !s.ok()) {
+      return fail(s);
+    }
+  }
+  std::stable_sort(tags_.begin(), tags_.end(), [](const Tag& a, const Tag& b) { return a.key < b.key; });
+  for (std::size_t i = 0; i < tags_.size(); ++i) {
+    if (i > 0 && tags_[i].key == tags_[i - 1].key) continue;  // one value per key: the first
+    out.push_back(',');
+    out.append(tags_[i].key);
+    out.push_back('=');
+    out.append(tags_[i].value);
+  }
+
+  // Fields.
+  out.push_back(' ');
+  const std::size_t fields_start = out.size();
+  bool first = true;
+  std::string key;
+  if (m_.fields.empty()) {
+    for (const Member& member : event.fields.members()) {
+      if (is_mapped_elsewhere(member.key)) continue;
+      key.assign(member.key);
+      if (Status s = add_fields(member.value, key, measurement, out, first); !s.ok()) return fail(s);
+    }
+  } else {
+    for (const FieldPath& path : m_.fields) {
+      const Value* v = path.find(event.fields);
+      if (v == nullptr) continue;
+      if (v->is_object()) key.clear();
+      else {
+        key = path.text();
+        if (m_.separator != ".") {
+          std::string joined;
+          for (char c : key) {
+            if (c == '.') joined += m_.separator;
+            else joined.push_back(c);
+          }
+          key = std::move(joined);
+        }
+      }
+      if (Status s = add_fields(*v, key, measurement, out, first); !s.ok()) return fail(s);
+    }
+  }
+  if (out.size() == fields_start) return fail(Error("the point has no fields (every field is absent or null)"));
+
+  // Timestamp.
+  if (!m_.timestamp_field.empty()) {
+    const Value* v = m_.timestamp_field.find(event.fields);
+    if (v != nullptr && !v->is_null()) {
+      auto time = parse_timestamp(*v);
+      if (!time.ok()) {
+        return fail(Error(fmt::format("timestamp field '{}': {}", m_.timestamp_field.text(), time.error().message())));
+      }
+      std::int64_t nanos = time.value();
+      std::int64_t divisor = m_.precision == Precision::Seconds        ? 1'000'000'000
+                             : m_.precision == Precision::Milliseconds ? 1'000'000
+                             : m_.precision == Precision::Microseconds ? 1'000
+                                                                       : 1;
+      out.append(fmt::format(" {}", floor_div(nanos, divisor)));
+    }
+  }
+  out.push_back('\n');
+  for (auto& [field, type] : new_types_) remembered_.emplace(std::move(field), type);
+  return {};
+}
+
+}  // namespace weir::plugins::influxdb
