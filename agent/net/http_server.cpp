@@ -1,5 +1,6 @@
 #include <http_parser.h>
 
+#include <chrono>
 #include <algorithm>
 #include <cstring>
 
@@ -158,6 +159,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void reject(Response response);  // answer and close, before the request was complete
   void write(std::string bytes, bool then_close);
   void arm_timer(std::chrono::milliseconds timeout);
+  void report_answer(const Response& response);
   void on_timeout();
 
   Server::State* server_;
@@ -173,6 +175,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string pending_;  // bytes after a complete request (pipelining), parsed once it is answered
   std::unique_ptr<char[]> read_buffer_;
   std::string peer_;
+  // Of the request being answered, for ServerOptions::on_answered.
+  std::string answered_method_, answered_path_;
+  std::chrono::steady_clock::time_point request_began_{};
 };
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
@@ -310,6 +315,7 @@ void Connection::respond(Response response) {
   head += "\r\n";
   head += response.body;
   write(std::move(head), then_close);
+  if (server_->options.on_answered) report_answer(response);
   if (then_close) {
     phase_ = Phase::Closed;
     return;
@@ -322,6 +328,29 @@ void Connection::respond(Response response) {
   pending_.clear();
   start_reading();
   if (!pending.empty()) feed(pending.data(), pending.size());
+}
+
+void Connection::report_answer(const Response& response) {
+  AnsweredRequest answered;
+  answered.method = answered_method_;
+  answered.path = answered_path_;
+  answered.status = response.status;
+  for (const Header& h : response.headers) {
+    if (lower_case(h.name) == "x-request-id") answered.request_id = h.value;
+  }
+  std::string error;
+  if (response.status >= 400 && response.body.starts_with("{")) {
+    Arena arena;
+    JsonParser parser;
+    if (auto parsed = parser.parse(response.body, arena); parsed.ok()) {
+      if (const Value* e = parsed.value().find("error"); e != nullptr && e->is_string()) error = std::string(e->as_string());
+    }
+  }
+  answered.error = error;
+  if (request_began_ != std::chrono::steady_clock::time_point{}) {
+    answered.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_began_).count();
+  }
+  server_->options.on_answered(answered);
 }
 
 void Connection::reject(Response response) {
@@ -385,6 +414,9 @@ void Connection::on_timeout() {
 int Connection::on_message_begin(http_parser* p) {
   auto* self = static_cast<Connection*>(p->data);
   self->phase_ = Phase::Headers;
+  self->request_began_ = std::chrono::steady_clock::now();
+  self->answered_method_.clear();
+  self->answered_path_.clear();
   self->request_ = Request();
   self->request_.peer = self->peer_;
   self->last_was_value_ = false;
@@ -424,6 +456,8 @@ int Connection::on_headers_complete(http_parser* p) {
   auto q = r.target.find('?');
   r.path = percent_decode(std::string_view(r.target).substr(0, q));
   r.query = q == std::string::npos ? std::string() : r.target.substr(q + 1);
+  self->answered_method_ = r.method;
+  self->answered_path_ = r.path;
   self->keep_alive_ = http_should_keep_alive(p) != 0;
   const ServerOptions& options = self->server_->options;
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > options.max_body_bytes) {

@@ -71,6 +71,17 @@ using Handler = std::function<void(Request& request, Responder responder)>;
 // yet (Expect: 100-continue) or that the server would throw away.
 using HeadersCheck = std::function<std::optional<Response>(const Request& head)>;
 
+// A request the server answered, for monitoring (weir/request_watch.hpp). Views are valid
+// during the call only.
+struct AnsweredRequest {
+  std::string_view method;      // empty when the request line never arrived whole
+  std::string_view path;
+  int status = 0;
+  std::string_view request_id;  // the X-Request-Id the response carries, if any
+  std::string_view error;       // the response's {"error": ...} text, if any
+  double seconds = 0;           // from the request's first byte to its answer
+};
+
 struct ServerOptions {
   std::string address = "127.0.0.1:0";  // host:port, [v6]:port; port 0 picks a free one
   std::size_t max_body_bytes = 10 << 20;  // after decompression
@@ -79,6 +90,8 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30'000};    // end of headers to end of body
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: between requests
   std::string log_name = "http";
+  // Called after each answer is written out (not for connections refused before a request).
+  std::function<void(const AnsweredRequest&)> on_answered;
 };
 
 class Server {

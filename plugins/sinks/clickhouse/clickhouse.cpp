@@ -30,6 +30,13 @@ OptionSchema schema() {
     {.name = "auth.password", .type = OptionType::String, .doc = "Password; never logged."},
     {.name = "format", .type = OptionType::Enum, .default_value = "JSONEachRow", .choices = {"JSONEachRow"},
      .doc = "Insert format."},
+    {.name = "layout", .type = OptionType::Enum, .default_value = "rows", .choices = {"rows", "luna"},
+     .doc = "rows: each event is a row (its fields are the columns); luna: LUNA's monitoring layout, a row of "
+            "`time` and `data` (the JSON text of the luna.data objects merged: the points' tags and fields)."},
+    {.name = "luna.time_field", .type = OptionType::String, .default_value = "time",
+     .doc = "luna layout: the field written to the `time` column."},
+    {.name = "luna.data_fields", .type = OptionType::StringList,
+     .doc = "luna layout: objects merged into `data` (default: tags, fields, as the monitoring transform makes)."},
     {.name = "encoding.only_fields", .type = OptionType::StringList,
      .doc = "Send only these fields (paths), as columns of the same name (CVAT lists its 17 columns)."},
     {.name = "skip_unknown_fields", .type = OptionType::Bool, .default_value = "false",
@@ -98,6 +105,45 @@ class JsonEachRowEncoder final : public http::RowEncoder {
   std::vector<std::string> field_keys_;  // `"name":` of each only_fields entry
 };
 
+// LUNA's monitoring layout: {"time": ..., "data": "<JSON object of tags and fields>"}, one
+// table per series (a route on `series` in front of one sink per table).
+class LunaEncoder final : public http::RowEncoder {
+ public:
+  LunaEncoder(std::string_view time_field, const std::vector<std::string>& data_fields) : time_field_(time_field) {
+    for (const std::string& f : data_fields) data_fields_.emplace_back(f);
+  }
+
+  Status encode_row(const Event& event, ByteBuffer& out) override {
+    const Value* time = time_field_.find(event.fields);
+    if (time == nullptr || time->is_null()) return Error(fmt::format("luna layout: no '{}' field", time_field_.text()));
+    data_.clear();
+    data_.push_back('{');
+    for (const FieldPath& path : data_fields_) {
+      const Value* object = path.find(event.fields);
+      if (object == nullptr) continue;
+      if (!object->is_object()) return Error(fmt::format("luna layout: '{}' is not an object", path.text()));
+      for (const Member& member : object->members()) {
+        if (data_.size() > 1) data_.push_back(',');
+        write_json_string(member.key, data_);
+        data_.push_back(':');
+        write_json(member.value, data_);
+      }
+    }
+    data_.push_back('}');
+    out.append("{\"time\":");
+    write_json(*time, out);
+    out.append(",\"data\":");
+    write_json_string(data_.view(), out);
+    out.append("}\n");
+    return {};
+  }
+
+ private:
+  FieldPath time_field_;
+  std::vector<FieldPath> data_fields_;
+  ByteBuffer data_;
+};
+
 class ClickHouseSink final : public http::BatchSink {
  public:
   static Result<std::unique_ptr<ClickHouseSink>> create(const Options& o) {
@@ -112,9 +158,19 @@ class ClickHouseSink final : public http::BatchSink {
     auto settings = http::BatchSinkSettings::from(o);
     if (!settings.ok()) return settings.error();
     if (o.string("table").empty()) return o.error_at("table", "table must not be empty");
-    auto self = std::unique_ptr<ClickHouseSink>(new ClickHouseSink(
-        std::move(settings.value()), std::make_shared<JsonEachRowEncoder>(o.strings("encoding.only_fields")),
-        std::move(endpoints)));
+    std::shared_ptr<http::RowEncoder> encoder;
+    if (o.string("layout") == "luna") {
+      if (!o.strings("encoding.only_fields").empty()) {
+        return o.error_at("encoding.only_fields", "the luna layout writes `time` and `data`; only_fields does not apply");
+      }
+      std::vector<std::string> data_fields = o.strings("luna.data_fields");
+      if (data_fields.empty()) data_fields = {"tags", "fields"};
+      encoder = std::make_shared<LunaEncoder>(o.string("luna.time_field"), data_fields);
+    } else {
+      encoder = std::make_shared<JsonEachRowEncoder>(o.strings("encoding.only_fields"));
+    }
+    auto self = std::unique_ptr<ClickHouseSink>(
+        new ClickHouseSink(std::move(settings.value()), std::move(encoder), std::move(endpoints)));
     self->database_ = std::string(o.string("database"));
     self->table_ = std::string(o.string("table"));
     self->user_ = std::string(o.string("auth.user"));

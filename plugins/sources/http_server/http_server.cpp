@@ -9,6 +9,7 @@
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
+#include "weir/request_watch.hpp"
 
 namespace weir::plugins {
 namespace {
@@ -143,6 +144,13 @@ class HttpServerSource final : public Source {
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
+    // Every answer is reported to whoever watches weir's own requests (internal_monitoring).
+    server_options_.on_answered = [this](const http::AnsweredRequest& a) {
+      if (!RequestWatch::watched()) return;
+      RequestWatch::report(ServedRequest{.component = ctx_->name(), .method = a.method, .path = a.path, .status = a.status,
+                                         .request_id = a.request_id, .error = a.error, .seconds = a.seconds,
+                                         .time = wall_clock_now()});
+    };
     server_ = std::make_unique<http::Server>(
         ctx.loop(), server_options_, [this](http::Request& r, http::Responder responder) { handle(r, std::move(responder)); },
         [this](const http::Request& head) { return check(head); });
