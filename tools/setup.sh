@@ -9,6 +9,7 @@ packages=(
   libhttp-parser-dev zlib1g-dev libzstd-dev libre2-dev
   python3 curl zstd
   clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
+  influxdb influxdb-client             # the influxdb sink's tests (InfluxDB 1.6)
 )
 
 missing=()
