@@ -136,14 +136,28 @@ bool PointEncoder::is_mapped_elsewhere(std::string_view key) const {
 }
 
 // The text of a scalar tag value; false when there is none (null, empty).
+template <typename Number>
+static void append_number(Number n, ByteBuffer& out) {
+  char text[32];
+  auto [end, ec] = std::to_chars(text, text + sizeof text, n);
+  out.append(std::string_view(text, static_cast<std::size_t>(end - text)));
+}
+
+template <typename Number>
+static void assign_number(Number n, std::string& text) {
+  char digits[32];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  text.assign(digits, end);
+}
+
 static bool scalar_text(const Value& v, std::string& text) {
   text.clear();
   switch (v.kind()) {
     case Kind::Null: return false;
     case Kind::Bool: text = v.as_bool() ? "true" : "false"; return true;
-    case Kind::Int: text = fmt::format("{}", v.as_int()); return true;
-    case Kind::Uint: text = fmt::format("{}", v.as_uint()); return true;
-    case Kind::Double: text = fmt::format("{}", v.as_double()); return true;
+    case Kind::Int: assign_number(v.as_int(), text); return true;
+    case Kind::Uint: assign_number(v.as_uint(), text); return true;
+    case Kind::Double: assign_number(v.as_double(), text); return true;
     case Kind::String: text = std::string(v.as_string()); return !text.empty();
     case Kind::Array: text = to_json(v); return true;
     case Kind::Object: return false;  // flattened by the caller
@@ -160,11 +174,16 @@ Status PointEncoder::add_tags(const Value& value, std::string_view key, std::vec
     return {};
   }
   if (!scalar_text(value, scalar_text_)) return {};  // empty tag values are omitted
-  ByteBuffer k, v;
-  append_tag_or_key(key, m_.dialect, k);
-  append_tag_or_key(scalar_text_, m_.dialect, v);
-  if (k.size() == 0 || v.size() == 0) return {};  // nothing left once control characters went
-  tags.push_back(Tag{std::string(k.view()), std::string(v.view())});
+  const std::size_t begin = tag_text_.size();
+  append_tag_or_key(key, m_.dialect, tag_text_);
+  const std::size_t key_end = tag_text_.size();
+  append_tag_or_key(scalar_text_, m_.dialect, tag_text_);
+  if (key_end == begin || tag_text_.size() == key_end) {  // nothing left once control characters went
+    tag_text_.truncate(begin);
+    return {};
+  }
+  tags.push_back(Tag{static_cast<std::uint32_t>(begin), static_cast<std::uint32_t>(key_end),
+                     static_cast<std::uint32_t>(tag_text_.size())});
   return {};
 }
 
@@ -189,7 +208,7 @@ Status PointEncoder::add_field(std::string_view key, const Value& value, std::st
   // The type this field has: pinned, remembered from an earlier point, or given by this value.
   FieldType type;
   bool first_seen = false;
-  if (auto pinned = m_.field_types.find(std::string(key)); pinned != m_.field_types.end()) {
+  if (auto pinned = m_.field_types.empty() ? m_.field_types.end() : m_.field_types.find(key); pinned != m_.field_types.end()) {
     type = pinned->second;
   } else {
     lookup_key_.assign(measurement);
@@ -240,7 +259,8 @@ Status PointEncoder::add_field(std::string_view key, const Value& value, std::st
       else if (value.is_uint() && value.as_uint() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) i = static_cast<std::int64_t>(value.as_uint());
       else if (value.is_double() && std::trunc(value.as_double()) == value.as_double() && value.as_double() >= -kTwoTo63 && value.as_double() < kTwoTo63) i = static_cast<std::int64_t>(value.as_double());
       else return conflict();
-      out.append(fmt::format("{}i", i));
+      append_number(i, out);
+      out.push_back('i');
       break;
     }
     case FieldType::Unsigned: {
@@ -249,7 +269,8 @@ Status PointEncoder::add_field(std::string_view key, const Value& value, std::st
       else if (value.is_int() && value.as_int() >= 0) u = static_cast<std::uint64_t>(value.as_int());
       else if (value.is_double() && std::trunc(value.as_double()) == value.as_double() && value.as_double() >= 0 && value.as_double() < kTwoTo64) u = static_cast<std::uint64_t>(value.as_double());
       else return conflict();
-      out.append(fmt::format("{}u", u));
+      append_number(u, out);
+      out.push_back('u');
       break;
     }
     case FieldType::Boolean:
@@ -297,6 +318,7 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
 
   // Tags, sorted by key (bytewise, as the server keeps them).
   tags_.clear();
+  tag_text_.truncate(0);
   for (std::size_t i = 0; i < m_.tags.size(); ++i) {
     const Value* v = m_.tags[i].find(event.fields);
     if (v == nullptr) continue;
@@ -304,13 +326,15 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
       return fail(s);
     }
   }
-  std::stable_sort(tags_.begin(), tags_.end(), [](const Tag& a, const Tag& b) { return a.key < b.key; });
+  std::string_view text = tag_text_.view();
+  auto key_of = [text](const Tag& t) { return text.substr(t.begin, t.key_end - t.begin); };
+  std::stable_sort(tags_.begin(), tags_.end(), [&](const Tag& a, const Tag& b) { return key_of(a) < key_of(b); });
   for (std::size_t i = 0; i < tags_.size(); ++i) {
-    if (i > 0 && tags_[i].key == tags_[i - 1].key) continue;  // one value per key: the first
+    if (i > 0 && key_of(tags_[i]) == key_of(tags_[i - 1])) continue;  // one value per key: the first
     out.push_back(',');
-    out.append(tags_[i].key);
+    out.append(key_of(tags_[i]));
     out.push_back('=');
-    out.append(tags_[i].value);
+    out.append(text.substr(tags_[i].key_end, tags_[i].end - tags_[i].key_end));
   }
 
   // Fields.
@@ -358,7 +382,8 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
                              : m_.precision == Precision::Milliseconds ? 1'000'000
                              : m_.precision == Precision::Microseconds ? 1'000
                                                                        : 1;
-      out.append(fmt::format(" {}", floor_div(nanos, divisor)));
+      out.push_back(' ');
+      append_number(floor_div(nanos, divisor), out);
     }
   }
   out.push_back('\n');

@@ -43,6 +43,14 @@ void append_string_value(std::string_view text, Dialect dialect, ByteBuffer& out
 // Shortest text that reads back as the same double; NaN and infinities are refused.
 Status append_float(double value, ByteBuffer& out);
 
+// Text-keyed maps looked up by string_view without making a string.
+struct TextHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+};
+template <typename V>
+using TextMap = std::unordered_map<std::string, V, TextHash, std::equal_to<>>;
+
 // How events become points.
 struct PointMapping {
   std::string measurement;            // static name; used when measurement_field is absent
@@ -52,7 +60,7 @@ struct PointMapping {
   FieldPath timestamp_field;          // empty: no timestamp (the server's time)
   Precision precision = Precision::Nanoseconds;
   std::string separator = "_";        // joins the keys of nested objects: {"a":{"b":1}} -> a_b=1
-  std::unordered_map<std::string, FieldType> field_types;  // pinned types, by field key
+  TextMap<FieldType> field_types;  // pinned types, by field key
   Dialect dialect = Dialect::V1;
 };
 
@@ -68,9 +76,8 @@ class PointEncoder final : public http::RowEncoder {
   static constexpr std::size_t kMaxRememberedTypes = 100'000;
 
  private:
-  struct Tag {
-    std::string key;    // escaped
-    std::string value;  // escaped
+  struct Tag {  // escaped key and value, in tag_text_: [begin, key_end) and [key_end, end)
+    std::uint32_t begin, key_end, end;
   };
   Status add_tags(const Value& value, std::string_view key, std::vector<Tag>& tags);
   Status add_fields(const Value& value, std::string& key, std::string_view measurement, ByteBuffer& out, bool& first);
@@ -80,10 +87,11 @@ class PointEncoder final : public http::RowEncoder {
   PointMapping m_;
   std::string escaped_measurement_;  // of m_.measurement
   std::vector<std::string> tag_keys_;  // for each m_.tags entry: its key when it is a scalar
-  std::unordered_map<std::string, FieldType> remembered_;  // "measurement\0field" -> type
+  TextMap<FieldType> remembered_;  // "measurement\0field" -> type
   std::vector<std::pair<std::string, FieldType>> new_types_;  // of the point being written
   std::string lookup_key_;
   std::vector<Tag> tags_;
+  ByteBuffer tag_text_;
   std::string scalar_text_;
 };
 
