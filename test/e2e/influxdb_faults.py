@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The influxdb sink against a small fake InfluxDB 2.x (Debian has no 2.x server; the real
+1.6 is tested in influxdb.py): the v2 request (path, org, bucket, precision, token, gzip,
+two-character escapes, unsigned integers), 429 with Retry-After and 503 retried, 413 split
+into halves, and 401 kept until the server lets the points in."""
+import calendar, gzip, json, os, subprocess, sys, tempfile, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+WEIR = os.path.abspath(sys.argv[1])
+WORK = tempfile.mkdtemp(prefix="weir-influx-faults-")
+passes, failures = [], []
+
+
+def check(name, condition, detail=""):
+    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
+    (passes if condition else failures).append(name)
+
+
+class Fake:
+    """Answers from a script: a list of (status, headers) per request, then 204."""
+    def __init__(self):
+        self.requests = []  # (path, headers, lines)
+        self.script = []
+        self.max_lines = None  # more lines than this: 413
+        self.lock = threading.Lock()
+
+
+fake = Fake()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        lines = body.decode().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        with fake.lock:
+            fake.requests.append((self.path, dict(self.headers), lines))
+            if fake.max_lines is not None and len(lines) > fake.max_lines:
+                status, headers = 413, {}
+            elif fake.script:
+                status, headers = fake.script.pop(0)
+            else:
+                status, headers = 204, {}
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        payload = b"" if status == 204 else json.dumps({"code": "x", "message": "scripted %d" % status}).encode()
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):  # /ping
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+URL = "http://127.0.0.1:%d" % server.server_address[1]
+
+
+def run(name, events, extra=""):
+    path = os.path.join(WORK, name + ".yaml")
+    with open(path, "w") as f:
+        f.write("""data_dir: %s/%s-data
+sources:
+  in: { type: stdin }
+sinks:
+  influx:
+    type: influxdb
+    inputs: [in]
+    endpoint: %s
+    org: my org
+    bucket: b/rp
+    token: secret-token
+    measurement: m
+    tags: [host]
+    timestamp: { field: t, precision: ms }
+    batch: { timeout: 100ms }
+    request: { retry_initial_backoff: 100ms, retry_max_backoff: 500ms }
+%s""" % (WORK, name, URL, extra))
+    log = open(os.path.join(WORK, name + ".log"), "w")
+    started = time.time()
+    p = subprocess.run([WEIR, "run", "-c", path], input="".join(json.dumps(e) + "\n" for e in events).encode(),
+                       stderr=log, timeout=60)
+    return p.returncode, open(log.name).read(), time.time() - started
+
+
+def written_lines():
+    return [l for _, _, lines in fake.requests for l in lines]
+
+
+# ---- the v2 request ------------------------------------------------------------------------
+events = [{"host": "a b", "t": "2025-11-29T10:00:00.123Z", "u": 18446744073709551615, "s": "x\ny\"z\\", "f": 0.5}]
+millis = calendar.timegm((2025, 11, 29, 10, 0, 0)) * 1000 + 123
+rc, log, _ = run("v2", events)
+path, headers, lines = fake.requests[-1] if fake.requests else ("", {}, [])
+check("v2: weir exits 0", rc == 0, log[-1500:])
+check("v2: POST /api/v2/write with org, bucket and precision, url-encoded",
+      path == "/api/v2/write?org=my%20org&bucket=b%2Frp&precision=ms", path)
+check("v2: Authorization: Token, gzip, text/plain", headers.get("Authorization") == "Token secret-token"
+      and headers.get("Content-Encoding") == "gzip" and headers.get("Content-Type", "").startswith("text/plain"), headers)
+check("v2: the line (escaped tag, u suffix, two-character escapes, ms timestamp)",
+      lines == ['m,host=a\\ b u=18446744073709551615u,s="x\\ny\\"z\\\\",f=0.5 %d' % millis], lines)
+check("v2: the token is not in the log", "secret-token" not in log)
+
+# ---- 429 with Retry-After, then 503: retried, nothing lost ------------------------------------
+fake.requests.clear()
+fake.script = [(429, {"Retry-After": "1"}), (503, {})]
+rc, log, seconds = run("retry", [{"host": "h", "t": i, "v": i} for i in range(100)])
+ok_lines = fake.requests[-1][2] if fake.requests else []
+check("retry: 3 attempts, the last one delivered all 100 points", rc == 0 and len(fake.requests) == 3 and len(ok_lines) == 100,
+      (rc, len(fake.requests), len(ok_lines), log[-1000:]))
+check("retry: Retry-After honoured (at least 1 s)", seconds >= 1.0, seconds)
+check("retry: the same lines resent in the same order", fake.requests[0][2] == fake.requests[2][2])
+
+# ---- 413: split until each part fits ----------------------------------------------------------
+fake.requests.clear()
+fake.max_lines = 300
+rc, log, _ = run("split", [{"host": "h", "t": i, "v": i} for i in range(1000)], "    batch: { max_events: 1000, timeout: 100ms }\n")
+fake.max_lines = None
+accepted = [l for _, _, lines in fake.requests if len(lines) <= 300 for l in lines]
+check("413: the body is split until the server takes it; every point written once",
+      rc == 0 and sorted(accepted) == sorted(set(accepted)) and len(accepted) == 1000, (rc, len(accepted), log[-1000:]))
+
+# ---- 401: clear error, points kept until it passes ---------------------------------------------
+fake.requests.clear()
+fake.script = [(401, {}), (401, {})]
+rc, log, _ = run("auth", [{"host": "h", "t": i, "v": i} for i in range(10)])
+check("401: logged as refused, then delivered once the server lets it in",
+      rc == 0 and "refused" in log and "401" in log and len(fake.requests) == 3 and len(fake.requests[-1][2]) == 10,
+      (rc, len(fake.requests), log[-1500:]))
+
+server.shutdown()
+print("influxdb fault checks: %d passed, %d failed" % (len(passes), len(failures)))
+sys.exit(1 if failures else 0)
