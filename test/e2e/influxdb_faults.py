@@ -42,12 +42,18 @@ class Handler(BaseHTTPRequestHandler):
                 status, headers = 413, {}
             elif fake.script:
                 status, headers = fake.script.pop(0)
+                if "name" in headers:  # a 1.x partial write naming these lines
+                    named = [lines[int(i)] for i in headers.pop("name").split(",")]
+                    message = "partial write: " + "\n".join("unable to parse '%s': invalid field format" % l for l in named)
+                    headers["X-Influxdb-Error"] = message.replace("\n", " ")
+                    self.partial = json.dumps({"error": message + " dropped=0"}).encode()
             else:
                 status, headers = 204, {}
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         payload = b"" if status == 204 else json.dumps({"code": "x", "message": "scripted %d" % status}).encode()
+        payload = getattr(self, "partial", payload)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -66,7 +72,7 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 URL = "http://127.0.0.1:%d" % server.server_address[1]
 
 
-def run(name, events, extra=""):
+def run(name, events, extra="", target="    org: my org\n    bucket: b/rp\n    token: secret-token\n"):
     path = os.path.join(WORK, name + ".yaml")
     with open(path, "w") as f:
         f.write("""data_dir: %s/%s-data
@@ -77,15 +83,12 @@ sinks:
     type: influxdb
     inputs: [in]
     endpoint: %s
-    org: my org
-    bucket: b/rp
-    token: secret-token
-    measurement: m
+%s    measurement: m
     tags: [host]
     timestamp: { field: t, precision: ms }
     batch: { timeout: 100ms }
     request: { retry_initial_backoff: 100ms, retry_max_backoff: 500ms }
-%s""" % (WORK, name, URL, extra))
+%s""" % (WORK, name, URL, target, extra))
     log = open(os.path.join(WORK, name + ".log"), "w")
     started = time.time()
     p = subprocess.run([WEIR, "run", "-c", path], input="".join(json.dumps(e) + "\n" for e in events).encode(),
@@ -137,6 +140,18 @@ rc, log, _ = run("auth", [{"host": "h", "t": i, "v": i} for i in range(10)])
 check("401: logged as refused, then delivered once the server lets it in",
       rc == 0 and "refused" in log and "401" in log and len(fake.requests) == 3 and len(fake.requests[-1][2]) == 10,
       (rc, len(fake.requests), log[-1500:]))
+
+# ---- a 1.x partial write naming two lines: those dead-lettered, the rest counted written -------
+fake.requests.clear()
+fake.script = [(400, {"name": "3,7"})]
+rc, log, _ = run("partial", [{"host": "h", "t": i, "v": i} for i in range(10)], target="    database: d\n")
+dead_path = os.path.join(WORK, "partial-data", "dead_letter.ndjson")
+dead = [json.loads(l) for l in open(dead_path)] if os.path.exists(dead_path) else []
+check("1.x partial write: one request, the named lines dead-lettered with the reason, no resend",
+      rc == 0 and len(fake.requests) == 1 and fake.requests[0][0].startswith("/write?db=d&precision=ms")
+      and sorted(d["raw"] for d in dead) == sorted([fake.requests[0][2][3], fake.requests[0][2][7]])
+      and all("invalid field format" in d["reason"] for d in dead), (rc, len(fake.requests), dead, log[-1000:]))
+check("1.x partial write: the other 8 counted as sent", "8 events out" in log and "2 dead-lettered" in log, log[-800:])
 
 server.shutdown()
 print("influxdb fault checks: %d passed, %d failed" % (len(passes), len(failures)))
