@@ -87,3 +87,26 @@ TEST_CASE("enrich: NDJSON tables keep their types; bad tables are clear errors")
   CHECK(broken.error().message() == bad + ":2: 3 cells where the header has 2");
   CHECK(weir::plugins::LookupTable::load(bad, "nope").error().message() == bad + ": no column 'nope' in the header");
 }
+
+TEST_CASE("enrich: lookup table index: many keys, the last row of a key wins, quoted cells") {
+  std::string text = "id,name,note\n";
+  for (int i = 0; i < 50000; ++i) text += std::to_string(i) + ",user" + std::to_string(i) + ",\n";
+  text += "17,again,\"a \"\"quoted\"\", multi\nline\"\r\n";  // a later row for key 17; CRLF
+  text += "x y,\"sp\"ace,\n";
+  std::string csv = write_file("many.csv", text);
+  auto table = weir::plugins::LookupTable::load(csv, "id");
+  REQUIRE(table.ok());
+  CHECK(table.value()->size() == 50001);
+  for (int i : {0, 1, 16, 18, 4095, 4096, 49999}) {
+    const weir::Value* row = table.value()->find(std::to_string(i));
+    REQUIRE(row != nullptr);
+    CHECK(row->find("name")->as_string() == "user" + std::to_string(i));
+  }
+  const weir::Value* again = table.value()->find("17");
+  REQUIRE(again != nullptr);
+  CHECK(again->find("name")->as_string() == "again");
+  CHECK(again->find("note")->as_string() == "a \"quoted\", multi\nline");
+  CHECK(table.value()->find("x y")->find("name")->as_string() == "space");
+  CHECK(table.value()->find("50000") == nullptr);
+  CHECK(table.value()->find("") == nullptr);
+}

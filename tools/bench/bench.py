@@ -3,7 +3,7 @@
 
 Generates a 1M-event CVAT-like NDJSON file (with weir's own demo source), then measures,
 pinned to one CPU core, with several runs each and the median reported:
-  parse limit   simdjson alone over the file (weir-parse-limit: parse_many, full parse)
+  parse limit   simdjson alone over the file (weir-parse-limit: the faster of parse_many and one parse per line)
   decode        stdin -> blackhole                     (read, frame, decode into events)
   decode+encode stdin -> file /dev/null, JSON lines    (read, decode, encode, write)
   transforms    request_id -> working_time -> enrich, timed alone (weir-transform-bench:
