@@ -6,13 +6,14 @@ the server refuses) dead-lettered with the rest written, the server stopped and 
 mid-stream with nothing lost, a missing database kept until it exists, and the LUNA
 monitoring pipeline (pipelines/service-monitoring.yaml) with a real ClickHouse too: the
 seed document's `requests` and `errors` points in both, and weir's own requests."""
-import json, os, subprocess, sys, tempfile, threading, time, urllib.error, urllib.parse, urllib.request
+import base64, json, os, subprocess, sys, tempfile, threading, time, urllib.error, urllib.parse, urllib.request
 
 WEIR = os.path.abspath(sys.argv[1])
 ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = tempfile.mkdtemp(prefix="weir-influxdb-")
 INFLUX_DIR = os.path.join(WORK, "influxdb")
 CLICKHOUSE_DIR = os.path.join(WORK, "clickhouse")
+AUTH_DIR = os.path.join(WORK, "influxdb-auth")
 passes, failures = [], []
 
 
@@ -235,6 +236,60 @@ try:
     count = influx("SELECT count(n) FROM l", "not_yet")["results"][0]["series"][0]["values"][0][1]
     check("missing database: every kept point arrives once it exists, weir exits 0", rc == 0 and count == 100, (rc, count))
 
+    # ---- authentication on: a wrong password is a clear error, the points kept; the right one delivers
+    env_auth = dict(os.environ, INFLUXDB_AUTH="1")
+    out = subprocess.run(["bash", os.path.join(ROOT, "tools", "influxdb", "server.sh"), "start", AUTH_DIR], env=env_auth,
+                         capture_output=True, text=True, check=True)
+    auth_url = out.stdout.strip().splitlines()[-1]
+    req = urllib.request.Request(auth_url + "/query", data=urllib.parse.urlencode({"q": "CREATE DATABASE secured"}).encode(),
+                                 method="POST", headers={"Authorization": "Basic " + base64.b64encode(b"weir:weir-secret").decode()})
+    urllib.request.urlopen(req, timeout=10).read()
+    api_port = 20000 + (os.getpid() + 7) % 20000
+    for scheme in ("basic", "query"):  # 1.6 does not take `Token user:pass` (1.8+ does): influxdb_faults.py checks that header
+        path = os.path.join(WORK, "auth-%s.yaml" % scheme)
+        with open(path, "w") as f:
+            f.write("""data_dir: %s/auth-%s-data
+api: { address: "127.0.0.1:%d" }
+sources:
+  in: { type: stdin }
+sinks:
+  influx:
+    type: influxdb
+    inputs: [in]
+    endpoint: %s
+    database: secured
+    auth: { user: weir, password: "${INFLUX_TEST_PASSWORD}", scheme: %s }
+    measurement: s
+    timestamp: { field: t, precision: s }
+    batch: { timeout: 100ms }
+    request: { retry_initial_backoff: 100ms, retry_max_backoff: 500ms }
+""" % (WORK, scheme, api_port, auth_url, scheme))
+        log = open(os.path.join(WORK, "auth-%s.log" % scheme), "w")
+        p = subprocess.Popen([WEIR, "run", "-c", path], stdin=subprocess.PIPE, stderr=log,
+                             env=dict(os.environ, INFLUX_TEST_PASSWORD="not-the-password"))
+        p.stdin.write("".join('{"v":%d,"t":%d}\n' % (i, i) for i in range(50)).encode())
+        p.stdin.flush()
+        wait_for(lambda: "refused" in open(log.name).read(), 20)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api_port, timeout=5).read().decode()
+        p.kill()
+        p.wait()
+        text = open(log.name).read()
+        check("auth (%s): a wrong password is a clear error (401, authorization failed)" % scheme,
+              "refused" in text and "401" in text and "authorization failed" in text, text[-1500:])
+        check("auth (%s): the password is not in the log" % scheme, "not-the-password" not in text)
+        sent = [l for l in metrics.splitlines() if l.startswith('weir_component_sent_events_total{component_id="influx"')]
+        dead = [l for l in metrics.splitlines() if l.startswith('weir_component_dead_lettered_events_total{component_id="influx"')]
+        check("auth (%s): nothing sent, nothing dead-lettered: the points are kept" % scheme,
+              sent and sent[0].endswith(" 0") and dead and dead[0].endswith(" 0"), (sent, dead))
+        log = open(os.path.join(WORK, "auth-%s-ok.log" % scheme), "w")
+        p = subprocess.run([WEIR, "run", "-c", path], input="".join('{"v":%d,"t":%d}\n' % (i, i) for i in range(50)).encode(),
+                           stderr=log, env=dict(os.environ, INFLUX_TEST_PASSWORD="weir-secret"), timeout=60)
+        q = urllib.request.Request(auth_url + "/query?" + urllib.parse.urlencode({"db": "secured", "q": "SELECT count(v) FROM s"}),
+                                   headers={"Authorization": "Basic " + base64.b64encode(b"weir:weir-secret").decode()})
+        got = json.loads(urllib.request.urlopen(q, timeout=10).read())["results"][0]["series"][0]["values"][0][1]
+        check("auth (%s): the right password writes every point" % scheme, p.returncode == 0 and got == 50, (p.returncode, got))
+    server("influxdb", "stop", AUTH_DIR)
+
     # ---- LUNA monitoring: pipelines/service-monitoring.yaml with InfluxDB and ClickHouse --------
     ch_port = server("clickhouse", "start", CLICKHOUSE_DIR)
     subprocess.run(["bash", os.path.join(ROOT, "tools", "clickhouse", "apply-schema.sh"), "http://127.0.0.1:%s/" % ch_port,
@@ -320,7 +375,7 @@ try:
         p.terminate()
         p.wait(timeout=30)
 finally:
-    for kind, directory in (("influxdb", INFLUX_DIR), ("clickhouse", CLICKHOUSE_DIR)):
+    for kind, directory in (("influxdb", INFLUX_DIR), ("influxdb", AUTH_DIR), ("clickhouse", CLICKHOUSE_DIR)):
         try:
             if os.path.isdir(directory):
                 server(kind, "stop", directory)

@@ -153,6 +153,13 @@ check("1.x partial write: one request, the named lines dead-lettered with the re
       and all("invalid field format" in d["reason"] for d in dead), (rc, len(fake.requests), dead, log[-1000:]))
 check("1.x partial write: the other 8 counted as sent", "8 events out" in log and "2 dead-lettered" in log, log[-800:])
 
+# ---- v1 with `auth.scheme: token`: the 1.8+ header ------------------------------------------
+fake.requests.clear()
+rc, log, _ = run("v1token", [{"host": "h", "t": 1, "v": 1}],
+                 target="    database: d\n    auth: { user: weir, password: pw, scheme: token }\n")
+check("v1 token auth: Authorization: Token user:password, no basic auth",
+      rc == 0 and fake.requests and fake.requests[-1][1].get("Authorization") == "Token weir:pw", fake.requests[-1:])
+
 server.shutdown()
 print("influxdb fault checks: %d passed, %d failed" % (len(passes), len(failures)))
 sys.exit(1 if failures else 0)

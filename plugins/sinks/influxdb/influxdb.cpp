@@ -25,8 +25,9 @@ OptionSchema schema() {
       {.name = "retention_policy", .type = OptionType::String, .doc = "v1: the retention policy (rp=); the default one when empty."},
       {.name = "auth.user", .type = OptionType::String, .doc = "v1: user; use ${ENV} for secrets."},
       {.name = "auth.password", .type = OptionType::String, .doc = "v1: password; never logged."},
-      {.name = "auth.scheme", .type = OptionType::Enum, .default_value = "basic", .choices = {"basic", "token"},
-       .doc = "v1: HTTP basic auth, or `Authorization: Token user:password`."},
+      {.name = "auth.scheme", .type = OptionType::Enum, .default_value = "basic", .choices = {"basic", "query", "token"},
+       .doc = "v1: basic (HTTP basic auth, any 1.x), query (u= and p= in the URL, any 1.x; proxies may log it) or "
+              "token (`Authorization: Token user:password`, InfluxDB 1.8 and later; 1.6 answers 401)."},
       {.name = "org", .type = OptionType::String, .doc = "v2: organization name (org=)."},
       {.name = "bucket", .type = OptionType::String, .doc = "v2: bucket name (bucket=)."},
       {.name = "token", .type = OptionType::String, .doc = "v2: API token (Authorization: Token ...); never logged."},
@@ -125,6 +126,10 @@ class InfluxDbSink final : public http::BatchSink {
       self->password_ = std::string(o.string("auth.password"));
       if (o.string("auth.scheme") == "token" && !self->user_.empty()) {
         self->authorization_ = fmt::format("Token {}:{}", self->user_, self->password_);
+        self->user_.clear();
+        self->password_.clear();
+      } else if (o.string("auth.scheme") == "query" && !self->user_.empty()) {
+        self->path_ += fmt::format("&u={}&p={}", http::url_encode(self->user_), http::url_encode(self->password_));
         self->user_.clear();
         self->password_.clear();
       }
