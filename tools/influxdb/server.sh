@@ -32,22 +32,18 @@
 # removed before it starts, so DIR/influxdb.conf is all that configures it.
 set -uo pipefail
 
+SERVER_LABEL=influxdb-server.sh
 START_TIMEOUT=${INFLUXDB_START_TIMEOUT:-60}
 STOP_TIMEOUT=${INFLUXDB_STOP_TIMEOUT:-20}
+DEB_PACKAGES=(influxdb influxdb-client)
+SYSTEM_DIRS=(/var/lib/influxdb /etc/influxdb)
+SECOND_PORT=rpc
+CLEAR_ENV_PREFIX=INFLUXDB_  # influxd's own overrides: DIR/influxdb.conf is all that configures it
 USER_NAME=weir
 USER_PASSWORD=weir-secret
+# shellcheck source-path=SCRIPTDIR source=../lib/private-server.bash
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/private-server.bash"
 
-say() { printf 'influxdb-server.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-usage() {
-  echo "usage: $0 start|stop|restart|status DIR" >&2
-  exit 2
-}
-
-now_ms() { date +%s%3N; }
-
-# ---- the binary ---------------------------------------------------------------------------
-SERVER_CMD=()
 find_server() {
   if [[ -x /usr/bin/influxd ]]; then
     SERVER_CMD=(/usr/bin/influxd)
@@ -56,54 +52,6 @@ find_server() {
   else
     return 1
   fi
-}
-
-install_server() {
-  say "no influxd binary: installing Debian's influxdb"
-  [[ $(id -u) -eq 0 ]] || die "not root: install influxdb yourself (apt-get install influxdb influxdb-client)"
-  # Keep the package's postinst from starting the system-wide service (it would take 8086 and
-  # 8088): Debian's policy-rc.d mechanism, only if the machine has no policy of its own,
-  # removed again afterwards.
-  local made_policy=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
-  fi
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends influxdb influxdb-client >&2 || {
-    apt-get update >&2 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends influxdb influxdb-client >&2
-  } || rc=1
-  [[ $made_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
-  [[ $rc -eq 0 ]] || die "apt-get install influxdb influxdb-client failed"
-  # The package may have been set up to start at boot; that service is not ours to run. Our
-  # server binds neither 8086 nor 8088, so the two never collide.
-}
-
-# ---- ports --------------------------------------------------------------------------------
-# Two distinct free TCP ports on 127.0.0.1, asked of the kernel (bind to port 0).
-free_ports() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-    return
-  fi
-  # No python3: random ports in 20000-59999 that nothing answers on.
-  local picked=() p
-  while [[ ${#picked[@]} -lt 2 ]]; do
-    p=$((20000 + RANDOM % 40000))
-    [[ ${#picked[@]} -eq 1 && ${picked[0]} -eq $p ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then picked+=("$p"); fi
-  done
-  echo "${picked[*]}"
 }
 
 # ---- settings and config ------------------------------------------------------------------
@@ -131,6 +79,7 @@ load_settings() {
 
 write_config() {
   local dir=$1 http=$2 rpc=$3 auth=false
+  load_settings "$dir"
   [[ $AUTH -eq 1 ]] && auth=true
   cat >"$dir/influxdb.conf.new" <<EOF
 # Written by tools/influxdb/server.sh: a private InfluxDB for tests; everything lives in $dir
@@ -211,29 +160,22 @@ EOF
     echo "$MAX_BODY_SIZE" >"$dir/max_body_size"
 }
 
-# ---- process ------------------------------------------------------------------------------
-# The pid in DIR/pid if that process is alive and is the server of DIR's config.
-running_pid() {
-  local dir=$1 pid
-  [[ -s $dir/pid ]] || return 1
-  pid=$(<"$dir/pid")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against a recycled pid: the command line must name this DIR's config.
-  if [[ -r /proc/$pid/cmdline ]]; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-config $dir/influxdb.conf" || return 1
-    # A zombie or exiting process does not count.
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
-  fi
-  echo "$pid"
+initialised() { [[ -s $1/influxdb.conf && -s $1/http_port && -s $1/rpc_port ]]; }
+# The config is rewritten at every start, with this start's settings.
+refresh_config() { write_config "$1" "$(<"$1/http_port")" "$(<"$1/rpc_port")"; }
+cmdline_marker() { echo "-config $1/influxdb.conf"; }
+
+server_args() {
+  local dir=$1
+  mkdir -p "$dir/meta" "$dir/data" "$dir/wal" "$dir/log"
+  SERVER_ARGS=(run -config "$dir/influxdb.conf")
+  SERVER_LOG=$dir/log/influxd.log
 }
 
 # /ping answers 204 No Content (with or without authentication on).
 ping_ok() {
   [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/ping" 2>/dev/null) == 204 ]]
 }
-
-base_url() { echo "http://127.0.0.1:$(<"$1/http_port")"; }
 
 # Byte offset (1-based) where this start's output begins in the kept log.
 LOG_FROM=1
@@ -248,6 +190,10 @@ log_tail() {
   say "---- $dir/log/influxd.log (last lines of this start)"
   tail -c +"$LOG_FROM" "$dir/log/influxd.log" | grep -v '^$' | tail -n 15 >&2
 }
+
+port_taken() { tail -c +"$LOG_FROM" "$1/log/influxd.log" 2>/dev/null | grep -qi 'address already in use'; }
+
+started_detail() { echo "rpc $(<"$1/rpc_port"), auth $([[ $AUTH -eq 1 ]] && echo on || echo off)"; }
 
 # The admin user: POST /query with CREATE USER ... WITH ALL PRIVILEGES. With authentication on
 # and no admin yet, influxd accepts exactly this statement without credentials; once the user
@@ -266,184 +212,7 @@ ensure_user() {
   fi
 }
 
-# Start the server of an initialised DIR and wait for /ping. 0 ok, 1 failed, 3 port in use.
-launch() {
-  local dir=$1 http t0 pid
-  http=$(<"$dir/http_port")
-  mkdir -p "$dir/meta" "$dir/data" "$dir/wal" "$dir/log"
-  rm -f "$dir/pid"
-  mark_logs "$dir"   # the log is kept across starts: look only at what this one adds
-  t0=$(now_ms)
-  # A session of its own (no SIGINT/SIGHUP from the caller's terminal or job control), no
-  # stdin, stdout/stderr into the log (so `$(server.sh start DIR)` does not wait on it), none
-  # of influxd's INFLUXDB_* environment overrides. The shell writes its own pid and execs the
-  # server, so DIR/pid is the server's pid. fd 9 (our lock on DIR/.lock) must not be
-  # inherited, or the server would hold the lock.
-  # shellcheck disable=SC2016 # expanded by the inner shell
-  setsid bash -c 'for v in $(compgen -e); do [[ $v == INFLUXDB_* ]] && unset "$v"; done
-    echo $$ >"$1/pid"; shift; exec "$@"' _ "$dir" \
-    "${SERVER_CMD[@]}" run -config "$dir/influxdb.conf" \
-    </dev/null >>"$dir/log/influxd.log" 2>&1 9>&- &
-  local launcher=$!
-  local deadline=$((t0 + START_TIMEOUT * 1000))
-  while :; do
-    if ping_ok "$http"; then
-      pid=$(<"$dir/pid")
-      say "started (pid $pid, http $http, rpc $(<"$dir/rpc_port"), auth $([[ $AUTH -eq 1 ]] && echo on || echo off)) in $(( $(now_ms) - t0 )) ms"
-      return 0
-    fi
-    if [[ -s $dir/pid ]] && ! running_pid "$dir" >/dev/null; then
-      wait 2>/dev/null
-      if tail -c +"$LOG_FROM" "$dir/log/influxd.log" 2>/dev/null | grep -qi 'address already in use'; then
-        return 3
-      fi
-      say "server exited during start-up"
-      log_tail "$dir"
-      return 1
-    fi
-    if (($(now_ms) > deadline)); then
-      say "no answer from http://127.0.0.1:$http/ping within ${START_TIMEOUT}s"
-      log_tail "$dir"
-      # The pid file may not be written yet: then the launcher's pid is the one to stop.
-      [[ -s $dir/pid ]] || sleep 1
-      [[ -s $dir/pid ]] || echo "$launcher" >"$dir/pid"
-      stop_server "$dir" >/dev/null 2>&1
-      kill -KILL "$launcher" 2>/dev/null
-      return 1
-    fi
-    sleep 0.2
-  done
-}
+after_start() { ensure_user "$1"; }
+print_address() { echo "http://127.0.0.1:$(<"$1/http_port")"; }
 
-stop_server() {
-  local dir=$1 pid t0
-  if ! pid=$(running_pid "$dir"); then
-    rm -f "$dir/pid"
-    say "not running ($dir)"
-    return 0
-  fi
-  t0=$(now_ms)
-  kill -TERM "$pid" 2>/dev/null
-  local deadline=$((t0 + STOP_TIMEOUT * 1000))
-  while kill -0 "$pid" 2>/dev/null; do
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
-    if (($(now_ms) > deadline)); then
-      say "pid $pid still there after ${STOP_TIMEOUT}s: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null
-      sleep 0.5
-      break
-    fi
-    sleep 0.1
-  done
-  rm -f "$dir/pid"
-  say "stopped (pid $pid) in $(( $(now_ms) - t0 )) ms"
-}
-
-# After a successful launch: the admin user, then the URL on stdout.
-started() {
-  local dir=$1
-  ensure_user "$dir" || { stop_server "$dir"; exit 1; }
-  base_url "$dir"
-}
-
-start_server() {
-  local dir=$1 pid http rpc rc attempt
-  if pid=$(running_pid "$dir"); then
-    http=$(<"$dir/http_port")
-    if ping_ok "$http"; then
-      say "already running (pid $pid)"
-      base_url "$dir"
-      return 0
-    fi
-    # Still starting (another caller), or hung: give it the usual time.
-    local end=$(( $(now_ms) + START_TIMEOUT * 1000 ))
-    while (($(now_ms) < end)); do
-      if ping_ok "$http"; then base_url "$dir"; return 0; fi
-      running_pid "$dir" >/dev/null || break
-      sleep 0.2
-    done
-    running_pid "$dir" >/dev/null && { log_tail "$dir"; die "pid $pid does not answer /ping"; }
-  fi
-
-  load_settings "$dir"
-  if [[ -s $dir/influxdb.conf && -s $dir/http_port && -s $dir/rpc_port ]]; then
-    # Initialised before: same ports, same data (the config is rewritten with this start's settings).
-    write_config "$dir" "$(<"$dir/http_port")" "$(<"$dir/rpc_port")" || die "cannot write the config in $dir"
-    launch "$dir"
-    rc=$?
-    if [[ $rc -eq 3 ]]; then
-      log_tail "$dir"
-      die "port $(<"$dir/http_port") or $(<"$dir/rpc_port") is taken by another process"
-    fi
-    [[ $rc -eq 0 ]] || exit 1
-    started "$dir"
-    return 0
-  fi
-
-  # First start: pick ports; if one is grabbed between the pick and the bind, pick again.
-  for attempt in 1 2 3 4 5; do
-    read -r http rpc < <(free_ports) || die "cannot pick free ports"
-    [[ -n ${http:-} && -n ${rpc:-} ]] || die "cannot pick free ports"
-    write_config "$dir" "$http" "$rpc" || die "cannot write the config in $dir"
-    launch "$dir"
-    rc=$?
-    if [[ $rc -eq 0 ]]; then
-      started "$dir"
-      return 0
-    fi
-    [[ $rc -eq 3 ]] || exit 1
-    say "ports $http/$rpc were taken before the server bound them (attempt $attempt); picking others"
-    rm -f "$dir/http_port" "$dir/rpc_port"
-  done
-  log_tail "$dir"
-  die "could not bind free ports after 5 attempts"
-}
-
-# ---- main ---------------------------------------------------------------------------------
-[[ $# -eq 2 ]] || usage
-cmd=$1
-[[ -n $2 ]] || usage
-case $cmd in start | stop | restart | status) ;; *) usage ;; esac
-
-if [[ $cmd == start || $cmd == restart ]]; then
-  mkdir -p "$2" || die "cannot create $2"
-fi
-[[ -d $2 ]] || die "no such directory: $2"
-DIR=$(cd "$2" && pwd -P) || die "cannot enter $2"
-case $DIR in
-  /var/lib/influxdb | /var/lib/influxdb/* | /etc/influxdb | /etc/influxdb/*)
-    die "refusing to use the system-wide InfluxDB directory $DIR" ;;
-esac
-
-command -v curl >/dev/null 2>&1 || die "curl is needed"
-
-# One invocation at a time per DIR.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$DIR/.lock" || die "cannot create $DIR/.lock"
-  flock -w $((START_TIMEOUT + STOP_TIMEOUT + 10)) 9 || die "another server.sh holds $DIR/.lock"
-fi
-
-case $cmd in
-  start)
-    find_server || { install_server; find_server; } || die "no influxd binary after installing"
-    start_server "$DIR"
-    ;;
-  stop)
-    stop_server "$DIR"
-    ;;
-  restart)
-    find_server || { install_server; find_server; } || die "no influxd binary after installing"
-    [[ -s $DIR/http_port && -s $DIR/influxdb.conf ]] || say "$DIR was never started: starting it fresh"
-    stop_server "$DIR"
-    start_server "$DIR"
-    ;;
-  status)
-    if pid=$(running_pid "$DIR") && ping_ok "$(<"$DIR/http_port")"; then
-      say "running (pid $pid)"
-      base_url "$DIR"
-    else
-      say "not running ($DIR)"
-      exit 1
-    fi
-    ;;
-esac
+private_server_main "$@"
