@@ -33,6 +33,14 @@ Result<BatchSinkSettings> BatchSinkSettings::from(const Options& o) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   BatchSinkSettings s;
+  s.endpoints = o.strings("endpoint");
+  if (s.endpoints.empty()) return o.error_at("endpoint", "endpoint needs at least one URL");
+  for (std::string& e : s.endpoints) {
+    if (!e.starts_with("http://") && !e.starts_with("https://")) {
+      return o.error_at("endpoint", fmt::format("endpoint '{}' must start with http:// or https://", e));
+    }
+    while (!e.empty() && e.back() == '/') e.pop_back();
+  }
   if (o.integer("batch.max_events") < 1) return o.error_at("batch.max_events", "batch.max_events must be at least 1");
   s.max_events = static_cast<std::size_t>(o.integer("batch.max_events"));
   s.max_bytes = o.bytes("batch.max_bytes");
@@ -112,8 +120,8 @@ struct BatchSink::EncodeJob {
   }
 };
 
-BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder, std::vector<std::string> endpoints)
-    : settings_(std::move(settings)), encoder_(std::move(encoder)), endpoints_(std::move(endpoints)),
+BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder)
+    : settings_(std::move(settings)), encoder_(std::move(encoder)),
       // Rows held at most: the requests in flight plus one filling and one waiting.
       max_held_rows_(settings_.max_events * (settings_.concurrency + 2)) {}
 
@@ -178,7 +186,7 @@ void BatchSink::seal() {
   Upload upload = std::move(filling_);
   filling_ = Upload{};
   upload.id = fmt::format("{}", next_sequence_++);
-  upload.endpoint = next_endpoint_++ % endpoints_.size();
+  upload.endpoint = next_endpoint_++ % settings_.endpoints.size();
   to_encode_.push_back(std::move(upload));
   start_encoding();
 }
@@ -248,12 +256,8 @@ void BatchSink::pump() {
   check_drained();
 }
 
-std::shared_ptr<const std::string> BatchSink::compress(std::string_view body) const {
-  return compress_body(settings_.compression, body);
-}
-
 void BatchSink::send(Upload upload) {
-  if (!upload.sent_body) upload.sent_body = compress(upload.body.view());  // a split part
+  if (!upload.sent_body) upload.sent_body = compress_body(settings_.compression, upload.body.view());  // a split part
   ClientRequest request = make_request(upload);
   request.timeout = settings_.timeout;
   request.shared_body = upload.sent_body;
@@ -318,11 +322,11 @@ void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientRespons
   std::string what = describe(verdict, response.status);
   if (setup) {
     log::error(ctx_->name(), "{} at {} refused ({}); {} rows kept, retrying in {} ms", describe_write(),
-               endpoints_[upload.endpoint], what, upload.encoded_rows(), wait.count());
+               settings_.endpoints[upload.endpoint], what, upload.encoded_rows(), wait.count());
     problem_reported_ = true;
   } else if (upload.failures == 1 || upload.failures % 10 == 0) {
     log::warn(ctx_->name(), "{} of {} rows at {} failed ({}), attempt {}; retrying in {} ms", describe_write(),
-              upload.encoded_rows(), endpoints_[upload.endpoint], what, upload.failures, wait.count());
+              upload.encoded_rows(), settings_.endpoints[upload.endpoint], what, upload.failures, wait.count());
   }
   upload.not_before = std::chrono::steady_clock::now() + wait;
   waiting_.push_front(std::move(upload));
@@ -341,7 +345,7 @@ void BatchSink::bad_rows(Upload upload, const Verdict& verdict) {
   }
   if (upload.id.find('/') == std::string::npos) {
     log::warn(ctx_->name(), "{} refused {} rows at {} ({}); splitting them to find the bad rows", describe_write(), rows,
-              endpoints_[upload.endpoint], verdict.message.empty() ? "no reason given" : verdict.message);
+              settings_.endpoints[upload.endpoint], verdict.message.empty() ? "no reason given" : verdict.message);
   }
   std::size_t half = rows / 2;
   Upload first = part_of(upload, 0, half, "a");
@@ -364,7 +368,7 @@ void BatchSink::some_rows_refused(Upload upload, const Verdict& verdict) {
     ++counted;
   }
   log::warn(ctx_->name(), "{} at {} refused {} of {} rows ({}); they are dead-lettered, the rest was written",
-            describe_write(), endpoints_[upload.endpoint], counted, upload.encoded_rows(), verdict.message);
+            describe_write(), settings_.endpoints[upload.endpoint], counted, upload.encoded_rows(), verdict.message);
   delivered(upload, counted);
 }
 

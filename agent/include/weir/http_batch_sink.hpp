@@ -50,6 +50,7 @@ struct BatchSinkDefaults {
 OptionSchema batch_sink_options(const BatchSinkDefaults& defaults);
 
 struct BatchSinkSettings {
+  std::vector<std::string> endpoints;  // base URLs (the sink's `endpoint` list), without a trailing '/'
   std::size_t max_events = 10000;
   std::uint64_t max_bytes = 10 << 20;
   std::uint64_t batch_timeout_ms = 1000;
@@ -57,6 +58,7 @@ struct BatchSinkSettings {
   std::chrono::milliseconds timeout{30000}, initial_backoff{500}, max_backoff{30000};
   std::string compression = "gzip";  // none | gzip | zstd
 
+  // Reads `endpoint` (a list of http:// or https:// URLs) and the options of batch_sink_options().
   static Result<BatchSinkSettings> from(const Options& options);
 };
 
@@ -129,7 +131,7 @@ class BatchSink : public Sink {
   ~BatchSink() override;
 
  protected:
-  BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder, std::vector<std::string> endpoints);
+  BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder);
 
   // After the client exists: healthchecks and the like.
   virtual Status on_start() { return {}; }
@@ -144,7 +146,7 @@ class BatchSink : public Sink {
 
   SinkContext& context() { return *ctx_; }
   Client& client() { return *client_; }
-  const std::vector<std::string>& endpoints() const { return endpoints_; }
+  const std::vector<std::string>& endpoints() const { return settings_.endpoints; }
   const BatchSinkSettings& settings() const { return settings_; }
   std::mt19937_64& rng() { return rng_; }
 
@@ -160,12 +162,10 @@ class BatchSink : public Sink {
   void retry(Upload upload, const Verdict& verdict, const ClientResponse& response, bool setup);
   void bad_rows(Upload upload, const Verdict& verdict);
   void some_rows_refused(Upload upload, const Verdict& verdict);
-  std::shared_ptr<const std::string> compress(std::string_view body) const;
   void check_drained();
 
   BatchSinkSettings settings_;
   std::shared_ptr<RowEncoder> encoder_;
-  std::vector<std::string> endpoints_;
   SinkContext* ctx_ = nullptr;
   std::unique_ptr<Client> client_;
   std::mt19937_64 rng_;

@@ -147,14 +147,6 @@ class LunaEncoder final : public http::RowEncoder {
 class ClickHouseSink final : public http::BatchSink {
  public:
   static Result<std::unique_ptr<ClickHouseSink>> create(const Options& o) {
-    std::vector<std::string> endpoints = o.strings("endpoint");
-    if (endpoints.empty()) return o.error_at("endpoint", "endpoint needs at least one URL");
-    for (std::string& e : endpoints) {
-      if (!e.starts_with("http://") && !e.starts_with("https://")) {
-        return o.error_at("endpoint", fmt::format("endpoint '{}' must start with http:// or https://", e));
-      }
-      while (!e.empty() && e.back() == '/') e.pop_back();
-    }
     auto settings = http::BatchSinkSettings::from(o);
     if (!settings.ok()) return settings.error();
     if (o.string("table").empty()) return o.error_at("table", "table must not be empty");
@@ -170,7 +162,7 @@ class ClickHouseSink final : public http::BatchSink {
       encoder = std::make_shared<JsonEachRowEncoder>(o.strings("encoding.only_fields"));
     }
     auto self = std::unique_ptr<ClickHouseSink>(
-        new ClickHouseSink(std::move(settings.value()), std::move(encoder), std::move(endpoints)));
+        new ClickHouseSink(std::move(settings.value()), std::move(encoder)));
     self->database_ = std::string(o.string("database"));
     self->table_ = std::string(o.string("table"));
     self->user_ = std::string(o.string("auth.user"));

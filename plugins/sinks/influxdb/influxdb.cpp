@@ -64,14 +64,6 @@ OptionSchema schema() {
 class InfluxDbSink final : public http::BatchSink {
  public:
   static Result<std::unique_ptr<InfluxDbSink>> create(const Options& o) {
-    std::vector<std::string> endpoints = o.strings("endpoint");
-    if (endpoints.empty()) return o.error_at("endpoint", "endpoint needs at least one URL");
-    for (std::string& e : endpoints) {
-      if (!e.starts_with("http://") && !e.starts_with("https://")) {
-        return o.error_at("endpoint", fmt::format("endpoint '{}' must start with http:// or https://", e));
-      }
-      while (!e.empty() && e.back() == '/') e.pop_back();
-    }
     auto settings = http::BatchSinkSettings::from(o);
     if (!settings.ok()) return settings.error();
 
@@ -116,7 +108,7 @@ class InfluxDbSink final : public http::BatchSink {
     }
 
     auto self = std::unique_ptr<InfluxDbSink>(new InfluxDbSink(
-        std::move(settings.value()), std::make_shared<influxdb::PointEncoder>(std::move(mapping)), std::move(endpoints)));
+        std::move(settings.value()), std::make_shared<influxdb::PointEncoder>(std::move(mapping))));
     self->dialect_ = dialect;
     self->path_ = std::move(path);
     self->target_ = dialect == Dialect::V1 ? fmt::format("write to database {}", o.string("database"))
