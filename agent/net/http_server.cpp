@@ -64,6 +64,16 @@ Response Response::error(int status, std::string_view message) {
   return json(status, std::string(body.view()));
 }
 
+std::string error_text(const Response& response) {
+  if (response.status < 400 || !response.body.starts_with("{")) return {};
+  Arena arena;
+  JsonParser parser;
+  auto parsed = parser.parse(response.body, arena);
+  if (!parsed.ok()) return {};
+  const Value* e = parsed.value().find("error");
+  return e != nullptr && e->is_string() ? std::string(e->as_string()) : std::string();
+}
+
 const std::string* Request::header(std::string_view name) const {
   for (const Header& h : headers) {
     if (h.name == name) return &h.value;
@@ -331,26 +341,10 @@ void Connection::respond(Response response) {
 }
 
 void Connection::report_answer(const Response& response) {
-  AnsweredRequest answered;
-  answered.method = answered_method_;
-  answered.path = answered_path_;
-  answered.status = response.status;
-  for (const Header& h : response.headers) {
-    if (lower_case(h.name) == "x-request-id") answered.request_id = h.value;
-  }
-  std::string error;
-  if (response.status >= 400 && response.body.starts_with("{")) {
-    Arena arena;
-    JsonParser parser;
-    if (auto parsed = parser.parse(response.body, arena); parsed.ok()) {
-      if (const Value* e = parsed.value().find("error"); e != nullptr && e->is_string()) error = std::string(e->as_string());
-    }
-  }
-  answered.error = error;
-  if (request_began_ != std::chrono::steady_clock::time_point{}) {
-    answered.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_began_).count();
-  }
-  server_->options.on_answered(answered);
+  double seconds = request_began_ == std::chrono::steady_clock::time_point{}
+                       ? 0
+                       : std::chrono::duration<double>(std::chrono::steady_clock::now() - request_began_).count();
+  server_->options.on_answered(AnsweredRequest{answered_method_, answered_path_, response, seconds});
 }
 
 void Connection::reject(Response response) {

@@ -71,16 +71,17 @@ using Handler = std::function<void(Request& request, Responder responder)>;
 // yet (Expect: 100-continue) or that the server would throw away.
 using HeadersCheck = std::function<std::optional<Response>(const Request& head)>;
 
-// A request the server answered, for monitoring (weir/request_watch.hpp). Views are valid
-// during the call only.
+// A request the server answered, for monitoring (weir/request_watch.hpp). Valid during the
+// call only. Anything more is read off the response by whoever wants it (error_text()).
 struct AnsweredRequest {
-  std::string_view method;      // empty when the request line never arrived whole
+  std::string_view method;  // empty when the request line never arrived whole
   std::string_view path;
-  int status = 0;
-  std::string_view request_id;  // the X-Request-Id the response carries, if any
-  std::string_view error;       // the response's {"error": ...} text, if any
-  double seconds = 0;           // from the request's first byte to its answer
+  const Response& response;
+  double seconds = 0;       // from the request's first byte to its answer
 };
+
+// The text of an error response's {"error": ...}, or "".
+std::string error_text(const Response& response);
 
 struct ServerOptions {
   std::string address = "127.0.0.1:0";  // host:port, [v6]:port; port 0 picks a free one

@@ -144,12 +144,18 @@ class HttpServerSource final : public Source {
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
-    // Every answer is reported to whoever watches weir's own requests (internal_monitoring).
+    // Every answer is reported to whoever watches weir's own requests (internal_monitoring);
+    // what a report needs is read off the response only then.
     server_options_.on_answered = [this](const http::AnsweredRequest& a) {
       if (!RequestWatch::watched()) return;
-      RequestWatch::report(ServedRequest{.component = ctx_->name(), .method = a.method, .path = a.path, .status = a.status,
-                                         .request_id = a.request_id, .error = a.error, .seconds = a.seconds,
-                                         .time = wall_clock_now()});
+      std::string_view request_id;
+      for (const http::Header& h : a.response.headers) {
+        if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
+      }
+      std::string error = http::error_text(a.response);
+      RequestWatch::report(ServedRequest{.component = ctx_->name(), .method = a.method, .path = a.path,
+                                         .status = a.response.status, .request_id = request_id, .error = error,
+                                         .seconds = a.seconds, .time = wall_clock_now()});
     };
     server_ = std::make_unique<http::Server>(
         ctx.loop(), server_options_, [this](http::Request& r, http::Responder responder) { handle(r, std::move(responder)); },
