@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from sinkbench import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -56,15 +58,6 @@ def generate(weir, path, events):
             "sinks:\n  out: { type: file, inputs: [gen], path: \"%s\" }\n" % (events, path))
     subprocess.run([weir, "run", "-c", cfg.name, "--log-level", "warn"], check=True)
     os.unlink(cfg.name)
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def blackhole_count(api_port):

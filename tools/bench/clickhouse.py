@@ -6,39 +6,13 @@ CVAT-like log (the one tools/bench/run generates), twice:
   clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]"""
-import argparse, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, os, statistics, subprocess, sys, tempfile, time, urllib.request
+
+from sinkbench import free_port, run_until_delivered, start_discard_receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TICKS = os.sysconf("SC_CLK_TCK")
 BATCH = int(os.environ.get("WEIR_BENCH_BATCH", "10000"))
 CONCURRENCY = int(os.environ.get("WEIR_BENCH_CONCURRENCY", "2"))
-
-
-def cpu_seconds(pid):
-    try:
-        fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
-    except OSError:
-        return 0.0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def metric(api, name):
-    try:
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api, timeout=2).read().decode()
-    except OSError:
-        return -1
-    for line in text.splitlines():
-        if line.startswith(name + '{component_id="ch"'):
-            return int(line.rsplit(" ", 1)[1])
-    return -1
 
 
 def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None):
@@ -68,31 +42,15 @@ sinks:
     batch: { max_events: %d, timeout: 100ms }  # the file source never ends: the last insert waits this long
     request: { concurrency: %d }
 """ % (tmp, time.monotonic_ns(), api, data, endpoint, compression, BATCH, CONCURRENCY))
-    proc = subprocess.Popen([weir, "run", "-c", cfg, "--log-level", "warn"])
-    server_cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
-    start = time.perf_counter()
-    received = 0
-    while True:
-        received = metric(api, "weir_component_received_events_total")
-        sent = metric(api, "weir_component_sent_events_total")
-        if received >= events and sent >= received:
-            break
-        if proc.poll() is not None:
-            sys.exit("weir exited early")
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    weir_cpu = cpu_seconds(proc.pid)
-    server_cpu = cpu_seconds(server_pid) - server_cpu_before if server_pid else 0.0
-    proc.terminate()
-    proc.wait()
-    return seconds, weir_cpu, server_cpu, received
+    return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
 
 
 def report(name, samples, events, mib):
     seconds = statistics.median(s[0] for s in samples)
-    print("%-44s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   (%d rows with working time)"
+    print("%-44s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   peak RSS %.1f MiB   (%d rows with working time)"
           % (name, "{:,.0f}".format(events / seconds), mib / seconds, statistics.median(s[1] for s in samples),
-             ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "", samples[0][3]))
+             ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "",
+             statistics.median(s[3] for s in samples), samples[0][4]))
 
 
 def main():
@@ -114,8 +72,7 @@ def main():
           "share the 2 cores)\n" % (events, mib, args.compression, args.runs))
 
     # A C++ receiver (weir-discard-receiver) that reads bodies and drops them.
-    receiver = subprocess.Popen([os.path.join(args.build, "weir-discard-receiver")], stdout=subprocess.PIPE, text=True)
-    endpoint = "http://127.0.0.1:%s" % receiver.stdout.readline().strip()
+    receiver, endpoint = start_discard_receiver(args.build)
     try:
         samples = [run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid) for _ in range(args.runs)]
     finally:

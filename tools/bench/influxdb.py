@@ -7,46 +7,11 @@
   influxdb     file -> influxdb into a private InfluxDB 1.6 (tools/influxdb/server.sh)
 and prints events/s, MiB/s of input, weir's peak RSS and the CPU seconds of weir and the server.
 Usage: tools/bench/influxdb.py [--build build] [--events 500000] [--runs 3] [--compression gzip]"""
-import argparse, json, os, random, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import argparse, json, os, random, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+
+from sinkbench import free_port, run_until_delivered, start_discard_receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    try:
-        fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
-    except OSError:
-        return 0.0
-
-
-def peak_rss_mib(pid):
-    for line in open("/proc/%d/status" % pid):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def metric(api, name):
-    try:
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api, timeout=2).read().decode()
-    except OSError:
-        return -1
-    for line in text.splitlines():
-        if line.startswith(name + '{component_id="influx"'):
-            return int(line.rsplit(" ", 1)[1])
-    return -1
-
-
 def generate(path, n):
     """LUNA points: 20 services x 12 routes, 5% failed with an error code."""
     rng = random.Random(7)
@@ -96,24 +61,7 @@ sinks:
     healthcheck: { enabled: false }
     batch: { timeout: 100ms }  # the file source never ends: the last write waits this long
 """ % (tmp, time.monotonic_ns(), api, data, endpoint, compression))
-    proc = subprocess.Popen([weir, "run", "-c", cfg, "--log-level", "warn"])
-    server_cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
-    start = time.perf_counter()
-    while True:
-        received = metric(api, "weir_component_received_events_total")
-        sent = metric(api, "weir_component_sent_events_total")
-        if received >= events and sent >= received:
-            break
-        if proc.poll() is not None:
-            sys.exit("weir exited early")
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
-    weir_cpu = cpu_seconds(proc.pid)
-    rss = peak_rss_mib(proc.pid)
-    server_cpu = cpu_seconds(server_pid) - server_cpu_before if server_pid else 0.0
-    proc.terminate()
-    proc.wait()
-    return seconds, weir_cpu, server_cpu, rss
+    return run_until_delivered(weir, cfg, api, "influx", events, server_pid)
 
 
 def report(name, samples, events, mib):
@@ -156,8 +104,7 @@ def main():
           % ("line-protocol encoder alone", "{:,.0f}".format(events / enc_seconds),
              enc[0]["bytes_out"] / (1 << 20) / enc_seconds, 100 * events / enc_seconds / limit_rate))
 
-    receiver = subprocess.Popen([os.path.join(args.build, "weir-discard-receiver")], stdout=subprocess.PIPE, text=True)
-    endpoint = "http://127.0.0.1:%s" % receiver.stdout.readline().strip()
+    receiver, endpoint = start_discard_receiver(args.build)
     try:
         samples = [run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid) for _ in range(args.runs)]
     finally:
