@@ -4,27 +4,18 @@ clickhouse-server, started here on loopback with a temporary data dir and free p
 100k rows exactly once, the server stopped for 20 s mid-stream, malformed rows among
 good ones, a wrong password and an unknown table, and working time from the CVAT
 pipeline equal to the transform's own totals."""
-import json, os, signal, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+
+import harness
+from harness import ROOT, check, finish, wait_for
 
 WEIR = os.path.abspath(sys.argv[1])
-ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = tempfile.mkdtemp(prefix="weir-clickhouse-")
 SERVER_DIR = os.path.join(WORK, "clickhouse")
-SERVER = os.path.join(ROOT, "tools", "clickhouse", "server.sh")
-passes, failures = [], []
-
-
-def check(name, condition, detail=""):
-    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
-    (passes if condition else failures).append(name)
 
 
 def server(verb):
-    out = subprocess.run(["bash", SERVER, verb, SERVER_DIR], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stdout[-3000:], out.stderr[-3000:])
-        raise SystemExit("clickhouse %s failed" % verb)
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return harness.server("clickhouse", verb, SERVER_DIR)
 
 
 def query(sql, user="default", password=""):
@@ -37,18 +28,6 @@ def execute(sql):
     req = urllib.request.Request("http://127.0.0.1:%s/" % PORT, data=sql.encode(), method="POST")
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.read().decode()
-
-
-def wait_for(predicate, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def pipeline(name, table, extra_sink="", source="in: { type: stdin }", database="weir_test", top=""):
@@ -196,5 +175,4 @@ finally:
     except SystemExit:
         pass
 
-print("clickhouse checks: %d passed, %d failed" % (len(passes), len(failures)))
-sys.exit(1 if failures else 0)
+finish("clickhouse")

@@ -4,36 +4,19 @@ variant), weir running pipelines/cvat-analytics.yaml, the recorded multi-user se
 posted the way CVAT's server ships events. Every event lands as a row, and the working
 time in ClickHouse equals, per (user, job, task, project), what the working_time transform
 computes from the same log through stdin."""
-import collections, json, os, signal, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import collections, json, os, signal, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+
+import harness
+from harness import ROOT, check, finish, free_port
 
 WEIR = os.path.abspath(sys.argv[1])
-ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = tempfile.mkdtemp(prefix="weir-cvat-")
 SERVER_DIR = os.path.join(WORK, "clickhouse")
 SESSION = os.path.join(ROOT, "examples", "cvat-multi-user.ndjson")
-passes, failures = [], []
-
-
-def check(name, condition, detail=""):
-    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
-    (passes if condition else failures).append(name)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def server(verb):
-    out = subprocess.run(["bash", os.path.join(ROOT, "tools", "clickhouse", "server.sh"), verb, SERVER_DIR],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stdout[-3000:], out.stderr[-3000:])
-        raise SystemExit("clickhouse %s failed" % verb)
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return harness.server("clickhouse", verb, SERVER_DIR)
 
 
 def query(sql):
@@ -113,5 +96,4 @@ finally:
     except SystemExit:
         pass
 
-print("cvat analytics checks: %d passed, %d failed" % (len(passes), len(failures)))
-sys.exit(1 if failures else 0)
+finish("cvat analytics")

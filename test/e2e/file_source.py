@@ -3,17 +3,13 @@
 copytruncate rotation, deletion, checkpoints across restarts, and kill -9 under load."""
 import json, os, signal, subprocess, sys, tempfile, time
 
+from harness import check, failures, finish
+
 WEIR = sys.argv[1]
 WORK = tempfile.mkdtemp(prefix="weir-file-")
 LOGS = os.path.join(WORK, "logs")
 OUT = os.path.join(WORK, "out.ndjson")
 os.makedirs(LOGS)
-passes, failures = [], []
-
-
-def check(name, condition, detail=""):
-    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
-    (passes if condition else failures).append(name)
 
 
 def config(extra=""):
@@ -135,7 +131,6 @@ contiguous = not twice or twice[-1] - twice[0] + 1 == len(twice)
 check("kill -9: duplicates are at most one batch (%d lines, killed after %d)" % (len(twice), killed_at),
       max(counts.values()) <= 2 and len(twice) <= one_read and contiguous, twice[:5])
 
-print("file source checks: %d passed, %d failed" % (len(passes), len(failures)))
 if failures:
     print(open(os.path.join(WORK, "weir.log")).read()[-3000:])
-sys.exit(1 if failures else 0)
+finish("file source")

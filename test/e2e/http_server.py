@@ -3,23 +3,10 @@
 (http.client with keep-alive, curl, raw sockets) against the weir binary."""
 import gzip, http.client, json, os, signal, socket, subprocess, sys, tempfile, time
 
+from harness import check, finish, free_port
+
 WEIR = sys.argv[1]
 WORK = tempfile.mkdtemp(prefix="weir-http-")
-failures = []
-passes = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def check(name, condition, detail=""):
-    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)), flush=True)
-    (passes if condition else failures).append(name)
 
 
 class Weir:
@@ -298,5 +285,4 @@ got = {e["n"]: json.loads(e["payload"])["request"]["id"] for e in lines(rid_out)
 check("request_id: every event of one request carries the id echoed to the client",
       got.get(1) == got.get(2) == answers[0] and got.get(3) == got.get(4) == answers[1] and answers[0] != answers[1], (got, answers))
 
-print("http_server checks: %d passed, %d failed" % (len(passes), len(failures)))
-sys.exit(1 if failures else 0)
+finish("http_server")

@@ -8,26 +8,13 @@ monitoring pipeline (pipelines/service-monitoring.yaml) with a real ClickHouse t
 seed document's `requests` and `errors` points in both, and weir's own requests."""
 import base64, json, os, subprocess, sys, tempfile, threading, time, urllib.error, urllib.parse, urllib.request
 
+from harness import ROOT, check, finish, server, wait_for
+
 WEIR = os.path.abspath(sys.argv[1])
-ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = tempfile.mkdtemp(prefix="weir-influxdb-")
 INFLUX_DIR = os.path.join(WORK, "influxdb")
 CLICKHOUSE_DIR = os.path.join(WORK, "clickhouse")
 AUTH_DIR = os.path.join(WORK, "influxdb-auth")
-passes, failures = [], []
-
-
-def check(name, condition, detail=""):
-    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
-    (passes if condition else failures).append(name)
-
-
-def server(kind, verb, directory):
-    out = subprocess.run(["bash", os.path.join(ROOT, "tools", kind, "server.sh"), verb, directory], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stdout[-3000:], out.stderr[-3000:])
-        raise SystemExit("%s %s failed" % (kind, verb))
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
 
 
 def influx(q, db=None, method="GET"):
@@ -58,18 +45,6 @@ def write_lines(db, body):
     req = urllib.request.Request(URL + "/write?db=" + db, data=body.encode(), method="POST")
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status
-
-
-def wait_for(predicate, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def pipeline(name, db, sink_extra="", top="", source="in: { type: stdin }"):
@@ -238,9 +213,7 @@ try:
 
     # ---- authentication on: a wrong password is a clear error, the points kept; the right one delivers
     env_auth = dict(os.environ, INFLUXDB_AUTH="1")
-    out = subprocess.run(["bash", os.path.join(ROOT, "tools", "influxdb", "server.sh"), "start", AUTH_DIR], env=env_auth,
-                         capture_output=True, text=True, check=True)
-    auth_url = out.stdout.strip().splitlines()[-1]
+    auth_url = server("influxdb", "start", AUTH_DIR, env=env_auth)
     req = urllib.request.Request(auth_url + "/query", data=urllib.parse.urlencode({"q": "CREATE DATABASE secured"}).encode(),
                                  method="POST", headers={"Authorization": "Basic " + base64.b64encode(b"weir:weir-secret").decode()})
     urllib.request.urlopen(req, timeout=10).read()
@@ -382,5 +355,4 @@ finally:
         except SystemExit:
             pass
 
-print("influxdb checks: %d passed, %d failed" % (len(passes), len(failures)))
-sys.exit(1 if failures else 0)
+finish("influxdb")

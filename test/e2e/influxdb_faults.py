@@ -6,14 +6,10 @@ into halves, and 401 kept until the server lets the points in."""
 import calendar, gzip, json, os, subprocess, sys, tempfile, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from harness import check, finish
+
 WEIR = os.path.abspath(sys.argv[1])
 WORK = tempfile.mkdtemp(prefix="weir-influx-faults-")
-passes, failures = [], []
-
-
-def check(name, condition, detail=""):
-    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
-    (passes if condition else failures).append(name)
 
 
 class Fake:
@@ -161,5 +157,4 @@ check("v1 token auth: Authorization: Token user:password, no basic auth",
       rc == 0 and fake.requests and fake.requests[-1][1].get("Authorization") == "Token weir:pw", fake.requests[-1:])
 
 server.shutdown()
-print("influxdb fault checks: %d passed, %d failed" % (len(passes), len(failures)))
-sys.exit(1 if failures else 0)
+finish("influxdb fault")

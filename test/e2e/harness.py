@@ -1,0 +1,48 @@
+"""What the Python end-to-end tests share: checks and their summary, waiting, free ports,
+and the private servers of tools/<kind>/server.sh."""
+import os, socket, subprocess, sys, time
+
+ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+passes, failures = [], []
+
+
+def check(name, condition, detail=""):
+    print(("ok: " if condition else "FAIL: ") + name + ("" if condition else " -- " + str(detail)[:2000]), flush=True)
+    (passes if condition else failures).append(name)
+
+
+def finish(title):
+    """Prints '<title> checks: N passed, M failed' and exits 1 if any failed."""
+    print("%s checks: %d passed, %d failed" % (title, len(passes), len(failures)))
+    sys.exit(1 if failures else 0)
+
+
+def wait_for(predicate, seconds=60):
+    """True once predicate() is (an exception counts as not yet), False after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def server(kind, verb, directory, env=None):
+    """tools/<kind>/server.sh VERB DIRECTORY: its last line on stdout (the port or URL)."""
+    out = subprocess.run(["bash", os.path.join(ROOT, "tools", kind, "server.sh"), verb, directory],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        print(out.stdout[-3000:], out.stderr[-3000:])
+        raise SystemExit("%s %s failed" % (kind, verb))
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
