@@ -114,18 +114,18 @@ PointEncoder::PointEncoder(PointMapping mapping) : m_(std::move(mapping)) {
   ByteBuffer escaped;
   append_measurement(m_.measurement, m_.dialect, escaped);
   escaped_measurement_ = std::string(escaped.view());
-  for (const FieldPath& tag : m_.tags) {
-    std::string key = tag.text();
-    std::replace(key.begin(), key.end(), '.', m_.separator.empty() ? '_' : m_.separator[0]);
-    if (m_.separator.size() > 1) {
-      key.clear();
-      for (char c : tag.text()) {
-        if (c == '.') key += m_.separator;
-        else key.push_back(c);
-      }
+  // The key a path names a scalar by: its segments joined by the separator, as nested
+  // objects' keys are.
+  auto key_of = [this](const FieldPath& path) {
+    std::string key;
+    for (char c : path.text()) {
+      if (c == '.') key += m_.separator;
+      else key.push_back(c);
     }
-    tag_keys_.push_back(std::move(key));
-  }
+    return key;
+  };
+  for (const FieldPath& tag : m_.tags) tag_keys_.push_back(key_of(tag));
+  for (const FieldPath& field : m_.fields) field_keys_.push_back(key_of(field));
 }
 
 bool PointEncoder::is_mapped_elsewhere(std::string_view key) const {
@@ -349,21 +349,11 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
       if (Status s = add_fields(member.value, key, measurement, out, first); !s.ok()) return fail(s);
     }
   } else {
-    for (const FieldPath& path : m_.fields) {
-      const Value* v = path.find(event.fields);
+    for (std::size_t i = 0; i < m_.fields.size(); ++i) {
+      const Value* v = m_.fields[i].find(event.fields);
       if (v == nullptr) continue;
-      if (v->is_object()) key.clear();
-      else {
-        key = path.text();
-        if (m_.separator != ".") {
-          std::string joined;
-          for (char c : key) {
-            if (c == '.') joined += m_.separator;
-            else joined.push_back(c);
-          }
-          key = std::move(joined);
-        }
-      }
+      if (v->is_object()) key.clear();  // its members are named by their own keys
+      else key = field_keys_[i];
       if (Status s = add_fields(*v, key, measurement, out, first); !s.ok()) return fail(s);
     }
   }

@@ -86,7 +86,8 @@ class PointEncoder final : public http::RowEncoder {
 
   PointMapping m_;
   std::string escaped_measurement_;  // of m_.measurement
-  std::vector<std::string> tag_keys_;  // for each m_.tags entry: its key when it is a scalar
+  std::vector<std::string> tag_keys_;    // for each m_.tags entry: its key when it is a scalar
+  std::vector<std::string> field_keys_;  // the same for m_.fields
   TextMap<FieldType> remembered_;  // "measurement\0field" -> type
   std::vector<std::pair<std::string, FieldType>> new_types_;  // of the point being written
   std::string lookup_key_;
