@@ -64,10 +64,13 @@ std::string_view Upload::row(std::size_t i) const {
 
 namespace {
 
-std::shared_ptr<const std::string> compress_body(const std::string& compression, std::string_view body) {
-  if (compression == "gzip") return std::make_shared<std::string>(compression::gzip_compress(body, 3));
-  if (compression == "zstd") return std::make_shared<std::string>(compression::zstd_compress(body, 1));
-  return std::make_shared<std::string>(body);
+// Makes what goes on the wire, once per upload. Without compression that is the encoded
+// rows themselves (a copy of 10 MiB per request cost as much as encoding a field).
+void prepare_for_sending(const std::string& compression, Upload& upload) {
+  if (upload.encoded_for_sending) return;
+  if (compression == "gzip") upload.compressed = compression::gzip_compress(upload.body.view(), 3);
+  if (compression == "zstd") upload.compressed = compression::zstd_compress(upload.body.view(), 1);
+  upload.encoded_for_sending = true;
 }
 
 // Rows [from, to) of `whole` as an upload of their own (a half of a split).
@@ -116,7 +119,7 @@ struct BatchSink::EncodeJob {
         upload.row_ends.push_back(static_cast<std::uint32_t>(upload.body.size()));
       }
     }
-    if (!upload.row_ends.empty()) upload.sent_body = compress_body(compression, upload.body.view());
+    if (!upload.row_ends.empty()) prepare_for_sending(compression, upload);
   }
 };
 
@@ -257,13 +260,15 @@ void BatchSink::pump() {
 }
 
 void BatchSink::send(Upload upload) {
-  if (!upload.sent_body) upload.sent_body = compress_body(settings_.compression, upload.body.view());  // a split part
+  prepare_for_sending(settings_.compression, upload);  // done already unless a split part
   ClientRequest request = make_request(upload);
   request.timeout = settings_.timeout;
-  request.shared_body = upload.sent_body;
   if (settings_.compression != "none") request.headers.push_back({"Content-Encoding", settings_.compression});
   ++in_flight_;
   auto shared = std::make_shared<Upload>(std::move(upload));
+  // The upload lives in the callback, which the client holds until the answer: its buffers
+  // do not move, so curl reads the body where it is.
+  request.borrowed_body = shared->sent_body(settings_.compression);
   client_->send(std::move(request), [this, shared](ClientResponse response) {
     --in_flight_;
     answered(std::move(*shared), response);

@@ -93,7 +93,7 @@ bool prepare(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
   if (r.method == "POST" || r.method == "PUT") {
-    const std::string& body = r.shared_body ? *r.shared_body : r.body;
+    std::string_view body = r.borrowed_body ? *r.borrowed_body : std::string_view(r.body);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));

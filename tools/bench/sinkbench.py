@@ -29,34 +29,48 @@ def free_port():
     return port
 
 
-def metric(api, name, component):
-    """A counter of one component from weir's /metrics; -1 while it does not answer."""
+def metrics(api):
+    """weir's /metrics as {(name, component): value}; empty while it does not answer."""
     try:
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api, timeout=2).read().decode()
     except OSError:
-        return -1
+        return {}
+    values = {}
     for line in text.splitlines():
-        if line.startswith(name + '{component_id="%s"' % component):
-            return int(line.rsplit(" ", 1)[1])
-    return -1
+        if line.startswith("weir_component_") and '{component_id="' in line:
+            name, rest = line.split("{", 1)
+            component = rest.split('"', 2)[1]
+            values[(name, component)] = int(float(line.rsplit(" ", 1)[1]))
+    return values
 
 
-def run_until_delivered(weir, config, api, sink, events, server_pid=None):
-    """Runs weir with `config` (its API on port `api`) until `sink` has received `events` and
-    sent all it received. Returns (seconds, weir CPU s, server CPU s, weir peak RSS MiB, events
-    the sink received)."""
+def run_until_delivered(weir, config, api, sink, events, server_pid=None, source="in"):
+    """Runs weir with `config` (its API on port `api`) until `source` has emitted `events` and
+    `sink` has sent every row it received (transforms such as working_time add rows, so the
+    sink's own count is not known beforehand). Returns (seconds, weir CPU s, server CPU s,
+    weir peak RSS MiB, rows the sink received)."""
     proc = subprocess.Popen([weir, "run", "-c", config, "--log-level", "warn"])
     server_cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
+    settled = 0
     while True:
-        received = metric(api, "weir_component_received_events_total", sink)
-        sent = metric(api, "weir_component_sent_events_total", sink)
-        if received >= events and sent >= received:
+        m = metrics(api)
+        emitted = m.get(("weir_component_sent_events_total", source), -1)
+        received = m.get(("weir_component_received_events_total", sink), -1)
+        sent = m.get(("weir_component_sent_events_total", sink), -1)
+        # Two scrapes in a row with everything sent: nothing was still between the source
+        # and the sink at the first one.
+        if emitted >= events and sent >= received > 0:
+            if settled == 0:
+                seconds = time.perf_counter() - start  # when it was all sent
+            settled += 1
+        else:
+            settled = 0
+        if settled == 2:
             break
         if proc.poll() is not None:
             sys.exit("weir exited early")
-        time.sleep(0.02)
-    seconds = time.perf_counter() - start
+        time.sleep(0.01)
     weir_cpu = cpu_seconds(proc.pid)
     rss = peak_rss_mib(proc.pid)
     server_cpu = cpu_seconds(server_pid) - server_cpu_before if server_pid else 0.0

@@ -98,13 +98,18 @@ struct Upload {
   std::vector<UnwritableEvent> unwritable;
   std::vector<std::uint32_t> row_ends;  // end of each encoded row in `body`
   ByteBuffer body;                      // uncompressed
-  std::shared_ptr<const std::string> sent_body;  // as sent (compressed), made once
+  std::string compressed;               // with compression: the body as sent, made once
+  bool encoded_for_sending = false;     // `compressed` is made (or not needed)
   std::vector<AckRef> acks;
   int failures = 0;
   std::chrono::steady_clock::time_point not_before{};
 
   std::size_t encoded_rows() const { return row_ends.size(); }
   std::string_view row(std::size_t i) const;  // with its '\n'
+  // What goes on the wire: the compressed body, or the rows themselves without compression.
+  std::string_view sent_body(const std::string& compression) const {
+    return compression == "none" ? body.view() : std::string_view(compressed);
+  }
 };
 
 enum class Outcome {

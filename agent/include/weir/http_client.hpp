@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,9 +23,9 @@ struct ClientRequest {
   std::string url;
   std::vector<Header> headers;  // sent as given
   std::string body;
-  // Sent instead of `body` when set: a large body shared with the caller (kept for retries)
-  // rather than copied into every request.
-  std::shared_ptr<const std::string> shared_body;
+  // Sent instead of `body` when set, without a copy: a large body the caller keeps (for
+  // retries) and guarantees alive until the request's callback runs or the client is gone.
+  std::optional<std::string_view> borrowed_body;
   std::string user, password;  // basic auth when `user` is not empty
   std::chrono::milliseconds timeout{30'000};
   std::chrono::milliseconds connect_timeout{5'000};
