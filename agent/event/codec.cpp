@@ -91,8 +91,7 @@ char* LineStream::read_space(std::size_t& available) {
   return chunk_->bytes.get() + filled_;
 }
 
-void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected,
-                        std::vector<std::uint64_t>* line_starts) {
+void LineStream::accept(std::size_t count, std::vector<DecodeRejection>& rejected) {
   char* base = chunk_->bytes.get();
   std::size_t scan_from = filled_;
   filled_ += count;
@@ -122,10 +121,7 @@ void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<Decode
   }
   if (last_nl) {
     std::size_t region_end = static_cast<std::size_t>(last_nl - base) + 1;
-    std::size_t before = batch.size();
-    decoder_.decode(base + line_start_, region_end - line_start_, chunk_->capacity + InputChunk::padding - line_start_,
-                    batch, rejected, line_starts, consumed_);
-    if (decoder_.points_into_input() && batch.size() != before) batch.retain(chunk_);
+    accepted_ = Accepted{chunk_, line_start_, region_end, filled_ - line_start_, consumed_};
     consumed_ += region_end - line_start_;
     line_start_ = region_end;
   }
@@ -137,6 +133,17 @@ void LineStream::commit(std::size_t count, EventBatch& batch, std::vector<Decode
     consumed_ += filled_ - line_start_;
     line_start_ = filled_;
   }
+}
+
+void LineStream::decode_accepted(EventBatch& batch, std::vector<DecodeRejection>& rejected,
+                                 std::vector<std::uint64_t>* line_starts) {
+  if (!accepted_.chunk) return;
+  Accepted region = std::move(accepted_);
+  accepted_ = Accepted{};
+  std::size_t before = batch.size();
+  decoder_.decode(region.chunk->bytes.get() + region.from, region.to - region.from, region.stable, batch, rejected,
+                  line_starts, region.consumed_before);
+  if (decoder_.points_into_input() && batch.size() != before) batch.retain(region.chunk);
 }
 
 void LineStream::finish(EventBatch& batch, std::vector<DecodeRejection>& rejected,

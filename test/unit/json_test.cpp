@@ -141,6 +141,40 @@ TEST_CASE("json: line stream frames reads of any size, and rejects overlong line
   }
 }
 
+TEST_CASE("json: read-ahead: the next read lands before the accepted lines decode, and changes nothing") {
+  std::string input;
+  for (int i = 0; i < 3000; ++i) input += "{\"n\":" + std::to_string(i) + ",\"s\":\"" + std::string(i % 53, 'q') + "\"}\n";
+  for (std::size_t read_size : {5, 333, 4096}) {
+    LineStream stream(Codec::Json, 4096, 8192);
+    EventBatch batch;
+    std::vector<DecodeRejection> rejected;
+    std::size_t at = 0;
+    std::size_t space = 0;
+    char* dst = stream.read_space(space);
+    std::size_t n = std::min({space, read_size, input.size() - at});
+    std::memcpy(dst, input.data() + at, n);
+    while (n > 0) {
+      at += n;
+      stream.accept(n, rejected);
+      // The next read, as the file source starts it: into the same chunk after the
+      // accepted bytes, or a new one. Whatever it writes must not reach these lines.
+      dst = stream.read_space(space);
+      n = std::min({space, read_size, input.size() - at});
+      std::memset(dst, '}', space);  // a read in flight may leave anything there first
+      std::memcpy(dst, input.data() + at, n);
+      stream.decode_accepted(batch, rejected);
+    }
+    INFO("read size " << read_size);
+    REQUIRE(rejected.empty());
+    REQUIRE(batch.size() == 3000);
+    for (int i = 0; i < 3000; i += 499) {
+      CHECK(batch.events()[i].fields.find("n")->as_int() == i);
+      CHECK(batch.events()[i].fields.find("s")->as_string().size() == static_cast<std::size_t>(i % 53));
+    }
+    CHECK(stream.bytes_consumed() == input.size());
+  }
+}
+
 TEST_CASE("json: a CRLF line of exactly max_line_bytes passes however the reads are cut") {
   std::string line = "{\"k\":\"" + std::string(90, 'x') + "\"}";  // 98 bytes
   std::string input = line + "\r\n" + line + "\r\n";

@@ -5,7 +5,8 @@ CVAT-like log (the one tools/bench/run generates), twice:
              bodies (weir's own ceiling: reading, decoding, working time, encoding, sending)
   clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
-Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]"""
+Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
+Environment: WEIR_BENCH_BATCH (batch.max_events), WEIR_BENCH_CONCURRENCY, WEIR_BENCH_READ (the file source read_bytes)."""
 import argparse, os, statistics, subprocess, sys, tempfile, time, urllib.request
 
 from sinkbench import free_port, run_until_delivered, start_discard_receiver
@@ -22,7 +23,7 @@ def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None):
         f.write("""data_dir: %s/data-%d
 api: { address: "127.0.0.1:%d" }
 sources:
-  in: { type: file, include: ["%s"], poll_interval: 10ms }
+  in: { type: file, include: ["%s"], poll_interval: 10ms, read_bytes: %s }
 transforms:
   wt: { type: working_time, inputs: [in] }
   ts: { type: enrich, inputs: [wt], timestamp: { field: timestamp, format: datetime } }
@@ -41,7 +42,7 @@ sinks:
                     job_id, user_id, user_name, user_email, org_id, org_slug, payload]
     batch: { max_events: %d, timeout: 100ms }  # the file source never ends: the last insert waits this long
     request: { concurrency: %d }
-""" % (tmp, time.monotonic_ns(), api, data, endpoint, compression, BATCH, CONCURRENCY))
+""" % (tmp, time.monotonic_ns(), api, data, os.environ.get("WEIR_BENCH_READ", "256KiB"), endpoint, compression, BATCH, CONCURRENCY))
     return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
 
 

@@ -69,7 +69,17 @@ class LineStream {
   // `count` bytes were read into read_space(): decode every line they complete.
   // With `line_starts`, each event's line offset in the stream is appended (see LineDecoder).
   void commit(std::size_t count, EventBatch& batch, std::vector<DecodeRejection>& rejected,
-              std::vector<std::uint64_t>* line_starts = nullptr);
+              std::vector<std::uint64_t>* line_starts = nullptr) {
+    accept(count, rejected);
+    decode_accepted(batch, rejected, line_starts);
+  }
+  // commit() in two steps, so a reader can start the next read in between (read-ahead: the
+  // next read fills the chunk, or a new one, while these lines decode). accept() frames the
+  // lines `count` bytes complete; decode_accepted() decodes them, and must be called before
+  // the next accept(). The next read_space() never overlaps bytes accepted and not decoded.
+  void accept(std::size_t count, std::vector<DecodeRejection>& rejected);
+  void decode_accepted(EventBatch& batch, std::vector<DecodeRejection>& rejected,
+                       std::vector<std::uint64_t>* line_starts = nullptr);
   // End of input: decode the last line even without its newline.
   void finish(EventBatch& batch, std::vector<DecodeRejection>& rejected,
               std::vector<std::uint64_t>* line_starts = nullptr);
@@ -91,6 +101,14 @@ class LineStream {
   std::size_t filled_ = 0;      // bytes of chunk_ holding data
   bool discarding_ = false;     // inside an oversized line: drop bytes up to its newline
   std::uint64_t consumed_ = 0;
+  // Lines accepted and not yet decoded: [from, to) of `chunk`; `stable` bytes from `from`
+  // are written (simdjson may read past a line's end, but never into a read in flight).
+  struct Accepted {
+    std::shared_ptr<InputChunk> chunk;
+    std::size_t from = 0, to = 0, stable = 0;
+    std::uint64_t consumed_before = 0;  // stream offset of `from`
+  };
+  Accepted accepted_;
 };
 
 }  // namespace weir
