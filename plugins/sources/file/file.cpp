@@ -8,6 +8,9 @@
 #include <fnmatch.h>
 #include <glob.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <deque>
 #include <map>
@@ -58,6 +61,7 @@ std::string fnv1a_hex(std::string_view bytes) {
 }
 
 class FileSource;
+struct ReadJob;
 
 struct TailedFile {
   FileSource* owner = nullptr;
@@ -69,7 +73,7 @@ struct TailedFile {
   std::uint64_t stream_start = 0;  // file offset where `stream` began
   std::uint64_t read_offset = 0;   // next byte to read
   bool detached = false;           // the path names another file or none now: read to the end, close
-  AsyncRead read;
+  ReadJob* job = nullptr;           // the read in flight, if any
   // Batches in flight, in order: their end offsets, and whether the sinks have them.
   struct InFlight {
     std::uint64_t end;
@@ -79,8 +83,9 @@ struct TailedFile {
   std::uint64_t first_sequence = 0;  // sequence number of in_flight.front()
   std::uint64_t generation = 0;      // bumped on truncation: acks of older batches are stale
 
+  void cancel_read();
+  // Never while a read is in flight: the job holds the file.
   ~TailedFile() {
-    read.cancel();
     if (fd >= 0) {
       uv_fs_t req;
       uv_fs_close(nullptr, &req, fd, nullptr);
@@ -88,6 +93,43 @@ struct TailedFile {
     }
   }
 };
+
+// One read, and the decoding of the lines it completes, on the thread pool: the loop's core
+// is left to the transforms and sinks (decoding was the larger part of its work). One job
+// per file at a time, so the file's LineStream is used by one thread at a time, handed over
+// by uv_queue_work. The job holds the file: its descriptor and stream outlive the job even
+// when the source lets go of the file.
+struct ReadJob {
+  uv_work_t work{};
+  std::shared_ptr<TailedFile> file;
+  char* into = nullptr;
+  std::size_t asked = 0;
+  std::int64_t offset = 0;
+  bool cancelled = false;  // set on the loop; the results are dropped when the job lands
+  // Results, read on the loop once the job is done.
+  ssize_t result = 0;  // bytes read, 0 at the end, or a negative libuv error code
+  BatchPtr batch;
+  std::vector<DecodeRejection> rejected;
+  std::vector<std::uint64_t> starts;
+  std::uint64_t consumed = 0;  // the stream's bytes_consumed() after these lines
+
+  void run() {
+    ssize_t n;
+    do {
+      n = pread(file->fd, into, asked, offset);
+    } while (n < 0 && errno == EINTR);
+    result = n < 0 ? uv_translate_sys_error(errno) : n;
+    if (n <= 0) return;
+    batch = EventBatch::create();
+    file->stream->accept(static_cast<std::size_t>(n), rejected);
+    file->stream->decode_accepted(*batch, rejected, &starts);
+    consumed = file->stream->bytes_consumed();
+  }
+};
+
+void TailedFile::cancel_read() {
+  if (job != nullptr) job->cancelled = true;
+}
 
 class FileSource final : public Source {
  public:
@@ -146,8 +188,8 @@ class FileSource final : public Source {
       save_pending_ = false;
       save_checkpoints();
     }
-    for (auto& [path, file] : files_) file->read.cancel();
-    for (auto& file : detached_) file->read.cancel();
+    for (auto& [path, file] : files_) file->cancel_read();
+    for (auto& file : detached_) file->cancel_read();
     ctx_->finished();
   }
 
@@ -309,7 +351,7 @@ class FileSource final : public Source {
   }
 
   void poll_file(const std::shared_ptr<TailedFile>& file) {
-    if (file->read.in_flight() || stopped_ || paused_) return;
+    if (file->job != nullptr || stopped_ || paused_) return;
     fingerprint(*file);
     if (file->fingerprint.empty()) {
       if (file->detached) std::erase(detached_, file);  // gone before it had a whole first line
@@ -340,49 +382,54 @@ class FileSource final : public Source {
     std::vector<DecodeRejection> rejected;
     std::vector<std::uint64_t> starts;
     file->stream->finish(*batch, rejected, &starts);
-    deliver(file, std::move(batch), rejected, starts);
+    deliver(file, std::move(batch), rejected, starts, file->stream->bytes_consumed());
     log::info(ctx_->name(), "{}: done (rotated or deleted, read to its end)", file->path);
     std::erase(detached_, file);
   }
 
   void read(const std::shared_ptr<TailedFile>& file) {
-    std::size_t available = 0;
-    char* space = file->stream->read_space(available);
-    std::weak_ptr<TailedFile> weak = file;
-    int rc = file->read.start(ctx_->loop(), file->fd, space, available, static_cast<std::int64_t>(file->read_offset),
-                              file->stream->chunk(), [this, weak, available](ssize_t n) {
-                                if (auto f = weak.lock()) on_read(f, n, available);
-                              });
-    if (rc < 0) log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
+    auto job = std::make_unique<ReadJob>();
+    job->file = file;
+    job->into = file->stream->read_space(job->asked);
+    job->offset = static_cast<std::int64_t>(file->read_offset);
+    job->work.data = job.get();
+    int rc = uv_queue_work(
+        ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<ReadJob*>(w->data)->run(); },
+        [](uv_work_t* w, int status) {
+          std::unique_ptr<ReadJob> done(static_cast<ReadJob*>(w->data));
+          std::shared_ptr<TailedFile> file = std::move(done->file);
+          file->job = nullptr;
+          if (status != 0 || done->cancelled || file->owner == nullptr) return;
+          file->owner->on_read(file, *done);
+        });
+    if (rc < 0) {
+      log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
+      return;
+    }
+    file->job = job.release();
   }
 
-  void on_read(const std::shared_ptr<TailedFile>& file, ssize_t n, std::size_t asked) {
-    if (n < 0) {
-      log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(static_cast<int>(n)));
+  void on_read(const std::shared_ptr<TailedFile>& file, ReadJob& job) {
+    if (job.result < 0) {
+      log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(static_cast<int>(job.result)));
       ctx_->metrics().errors.add();
       return;
     }
-    if (n == 0) return;
-    auto batch = EventBatch::create();
-    std::vector<DecodeRejection> rejected;
-    std::vector<std::uint64_t> starts;
-    file->stream->accept(static_cast<std::size_t>(n), rejected);
-    file->read_offset += static_cast<std::uint64_t>(n);
-    // Read-ahead: a full read probably means more right away, so the next read starts
-    // before these lines decode, and the thread pool reads while the loop decodes (waiting
-    // for each read in turn left the loop idle a fifth of the time). When downstream is
-    // full, the read already started still delivers its batch: one batch over the limit.
-    if (static_cast<std::size_t>(n) == asked && !paused_ && !stopped_) read(file);
-    file->stream->decode_accepted(*batch, rejected, &starts);
-    if (!deliver(file, std::move(batch), rejected, starts)) {
-      paused_ = true;
-    }
+    if (job.result == 0) return;
+    file->read_offset += static_cast<std::uint64_t>(job.result);
+    // Read-ahead: a full read probably means more right away, so the next job starts before
+    // this batch goes downstream, and the thread pool reads and decodes while the loop runs
+    // the transforms. When downstream is full, the job already started still delivers its
+    // batch: one batch over the limit.
+    if (static_cast<std::size_t>(job.result) == job.asked && !paused_ && !stopped_) read(file);
+    if (!deliver(file, std::move(job.batch), job.rejected, job.starts, job.consumed)) paused_ = true;
   }
 
   // Emits a batch with an acknowledgement that moves the checkpoint. Returns whether
   // downstream has room for more.
+  // `consumed`: the stream's bytes_consumed() after these lines.
   bool deliver(const std::shared_ptr<TailedFile>& file, BatchPtr batch, const std::vector<DecodeRejection>& rejected,
-               const std::vector<std::uint64_t>& starts) {
+               const std::vector<std::uint64_t>& starts, std::uint64_t consumed) {
     for (const DecodeRejection& r : rejected) {
       ctx_->dead_letter_raw(r.raw, r.line, fmt::format("{}: {}", file->path, r.reason));
     }
@@ -402,7 +449,7 @@ class FileSource final : public Source {
         if (!offset_key_.empty()) put(event, offset_key_, Value::integer(static_cast<std::int64_t>(file->stream_start + starts[i])));
       }
     }
-    std::uint64_t end = file->stream_start + file->stream->bytes_consumed();
+    std::uint64_t end = file->stream_start + consumed;
     std::uint64_t sequence = file->first_sequence + file->in_flight.size();
     file->in_flight.push_back({end, false});
     std::weak_ptr<TailedFile> weak = file;
