@@ -12,7 +12,9 @@
 
 #include <cerrno>
 
+#include <atomic>
 #include <deque>
+#include <mutex>
 #include <map>
 
 #include <fmt/format.h>
@@ -63,6 +65,27 @@ std::string fnv1a_hex(std::string_view bytes) {
 class FileSource;
 struct ReadJob;
 
+// One read and its decoded lines.
+struct DecodedRead {
+  ssize_t result = 0;  // bytes read, 0 at the end, or a negative libuv error code
+  std::size_t asked = 0;
+  BatchPtr batch;
+  std::vector<DecodeRejection> rejected;
+  std::vector<std::uint64_t> starts;
+  std::uint64_t consumed = 0;  // the stream's bytes_consumed() after these lines
+};
+
+// Wakes the loop when a job has decoded a read. Shared with running jobs, which may outlive
+// the source: it closes the handle only after clearing `async` under the mutex.
+struct Waker {
+  std::mutex mutex;
+  uv_async_t* async = nullptr;
+  void wake() {
+    std::lock_guard lock(mutex);
+    if (async != nullptr) uv_async_send(async);
+  }
+};
+
 struct TailedFile {
   FileSource* owner = nullptr;
   std::string path;
@@ -73,7 +96,12 @@ struct TailedFile {
   std::uint64_t stream_start = 0;  // file offset where `stream` began
   std::uint64_t read_offset = 0;   // next byte to read
   bool detached = false;           // the path names another file or none now: read to the end, close
-  ReadJob* job = nullptr;           // the read in flight, if any
+  ReadJob* job = nullptr;           // the reads in flight, if any
+  // Reads the job has decoded, in order, for the loop to deliver (guarded by `decoded_mutex`).
+  std::mutex decoded_mutex;
+  std::deque<DecodedRead> decoded;
+  bool more = false;               // the last read delivered came back full: probably more
+  std::atomic<bool> hold{false};   // the loop wants no more reads (downstream full, or stopping)
   // Batches in flight, in order: their end offsets, and whether the sinks have them.
   struct InFlight {
     std::uint64_t end;
@@ -94,40 +122,56 @@ struct TailedFile {
   }
 };
 
-// One read, and the decoding of the lines it completes, on the thread pool: the loop's core
-// is left to the transforms and sinks (decoding was the larger part of its work). One job
-// per file at a time, so the file's LineStream is used by one thread at a time, handed over
-// by uv_queue_work. The job holds the file: its descriptor and stream outlive the job even
-// when the source lets go of the file.
+// Reads, and the decoding of the lines they complete, on the thread pool: the loop's core is
+// left to the transforms and sinks (decoding was the larger part of its work). One job per
+// file at a time, so the file's LineStream is used by one thread at a time, handed over by
+// uv_queue_work. The job keeps reading while reads come back full, handing each decoded read
+// to the loop as it is done (a queue and a uv_async wake-up), up to kAhead reads waiting:
+// ending the job after each read made every read wait for two hand-overs (a pool thread's
+// wake-up, then the loop's), and those waits, not the work, set the pace. The job holds the
+// file: its descriptor and stream outlive the job even when the source lets go of the file.
 struct ReadJob {
+  static constexpr std::size_t kAhead = 4;
   uv_work_t work{};
   std::shared_ptr<TailedFile> file;
-  char* into = nullptr;
-  std::size_t asked = 0;
-  std::int64_t offset = 0;
-  bool cancelled = false;  // set on the loop; the results are dropped when the job lands
-  // Results, read on the loop once the job is done.
-  ssize_t result = 0;  // bytes read, 0 at the end, or a negative libuv error code
-  BatchPtr batch;
-  std::vector<DecodeRejection> rejected;
-  std::vector<std::uint64_t> starts;
-  std::uint64_t consumed = 0;  // the stream's bytes_consumed() after these lines
+  std::shared_ptr<Waker> waker;
+  std::int64_t offset = 0;  // of the first read
+  bool cancelled = false;   // set on the loop: the job's reads are dropped when it ends
 
   void run() {
-    ssize_t n;
-    do {
-      n = pread(file->fd, into, asked, offset);
-    } while (n < 0 && errno == EINTR);
-    result = n < 0 ? uv_translate_sys_error(errno) : n;
-    if (n <= 0) return;
-    batch = EventBatch::create();
-    file->stream->accept(static_cast<std::size_t>(n), rejected);
-    file->stream->decode_accepted(*batch, rejected, &starts);
-    consumed = file->stream->bytes_consumed();
+    std::int64_t at = offset;
+    while (!file->hold.load(std::memory_order_relaxed)) {
+      DecodedRead r;
+      char* into = file->stream->read_space(r.asked);
+      ssize_t n;
+      do {
+        n = pread(file->fd, into, r.asked, at);
+      } while (n < 0 && errno == EINTR);
+      r.result = n < 0 ? uv_translate_sys_error(errno) : n;
+      if (n > 0) {
+        at += n;
+        r.batch = EventBatch::create();
+        file->stream->accept(static_cast<std::size_t>(n), r.rejected);
+        file->stream->decode_accepted(*r.batch, r.rejected, &r.starts);
+        r.consumed = file->stream->bytes_consumed();
+      }
+      const bool full = n > 0 && static_cast<std::size_t>(n) == r.asked;
+      std::size_t waiting;
+      {
+        std::lock_guard lock(file->decoded_mutex);
+        file->decoded.push_back(std::move(r));
+        waiting = file->decoded.size();
+      }
+      waker->wake();
+      // Not full: the end of the file for now. Too far ahead: the loop starts the next job
+      // once it has delivered these.
+      if (!full || waiting >= kAhead) return;
+    }
   }
 };
 
 void TailedFile::cancel_read() {
+  hold = true;
   if (job != nullptr) job->cancelled = true;
 }
 
@@ -156,6 +200,7 @@ class FileSource final : public Source {
   }
 
   ~FileSource() override {
+    close_waker();
     for (auto& [path, file] : files_) file->owner = nullptr;
     for (auto& file : detached_) file->owner = nullptr;
     if (checkpoints_) save_checkpoints();
@@ -165,6 +210,15 @@ class FileSource final : public Source {
     ctx_ = &ctx;
     checkpoints_ = std::make_unique<Checkpoints>(ctx.data_dir() + "/" + ctx.name());
     if (Status loaded = checkpoints_->load(); !loaded.ok()) return loaded;
+    if (int rc = uv_async_init(ctx.loop(), wake_.get(), [](uv_async_t* a) {
+          if (a->data != nullptr) static_cast<FileSource*>(a->data)->deliver_decoded();
+        });
+        rc != 0) {
+      return Error("file: cannot create a wake-up handle: " + uv_error_text(rc));
+    }
+    wake_.mark_initialized();
+    wake_.get()->data = this;
+    waker_->async = wake_.get();
     scan(true);
     start_timer(glob_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<FileSource*>(t->data)->scan(false); },
                 glob_ms_, glob_ms_);
@@ -175,6 +229,8 @@ class FileSource final : public Source {
 
   void resume() override {
     paused_ = false;
+    for (auto& [path, file] : files_) file->hold = false;
+    for (auto& file : detached_) file->hold = false;
     poll();
   }
 
@@ -190,6 +246,7 @@ class FileSource final : public Source {
     }
     for (auto& [path, file] : files_) file->cancel_read();
     for (auto& file : detached_) file->cancel_read();
+    close_waker();
     ctx_->finished();
   }
 
@@ -387,12 +444,21 @@ class FileSource final : public Source {
     std::erase(detached_, file);
   }
 
+  void close_waker() {
+    {
+      std::lock_guard lock(waker_->mutex);
+      waker_->async = nullptr;
+    }
+    wake_.close();
+  }
+
   void read(const std::shared_ptr<TailedFile>& file) {
     auto job = std::make_unique<ReadJob>();
     job->file = file;
-    job->into = file->stream->read_space(job->asked);
+    job->waker = waker_;
     job->offset = static_cast<std::int64_t>(file->read_offset);
     job->work.data = job.get();
+    file->hold = false;
     int rc = uv_queue_work(
         ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<ReadJob*>(w->data)->run(); },
         [](uv_work_t* w, int status) {
@@ -400,7 +466,7 @@ class FileSource final : public Source {
           std::shared_ptr<TailedFile> file = std::move(done->file);
           file->job = nullptr;
           if (status != 0 || done->cancelled || file->owner == nullptr) return;
-          file->owner->on_read(file, *done);
+          file->owner->job_ended(file);
         });
     if (rc < 0) {
       log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
@@ -409,20 +475,44 @@ class FileSource final : public Source {
     file->job = job.release();
   }
 
-  void on_read(const std::shared_ptr<TailedFile>& file, ReadJob& job) {
-    if (job.result < 0) {
-      log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(static_cast<int>(job.result)));
-      ctx_->metrics().errors.add();
-      return;
+  // The wake-up: reads decoded by the jobs go downstream, in order.
+  void deliver_decoded() {
+    for (auto& [path, file] : files_) deliver_decoded(file);
+    for (auto& file : std::vector<std::shared_ptr<TailedFile>>(detached_)) deliver_decoded(file);
+  }
+
+  void deliver_decoded(const std::shared_ptr<TailedFile>& file) {
+    std::deque<DecodedRead> reads;
+    {
+      std::lock_guard lock(file->decoded_mutex);
+      reads.swap(file->decoded);
     }
-    if (job.result == 0) return;
-    file->read_offset += static_cast<std::uint64_t>(job.result);
-    // Read-ahead: a full read probably means more right away, so the next job starts before
-    // this batch goes downstream, and the thread pool reads and decodes while the loop runs
-    // the transforms. When downstream is full, the job already started still delivers its
-    // batch: one batch over the limit.
-    if (static_cast<std::size_t>(job.result) == job.asked && !paused_ && !stopped_) read(file);
-    if (!deliver(file, std::move(job.batch), job.rejected, job.starts, job.consumed)) paused_ = true;
+    for (DecodedRead& r : reads) {
+      if (r.result < 0) {
+        log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(static_cast<int>(r.result)));
+        ctx_->metrics().errors.add();
+        file->more = false;
+        continue;
+      }
+      file->more = r.result > 0 && static_cast<std::size_t>(r.result) == r.asked;
+      if (r.result == 0) continue;
+      file->read_offset += static_cast<std::uint64_t>(r.result);
+      if (!deliver(file, std::move(r.batch), r.rejected, r.starts, r.consumed)) pause();
+    }
+  }
+
+  // Downstream is full: running jobs stop after their current read.
+  void pause() {
+    paused_ = true;
+    for (auto& [path, file] : files_) file->hold = true;
+    for (auto& file : detached_) file->hold = true;
+  }
+
+  // A job ended (the end of the file for now, far enough ahead, or held): what it decoded
+  // last goes downstream, and a new job starts if there is probably more.
+  void job_ended(const std::shared_ptr<TailedFile>& file) {
+    deliver_decoded(file);
+    if (file->more && !paused_ && !stopped_) read(file);
   }
 
   // Emits a batch with an acknowledgement that moves the checkpoint. Returns whether
@@ -475,6 +565,8 @@ class FileSource final : public Source {
   UvTimer glob_timer_, poll_timer_, save_timer_;
   bool save_pending_ = false;
   bool paused_ = false;
+  UvAsync wake_;
+  std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
   bool stopped_ = false;
 };
 
