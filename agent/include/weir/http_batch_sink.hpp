@@ -168,6 +168,7 @@ class BatchSink : public Sink {
   void bad_rows(Upload upload, const Verdict& verdict);
   void some_rows_refused(Upload upload, const Verdict& verdict);
   void check_drained();
+  void reuse_body(ByteBuffer body);
 
   BatchSinkSettings settings_;
   std::shared_ptr<RowEncoder> encoder_;
@@ -180,6 +181,7 @@ class BatchSink : public Sink {
   std::deque<Upload> to_encode_;  // sealed, waiting for the encoder
   EncodeJob* encoding_ = nullptr;  // the upload being encoded
   std::deque<Upload> waiting_;     // encoded, not yet sent (or waiting to be retried)
+  std::vector<ByteBuffer> spare_bodies_;  // buffers of delivered uploads, for the next ones
   std::size_t in_flight_ = 0;
   std::size_t held_rows_ = 0;
   std::uint64_t next_sequence_ = 0;
