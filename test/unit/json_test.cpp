@@ -66,10 +66,35 @@ TEST_CASE("json: nested objects, arrays, null, booleans, empty containers") {
   CHECK(round_trip(text) == text);
 }
 
+TEST_CASE("json: numbers keep their kind; whitespace around a document is fine; scalars parse as scalars") {
+  CHECK(round_trip(R"( {"i":-9223372036854775808,"u":18446744073709551615,"d":-0.5,"e":1e300,"z":0} )") ==
+        R"({"i":-9223372036854775808,"u":18446744073709551615,"d":-0.5,"e":1e+300,"z":0})");
+  Arena arena;
+  JsonParser parser;
+  auto scalar = parser.parse(R"("text")", arena);
+  REQUIRE(scalar.ok());
+  CHECK(scalar.value().as_string() == "text");
+  auto number = parser.parse("42", arena);
+  REQUIRE(number.ok());
+  CHECK(number.value().as_int() == 42);
+  auto array = parser.parse(R"([{"a":[]},"x",null])", arena);
+  REQUIRE(array.ok());
+  CHECK(to_json(array.value()) == R"([{"a":[]},"x",null])");
+  // Strings outlive the parser's buffer, which the next document reuses.
+  auto first = parser.parse(R"({"k":"first value","e":"a\nb"})", arena);
+  auto second = parser.parse(R"({"k":"second","e":"zzzzzzzzzzzzzzzzzzzzzzzz"})", arena);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  CHECK(to_json(first.value()) == R"({"k":"first value","e":"a\nb"})");
+}
+
 TEST_CASE("json: invalid documents are errors with a reason") {
   Arena arena;
   JsonParser parser;
-  for (const char* bad : {"{", R"({"a":})", R"({"a":1,})", "nul", R"({"a":"\x"})", "{\"a\":\"\xff\"}", R"({"a":1} x)"}) {
+  for (const char* bad : {"{", R"({"a":})", R"({"a":1,})", "nul", R"({"a":"\x"})", "{\"a\":\"\xff\"}", R"({"a":1} x)",
+                          R"({"a":1}{"b":2})", R"([1,2] 3)", R"({"a":[1,2})", R"({"a" 1})", R"({"a":tru})",
+                          R"({"a":1e999})", R"({"a":123456789012345678901234567890})", R"("s" x)", R"({"a":[1,]})",
+                          "{\"a\":\"tab\there\"}", R"({"a":{"b":1})", R"(})", "{\"a\":nulls}"}) {
     auto r = parser.parse(bad, arena);
     INFO(bad);
     CHECK_FALSE(r.ok());
