@@ -1,5 +1,7 @@
 #include "runtime/runtime.hpp"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <csignal>
 #include <deque>
@@ -62,6 +64,8 @@ class Runtime::Impl {
   void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
   void note_dead_letter(Node& node, std::string_view reason);
   void print_summary();
+  void tune_memory();
+  void trim_if_idle();
   Status start_api();
   void serve_api(http::Request& request, http::Responder responder);
 
@@ -75,6 +79,9 @@ class Runtime::Impl {
   UvSignal sigint_;
   UvSignal sigterm_;
   UvTimer deadline_;
+  UvTimer trim_timer_;
+  std::uint64_t events_at_last_trim_check_ = 0;
+  bool trimmed_ = false;
   std::unique_ptr<http::Server> api_;
   DeadLetterFile dead_letters_;
   std::size_t sinks_open_ = 0;
@@ -388,7 +395,39 @@ void Runtime::Impl::complete() {
   sigint_.close();
   sigterm_.close();
   deadline_.close();
+  trim_timer_.close();
   uv_stop(&loop_);
+}
+
+// glibc's defaults give large blocks straight back to the kernel: allocations over 128 KiB
+// are mmap'ed (the threshold adapts to the last block freed), and heap tops over 128 KiB are
+// trimmed. A pipeline frees and allocates blocks of a few MiB (request bodies, curl's upload
+// buffer, read chunks) hundreds of times a second, and every page of a block given back
+// faults again when it is next used. In the ClickHouse benchmark with batch.max_events 5000
+// that was 560-615k events/s against 800-830k with the thresholds below. Memory is given back
+// when the pipeline idles instead (trim_if_idle).
+void Runtime::Impl::tune_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  if (start_timer(trim_timer_, &loop_, this, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->trim_if_idle(); },
+                  5000, 5000) == 0) {
+    uv_unref(trim_timer_.base());  // never what keeps the loop running
+  }
+}
+
+// Every 5 s: when no event moved since the last check, what the allocator holds free goes
+// back to the kernel, once per idle spell.
+void Runtime::Impl::trim_if_idle() {
+  std::uint64_t events = 0;
+  for (auto& node : nodes_) events += node->metrics.events_received.get();
+  if (events != events_at_last_trim_check_) {
+    events_at_last_trim_check_ = events;
+    trimmed_ = false;
+    return;
+  }
+  if (trimmed_) return;
+  malloc_trim(0);
+  trimmed_ = true;
 }
 
 void Runtime::Impl::abandon(int exit_code) {
@@ -465,6 +504,7 @@ int Runtime::Impl::run() {
     return 1;
   }
   started_at_ = std::chrono::steady_clock::now();
+  tune_memory();
   if (uv_idle_init(&loop_, idle_.get()) == 0) {
     idle_.mark_initialized();
     idle_.get()->data = this;
@@ -537,6 +577,7 @@ int Runtime::Impl::run() {
   }
 
   if (!completed_) uv_run(&loop_, UV_RUN_DEFAULT);
+  trim_timer_.close();
   if (!completed_) {
     // The loop ran dry while sinks were still open: a component lost track of a handle.
     log::error("weir", "event loop stopped before every sink drained");
