@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The clickhouse sink's benchmark: file -> working_time -> clickhouse on the 1M-event
-CVAT-like log (the one tools/bench/run generates), twice:
+CVAT-like log (the one tools/bench/run generates), as the issue words it and with the CVAT
+pipeline's timestamp normalisation (enrich) in between, into:
   receiver   into weir-discard-receiver, a minimal C++ HTTP server that reads and drops request
              bodies (weir's own ceiling: reading, decoding, working time, encoding, sending)
   clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
@@ -16,7 +17,7 @@ BATCH = int(os.environ.get("WEIR_BENCH_BATCH", "10000"))
 CONCURRENCY = int(os.environ.get("WEIR_BENCH_CONCURRENCY", "2"))
 
 
-def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None):
+def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None, enrich=True):
     api = free_port()
     cfg = os.path.join(tmp, "bench.yaml")
     with open(cfg, "w") as f:
@@ -26,11 +27,11 @@ sources:
   in: { type: file, include: ["%s"], poll_interval: 10ms, read_bytes: %s }
 transforms:
   wt: { type: working_time, inputs: [in] }
-  ts: { type: enrich, inputs: [wt], timestamp: { field: timestamp, format: datetime } }
+%s
 sinks:
   ch:
     type: clickhouse
-    inputs: [ts]
+    inputs: [%s]
     endpoint: %s
     database: cvat
     table: events
@@ -42,13 +43,15 @@ sinks:
                     job_id, user_id, user_name, user_email, org_id, org_slug, payload]
     batch: { max_events: %d, timeout: 100ms }  # the file source never ends: the last insert waits this long
     request: { concurrency: %d }
-""" % (tmp, time.monotonic_ns(), api, data, os.environ.get("WEIR_BENCH_READ", "256KiB"), endpoint, compression, BATCH, CONCURRENCY))
+""" % (tmp, time.monotonic_ns(), api, data, os.environ.get("WEIR_BENCH_READ", "256KiB"),
+       "  ts: { type: enrich, inputs: [wt], timestamp: { field: timestamp, format: datetime } }" if enrich else "",
+       "ts" if enrich else "wt", endpoint, compression, BATCH, CONCURRENCY))
     return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
 
 
 def report(name, samples, events, mib):
     seconds = statistics.median(s[0] for s in samples)
-    print("%-44s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   peak RSS %.1f MiB   (%d rows with working time)"
+    print("%-50s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   peak RSS %.1f MiB   (%d rows with working time)"
           % (name, "{:,.0f}".format(events / seconds), mib / seconds, statistics.median(s[1] for s in samples),
              ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "",
              statistics.median(s[3] for s in samples), samples[0][4]))
@@ -75,10 +78,15 @@ def main():
     # A C++ receiver (weir-discard-receiver) that reads bodies and drops them.
     receiver, endpoint = start_discard_receiver(args.build)
     try:
-        samples = [run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid) for _ in range(args.runs)]
+        # Interleaved, so a slower spell of the machine weighs on both alike.
+        plain, enriched = [], []
+        for _ in range(args.runs):
+            plain.append(run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid, enrich=False))
+            enriched.append(run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid))
     finally:
         receiver.kill()
-    report("file -> working_time -> receiver (discard)", samples, events, mib)
+    report("file -> working_time -> receiver (discard)", plain, events, mib)
+    report("file -> working_time -> enrich -> receiver", enriched, events, mib)
 
     if not args.skip_server:
         server_dir = os.path.join(tmp, "clickhouse")
@@ -94,7 +102,7 @@ def main():
             for _ in range(args.runs):
                 urllib.request.urlopen(urllib.request.Request(url + "/", data=b"TRUNCATE TABLE cvat.events")).read()
                 samples.append(run_once(weir, data, events, url, args.compression, tmp, server_pid))
-            report("file -> working_time -> ClickHouse 18.16", samples, events, mib)
+            report("file -> working_time -> enrich -> ClickHouse 18.16", samples, events, mib)
         finally:
             subprocess.run(["bash", script, "stop", server_dir], capture_output=True)
 
