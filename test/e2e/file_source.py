@@ -131,6 +131,35 @@ contiguous = not twice or twice[-1] - twice[0] + 1 == len(twice)
 check("kill -9: duplicates are at most one batch (%d lines, killed after %d)" % (len(twice), killed_at),
       max(counts.values()) <= 2 and len(twice) <= one_read and contiguous, twice[:5])
 
+# ---- many files with a backlog: every line once, and the files take turns ------------------
+# A source runs at most two read jobs at once (the sinks need the thread pool too), and a
+# job gives its turn to the next file after 16 reads, so no file waits for the others to be
+# read to the end.
+for name in os.listdir(LOGS):
+    os.unlink(os.path.join(LOGS, name))
+os.unlink(OUT)
+FILES, LINES = 6, 150000  # 11 MB each: about 3 turns of 16 reads of 256 KiB
+for i in range(FILES):
+    # First lines unlike any file above: a file is known by its first line (the checkpoint key).
+    with open(os.path.join(LOGS, "many%d.log" % i), "a") as f:
+        f.write("".join('{"n":%d,"pad":"%s"}\n' % (n, "x" * 50) for n in range(i * 1000000 + 500000,
+                                                                           i * 1000000 + 500000 + LINES)))
+p = start()
+def out_lines():
+    with open(OUT, "rb") as f:
+        return f.read().count(b"\n")
+
+
+ok = wait_for(lambda: os.path.exists(OUT) and out_lines() >= FILES * LINES, 60)
+p.send_signal(signal.SIGTERM)
+p.wait(timeout=30)
+got = out_numbers()
+check("6 files with a backlog: every line exactly once", ok and len(got) == len(set(got)) == FILES * LINES,
+      (len(got), len(set(got))))
+first_half = {n // 1000000 for n in got[:len(got) // 2]}  # the file each line came from
+check("6 files with a backlog: all of them are read from in the first half of the output",
+      first_half == set(range(FILES)), sorted(first_half))
+
 if failures:
     print(open(os.path.join(WORK, "weir.log")).read()[-3000:])
 finish("file source")

@@ -101,6 +101,7 @@ struct TailedFile {
   std::mutex decoded_mutex;
   std::deque<DecodedRead> decoded;
   bool more = false;               // the last read delivered came back full: probably more
+  bool queued = false;             // in the source's queue of files waiting for a job
   std::atomic<bool> hold{false};   // the loop wants no more reads (downstream full, or stopping)
   // Batches in flight, in order: their end offsets, and whether the sinks have them.
   struct InFlight {
@@ -132,6 +133,8 @@ struct TailedFile {
 // file: its descriptor and stream outlive the job even when the source lets go of the file.
 struct ReadJob {
   static constexpr std::size_t kAhead = 4;
+  // Reads a job makes at most before it gives its turn to the next file with data.
+  static constexpr int kReadsPerTurn = 16;
   uv_work_t work{};
   std::shared_ptr<TailedFile> file;
   std::shared_ptr<Waker> waker;
@@ -140,7 +143,7 @@ struct ReadJob {
 
   void run() {
     std::int64_t at = offset;
-    while (!file->hold.load(std::memory_order_relaxed)) {
+    for (int turn = 0; turn < kReadsPerTurn && !file->hold.load(std::memory_order_relaxed); ++turn) {
       DecodedRead r;
       char* into = file->stream->read_space(r.asked);
       ssize_t n;
@@ -452,7 +455,26 @@ class FileSource final : public Source {
     wake_.close();
   }
 
+  // The file has data: it gets a job in its turn, behind the files already waiting.
   void read(const std::shared_ptr<TailedFile>& file) {
+    if (!file->queued) {
+      file->queued = true;
+      waiting_for_job_.push_back(file);
+    }
+    start_waiting();
+  }
+
+  void start_waiting() {
+    while (jobs_ < kMaxJobs && !waiting_for_job_.empty() && !paused_ && !stopped_) {
+      std::shared_ptr<TailedFile> next = waiting_for_job_.front().lock();
+      waiting_for_job_.pop_front();
+      if (next == nullptr) continue;
+      next->queued = false;
+      if (next->job == nullptr) start_job(next);
+    }
+  }
+
+  void start_job(const std::shared_ptr<TailedFile>& file) {
     auto job = std::make_unique<ReadJob>();
     job->file = file;
     job->waker = waker_;
@@ -465,14 +487,14 @@ class FileSource final : public Source {
           std::unique_ptr<ReadJob> done(static_cast<ReadJob*>(w->data));
           std::shared_ptr<TailedFile> file = std::move(done->file);
           file->job = nullptr;
-          if (status != 0 || done->cancelled || file->owner == nullptr) return;
-          file->owner->job_ended(file);
+          if (file->owner != nullptr) file->owner->job_ended(file, status != 0 || done->cancelled);
         });
     if (rc < 0) {
       log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
       return;
     }
     file->job = job.release();
+    ++jobs_;
   }
 
   // The wake-up: reads decoded by the jobs go downstream, in order.
@@ -508,11 +530,16 @@ class FileSource final : public Source {
     for (auto& file : detached_) file->hold = true;
   }
 
-  // A job ended (the end of the file for now, far enough ahead, or held): what it decoded
-  // last goes downstream, and a new job starts if there is probably more.
-  void job_ended(const std::shared_ptr<TailedFile>& file) {
-    deliver_decoded(file);
-    if (file->more && !paused_ && !stopped_) read(file);
+  // A job ended (the end of the file for now, far enough ahead, held, or cancelled): what it
+  // decoded last goes downstream, and if there is probably more the file queues again behind
+  // the files already waiting, so files with a backlog take turns.
+  void job_ended(const std::shared_ptr<TailedFile>& file, bool dropped) {
+    --jobs_;
+    if (!dropped) {
+      deliver_decoded(file);
+      if (file->more && !paused_ && !stopped_) read(file);  // to the back of the queue
+    }
+    start_waiting();
   }
 
   // Emits a batch with an acknowledgement that moves the checkpoint. Returns whether
@@ -565,6 +592,11 @@ class FileSource final : public Source {
   UvTimer glob_timer_, poll_timer_, save_timer_;
   bool save_pending_ = false;
   bool paused_ = false;
+  // Jobs at once: a job keeps a thread of libuv's pool (4 by default) while its file has a
+  // backlog and downstream keeps up, and the sinks encode and write on that pool too.
+  static constexpr std::size_t kMaxJobs = 2;
+  std::size_t jobs_ = 0;
+  std::deque<std::weak_ptr<TailedFile>> waiting_for_job_;
   UvAsync wake_;
   std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
   bool stopped_ = false;
