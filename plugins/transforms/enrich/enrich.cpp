@@ -123,7 +123,10 @@ class Enrich final : public Transform {
     std::vector<Event>& events = batch->events();
     std::size_t kept = 0;
     std::optional<Value> now;
-    for (Event& event : events) {
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      Event& event = events[i];
+      if (i + 4 < events.size()) events[i + 4].fields.prefetch_object();
+      if (i + 2 < events.size()) events[i + 2].fields.prefetch_members();
       Value& f = event.fields;
       for (const FieldPath& field : parse_json_) {
         Value* v = field.find(f);
