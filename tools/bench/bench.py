@@ -17,11 +17,28 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from sinkbench import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def watch_peak_rss(pid, peak):
+    """Reads the process's VmHWM every 10 ms until it exits; peak[0] keeps the last value.
+    (wait4's ru_maxrss would not do: it keeps the high-water mark of the forked Python from
+    before exec, ~22 MiB, which hid every smaller peak.)"""
+    path = "/proc/%d/status" % pid
+    while True:
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]))
+        except OSError:
+            return
+        time.sleep(0.01)
 
 
 def run_measured(argv, stdin_path=None, stdin_repeat=1, cpu=None):
@@ -36,6 +53,9 @@ def run_measured(argv, stdin_path=None, stdin_repeat=1, cpu=None):
     else:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         feeder = proc.stdin
+    peak = [0]
+    watcher = threading.Thread(target=watch_peak_rss, args=(proc.pid, peak), daemon=True)
+    watcher.start()
     if feeder:
         with open(stdin_path, "rb") as f:
             data = f.read()
@@ -44,11 +64,12 @@ def run_measured(argv, stdin_path=None, stdin_repeat=1, cpu=None):
         feeder.close()
     out = proc.stdout.read()
     err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    status = proc.wait()
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    watcher.join(timeout=1)  # growth in the process's last 10 ms is not seen
+    if status != 0:
         sys.exit("command failed: %s\n%s" % (" ".join(argv), err.decode(errors="replace")))
-    return seconds, usage.ru_maxrss, out
+    return seconds, peak[0], out
 
 
 def generate(weir, path, events):
