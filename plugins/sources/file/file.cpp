@@ -204,8 +204,7 @@ class FileSource final : public Source {
 
   ~FileSource() override {
     close_waker();
-    for (auto& [path, file] : files_) file->owner = nullptr;
-    for (auto& file : detached_) file->owner = nullptr;
+    each_file([](const std::shared_ptr<TailedFile>& file) { file->owner = nullptr; });
     if (checkpoints_) save_checkpoints();
   }
 
@@ -232,8 +231,7 @@ class FileSource final : public Source {
 
   void resume() override {
     paused_ = false;
-    for (auto& [path, file] : files_) file->hold = false;
-    for (auto& file : detached_) file->hold = false;
+    each_file([](const std::shared_ptr<TailedFile>& file) { file->hold = false; });
     poll();
   }
 
@@ -247,8 +245,7 @@ class FileSource final : public Source {
       save_pending_ = false;
       save_checkpoints();
     }
-    for (auto& [path, file] : files_) file->cancel_read();
-    for (auto& file : detached_) file->cancel_read();
+    each_file([](const std::shared_ptr<TailedFile>& file) { file->cancel_read(); });
     close_waker();
     ctx_->finished();
   }
@@ -292,6 +289,14 @@ class FileSource final : public Source {
   }
 
  private:
+  // Every file being read: those the globs name, then those rotated away or deleted and
+  // still read to their end (over a copy of that list, which `visit` may shorten).
+  template <typename Visit>
+  void each_file(Visit visit) {
+    for (auto& [path, file] : files_) visit(file);
+    for (auto& file : std::vector<std::shared_ptr<TailedFile>>(detached_)) visit(file);
+  }
+
   void save_checkpoints() {
     if (Status saved = checkpoints_->save(); !saved.ok()) {
       log::error(ctx_ ? ctx_->name() : "file", "{}", saved.error().message());
@@ -324,8 +329,7 @@ class FileSource final : public Source {
   void scan(bool initial) {
     if (stopped_) return;
     std::map<std::pair<std::uint64_t, std::uint64_t>, std::shared_ptr<TailedFile>> by_inode;
-    for (auto& [path, file] : files_) by_inode[{file->device, file->inode}] = file;
-    for (auto& file : detached_) by_inode[{file->device, file->inode}] = file;
+    each_file([&](const std::shared_ptr<TailedFile>& file) { by_inode[{file->device, file->inode}] = file; });
 
     std::map<std::string, std::shared_ptr<TailedFile>> next;
     for (const std::string& path : matches()) {
@@ -406,8 +410,7 @@ class FileSource final : public Source {
 
   void poll() {
     if (stopped_ || paused_) return;
-    for (auto& [path, file] : files_) poll_file(file);
-    for (auto& file : std::vector<std::shared_ptr<TailedFile>>(detached_)) poll_file(file);
+    each_file([this](const std::shared_ptr<TailedFile>& file) { poll_file(file); });
   }
 
   void poll_file(const std::shared_ptr<TailedFile>& file) {
@@ -499,8 +502,7 @@ class FileSource final : public Source {
 
   // The wake-up: reads decoded by the jobs go downstream, in order.
   void deliver_decoded() {
-    for (auto& [path, file] : files_) deliver_decoded(file);
-    for (auto& file : std::vector<std::shared_ptr<TailedFile>>(detached_)) deliver_decoded(file);
+    each_file([this](const std::shared_ptr<TailedFile>& file) { deliver_decoded(file); });
   }
 
   void deliver_decoded(const std::shared_ptr<TailedFile>& file) {
@@ -526,8 +528,7 @@ class FileSource final : public Source {
   // Downstream is full: running jobs stop after their current read.
   void pause() {
     paused_ = true;
-    for (auto& [path, file] : files_) file->hold = true;
-    for (auto& file : detached_) file->hold = true;
+    each_file([](const std::shared_ptr<TailedFile>& file) { file->hold = true; });
   }
 
   // A job ended (the end of the file for now, far enough ahead, held, or cancelled): what it
