@@ -67,10 +67,9 @@ namespace {
 // Makes what goes on the wire, once per upload. Without compression that is the encoded
 // rows themselves (a copy of 10 MiB per request cost as much as encoding a field).
 void prepare_for_sending(const std::string& compression, Upload& upload) {
-  if (upload.encoded_for_sending) return;
+  if (!upload.compressed.empty()) return;  // made already (a compressed body is never empty)
   if (compression == "gzip") upload.compressed = compression::gzip_compress(upload.body.view(), 3);
   if (compression == "zstd") upload.compressed = compression::zstd_compress(upload.body.view(), 1);
-  upload.encoded_for_sending = true;
 }
 
 // Rows [from, to) of `whole` as an upload of their own (a half of a split).

@@ -99,7 +99,6 @@ struct Upload {
   std::vector<std::uint32_t> row_ends;  // end of each encoded row in `body`
   ByteBuffer body;                      // uncompressed
   std::string compressed;               // with compression: the body as sent, made once
-  bool encoded_for_sending = false;     // `compressed` is made (or not needed)
   std::vector<AckRef> acks;
   int failures = 0;
   std::chrono::steady_clock::time_point not_before{};
