@@ -20,6 +20,14 @@ struct Event {
   Value metadata;  // null, or an object of source facts (request id, file path, offset...)
 };
 
+// For loops over a batch decoded on another core, where every first touch of an event is a
+// cache miss: at event `i`, asks for the object header of event i + 8 and for the members
+// and strings of event i + 4 (whose header was asked for four events earlier).
+inline void prefetch_ahead(const std::vector<Event>& events, std::size_t i) {
+  if (i + 8 < events.size()) events[i + 8].fields.prefetch_object();
+  if (i + 4 < events.size()) events[i + 4].fields.prefetch_members(512);
+}
+
 enum class DeliveryStatus {
   Delivered,  // durable at every destination, dead-lettered, or intentionally dropped
   Failed,     // a sink gave up on it (permanent error); the reason says why

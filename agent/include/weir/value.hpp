@@ -95,7 +95,7 @@ class Value {
   void prefetch_object() const {
     if (kind_ == Kind::Object) __builtin_prefetch(object_);
   }
-  inline void prefetch_members(std::size_t after = 256) const;
+  inline void prefetch_members(std::size_t after) const;
 
  private:
   explicit Value(Kind kind) : kind_(kind), length_(0), int_(0) {}

@@ -125,8 +125,7 @@ class Enrich final : public Transform {
     std::optional<Value> now;
     for (std::size_t i = 0; i < events.size(); ++i) {
       Event& event = events[i];
-      if (i + 4 < events.size()) events[i + 4].fields.prefetch_object();
-      if (i + 2 < events.size()) events[i + 2].fields.prefetch_members();
+      prefetch_ahead(events, i);  // the batch was decoded on another core
       Value& f = event.fields;
       for (const FieldPath& field : parse_json_) {
         Value* v = field.find(f);

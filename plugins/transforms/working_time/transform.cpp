@@ -76,9 +76,7 @@ class WorkingTime final : public Transform {
     std::vector<Event>& events = batch->events();
     std::size_t kept = 0;
     for (std::size_t i = 0; i < events.size(); ++i) {
-      // The batch was decoded on another core: ask for the events ahead (header, then fields).
-      if (i + 8 < events.size()) events[i + 8].fields.prefetch_object();
-      if (i + 4 < events.size()) events[i + 4].fields.prefetch_members(512);
+      prefetch_ahead(events, i);  // the batch was decoded on another core
       Event& event = events[i];
       // Every field this event needs is looked up once, by hinted paths.
       const Value* source = source_.find(event.fields);
