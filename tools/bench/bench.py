@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 
-from sinkbench import free_port
+from sinkbench import free_port, peak_rss_kib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,13 +29,9 @@ def watch_peak_rss(pid, peak):
     """Reads the process's VmHWM every 10 ms until it exits; peak[0] keeps the last value.
     (wait4's ru_maxrss would not do: it keeps the high-water mark of the forked Python from
     before exec, ~22 MiB, which hid every smaller peak.)"""
-    path = "/proc/%d/status" % pid
     while True:
         try:
-            with open(path) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]))
+            peak[0] = max(peak[0], peak_rss_kib(pid))
         except OSError:
             return
         time.sleep(0.01)
@@ -160,8 +156,7 @@ def measure_http(weir, data, tmp, seconds):
     run = subprocess.run(["wrk", "-t1", "-c8", "-d%ds" % seconds, "-s", lua, "http://127.0.0.1:%d/" % port],
                          capture_output=True, text=True)
     delivered = blackhole_count(api)
-    with open("/proc/%d/status" % proc.pid) as f:
-        peak_kib = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    peak_kib = peak_rss_kib(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait()
     summary = [l for l in run.stdout.splitlines() if l.startswith("wrk:") or "Requests/sec" in l]

@@ -14,11 +14,18 @@ def cpu_seconds(pid):
         return 0.0
 
 
+def peak_rss_kib(pid):
+    """The process's peak RSS so far (VmHWM); 0 once it has exited. Raises OSError once it
+    has been reaped."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def peak_rss_mib(pid):
-    for line in open("/proc/%d/status" % pid):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return peak_rss_kib(pid) / 1024
 
 
 def free_port():
