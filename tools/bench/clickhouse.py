@@ -8,9 +8,9 @@ pipeline's timestamp normalisation (enrich) in between, into:
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
 Environment: WEIR_BENCH_BATCH (batch.max_events), WEIR_BENCH_CONCURRENCY, WEIR_BENCH_READ (the file source read_bytes)."""
-import argparse, os, statistics, subprocess, sys, tempfile, time, urllib.request
+import os, subprocess, sys, tempfile, time, urllib.request
 
-from sinkbench import free_port, run_until_delivered, start_discard_receiver
+from sinkbench import free_port, parse_arguments, report, run_until_delivered, start_discard_receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BATCH = int(os.environ.get("WEIR_BENCH_BATCH", "10000"))
@@ -49,22 +49,12 @@ sinks:
     return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
 
 
-def report(name, samples, events, mib):
-    seconds = statistics.median(s[0] for s in samples)
-    print("%-50s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   peak RSS %.1f MiB   (%d rows with working time)"
-          % (name, "{:,.0f}".format(events / seconds), mib / seconds, statistics.median(s[1] for s in samples),
-             ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "",
-             statistics.median(s[3] for s in samples), samples[0][4]))
+def rows_note(samples):
+    return "   (%d rows with working time)" % samples[0][4]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--compression", default="none", choices=["none", "gzip", "zstd"])
-    ap.add_argument("--skip-server", action="store_true")
-    args = ap.parse_args()
+    args = parse_arguments(__doc__, ROOT, 1_000_000, "none")
     weir = os.path.join(args.build, "weir")
     data = os.path.join(args.build, "bench", "cvat-%d.ndjson" % args.events)
     if not os.path.exists(data):
@@ -85,8 +75,8 @@ def main():
             enriched.append(run_once(weir, data, events, endpoint, args.compression, tmp, receiver.pid))
     finally:
         receiver.kill()
-    report("file -> working_time -> receiver (discard)", plain, events, mib)
-    report("file -> working_time -> enrich -> receiver", enriched, events, mib)
+    report("file -> working_time -> receiver (discard)", plain, events, mib, rows_note(plain))
+    report("file -> working_time -> enrich -> receiver", enriched, events, mib, rows_note(enriched))
 
     if not args.skip_server:
         server_dir = os.path.join(tmp, "clickhouse")
@@ -102,7 +92,7 @@ def main():
             for _ in range(args.runs):
                 urllib.request.urlopen(urllib.request.Request(url + "/", data=b"TRUNCATE TABLE cvat.events")).read()
                 samples.append(run_once(weir, data, events, url, args.compression, tmp, server_pid))
-            report("file -> working_time -> enrich -> ClickHouse 18.16", samples, events, mib)
+            report("file -> working_time -> enrich -> ClickHouse 18.16", samples, events, mib, rows_note(samples))
         finally:
             subprocess.run(["bash", script, "stop", server_dir], capture_output=True)
 

@@ -7,9 +7,9 @@
   influxdb     file -> influxdb into a private InfluxDB 1.6 (tools/influxdb/server.sh)
 and prints events/s, MiB/s of input, weir's peak RSS and the CPU seconds of weir and the server.
 Usage: tools/bench/influxdb.py [--build build] [--events 500000] [--runs 3] [--compression gzip]"""
-import argparse, json, os, random, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, random, statistics, subprocess, tempfile, time, urllib.parse, urllib.request
 
-from sinkbench import free_port, run_until_delivered, start_discard_receiver
+from sinkbench import free_port, parse_arguments, report, run_until_delivered, start_discard_receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def generate(path, n):
@@ -64,23 +64,8 @@ sinks:
     return run_until_delivered(weir, cfg, api, "influx", events, server_pid)
 
 
-def report(name, samples, events, mib):
-    seconds = statistics.median(s[0] for s in samples)
-    print("%-40s %12s events/s %7.1f MiB/s   CPU: weir %.2f s%s   peak RSS %.1f MiB"
-          % (name, "{:,.0f}".format(events / seconds), mib / seconds, statistics.median(s[1] for s in samples),
-             ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "",
-             statistics.median(s[3] for s in samples)))
-    sys.stdout.flush()
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--events", type=int, default=500_000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--compression", default="gzip", choices=["none", "gzip", "zstd"])
-    ap.add_argument("--skip-server", action="store_true")
-    args = ap.parse_args()
+    args = parse_arguments(__doc__, ROOT, 500_000, "gzip")
     weir = os.path.join(args.build, "weir")
     os.makedirs(os.path.join(args.build, "bench"), exist_ok=True)
     data = os.path.join(args.build, "bench", "luna-points-%d.ndjson" % args.events)

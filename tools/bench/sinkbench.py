@@ -1,7 +1,7 @@
 """What the sink benchmarks (clickhouse.py, influxdb.py) share: running a pipeline until its
 sink has delivered every event, with the wall time, weir's CPU seconds and peak RSS, and the
 CPU seconds of the server it writes to."""
-import os, socket, subprocess, sys, time, urllib.request
+import argparse, os, socket, statistics, subprocess, sys, time, urllib.request
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -91,3 +91,24 @@ def start_discard_receiver(build):
     """weir-discard-receiver (reads request bodies and drops them): (process, endpoint URL)."""
     receiver = subprocess.Popen([os.path.join(build, "weir-discard-receiver")], stdout=subprocess.PIPE, text=True)
     return receiver, "http://127.0.0.1:%s" % receiver.stdout.readline().strip()
+
+
+def parse_arguments(doc, root, events, compression):
+    """The options both sink benchmarks take; `events` and `compression` are the defaults."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(root, "build"))
+    ap.add_argument("--events", type=int, default=events)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--compression", default=compression, choices=["none", "gzip", "zstd"])
+    ap.add_argument("--skip-server", action="store_true")
+    return ap.parse_args()
+
+
+def report(name, samples, events, mib, note=""):
+    """One line of medians over run_until_delivered() samples."""
+    seconds = statistics.median(s[0] for s in samples)
+    print("%-50s %12s events/s %8.1f MiB/s   CPU: weir %.2f s%s   peak RSS %.1f MiB%s"
+          % (name, "{:,.0f}".format(events / seconds), mib / seconds, statistics.median(s[1] for s in samples),
+             ", server %.2f s" % statistics.median(s[2] for s in samples) if samples[0][2] else "",
+             statistics.median(s[3] for s in samples), note))
+    sys.stdout.flush()
