@@ -35,7 +35,7 @@ constexpr Family kFamilies[] = {
     {"weir_component_errors_total", "counter", "Errors a component met.", &ComponentMetrics::errors},
     {"weir_component_dead_lettered_events_total", "counter", "Events set aside in the dead-letter file.",
      &ComponentMetrics::events_dead_lettered},
-    {"weir_component_discarded_events_total", "counter", "Events dropped without a dead letter (buffer when_full).",
+    {"weir_component_discarded_events_total", "counter", "Events dropped without a dead letter (buffer when_full: drop_newest, or lost to a damaged disk buffer).",
      &ComponentMetrics::events_dropped},
     {"weir_component_requests_total", "counter", "Requests a sink sent (answered or failed).", &ComponentMetrics::requests},
     {"weir_component_request_retries_total", "counter", "Requests a sink sent again after a failure.",
@@ -43,6 +43,10 @@ constexpr Family kFamilies[] = {
     {"weir_component_request_latency_nanoseconds_total", "counter", "Sum of request latencies in nanoseconds (divide by requests).",
      &ComponentMetrics::request_latency_nanos_sum},
     {"weir_buffer_events", "gauge", "Events waiting in a component's input buffer.", &ComponentMetrics::buffer_events},
+    {"weir_buffer_bytes", "gauge", "Bytes a component's input buffer holds (memory: the events' input size; disk: its segment files).",
+     &ComponentMetrics::buffer_bytes},
+    {"weir_buffer_corrupted_records_total", "counter", "Disk-buffer records that failed their framing or CRC (at start or when read).",
+     &ComponentMetrics::buffer_corrupted_records},
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "buffer/channel.hpp"
 #include "metrics/prometheus.hpp"
 #include "runtime/dead_letter.hpp"
 #include "weir/http.hpp"
@@ -63,6 +64,10 @@ class Runtime::Impl {
   void dead_letter_event(Node& node, const Event& event, std::string_view reason);
   void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
   void note_dead_letter(Node& node, std::string_view reason);
+  static buffer::ChannelLimits channel_limits(const config::ComponentConfig& config);
+  Status open_disk_buffer(Node& node);
+  void watch_channel(Node& node);
+  void update_buffer_gauges(Node& node);
   void print_summary();
   void tune_memory();
   void trim_if_idle();
@@ -110,7 +115,6 @@ class NodeContext final : public SourceContext, public TransformContext, public 
 
   bool emit(BatchPtr batch) override;
   bool downstream_ready() const override;
-  bool acknowledgements() const override;
   void finished() override { rt_.source_finished(node_); }
 
   void emit(BatchPtr batch, std::size_t output) override { rt_.emit_from(node_, std::move(batch), output); }
@@ -129,16 +133,14 @@ struct Runtime::Impl::Node {
   ComponentMetrics metrics;
   std::unique_ptr<NodeContext> context;
 
-  // Input buffer (transforms and sinks).
-  std::deque<BatchPtr> queue;
-  std::size_t queued_events = 0;
-  std::size_t capacity = 4096;
+  // Input channel (transforms and sinks): memory, or a sink's disk buffer (opened in run()).
+  std::unique_ptr<buffer::Channel> input;
   bool drop_newest = false;
+  std::uint64_t drop_logs = 0;
   std::vector<Node*> waiting_upstream;  // producers paused because this buffer is full
   std::size_t open_inputs = 0;          // producers that may still send
 
   std::vector<std::vector<Node*>> consumers;  // per output
-  bool wants_acks = false;                    // source: a sink downstream asked for acks
 
   bool scheduled = false;
   bool started = false;
@@ -163,7 +165,6 @@ void NodeContext::fail_pipeline(std::string_view reason) {
   rt_.exit_code_ = 1;
   rt_.shutdown();
 }
-bool NodeContext::acknowledgements() const { return node_.wants_acks; }
 
 Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
     : graph_(graph),
@@ -176,8 +177,8 @@ Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
     node->graph_node = &graph_.nodes[i];
     node->config = &graph_.component(graph_.nodes[i]);
     if (node->kind() != ComponentKind::Source) {
-      node->capacity = static_cast<std::size_t>(std::max<std::int64_t>(1, node->config->options.integer("buffer.max_events")));
-      node->drop_newest = node->config->options.string("buffer.when_full") == "drop_newest";
+      node->drop_newest = node->kind() == ComponentKind::Sink && node->config->options.string("buffer.when_full") == "drop_newest";
+      node->input = buffer::make_memory_channel(channel_limits(*node->config));
     }
     node->consumers.resize(graph_.nodes[i].outputs.size());
     node->context = std::make_unique<NodeContext>(*this, *node);
@@ -189,17 +190,45 @@ Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
       ++node->open_inputs;
     }
   }
-  // A source wants acknowledgements when any sink it reaches has them enabled.
-  for (auto& node : nodes_) {
-    if (node->kind() != ComponentKind::Sink || !node->config->options.boolean("acknowledgements.enabled")) continue;
-    std::vector<Node*> stack{node.get()};
-    while (!stack.empty()) {
-      Node* n = stack.back();
-      stack.pop_back();
-      if (n->kind() == ComponentKind::Source) n->wants_acks = true;
-      for (const topology::Port& in : n->graph_node->inputs) stack.push_back(nodes_[in.node].get());
-    }
-  }
+}
+
+buffer::ChannelLimits Runtime::Impl::channel_limits(const config::ComponentConfig& config) {
+  buffer::ChannelLimits limits;
+  limits.max_events = static_cast<std::size_t>(std::max<std::int64_t>(1, config.options.integer("buffer.max_events")));
+  limits.max_bytes = std::max<std::uint64_t>(1, config.options.bytes("buffer.max_bytes"));
+  return limits;
+}
+
+// A sink's disk buffer is opened (and recovered) before the sink starts, in the loop the
+// buffer's jobs run on.
+Status Runtime::Impl::open_disk_buffer(Node& node) {
+  const Options& options = node.config->options;
+  if (node.kind() != ComponentKind::Sink || options.string("buffer.type") != "disk") return {};
+  buffer::DiskChannelOptions disk;
+  disk.directory = graph_.config.data_dir + "/buffers/" + node.config->name;
+  disk.component = node.config->name;
+  disk.memory = channel_limits(*node.config);
+  disk.max_size = options.bytes("buffer.max_size");
+  disk.sync = options.string("buffer.sync") == "always";
+  auto opened = buffer::open_disk_channel(&loop_, std::move(disk), node.metrics);
+  if (!opened.ok()) return opened.error();
+  node.input = std::move(opened.value());
+  watch_channel(node);
+  return {};
+}
+
+void Runtime::Impl::watch_channel(Node& node) {
+  Node* watched = &node;
+  node.input->on_change = [this, watched] {
+    update_buffer_gauges(*watched);
+    schedule(*watched);
+    if (!watched->input->full()) wake_upstream(*watched);
+  };
+}
+
+void Runtime::Impl::update_buffer_gauges(Node& node) {
+  node.metrics.buffer_events.set(node.input->events());
+  node.metrics.buffer_bytes.set(node.input->bytes());
 }
 
 Runtime::Impl::~Impl() {
@@ -221,6 +250,13 @@ Runtime::Impl::~Impl() {
   for (auto& node : graph_.nodes) node.transform.reset();
   for (auto& node : graph_.nodes) node.sink.reset();
   if (!loop_ready_) return;
+  // A disk buffer's write or removal in flight reports back to the loop: wait for it (file
+  // work, it ends), so the loop is not freed under the thread that will post to it.
+  auto channel_busy = [this] {
+    return std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->input && n->input->busy(); });
+  };
+  for (int turn = 0; turn < 10000 && channel_busy(); ++turn) uv_run(&loop_, UV_RUN_ONCE);
+  for (auto& node : nodes_) node->input.reset();  // a disk buffer's timers belong to the loop
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_walk(
       &loop_, [](uv_handle_t* handle, void*) {
@@ -254,17 +290,16 @@ void Runtime::Impl::on_idle() {
 }
 
 BatchPtr Runtime::Impl::pop(Node& node) {
-  BatchPtr batch = std::move(node.queue.front());
-  node.queue.pop_front();
-  node.queued_events -= batch->size();
-  node.metrics.buffer_events.set(node.queued_events);
+  BatchPtr batch = node.input->pop();
+  update_buffer_gauges(node);
+  if (!node.input->full()) wake_upstream(node);
+  if (!batch) return batch;
   node.metrics.events_received.add(batch->size());
   node.metrics.bytes_received.add(batch->byte_size());
   if (node.kind() == ComponentKind::Sink) {
     node.metrics.batch_latency_nanos_sum.add(static_cast<std::uint64_t>(std::max<std::int64_t>(0, EventBatch::steady_now() - batch->created_at())));
     node.metrics.batch_latency_count.add();
   }
-  if (node.queued_events < node.capacity) wake_upstream(node);
   return batch;
 }
 
@@ -285,7 +320,7 @@ bool Runtime::Impl::has_room(Node& producer) {
   bool room = true;
   for (auto& port : producer.consumers) {
     for (Node* consumer : port) {
-      if (consumer->drop_newest || consumer->queued_events < consumer->capacity) continue;
+      if (consumer->drop_newest || !consumer->input->full()) continue;
       room = false;
       auto& waiting = consumer->waiting_upstream;
       if (std::find(waiting.begin(), waiting.end(), &producer) == waiting.end()) waiting.push_back(&producer);
@@ -295,15 +330,20 @@ bool Runtime::Impl::has_room(Node& producer) {
 }
 
 void Runtime::Impl::enqueue(Node& consumer, BatchPtr batch) {
-  if (consumer.drop_newest && consumer.queued_events >= consumer.capacity) {
+  if (consumer.drop_newest && consumer.input->full()) {
+    // Not delivered: an acknowledging source answers 503 for it, a file source keeps its
+    // checkpoint before it.
     consumer.metrics.events_dropped.add(batch->size());
-    log::warn(consumer.config->name, "buffer full ({} events): dropped a batch of {} events (when_full: drop_newest)",
-              consumer.queued_events, batch->size());
+    batch->fail("dropped: the buffer of " + consumer.config->name + " is full (when_full: drop_newest)");
+    std::uint64_t n = ++consumer.drop_logs;
+    if (n <= 5 || n % 1000 == 0) {
+      log::warn(consumer.config->name, "buffer full ({} events, {}): dropped a batch of {} events (when_full: drop_newest; {} batches so far)",
+                consumer.input->events(), human_bytes(consumer.input->bytes()), batch->size(), n);
+    }
     return;
   }
-  consumer.queued_events += batch->size();
-  consumer.metrics.buffer_events.set(consumer.queued_events);
-  consumer.queue.push_back(std::move(batch));
+  consumer.input->push(std::move(batch));
+  update_buffer_gauges(consumer);
   schedule(consumer);
 }
 
@@ -335,17 +375,20 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
 void Runtime::Impl::pump(Node& node) {
   // A budget per turn keeps one busy component from starving the loop's I/O.
   int budget = 16;
+  buffer::Channel& input = *node.input;
   if (node.kind() == ComponentKind::Transform) {
-    while (!node.queue.empty() && budget-- > 0) {
+    while (input.readable() && budget-- > 0) {
       if (!has_room(node)) return;  // woken by wake_upstream
-      node.graph_node->transform->process(pop(node), *node.context);
+      if (BatchPtr batch = pop(node)) node.graph_node->transform->process(std::move(batch), *node.context);
     }
   } else if (node.kind() == ComponentKind::Sink) {
     Sink& sink = *node.graph_node->sink;
-    while (!node.queue.empty() && budget-- > 0 && sink.ready()) sink.consume(pop(node));
-    if (!node.queue.empty() && !sink.ready()) return;  // the sink calls ready_again()
+    while (input.readable() && budget-- > 0 && sink.ready()) {
+      if (BatchPtr batch = pop(node)) sink.consume(std::move(batch));
+    }
+    if (input.readable() && !sink.ready()) return;  // the sink calls ready_again()
   }
-  if (!node.queue.empty()) {
+  if (input.readable()) {
     schedule(node);
     return;
   }
@@ -354,7 +397,8 @@ void Runtime::Impl::pump(Node& node) {
 
 void Runtime::Impl::maybe_finish(Node& node) {
   if (node.kind() == ComponentKind::Source) return;  // sources say when they are finished
-  if (node.finished || node.open_inputs > 0 || !node.queue.empty() || !node.started) return;
+  // A disk buffer is idle once what came in is durable and (unless shutting down) handed out.
+  if (node.finished || node.open_inputs > 0 || !node.input->idle() || !node.started) return;
   node.finished = true;
   if (node.kind() == ComponentKind::Transform) {
     node.graph_node->transform->flush(*node.context);
@@ -449,6 +493,13 @@ void Runtime::Impl::shutdown() {
       else source_finished(*node);
     }
   }
+  // What a disk buffer holds waits there for the next start instead of for the deadline.
+  for (auto& node : nodes_) {
+    if (node->input && node->input->durable()) {
+      node->input->stop_reading();
+      schedule(*node);
+    }
+  }
   if (!completed_) {
     auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
     start_timer(
@@ -534,7 +585,10 @@ int Runtime::Impl::run() {
   for (auto& node : nodes_) {
     if (node->kind() != ComponentKind::Sink) continue;
     ++sinks_open_;
-    start(*node, [&] { return node->graph_node->sink->start(*node->context); });
+    start(*node, [&] {
+      if (Status opened = open_disk_buffer(*node); !opened.ok()) return opened;
+      return node->graph_node->sink->start(*node->context);
+    });
   }
   for (auto& node : nodes_) {
     if (node->kind() == ComponentKind::Transform && !start_failed) {

@@ -55,22 +55,34 @@ const OptionSchema& common_options(ComponentKind kind) {
   static const OptionSpec inputs = {.name = "inputs", .type = OptionType::StringList, .required = true,
                                     .doc = "Components to read from: `name`, or `name.output` for a named output."};
   static const OptionSchema source = {type};
-  static const OptionSchema transform = {
-      type,
-      inputs,
-      {.name = "buffer.max_events", .type = OptionType::Integer, .default_value = "4096",
-       .doc = "Events the input buffer holds before upstream is paused."},
-  };
+  static const OptionSpec max_events = {
+      .name = "buffer.max_events", .type = OptionType::Integer, .default_value = "4096",
+      .doc = "Events the input buffer holds in memory before `when_full` applies (disk: events not yet durable, "
+             "and read-ahead kept in memory)."};
+  static const OptionSpec max_bytes = {
+      .name = "buffer.max_bytes", .type = OptionType::Bytes, .default_value = "64MiB",
+      .doc = "Bytes (the events' input size) the input buffer holds in memory before `when_full` applies."};
+  static const OptionSchema transform = {type, inputs, max_events, max_bytes};
   static const OptionSchema sink = {
       type,
       inputs,
-      {.name = "buffer.max_events", .type = OptionType::Integer, .default_value = "4096",
-       .doc = "Events the input buffer holds before `when_full` applies."},
+      {.name = "buffer.type", .type = OptionType::Enum, .default_value = "memory", .choices = {"memory", "disk"},
+       .doc = "`memory`: lost on a crash or kill. `disk`: records in <data_dir>/buffers/<sink>/, each with a CRC-32C; "
+              "a batch counts as delivered for its source (HTTP 200, file checkpoint) once its record is durable, "
+              "and survives kill -9 and restarts."},
+      max_events,
+      max_bytes,
+      {.name = "buffer.max_size", .type = OptionType::Bytes, .default_value = "1GiB",
+       .doc = "Disk: the most the buffer's segment files may take; past it `when_full` applies."},
+      {.name = "buffer.sync", .type = OptionType::Enum, .default_value = "always", .choices = {"always", "os"},
+       .doc = "Disk: `always` fdatasyncs every group of records before acknowledging them (batches written "
+              "meanwhile share one sync); `os` acknowledges after write(2): survives kill -9, but a machine crash or "
+              "power loss can lose what the OS had not written back (a loss window of up to "
+              "vm.dirty_expire_centisecs, 30 s by default)."},
       {.name = "buffer.when_full", .type = OptionType::Enum, .default_value = "block",
        .choices = {"block", "drop_newest"},
-       .doc = "`block` pauses upstream (backpressure); `drop_newest` discards new batches, counted as dropped."},
-      {.name = "acknowledgements.enabled", .type = OptionType::Bool, .default_value = "false",
-       .doc = "Sources feeding this sink wait for its delivery before they answer or checkpoint."},
+       .doc = "`block` pauses upstream (backpressure; HTTP sources answer 503); `drop_newest` discards new batches, "
+              "counted as dropped, and their sources see them as not delivered."},
   };
   switch (kind) {
     case ComponentKind::Source: return source;

@@ -248,7 +248,7 @@ sinks:
 """ % (WORK, port, ack_out))
 w.wait_port(port)
 s, b, _ = post(port, b'{"n":1}')
-check("ack mode: a sink that cannot write -> 500 with the reason", s == 500 and "ENOSPC" in b.get("error", ""), (s, b))
+check("ack mode: a sink that cannot write -> 503 with the reason", s == 503 and "ENOSPC" in b.get("error", ""), (s, b))
 w.stop()
 port = free_port()
 w = Weir("""data_dir: %s/data

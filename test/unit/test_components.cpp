@@ -56,6 +56,7 @@ class TestSource final : public Source {
       for (std::int64_t i = 0; i < batch_ && next_ < count_; ++i, ++next_) {
         batch->add_event().fields.append_member(batch->arena(), "n", Value::integer(next_));
       }
+      batch->set_byte_size(8 * batch->size());  // about {"n":i}
       if (acks_) {
         batch->add_ack(Acknowledgement::make([](DeliveryStatus status, const std::string& reason) {
           Probe& p = Probe::get();

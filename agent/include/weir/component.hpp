@@ -49,8 +49,6 @@ class SourceContext : public ComponentContext {
   // now full, in which case the source should stop reading until resume() is called.
   virtual bool emit(BatchPtr batch) = 0;
   virtual bool downstream_ready() const = 0;
-  // Whether any sink downstream asked for end-to-end acknowledgements.
-  virtual bool acknowledgements() const = 0;
   // The source will emit nothing more (EOF, count reached, or stopped).
   virtual void finished() = 0;
 };

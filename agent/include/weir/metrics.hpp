@@ -25,8 +25,10 @@ struct ComponentMetrics {
   Counter bytes_sent;
   Counter errors;                // error occurrences of any stage (decode, request, write)
   Counter events_dead_lettered;  // rejected with a reason and written to the dead-letter file
-  Counter events_dropped;        // discarded without a dead letter (buffer when_full: drop_newest)
+  Counter events_dropped;        // discarded without a dead letter (when_full: drop_newest, damaged disk buffer)
   Counter buffer_events;         // gauge: events waiting in this component's input buffer
+  Counter buffer_bytes;          // gauge: bytes it holds (memory: input size; disk: segment files)
+  Counter buffer_corrupted_records;  // disk buffer records that failed framing or CRC
   // Sinks: time from a batch's creation at its source to its arrival at this sink.
   Counter batch_latency_nanos_sum;
   Counter batch_latency_count;

@@ -46,7 +46,9 @@ const OptionSchema kSchema = {
     {.name = "request_id_header", .type = OptionType::String, .default_value = "X-Request-Id",
      .doc = "Header carrying the request id: kept when valid, else a UUIDv4 is made; echoed in the response."},
     {.name = "acknowledgements", .type = OptionType::Bool, .default_value = "false",
-     .doc = "Answer only once the sinks delivered the events (200), or gave up on them (500)."},
+     .doc = "Answer 200 only once every event of the request is delivered by every sink it reaches, written to "
+            "every downstream disk buffer (after fsync with `sync: always`), or dead-lettered; 503 with Retry-After "
+            "when any was not (dropped by a full buffer, refused by a sink), so the client sends it again."},
 };
 
 // Compares secrets in time that does not depend on where they differ.
@@ -258,8 +260,12 @@ class HttpServerSource final : public Source {
     }
     if (acknowledgements_) {
       batch->add_ack(Acknowledgement::make([responder, answer](DeliveryStatus status, const std::string& reason) mutable {
-        if (status == DeliveryStatus::Delivered) responder.send(answer(200, ""));
-        else responder.send(answer(500, "delivery failed: " + reason));
+        if (status == DeliveryStatus::Delivered) return responder.send(answer(200, ""));
+        // Not delivered (dropped by a full buffer, refused by a sink): the client keeps
+        // the events and sends them again.
+        http::Response response = answer(503, "not delivered: " + reason);
+        response.headers.push_back({"retry-after", "1"});
+        responder.send(std::move(response));
       }));
       ctx_->emit(std::move(batch));
       return;

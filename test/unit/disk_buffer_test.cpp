@@ -1,0 +1,357 @@
+// The disk buffer: record framing and CRC, the ledger, recovery from damage (torn tail,
+// flipped byte, deleted segment), and the runtime's contract: a source's batch counts as
+// delivered once its record is durable, and what the sink did not deliver comes back on
+// the next start.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "buffer/batch_record.hpp"
+#include "buffer/crc32c.hpp"
+#include "buffer/disk_log.hpp"
+#include "config/config.hpp"
+#include "runtime/runtime.hpp"
+#include "test_components.hpp"
+#include "topology/graph.hpp"
+#include "weir/uv.hpp"
+
+using namespace weir;
+using namespace weir::buffer;
+using testing::Probe;
+
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("weir-disk-buffer-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+// Writes `records` records of `events` events each ("event <id>" payloads), `per_group` to
+// a group, with segments of `segment_bytes`; returns the id after the last.
+std::uint64_t write_records(const std::string& dir, int records, std::uint32_t events, int per_group,
+                            std::uint64_t segment_bytes, std::uint64_t first_id = 0) {
+  SegmentWriter writer(dir, segment_bytes);
+  std::uint64_t id = first_id;
+  for (int r = 0; r < records; r += per_group) {
+    ByteBuffer group;
+    std::uint64_t group_first = id;
+    for (int i = r; i < std::min(records, r + per_group); ++i) {
+      append_record(group, id, events, "payload of record starting at " + std::to_string(id) + std::string(100, '.'));
+      id += events;
+    }
+    auto appended = writer.append(group.view(), group_first, true);
+    REQUIRE(appended.ok());
+  }
+  return id;
+}
+
+void save_ledger(const std::string& dir, std::uint64_t acknowledged, std::uint64_t written) {
+  Ledger ledger(dir);
+  REQUIRE(ledger.open().ok());
+  REQUIRE(ledger.save(acknowledged, written).ok());
+}
+
+std::vector<std::string> segment_files(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".seg") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+topology::Graph build(const std::string& yaml) {
+  config::Diagnostics d;
+  auto cfg = config::load_text(yaml, "test.yaml", d);
+  INFO(yaml);
+  REQUIRE(d.ok());
+  auto graph = topology::build(std::move(cfg), d);
+  for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
+  REQUIRE(d.ok());
+  return graph;
+}
+
+runtime::RunOptions quiet() { return {.handle_signals = false, .print_summary = false}; }
+
+class After {
+ public:
+  After(uv_loop_t* loop, std::uint64_t ms, std::function<void()> action) : action_(std::move(action)) {
+    start_timer(timer_, loop, this, [](uv_timer_t* t) { static_cast<After*>(t->data)->action_(); }, ms);
+  }
+
+ private:
+  std::function<void()> action_;
+  UvTimer timer_;
+};
+
+}  // namespace
+
+TEST_CASE("crc32c: the standard check value, and pieces fed in order give the whole") {
+  CHECK(crc32c("123456789") == 0xE3069283u);
+  CHECK(crc32c("56789", crc32c("1234")) == 0xE3069283u);
+  CHECK(crc32c("") == 0u);
+}
+
+TEST_CASE("disk log: records across segments scan back in order, with their ids") {
+  std::string dir = fresh_dir("scan");
+  std::uint64_t end = write_records(dir, 30, 10, 4, 1024);
+  CHECK(end == 300);
+  CHECK(segment_files(dir).size() > 3);  // 1 KiB segments hold ~7 records
+  auto scan = scan_log(dir);
+  REQUIRE(scan.ok());
+  CHECK(scan->records == 30);
+  CHECK(scan->corrupted_records == 0);
+  CHECK(scan->problems.empty());
+  REQUIRE(scan->unacknowledged.size() == 30);
+  for (std::size_t i = 0; i < 30; ++i) CHECK(scan->unacknowledged[i].first_id == i * 10);
+  CHECK(scan->next_id == 300);
+
+  SECTION("acknowledged records are not delivered again") {
+    save_ledger(dir, 120, 300);
+    auto again = scan_log(dir);
+    REQUIRE(again.ok());
+    CHECK(again->unacknowledged.size() == 18);
+    CHECK(again->unacknowledged.front().first_id == 120);
+    CHECK(again->unacknowledged_events() == 180);
+  }
+  SECTION("a record reads back with its payload; a byte changed after the scan is caught") {
+    SegmentReader reader(dir);
+    std::string payload;
+    const RecordLocation& third = scan->unacknowledged[2];
+    REQUIRE(reader.read(third, payload).ok());
+    CHECK(payload.rfind("payload of record starting at 20.", 0) == 0);
+    std::string path = dir + "/" + segment_file_name(third.segment);
+    int fd = ::open(path.c_str(), O_WRONLY);
+    REQUIRE(pwrite(fd, "X", 1, static_cast<off_t>(third.offset + kRecordHeaderBytes + 3)) == 1);
+    ::close(fd);
+    SegmentReader fresh(dir);
+    auto read = fresh.read(third, payload);
+    REQUIRE_FALSE(read.ok());
+    CHECK(read.error().message().find("CRC") != std::string::npos);
+  }
+}
+
+TEST_CASE("disk log: a torn last write is found, and every whole record before it kept") {
+  std::string dir = fresh_dir("torn");
+  write_records(dir, 5, 10, 1, 1 << 20);
+  save_ledger(dir, 0, 50);
+  std::string path = segment_files(dir).back();
+  auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size - 40);  // the last record loses its end
+  auto scan = scan_log(dir);
+  REQUIRE(scan.ok());
+  CHECK(scan->records == 4);
+  CHECK(scan->corrupted_records == 1);
+  CHECK(scan->torn_tails == 1);
+  CHECK(scan->unacknowledged.size() == 4);
+  // The ledger said 50 were written: the 10 of the torn record are known missing.
+  CHECK(scan->events_lost == 10);
+}
+
+TEST_CASE("disk log: a flipped byte in a middle record loses that record only") {
+  std::string dir = fresh_dir("flip");
+  write_records(dir, 5, 10, 5, 1 << 20);
+  auto before = scan_log(dir);
+  REQUIRE(before.ok());
+  const RecordLocation& middle = before->unacknowledged[2];
+  std::string path = segment_files(dir).front();
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(middle.offset + kRecordHeaderBytes + 10));
+  f.put('#');
+  f.close();
+  auto scan = scan_log(dir);
+  REQUIRE(scan.ok());
+  CHECK(scan->records == 4);
+  CHECK(scan->corrupted_records == 1);
+  CHECK(scan->torn_tails == 0);
+  REQUIRE(scan->unacknowledged.size() == 4);
+  CHECK(scan->unacknowledged[2].first_id == 30);  // the records after it are found again
+  CHECK(scan->events_lost == 10);
+  CHECK(scan->problems.size() == 2);  // the damage, and the ids it took
+}
+
+TEST_CASE("disk log: a damaged length field does not hide the records after it") {
+  std::string dir = fresh_dir("length");
+  write_records(dir, 4, 10, 4, 1 << 20);
+  std::string path = segment_files(dir).front();
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(4);  // the first record's payload length
+  std::uint32_t huge = 0x7fffffff;
+  f.write(reinterpret_cast<const char*>(&huge), 4);
+  f.close();
+  auto scan = scan_log(dir);
+  REQUIRE(scan.ok());
+  CHECK(scan->corrupted_records == 1);
+  REQUIRE(scan->unacknowledged.size() == 3);
+  CHECK(scan->unacknowledged.front().first_id == 10);
+  CHECK(scan->events_lost == 10);
+}
+
+TEST_CASE("disk log: a deleted segment is reported as the events it held, in the middle or at the end") {
+  std::string dir = fresh_dir("deleted");
+  std::uint64_t end = write_records(dir, 12, 10, 1, 400);
+  save_ledger(dir, 0, end);
+  auto files = segment_files(dir);
+  REQUIRE(files.size() >= 3);
+  auto first = scan_log(dir);
+  REQUIRE(first.ok());
+  std::uint64_t in_middle = 0, at_end = 0;
+  for (const auto& r : first->unacknowledged) {
+    if (dir + "/" + segment_file_name(r.segment) == files[1]) in_middle += r.events;
+    if (dir + "/" + segment_file_name(r.segment) == files.back()) at_end += r.events;
+  }
+  std::filesystem::remove(files[1]);
+  auto scan = scan_log(dir);
+  REQUIRE(scan.ok());
+  CHECK(scan->events_lost == in_middle);
+  CHECK(scan->unacknowledged_events() == end - in_middle);
+  std::filesystem::remove(files.back());
+  auto scan2 = scan_log(dir);
+  REQUIRE(scan2.ok());
+  CHECK(scan2->events_lost == in_middle + at_end);  // the ledger knew what had been written
+}
+
+TEST_CASE("disk log: the ledger keeps the older slot when the newer one is torn") {
+  std::string dir = fresh_dir("ledger");
+  {
+    Ledger ledger(dir);
+    REQUIRE(ledger.open().ok());
+    REQUIRE(ledger.save(10, 20).ok());
+    REQUIRE(ledger.save(30, 40).ok());
+  }
+  {
+    Ledger ledger(dir);
+    REQUIRE(ledger.open().ok());
+    CHECK(ledger.acknowledged() == 30);
+    CHECK(ledger.written() == 40);
+  }
+  // The second save went to the slot at 512: damage it.
+  std::fstream f(dir + "/ledger", std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(512 + 17);
+  f.put('\x7f');
+  f.close();
+  Ledger ledger(dir);
+  REQUIRE(ledger.open().ok());
+  CHECK(ledger.acknowledged() == 10);
+  CHECK(ledger.written() == 20);
+}
+
+TEST_CASE("batch record: events and metadata round-trip through a record's payload") {
+  EventBatch batch;
+  Arena& a = batch.arena();
+  batch.add_event();
+  batch.add_event();
+  Event& e1 = batch.events()[0];
+  e1.fields.set(a, "s", Value::string(a, "caf\xc3\xa9 \"q\"\n"));
+  e1.fields.set(a, "n", Value::integer(-7));
+  e1.fields.set(a, "d", Value::floating(0.5));
+  Event& e2 = batch.events()[1];
+  e2.fields.set(a, "nested", Value::object(a));
+  e2.metadata = Value::object(a);
+  e2.metadata.set(a, "request_id", Value::string(a, "abc"));
+  ByteBuffer payload;
+  encode_batch(batch, payload);
+  std::string padded(payload.view());
+  padded.reserve(padded.size() + 64);
+  JsonParser parser;
+  EventBatch back;
+  REQUIRE(decode_batch(padded, padded.capacity(), parser, back).ok());
+  REQUIRE(back.size() == 2);
+  CHECK(to_json(back.events()[0].fields) == to_json(e1.fields));
+  CHECK(back.events()[0].metadata.is_null());
+  CHECK(to_json(back.events()[1].fields) == R"({"nested":{}})");
+  CHECK(to_json(back.events()[1].metadata) == R"({"request_id":"abc"})");
+}
+
+TEST_CASE("disk buffer: a source's batches are delivered once on disk; the sink's share comes back after a restart") {
+  std::string dir = fresh_dir("runtime");
+  auto yaml = [&](int count) {
+    return "data_dir: " + dir + "\nsources:\n  s: { type: test_source, count: " + std::to_string(count) +
+           ", batch: 100, acks: true }\nsinks:\n  k: { type: test_sink, inputs: [s], buffer: { type: disk, max_events: 300 } }\n";
+  };
+  Probe& probe = Probe::get();
+  probe.reset();
+  probe.sinks_ready = false;  // the sink takes nothing: everything waits in the buffer
+  {
+    auto graph = build(yaml(5000));
+    runtime::Runtime rt(graph, quiet());
+    After stop(rt.loop(), 500, [&] { rt.shutdown(); });
+    CHECK(rt.run() == 0);
+  }
+  CHECK(probe.emitted == 5000);
+  CHECK(probe.delivered_acks == 50);  // every batch, though the sink saw none of them
+  CHECK(probe.failed_acks == 0);
+  CHECK(probe.pauses > 0);           // max_events 300 not yet durable: backpressure
+  CHECK(probe.received["k"].empty());
+  auto scan = scan_log(dir + "/buffers/k");
+  REQUIRE(scan.ok());
+  CHECK(scan->unacknowledged_events() == 5000);
+
+  probe.reset();  // the next start delivers them, in order, and the buffer empties
+  {
+    auto graph = build(yaml(0));
+    runtime::Runtime rt(graph, quiet());
+    CHECK(rt.run() == 0);
+  }
+  auto& seen = probe.received["k"];
+  REQUIRE(seen.size() == 5000);
+  CHECK(seen.front() == R"({"n":0})");
+  CHECK(seen.back() == R"({"n":4999})");
+  auto after = scan_log(dir + "/buffers/k");
+  REQUIRE(after.ok());
+  CHECK(after->unacknowledged.empty());
+  CHECK(after->acknowledged == 5000);
+}
+
+TEST_CASE("disk buffer: a record the sink failed is handed out again, never given up") {
+  std::string dir = fresh_dir("redeliver");
+  Probe& probe = Probe::get();
+  probe.reset();
+  auto graph = build("data_dir: " + dir + "\nsources:\n  s: { type: test_source, count: 30, batch: 10, acks: true }\n"
+                     "sinks:\n  k: { type: test_sink, inputs: [s], fail: true, buffer: { type: disk } }\n");
+  runtime::Runtime rt(graph, quiet());
+  UvTimer poll;
+  struct Watch {
+    runtime::Runtime* rt;
+    Probe* probe;
+  } watch{&rt, &probe};
+  start_timer(poll, rt.loop(), &watch, [](uv_timer_t* t) {
+    auto* w = static_cast<Watch*>(t->data);
+    if (w->probe->received["k"].size() >= 60) w->rt->shutdown();
+  }, 10, 10);
+  After deadline(rt.loop(), 10000, [&] { rt.shutdown(); });
+  CHECK(rt.run() == 0);
+  poll.close();
+  CHECK(probe.delivered_acks == 3);                // durable is delivered, for the source
+  CHECK(probe.received["k"].size() >= 60);         // handed out, failed, handed out again after 1 s
+  auto scan = scan_log(dir + "/buffers/k");
+  REQUIRE(scan.ok());
+  CHECK(scan->unacknowledged_events() == 30);      // and still kept
+}
+
+TEST_CASE("memory buffer: bounded in bytes as well as events") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  probe.sinks_ready = false;
+  // 10-event batches of 80 bytes; 1 KiB holds 13 of them while max_events would allow 1000.
+  auto graph = build("sources:\n  s: { type: test_source, count: 2000, batch: 10 }\n"
+                     "sinks:\n  k: { type: test_sink, inputs: [s], buffer: { max_events: 10000, max_bytes: 1KiB } }\n");
+  runtime::Runtime rt(graph, quiet());
+  std::int64_t emitted_at_pause = -1;
+  probe.on_emit = [&](std::int64_t n, bool room) {
+    if (!room && emitted_at_pause < 0) emitted_at_pause = n;
+  };
+  After release(rt.loop(), 200, [&] {
+    probe.sinks_ready = true;
+    for (SinkContext* ctx : probe.sink_contexts) ctx->ready_again();
+  });
+  CHECK(rt.run() == 0);
+  CHECK(emitted_at_pause == 130);
+  CHECK(probe.received["k"].size() == 2000);
+}
