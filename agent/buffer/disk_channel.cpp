@@ -254,6 +254,10 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
 
   void write_failed(const std::string& reason) {
     failing_ = true;
+    // The writer closed its segment: once delivered, that one can go too. On a full disk
+    // the space it gives back may be what the next write needs.
+    writer_segment_ = UINT64_MAX;
+    remove_delivered_segments();
     metrics_.errors.add();
     if (!failing_since_) failing_since_ = uv_now(loop_);
     // Logged once a spell and then every minute, not every retry.
