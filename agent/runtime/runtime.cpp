@@ -1,25 +1,13 @@
-#include "runtime/runtime.hpp"
-
-#include <malloc.h>
-
+// Channels and scheduling: the runtime's core (see runtime_impl.hpp for its other parts).
 #include <algorithm>
 #include <csignal>
-#include <deque>
 
 #include <fmt/format.h>
 
-#include "buffer/channel.hpp"
-#include "metrics/prometheus.hpp"
-#include "runtime/dead_letter.hpp"
-#include "weir/http.hpp"
+#include "runtime/runtime_impl.hpp"
 #include "weir/log.hpp"
-#include "weir/uv.hpp"
 
 namespace weir::runtime {
-
-namespace {
-
-struct NodeState;
 
 std::string human_bytes(std::uint64_t bytes) {
   if (bytes >= (1ull << 30)) return fmt::format("{:.2f} GiB", double(bytes) / double(1ull << 30));
@@ -27,129 +15,6 @@ std::string human_bytes(std::uint64_t bytes) {
   if (bytes >= (1ull << 10)) return fmt::format("{:.2f} KiB", double(bytes) / double(1ull << 10));
   return fmt::format("{} B", bytes);
 }
-
-}  // namespace
-
-class Runtime::Impl {
- public:
-  Impl(topology::Graph& graph, RunOptions options);
-  ~Impl();
-
-  int run();
-  void shutdown();
-  uv_loop_t* loop() { return &loop_; }
-  const ComponentMetrics& metrics(std::size_t node) const;
-  std::uint64_t dead_letters() const { return dead_letters_.written(); }
-  bool abandoned() const { return abandoned_; }
-
- private:
-  friend class NodeContext;
-  struct Node;
-
-  void schedule(Node& node);
-  void on_idle();
-  void pump(Node& node);
-  BatchPtr pop(Node& node);
-  void wake_upstream(Node& node);
-  bool has_room(Node& producer);
-  void enqueue(Node& consumer, BatchPtr batch);
-  void emit_from(Node& producer, BatchPtr batch, std::size_t output);
-  void source_finished(Node& node);
-  void close_outputs(Node& node);
-  void maybe_finish(Node& node);
-  void sink_done(Node& node);
-  void complete();
-  void abandon(int exit_code);
-  void on_signal(int signum);
-  void dead_letter_event(Node& node, const Event& event, std::string_view reason);
-  void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
-  void note_dead_letter(Node& node, std::string_view reason);
-  static buffer::ChannelLimits channel_limits(const config::ComponentConfig& config);
-  Status open_disk_buffer(Node& node);
-  void watch_channel(Node& node);
-  void update_buffer_gauges(Node& node);
-  void print_summary();
-  void tune_memory();
-  void trim_if_idle();
-  Status start_api();
-  void serve_api(http::Request& request, http::Responder responder);
-
-  topology::Graph& graph_;
-  RunOptions options_;
-  uv_loop_t loop_{};
-  bool loop_ready_ = false;
-  std::vector<std::unique_ptr<Node>> nodes_;
-  std::vector<Node*> ready_;
-  UvIdle idle_;
-  UvSignal sigint_;
-  UvSignal sigterm_;
-  UvTimer deadline_;
-  UvTimer trim_timer_;
-  std::uint64_t events_at_last_trim_check_ = 0;
-  bool trimmed_ = false;
-  std::unique_ptr<http::Server> api_;
-  DeadLetterFile dead_letters_;
-  std::size_t sinks_open_ = 0;
-  bool stopping_ = false;
-  bool completed_ = false;
-  bool abandoned_ = false;
-  int exit_code_ = 0;
-  std::chrono::steady_clock::time_point started_at_;
-};
-
-// One context per component: the only door a component has into the engine.
-class NodeContext final : public SourceContext, public TransformContext, public SinkContext {
- public:
-  NodeContext(Runtime::Impl& rt, Runtime::Impl::Node& node) : rt_(rt), node_(node) {}
-
-  uv_loop_t* loop() override { return rt_.loop(); }
-  const std::string& name() const override;
-  const std::string& type() const override;
-  const std::string& data_dir() const override { return rt_.graph_.config.data_dir; }
-  ComponentMetrics& metrics() override;
-  void dead_letter(const Event& event, std::string_view reason) override { rt_.dead_letter_event(node_, event, reason); }
-  void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
-    rt_.dead_letter_raw(node_, raw, line, reason);
-  }
-  void fail_pipeline(std::string_view reason) override;
-
-  bool emit(BatchPtr batch) override;
-  bool downstream_ready() const override;
-  void finished() override { rt_.source_finished(node_); }
-
-  void emit(BatchPtr batch, std::size_t output) override { rt_.emit_from(node_, std::move(batch), output); }
-
-  void ready_again() override { rt_.schedule(node_); }
-
- private:
-  Runtime::Impl& rt_;
-  Runtime::Impl::Node& node_;
-};
-
-struct Runtime::Impl::Node {
-  std::size_t index = 0;
-  topology::Node* graph_node = nullptr;
-  const config::ComponentConfig* config = nullptr;
-  ComponentMetrics metrics;
-  std::unique_ptr<NodeContext> context;
-
-  // Input channel (transforms and sinks): memory, or a sink's disk buffer (opened in run()).
-  std::unique_ptr<buffer::Channel> input;
-  bool drop_newest = false;
-  std::uint64_t drop_logs = 0;
-  std::vector<Node*> waiting_upstream;  // producers paused because this buffer is full
-  std::size_t open_inputs = 0;          // producers that may still send
-
-  std::vector<std::vector<Node*>> consumers;  // per output
-
-  bool scheduled = false;
-  bool started = false;
-  bool finished = false;  // produces nothing more (sources, transforms) / drain asked (sinks)
-  bool done = false;      // sinks: drained
-  std::uint64_t dead_letter_logs = 0;
-
-  ComponentKind kind() const { return graph_node->kind; }
-};
 
 const std::string& NodeContext::name() const { return node_.config->name; }
 const std::string& NodeContext::type() const { return node_.config->type; }
@@ -443,37 +308,6 @@ void Runtime::Impl::complete() {
   uv_stop(&loop_);
 }
 
-// glibc's defaults give large blocks straight back to the kernel: allocations over 128 KiB
-// are mmap'ed (the threshold adapts to the last block freed), and heap tops over 128 KiB are
-// trimmed. A pipeline frees and allocates blocks of a few MiB (request bodies, curl's upload
-// buffer, read chunks) hundreds of times a second, and every page of a block given back
-// faults again when it is next used. In the ClickHouse benchmark with batch.max_events 5000
-// that was 560-615k events/s against 800-830k with the thresholds below. Memory is given back
-// when the pipeline idles instead (trim_if_idle).
-void Runtime::Impl::tune_memory() {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 128 << 20);
-  if (start_timer(trim_timer_, &loop_, this, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->trim_if_idle(); },
-                  5000, 5000) == 0) {
-    uv_unref(trim_timer_.base());  // never what keeps the loop running
-  }
-}
-
-// Every 5 s: when no event moved since the last check, what the allocator holds free goes
-// back to the kernel, once per idle spell.
-void Runtime::Impl::trim_if_idle() {
-  std::uint64_t events = 0;
-  for (auto& node : nodes_) events += node->metrics.events_received.get();
-  if (events != events_at_last_trim_check_) {
-    events_at_last_trim_check_ = events;
-    trimmed_ = false;
-    return;
-  }
-  if (trimmed_) return;
-  malloc_trim(0);
-  trimmed_ = true;
-}
-
 void Runtime::Impl::abandon(int exit_code) {
   exit_code_ = exit_code;
   abandoned_ = true;
@@ -516,17 +350,6 @@ void Runtime::Impl::shutdown() {
         },
         ms);
   }
-}
-
-void Runtime::Impl::on_signal(int signum) {
-  const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
-  if (stopping_) {
-    log::error("weir", "second {} while draining: exiting now", name);
-    abandon(130);
-    return;
-  }
-  log::info("weir", "received {}", name);
-  shutdown();
 }
 
 void Runtime::Impl::note_dead_letter(Node& node, std::string_view reason) {
@@ -639,39 +462,6 @@ int Runtime::Impl::run() {
   }
   if (options_.print_summary) print_summary();
   return exit_code_;
-}
-
-Status Runtime::Impl::start_api() {
-  http::ServerOptions options;
-  options.address = graph_.config.api_address;
-  options.max_body_bytes = 64 * 1024;
-  options.log_name = "api";
-  api_ = std::make_unique<http::Server>(&loop_, options,
-                                        [this](http::Request& r, http::Responder out) { serve_api(r, std::move(out)); });
-  Status started = api_->start();
-  if (started.ok()) log::info("api", "serving /health and /metrics on {} (port {})", options.address, api_->port());
-  return started;
-}
-
-void Runtime::Impl::serve_api(http::Request& request, http::Responder responder) {
-  if (request.method != "GET" && request.method != "HEAD") return responder.send(http::Response::error(405, "use GET"));
-  if (request.path == "/health") {
-    // 503 while draining, so a load balancer stops sending before the agent goes away.
-    return responder.send(stopping_ ? http::Response::json(503, R"({"status":"draining"})")
-                                    : http::Response::json(200, R"({"status":"ok"})"));
-  }
-  if (request.path == "/metrics") {
-    std::vector<metrics::ComponentRow> rows;
-    for (auto& node : nodes_) {
-      rows.push_back({node->config->name, std::string(component_kind_name(node->kind())), node->config->type,
-                      &node->metrics});
-    }
-    double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
-    auto response = http::Response::text(200, metrics::render_prometheus(rows, uptime, stopping_));
-    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    return responder.send(std::move(response));
-  }
-  responder.send(http::Response::error(404, "the API serves /health and /metrics"));
 }
 
 void Runtime::Impl::print_summary() {

@@ -1,0 +1,148 @@
+// The runtime's insides, shared by its parts (each a file a newcomer can read alone):
+//   runtime.cpp  channels and scheduling: moving batches, backpressure, start, drain
+//   reload.cpp   signals and reload (SIGHUP, --watch-config, POST /reload)
+//   api.cpp      the API server: /health, /metrics, /reload
+//   memory.cpp   the process's allocator policy
+// Internal to the agent: no component includes this.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "buffer/channel.hpp"
+#include "runtime/dead_letter.hpp"
+#include "runtime/runtime.hpp"
+#include "weir/component.hpp"
+#include "weir/http.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::runtime {
+
+std::string human_bytes(std::uint64_t bytes);
+
+class Runtime::Impl {
+ public:
+  Impl(topology::Graph& graph, RunOptions options);
+  ~Impl();
+
+  int run();
+  void shutdown();
+  uv_loop_t* loop() { return &loop_; }
+  const ComponentMetrics& metrics(std::size_t node) const;
+  std::uint64_t dead_letters() const { return dead_letters_.written(); }
+  bool abandoned() const { return abandoned_; }
+
+ private:
+  friend class NodeContext;
+  struct Node;
+
+  void schedule(Node& node);
+  void on_idle();
+  void pump(Node& node);
+  BatchPtr pop(Node& node);
+  void wake_upstream(Node& node);
+  bool has_room(Node& producer);
+  void enqueue(Node& consumer, BatchPtr batch);
+  void emit_from(Node& producer, BatchPtr batch, std::size_t output);
+  void source_finished(Node& node);
+  void close_outputs(Node& node);
+  void maybe_finish(Node& node);
+  void sink_done(Node& node);
+  void complete();
+  void abandon(int exit_code);
+  void on_signal(int signum);
+  void dead_letter_event(Node& node, const Event& event, std::string_view reason);
+  void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
+  void note_dead_letter(Node& node, std::string_view reason);
+  static buffer::ChannelLimits channel_limits(const config::ComponentConfig& config);
+  Status open_disk_buffer(Node& node);
+  void watch_channel(Node& node);
+  void update_buffer_gauges(Node& node);
+  void print_summary();
+  void tune_memory();
+  void trim_if_idle();
+  Status start_api();
+  void serve_api(http::Request& request, http::Responder responder);
+
+  topology::Graph& graph_;
+  RunOptions options_;
+  uv_loop_t loop_{};
+  bool loop_ready_ = false;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<Node*> ready_;
+  UvIdle idle_;
+  UvSignal sigint_;
+  UvSignal sigterm_;
+  UvTimer deadline_;
+  UvTimer trim_timer_;
+  std::uint64_t events_at_last_trim_check_ = 0;
+  bool trimmed_ = false;
+  std::unique_ptr<http::Server> api_;
+  DeadLetterFile dead_letters_;
+  std::size_t sinks_open_ = 0;
+  bool stopping_ = false;
+  bool completed_ = false;
+  bool abandoned_ = false;
+  int exit_code_ = 0;
+  std::chrono::steady_clock::time_point started_at_;
+};
+
+// One context per component: the only door a component has into the engine.
+class NodeContext final : public SourceContext, public TransformContext, public SinkContext {
+ public:
+  NodeContext(Runtime::Impl& rt, Runtime::Impl::Node& node) : rt_(rt), node_(node) {}
+
+  uv_loop_t* loop() override { return rt_.loop(); }
+  const std::string& name() const override;
+  const std::string& type() const override;
+  const std::string& data_dir() const override { return rt_.graph_.config.data_dir; }
+  ComponentMetrics& metrics() override;
+  void dead_letter(const Event& event, std::string_view reason) override { rt_.dead_letter_event(node_, event, reason); }
+  void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
+    rt_.dead_letter_raw(node_, raw, line, reason);
+  }
+  void fail_pipeline(std::string_view reason) override;
+
+  bool emit(BatchPtr batch) override;
+  bool downstream_ready() const override;
+  void finished() override { rt_.source_finished(node_); }
+
+  void emit(BatchPtr batch, std::size_t output) override { rt_.emit_from(node_, std::move(batch), output); }
+
+  void ready_again() override { rt_.schedule(node_); }
+
+ private:
+  Runtime::Impl& rt_;
+  Runtime::Impl::Node& node_;
+};
+
+struct Runtime::Impl::Node {
+  std::size_t index = 0;
+  topology::Node* graph_node = nullptr;
+  const config::ComponentConfig* config = nullptr;
+  ComponentMetrics metrics;
+  std::unique_ptr<NodeContext> context;
+
+  // Input channel (transforms and sinks): memory, or a sink's disk buffer (opened in run()).
+  std::unique_ptr<buffer::Channel> input;
+  bool drop_newest = false;
+  std::uint64_t drop_logs = 0;
+  std::vector<Node*> waiting_upstream;  // producers paused because this buffer is full
+  std::size_t open_inputs = 0;          // producers that may still send
+
+  std::vector<std::vector<Node*>> consumers;  // per output
+
+  bool scheduled = false;
+  bool started = false;
+  bool finished = false;  // produces nothing more (sources, transforms) / drain asked (sinks)
+  bool done = false;      // sinks: drained
+  std::uint64_t dead_letter_logs = 0;
+
+  ComponentKind kind() const { return graph_node->kind; }
+};
+
+}  // namespace weir::runtime
