@@ -116,7 +116,11 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
       } else {
         batch = read(next.where);
       }
-      outstanding_.push_back({next.where, false});
+      // In id order, which a record handed out again (after a failure) breaks at the back:
+      // the ledger may only pass ids whose records are all done.
+      auto at = std::lower_bound(outstanding_.begin(), outstanding_.end(), next.where.first_id,
+                                 [](const Outstanding& o, std::uint64_t id) { return o.where.first_id < id; });
+      outstanding_.insert(at, {next.where, false});
       if (!batch) {  // unreadable: counted, and let go so the ledger can move past it
         delivered(next.where.first_id, DeliveryStatus::Delivered, "");
         continue;
@@ -220,6 +224,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     if (failing_since_) {
       log::info(options_.component, "disk buffer: writing again");
       failing_since_ = 0;
+      metrics_.recovered();
     }
     const SegmentWriter::Appended& appended = job.result.value();
     Segment& segment = segments_[appended.segment];
@@ -260,6 +265,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     remove_delivered_segments();
     metrics_.errors.add();
     if (!failing_since_) failing_since_ = uv_now(loop_);
+    metrics_.retrying(uv_now(loop_), "disk buffer: " + reason);
     // Logged once a spell and then every minute, not every retry.
     if (uv_now(loop_) - last_failure_log_ >= 60000 || last_failure_log_ == 0) {
       last_failure_log_ = uv_now(loop_);

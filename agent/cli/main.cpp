@@ -25,7 +25,8 @@ using namespace weir;
 constexpr std::string_view kUsage = R"(weir: a telemetry pipeline agent (sources -> transforms -> sinks)
 
 usage:
-  weir run      -c FILE|DIR [-c ...]   run a pipeline until its sources end or SIGINT/SIGTERM
+  weir run      -c FILE|DIR [-c ...]   run a pipeline until its sources end or SIGINT/SIGTERM;
+                                       SIGHUP (or POST /reload on the API) reloads the config
   weir validate -c FILE|DIR [-c ...]   check a pipeline without starting it (exit 0 when valid)
   weir graph    -c FILE|DIR [-c ...]   print the pipeline as a Graphviz DOT graph
   weir list     [TYPE]                 every component type with its options and defaults
@@ -37,6 +38,7 @@ usage:
 options:
   -c, --config PATH     pipeline file, or a directory of *.yaml files; repeat to merge
   --log-level LEVEL     trace, debug, info (default), warn, error, off (or WEIR_LOG)
+  -w, --watch-config    run: reload when a config file changes (polled every second)
 )";
 
 struct Args {
@@ -44,6 +46,7 @@ struct Args {
   std::vector<std::string> configs;
   std::vector<std::string> rest;
   std::string error;
+  bool watch_config = false;
 };
 
 Args parse_args(int argc, char** argv) {
@@ -69,6 +72,8 @@ Args parse_args(int argc, char** argv) {
         return args;
       }
       log::set_level(level);
+    } else if (arg == "--watch-config" || arg == "-w") {
+      args.watch_config = true;
     } else if (arg == "--version" || arg == "-V") {
       args.verb = "version";
     } else if (arg == "--help" || arg == "-h") {
@@ -173,6 +178,7 @@ int check_buffers(const Args& args) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGHUP, SIG_IGN);  // until the runtime's handler reloads: never fatal
   if (const char* env_level = std::getenv("WEIR_LOG")) {
     log::Level level;
     if (log::parse_level(env_level, level)) log::set_level(level);
@@ -210,7 +216,9 @@ int main(int argc, char** argv) {
       std::fputs(topology::to_dot(graph).c_str(), stdout);
       return 0;
     }
-    runtime::Runtime runtime(graph);
+    runtime::RunOptions run_options;
+    run_options.watch_config = args.watch_config;
+    runtime::Runtime runtime(graph, run_options);
     int code = runtime.run();
     if (runtime.abandoned()) {
       // libuv joins its thread pool at exit, and a write stuck in it would hang us there.

@@ -1,5 +1,7 @@
 #include "weir/options.hpp"
 
+#include "weir/json.hpp"
+
 #include <charconv>
 #include <cmath>
 
@@ -77,6 +79,12 @@ void Options::put(std::string name, Value value, SourceLocation where) {
 }
 
 void Options::put_default(std::string name, Value value) { values_.emplace(std::move(name), value); }
+
+std::string Options::fingerprint() const {
+  std::string out;
+  for (const auto& [name, value] : values_) out += name + "=" + to_json(value) + "\n";
+  return out;
+}
 
 namespace {
 

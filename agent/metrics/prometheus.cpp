@@ -51,12 +51,19 @@ constexpr Family kFamilies[] = {
 
 }  // namespace
 
-std::string render_prometheus(const std::vector<ComponentRow>& components, double uptime_seconds, bool draining) {
+std::string render_prometheus(const std::vector<ComponentRow>& components, const ProcessRow& process) {
   std::string out;
   out += "# HELP weir_uptime_seconds Seconds since the pipeline started.\n# TYPE weir_uptime_seconds gauge\n";
-  out += fmt::format("weir_uptime_seconds {:.3f}\n", uptime_seconds);
+  out += fmt::format("weir_uptime_seconds {:.3f}\n", process.uptime_seconds);
   out += "# HELP weir_draining 1 while the pipeline drains after a stop signal.\n# TYPE weir_draining gauge\n";
-  out += fmt::format("weir_draining {}\n", draining ? 1 : 0);
+  out += fmt::format("weir_draining {}\n", process.draining ? 1 : 0);
+  out += "# HELP weir_config_generation The running configuration's number: 1 at start, +1 per applied reload.\n"
+         "# TYPE weir_config_generation gauge\n";
+  out += fmt::format("weir_config_generation {}\n", process.config_generation);
+  out += "# HELP weir_reloads_total Reloads by outcome (failed: the old pipeline kept running).\n"
+         "# TYPE weir_reloads_total counter\n";
+  out += fmt::format("weir_reloads_total{{outcome=\"applied\"}} {}\nweir_reloads_total{{outcome=\"failed\"}} {}\n",
+                     process.reloads, process.reload_failures);
   for (const Family& family : kFamilies) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", family.name, family.help, family.name, family.type);
     for (const ComponentRow& c : components) {

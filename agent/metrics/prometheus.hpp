@@ -16,6 +16,14 @@ struct ComponentRow {
   const ComponentMetrics* metrics;
 };
 
-std::string render_prometheus(const std::vector<ComponentRow>& components, double uptime_seconds, bool draining);
+struct ProcessRow {
+  double uptime_seconds = 0;
+  bool draining = false;
+  std::uint64_t config_generation = 1;
+  std::uint64_t reloads = 0;          // applied
+  std::uint64_t reload_failures = 0;  // refused (invalid or not reloadable); the old pipeline kept running
+};
+
+std::string render_prometheus(const std::vector<ComponentRow>& components, const ProcessRow& process);
 
 }  // namespace weir::metrics

@@ -307,6 +307,7 @@ void BatchSink::delivered(const Upload& upload, std::size_t refused) {
   m.events_sent.add(upload.encoded_rows() - refused);
   m.bytes_sent.add(upload.body.size());
   held_rows_ -= upload.encoded_rows();
+  m.recovered();
   if (problem_reported_) {
     log::info(ctx_->name(), "{} succeeds again", describe_write());
     problem_reported_ = false;
@@ -331,6 +332,7 @@ void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientRespons
     if (end != after->c_str() && seconds > 0) wait = std::max(wait, std::chrono::milliseconds(seconds * 1000));
   }
   std::string what = describe(verdict, response.status);
+  m.retrying(uv_now(ctx_->loop()), fmt::format("{} at {}: {}", describe_write(), settings_.endpoints[upload.endpoint], what));
   if (setup) {
     log::error(ctx_->name(), "{} at {} refused ({}); {} rows kept, retrying in {} ms", describe_write(),
                settings_.endpoints[upload.endpoint], what, upload.encoded_rows(), wait.count());

@@ -105,15 +105,24 @@ Runtime::Impl::~Impl() {
       (void)node.transform.release();
       (void)node.sink.release();
     }
+    for (auto& retired : retired_) {
+      (void)retired.transform.release();
+      (void)retired.sink.release();
+    }
+    for (auto& node : nodes_) (void)node->next_sink.release();
     return;
   }
   idle_.close();
   sigint_.close();
   sigterm_.close();
+  sighup_.close();
   deadline_.close();
+  watch_timer_.close();
   for (auto& node : graph_.nodes) node.source.reset();
   for (auto& node : graph_.nodes) node.transform.reset();
   for (auto& node : graph_.nodes) node.sink.reset();
+  for (auto& node : nodes_) node->next_sink.reset();
+  retired_.clear();
   if (!loop_ready_) return;
   // A disk buffer's write or removal in flight reports back to the loop: wait for it (file
   // work, it ends), so the loop is not freed under the thread that will post to it.
@@ -247,6 +256,7 @@ void Runtime::Impl::pump(Node& node) {
       if (BatchPtr batch = pop(node)) node.graph_node->transform->process(std::move(batch), *node.context);
     }
   } else if (node.kind() == ComponentKind::Sink) {
+    if (node.replacing) return;  // rescheduled once the new instance took over
     Sink& sink = *node.graph_node->sink;
     while (input.readable() && budget-- > 0 && sink.ready()) {
       if (BatchPtr batch = pop(node)) sink.consume(std::move(batch));
@@ -263,7 +273,7 @@ void Runtime::Impl::pump(Node& node) {
 void Runtime::Impl::maybe_finish(Node& node) {
   if (node.kind() == ComponentKind::Source) return;  // sources say when they are finished
   // A disk buffer is idle once what came in is durable and (unless shutting down) handed out.
-  if (node.finished || node.open_inputs > 0 || !node.input->idle() || !node.started) return;
+  if (node.finished || node.open_inputs > 0 || !node.input->idle() || !node.started || node.replacing) return;
   node.finished = true;
   if (node.kind() == ComponentKind::Transform) {
     node.graph_node->transform->flush(*node.context);
@@ -305,6 +315,7 @@ void Runtime::Impl::complete() {
   sigterm_.close();
   deadline_.close();
   trim_timer_.close();
+  watch_timer_.close();
   uv_stop(&loop_);
 }
 
@@ -384,7 +395,10 @@ int Runtime::Impl::run() {
     idle_.get()->data = this;
   }
   if (options_.handle_signals) {
-    for (auto [handle, signum] : {std::pair{&sigint_, SIGINT}, std::pair{&sigterm_, SIGTERM}}) {
+    // SIGHUP reloads (never ends the process: what logrotate's postrotate and
+    // `systemctl reload` send must not lose a running pipeline).
+    for (auto [handle, signum] :
+         {std::pair{&sigint_, SIGINT}, std::pair{&sigterm_, SIGTERM}, std::pair{&sighup_, SIGHUP}}) {
       if (uv_signal_init(&loop_, handle->get()) != 0) continue;
       handle->mark_initialized();
       handle->get()->data = this;
@@ -445,6 +459,7 @@ int Runtime::Impl::run() {
     }
     shutdown();
   } else {
+    if (options_.watch_config) start_config_watch();
     log::info("weir", "running {} component(s) from {}", nodes_.size(),
               graph_.config.files.empty() ? std::string("<none>") : graph_.config.files.front());
   }

@@ -16,6 +16,7 @@ namespace weir::runtime {
 struct RunOptions {
   bool handle_signals = true;
   bool print_summary = true;
+  bool watch_config = false;  // reload when a config file changes (polled each second)
 };
 
 class Runtime {

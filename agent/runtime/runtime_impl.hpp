@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,16 @@
 namespace weir::runtime {
 
 std::string human_bytes(std::uint64_t bytes);
+
+// What a reload did, as logged and as POST /reload answers it.
+struct ReloadOutcome {
+  std::string status;  // reloaded | unchanged | failed
+  std::uint64_t generation = 1;       // the config generation running after it
+  std::vector<std::string> rebuilt;   // components replaced
+  std::vector<std::string> errors;    // why it failed (file:line:col: ... for invalid configs)
+  std::string to_json() const;
+};
+using ReloadDone = std::function<void(const ReloadOutcome&)>;
 
 class Runtime::Impl {
  public:
@@ -39,6 +50,7 @@ class Runtime::Impl {
  private:
   friend class NodeContext;
   struct Node;
+  struct Retired;
 
   void schedule(Node& node);
   void on_idle();
@@ -67,6 +79,17 @@ class Runtime::Impl {
   void trim_if_idle();
   Status start_api();
   void serve_api(http::Request& request, http::Responder responder);
+  std::string health_json() const;
+
+  void request_reload(std::string trigger, ReloadDone done);
+  Result<std::vector<std::pair<Node*, std::size_t>>> plan_reload(const topology::Graph& fresh);
+  void begin_reload(const std::string& trigger);
+  void swap_sink(Node& node);
+  void apply_memory_limits(Node& node);
+  void complete_reload();
+  void finish_reload(ReloadOutcome outcome);
+  void start_config_watch();
+  std::string config_files_signature() const;
 
   topology::Graph& graph_;
   RunOptions options_;
@@ -77,6 +100,7 @@ class Runtime::Impl {
   UvIdle idle_;
   UvSignal sigint_;
   UvSignal sigterm_;
+  UvSignal sighup_;
   UvTimer deadline_;
   UvTimer trim_timer_;
   std::uint64_t events_at_last_trim_check_ = 0;
@@ -89,6 +113,20 @@ class Runtime::Impl {
   bool abandoned_ = false;
   int exit_code_ = 0;
   std::chrono::steady_clock::time_point started_at_;
+
+  // Reload (reload.cpp).
+  std::uint64_t generation_ = 1;
+  std::uint64_t reloads_ = 0, reload_failures_ = 0;
+  bool reloading_ = false;
+  bool reload_again_ = false;
+  std::size_t reload_swaps_pending_ = 0;
+  ReloadOutcome pending_outcome_;
+  std::vector<ReloadDone> reload_waiters_;
+  std::vector<std::unique_ptr<topology::Graph>> reloaded_graphs_;  // the configs nodes point into
+  std::vector<Retired> retired_;  // replaced components, kept until exit (batches may hold their memory)
+  UvTimer watch_timer_;
+  std::string config_signature_;
+  bool config_changed_ = false;
 };
 
 // One context per component: the only door a component has into the engine.
@@ -136,6 +174,12 @@ struct Runtime::Impl::Node {
 
   std::vector<std::vector<Node*>> consumers;  // per output
 
+  // Reload: a sink being replaced gets no batches while the old instance drains.
+  bool replacing = false;
+  std::unique_ptr<Sink> next_sink;
+  std::unique_ptr<NodeContext> next_context;
+  const config::ComponentConfig* next_config = nullptr;
+
   bool scheduled = false;
   bool started = false;
   bool finished = false;  // produces nothing more (sources, transforms) / drain asked (sinks)
@@ -143,6 +187,12 @@ struct Runtime::Impl::Node {
   std::uint64_t dead_letter_logs = 0;
 
   ComponentKind kind() const { return graph_node->kind; }
+};
+
+struct Runtime::Impl::Retired {
+  std::unique_ptr<NodeContext> context;
+  std::unique_ptr<Transform> transform;
+  std::unique_ptr<Sink> sink;
 };
 
 }  // namespace weir::runtime

@@ -37,6 +37,15 @@ struct ComponentMetrics {
   Counter requests;
   Counter request_retries;
   Counter request_latency_nanos_sum;
+  // Health (/health): since when the component has been retrying a failure (the loop's
+  // clock, uv_now, in ms; 0 while it is not), and the last such failure. Loop thread only.
+  Counter retrying_since_ms;
+  std::string last_error;
+  void retrying(std::uint64_t now_ms, std::string error) {
+    if (retrying_since_ms.get() == 0) retrying_since_ms.set(now_ms ? now_ms : 1);
+    last_error = std::move(error);
+  }
+  void recovered() { retrying_since_ms.set(0); }
 };
 
 }  // namespace weir

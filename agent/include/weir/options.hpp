@@ -60,6 +60,8 @@ class Options {
   std::uint64_t bytes(std::string_view name) const;
   std::vector<std::string> strings(std::string_view name) const;
   const Value* find(std::string_view name) const;
+  // Every value (set or defaulted) as text, for telling whether a reload changed anything.
+  std::string fingerprint() const;
 
   // Where the option was written (or the component, for defaults): for errors a factory
   // reports about an option's value.

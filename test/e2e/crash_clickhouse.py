@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Crash test of the clickhouse sink's disk buffer against a real ClickHouse: 4 senders post
+CRASH_EVENTS events to the http_server source in acknowledgement mode and re-send each body
+until weir answers 200; meanwhile weir is killed with SIGKILL CRASH_KILLS times at seeded
+random moments (and started again on the same data_dir), and ClickHouse is stopped for
+CRASH_OUTAGE_SECONDS in the middle, two of the kills falling inside that outage. Every event
+answered 200 must end up in ClickHouse. Duplicates are allowed (delivery is at least once)
+but counted, and bounded by the inserts in flight at each kill.
+
+The sending is paced, CRASH_SEND_SECONDS (40) in all besides the outage: unpaced, weir takes
+200k events in about a second and the kills would all land in it.
+
+Two baselines show what the checks catch. CRASH_NO_DISK_BUFFER=1: no disk buffer, so in
+acknowledgement mode weir answers only once ClickHouse has the rows, and nothing at all while
+it is away. CRASH_NO_ACKS=1 as well: weir answers on receipt, and a kill loses what it held."""
+import http.client, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import urllib.error, urllib.request
+from collections import Counter
+
+import harness
+from harness import check, finish, free_port
+
+WEIR = os.path.abspath(sys.argv[1])
+EVENTS = int(os.environ.get("CRASH_EVENTS", "200000"))
+KILLS = int(os.environ.get("CRASH_KILLS", "10"))
+OUTAGE = float(os.environ.get("CRASH_OUTAGE_SECONDS", "60"))
+SEND_SECONDS = float(os.environ.get("CRASH_SEND_SECONDS", "40"))
+DISK_BUFFER = os.environ.get("CRASH_NO_DISK_BUFFER", "") != "1"
+ACKS = os.environ.get("CRASH_NO_ACKS", "") != "1"
+MODE = ("disk buffer" if DISK_BUFFER else "no disk buffer (baseline)") + ("" if ACKS else ", no acknowledgements")
+SEED = 12
+
+SENDERS = 4
+BODY = 500              # events per request
+MAX_EVENTS = 2000       # the sink's batch.max_events: one insert
+PAYLOAD = 62            # characters: with the id and sender, a line of about 100 bytes
+BEFORE, DURING = 0.4, 0.2  # shares of the events let out before the outage and during it; the rest after
+KILLS_IN_OUTAGE = min(2, KILLS)
+# ctest gives an e2e test 300 s, then kills it and ClickHouse keeps running: at the defaults
+# these limits end a stuck run, cleaned up, inside that.
+SEND_LIMIT = SEND_SECONDS + OUTAGE + 90  # seconds for every event to be answered 200
+BUDGET = 220 + OUTAGE                    # for the whole run: the wait for the rows gets what is left
+
+WORK = tempfile.mkdtemp(prefix="weir-crash-clickhouse-")
+SERVER_DIR = os.path.join(WORK, "clickhouse")
+CONFIG = os.path.join(WORK, "crash.yaml")
+LOG = os.path.join(WORK, "weir.log")  # every start appends: a file, not a pipe that could fill up
+PORT = free_port()
+URL = "http://127.0.0.1:%d/" % PORT
+
+
+def server(verb):
+    return harness.server("clickhouse", verb, SERVER_DIR)
+
+
+def query(sql):
+    req = urllib.request.Request("http://127.0.0.1:%s/" % CH_PORT, data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.read().decode()
+
+
+def write_config():
+    buffer = "    buffer: { type: disk, max_size: 256MiB, sync: always }\n" if DISK_BUFFER else ""
+    with open(CONFIG, "w") as f:
+        f.write("""data_dir: %s/data
+sources:
+  in: { type: http_server, address: "127.0.0.1:%d", acknowledgements: %s }
+sinks:
+  ch:
+    type: clickhouse
+    inputs: [in]
+    endpoint: http://127.0.0.1:%s
+    database: weir_crash
+    table: events
+    batch: { max_events: %d, timeout: 200ms }
+    request: { retry_initial_backoff: 200ms, retry_max_backoff: 2s }
+%s""" % (WORK, PORT, "true" if ACKS else "false", CH_PORT, MAX_EVENTS, buffer))
+
+
+def payload(i):
+    """Says which id it belongs to, so a row pieced together from two records shows."""
+    return ("p%08d" % i).ljust(PAYLOAD, "x")
+
+
+def log_tail(chars=3000):
+    with open(LOG, errors="replace") as f:
+        return f.read()[-chars:]
+
+
+def listening():
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Weir:
+    """The weir under test: started, killed and started again on the same config and data_dir
+    (so the disk buffer is what it recovers from). Only the controller thread uses it."""
+
+    def __init__(self):
+        self.proc = None
+        self.starts = 0
+        self.kills = 0
+        self.exits = []  # exit codes of the exits nobody asked for
+
+    def start(self):
+        self.starts += 1
+        started = time.time()
+        with open(LOG, "a") as log:
+            log.write("---- test: start %d\n" % self.starts)
+            log.flush()
+            self.proc = subprocess.Popen([WEIR, "run", "-c", CONFIG], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        while not listening():
+            if self.proc.poll() is not None or time.time() - started > 30:
+                raise RuntimeError("weir (start %d) is not listening on %d, exit %s:\n%s"
+                                   % (self.starts, PORT, self.proc.poll(), log_tail()))
+            time.sleep(0.05)
+        return time.time() - started
+
+    def watch(self):
+        """A weir that exited by itself is noted (a failure) and started again, so the run goes on."""
+        if self.proc.poll() is not None:
+            self.exits.append(self.proc.returncode)
+            print("weir exited by itself (exit %s): starting it again" % self.proc.returncode, flush=True)
+            self.start()
+
+    def kill(self, why):
+        self.watch()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.kills += 1
+        back = self.start()
+        print("kill %d/%d %s (t=%.1f s, %d accepted); back in %.1f s"
+              % (self.kills, KILLS, why, time.time() - T0, len(accepted), back), flush=True)
+
+
+class Pace:
+    """Which ids may be sent by now: each phase lets its events out evenly over its seconds,
+    and hold() lets none out, for while ClickHouse is being stopped or started (18.16 serves
+    its open keep-alive connections for up to 20 s after SIGTERM: answers then are not the
+    outage yet)."""
+
+    def __init__(self):
+        self.base, self.events, self.since, self.seconds = 0.0, 0.0, time.time(), 1.0
+
+    def let_out(self):
+        return self.base + self.events * min(1.0, (time.time() - self.since) / self.seconds)
+
+    def phase(self, events, seconds):
+        self.base, self.events, self.since, self.seconds = self.let_out(), events, time.time(), seconds
+
+    def hold(self):
+        self.phase(0, 1.0)
+
+
+lock = threading.Lock()
+accepted = set()          # ids weir answered 200 for
+answers = Counter()       # every answer (status, or the error when there was none)
+accepted_while_down = 0   # events answered 200 while ClickHouse was stopped
+clickhouse_down = False
+in_flight = 0             # requests posted and not answered yet
+next_body = 0
+pace = Pace()
+pace.hold()               # until the controller starts the first phase
+stop = threading.Event()  # time is up, or the controller failed: the senders give up
+errors = []               # what ended the controller
+
+
+def post(body):
+    """weir's answer: the HTTP status, or the error's name when there was none (weir is down)."""
+    req = urllib.request.Request(URL, data=body, method="POST", headers={"Content-Type": "application/x-ndjson"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, http.client.HTTPException) as e:
+        return type(e).__name__
+
+
+def sender(number):
+    global next_body, accepted_while_down, in_flight
+    pauses = random.Random(SEED * 100 + number)
+    while not stop.is_set():
+        with lock:
+            first = next_body * BODY
+            next_body += 1
+        if first >= EVENTS:
+            return
+        ids = range(first, min(EVENTS, first + BODY))
+        body = "".join('{"id":%d,"sender":%d,"payload":"%s"}\n' % (i, number, payload(i)) for i in ids).encode()
+        while first >= pace.let_out() and not stop.is_set():
+            time.sleep(0.02)
+        # The same body until it is answered 200: weir may be dead, starting, or busy.
+        while not stop.is_set():
+            with lock:
+                in_flight += 1
+            status = post(body)
+            with lock:
+                in_flight -= 1
+                answers[status] += 1
+                if status == 200:
+                    accepted.update(ids)
+                    if clickhouse_down:
+                        accepted_while_down += len(ids)
+            if status == 200:
+                break
+            time.sleep(pauses.uniform(0.1, 0.2))
+
+
+def plan():
+    """Seconds into each phase (before, during and after the outage) at which weir is killed."""
+    rng = random.Random(SEED)
+    before, after = [], []
+    for _ in range(KILLS - KILLS_IN_OUTAGE):
+        (before if rng.random() < 0.5 else after).append(rng.uniform(0.05, 0.95) * SEND_SECONDS / 2)
+    during = [rng.uniform(0.1, 0.9) * OUTAGE for _ in range(KILLS_IN_OUTAGE)]
+    return sorted(before), sorted(during), sorted(after)
+
+
+def sleep_until(moment):
+    while time.time() < moment and not stop.is_set():
+        weir.watch()
+        time.sleep(0.02)
+
+
+def phase(name, events, seconds, kills):
+    """Lets `events` out over `seconds`, killing weir at the planned moments in it. A kill waits
+    (a second at most) for a request in flight: paced, weir is mostly idle, and between taking
+    a body and answering it is where an answer could come before the events are safe."""
+    began = time.time()
+    pace.phase(events, seconds)
+    for at in kills:
+        sleep_until(began + at)
+        until = time.time() + 1
+        while in_flight == 0 and time.time() < until:
+            time.sleep(0.001)
+        weir.kill("%.1f s %s" % (at, name))
+    sleep_until(began + seconds)
+
+
+def controller(before, during, after):
+    global clickhouse_down
+    try:
+        phase("into the sending", BEFORE * EVENTS, SEND_SECONDS / 2, before)
+        pace.hold()
+        stopping = time.time()
+        server("stop")
+        clickhouse_down = True
+        print("clickhouse stopped in %.1f s, for %.0f s (t=%.1f s, %d accepted)"
+              % (time.time() - stopping, OUTAGE, time.time() - T0, len(accepted)), flush=True)
+        phase("into the outage", DURING * EVENTS, OUTAGE, during)
+        pace.hold()
+        clickhouse_down = False
+        server("start")
+        print("clickhouse back (t=%.1f s, %d accepted, %d of them while it was away)"
+              % (time.time() - T0, len(accepted), accepted_while_down), flush=True)
+        phase("after the outage", EVENTS - pace.let_out(), SEND_SECONDS / 2, after)
+    except BaseException as e:  # SystemExit from server() too: a thread would end silently
+        errors.append(repr(e))
+        stop.set()
+
+
+def stored():
+    """(rows, distinct ids) in the table."""
+    rows, distinct = query("SELECT count(), uniqExact(id) FROM weir_crash.events FORMAT TSV").split()
+    return int(rows), int(distinct)
+
+
+weir = Weir()
+senders = []
+STARTED = T0 = time.time()
+try:
+    CH_PORT = server("start")
+    print("clickhouse on port %s; weir on %d; %d events over %.0f s, %d kills, %.0f s outage, seed %d, %s"
+          % (CH_PORT, PORT, EVENTS, SEND_SECONDS, KILLS, OUTAGE, SEED, MODE), flush=True)
+    query("CREATE DATABASE IF NOT EXISTS weir_crash")
+    query("CREATE TABLE weir_crash.events (id UInt64, sender UInt32, payload String) ENGINE = MergeTree ORDER BY id")
+    write_config()
+    before, during, after = plan()
+    print("kills at %s s into the sending, %s s into the outage, %s s after it"
+          % tuple(", ".join("%.1f" % s for s in kills) or "-" for kills in (before, during, after)), flush=True)
+    weir.start()
+    T0 = time.time()
+    senders = [threading.Thread(target=sender, args=(n,), daemon=True) for n in range(SENDERS)]
+    for t in senders:
+        t.start()
+    control = threading.Thread(target=controller, args=(before, during, after), daemon=True)
+    control.start()
+    while any(t.is_alive() for t in senders + [control]) and time.time() - T0 < SEND_LIMIT and not stop.is_set():
+        time.sleep(0.2)
+    stop.set()  # what is still at it by now is given up on
+    control.join(30)
+    sent_seconds = time.time() - T0
+    check("the controller ran its plan", not errors and not control.is_alive(), errors)
+    check("every event was answered 200 within %.0f s" % SEND_LIMIT, len(accepted) == EVENTS,
+          "%d of %d; answers %s" % (len(accepted), EVENTS, dict(answers)))
+    print("all sent in %.1f s; answers: %s" % (sent_seconds, dict(answers)), flush=True)
+
+    # Delivery goes on after the last 200: wait for the rows (weir watched: it may still crash),
+    # but not for rows that stopped coming: retries are at most 2 s apart.
+    waited = moved = time.time()
+    delivery_limit = min(180, max(30, BUDGET - (waited - STARTED)))
+    last = None
+    while time.time() - waited < delivery_limit and time.time() - moved < 30:
+        try:
+            now = stored()[1]
+            if now >= len(accepted):
+                break
+            if now != last:
+                last, moved = now, time.time()
+        except OSError:
+            pass
+        if not errors:
+            weir.watch()
+        time.sleep(0.5)
+    rows, distinct = stored()
+    print("in clickhouse %.1f s after the last 200: %d rows, %d distinct ids" % (time.time() - waited, rows, distinct), flush=True)
+    weir.proc.send_signal(signal.SIGTERM)
+    rc = weir.proc.wait(timeout=60)
+
+    present = {int(x) for x in query("SELECT DISTINCT id FROM weir_crash.events FORMAT TSV").split()}
+    missing = sorted(accepted - present)
+    check("every event answered 200 is in ClickHouse", not missing,
+          "%d of %d missing, e.g. %s" % (len(missing), len(accepted), missing[:10]))
+    check("weir was killed %d times, and came back each time" % KILLS, weir.kills == KILLS, weir.kills)
+    check("weir never exited by itself", not weir.exits, weir.exits)
+    # At least half of what was let out during the outage: the two kills in it cost a few seconds.
+    check("outage: weir kept answering 200 while ClickHouse was away",
+          accepted_while_down >= DURING * EVENTS / 2, "%d events answered 200 then" % accepted_while_down)
+    duplicates = rows - distinct
+    print("duplicates: %d (%d rows for %d ids)" % (duplicates, rows, distinct), flush=True)
+    check("duplicates: at most two inserts in flight per kill (%d)" % (2 * MAX_EVENTS * KILLS),
+          duplicates <= 2 * MAX_EVENTS * KILLS, duplicates)
+    bad = int(query("SELECT count() FROM weir_crash.events WHERE id >= %d OR sender >= %d OR length(payload) != %d "
+                    "OR toUInt64OrZero(substring(payload, 2, 8)) != id FORMAT TSV" % (EVENTS, SENDERS, PAYLOAD)))
+    check("every row intact (id in range, its own payload)", bad == 0, "%d rows" % bad)
+    check("weir exits 0 on SIGTERM once everything is delivered", rc == 0, log_tail())
+    with open(LOG, errors="replace") as f:
+        alarming = [l.rstrip() for l in f if re.search(r"AddressSanitizer|\bterminate", l)]
+    check("weir's log has no AddressSanitizer or terminate lines", not alarming, alarming[:5])
+    print("crash clickhouse: %d events, %d kills, %d duplicates, %d missing, %.0f s (%s)"
+          % (EVENTS, weir.kills, duplicates, len(missing), time.time() - T0, MODE), flush=True)
+finally:
+    stop.set()
+    if weir.proc is not None and weir.proc.poll() is None:
+        weir.proc.kill()
+        weir.proc.wait()
+    try:
+        server("stop")
+    except SystemExit:
+        pass
+
+if harness.failures:
+    print("kept %s (weir.log, clickhouse/log)" % WORK)
+else:
+    shutil.rmtree(WORK, ignore_errors=True)
+finish("crash clickhouse")
