@@ -203,6 +203,11 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
       node->config = new_config;
       apply_memory_limits(*node);
       Status started = node->graph_node->transform->start(*node->context);
+      // The new instance carries on from the old one's state (per-user clocks survive an
+      // option change); the held acknowledgements stay with the node's state keeper.
+      if (started.ok() && node->state && retired.transform->keeps_state()) {
+        started = node->graph_node->transform->restore(retired.transform->snapshot());
+      }
       if (!started.ok()) {
         // Its options were checked by the factory; a start that fails now (a lookup table
         // gone) leaves the component without its transform: stop the pipeline, loudly.

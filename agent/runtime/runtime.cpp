@@ -1,6 +1,7 @@
 // Channels and scheduling: the runtime's core (see runtime_impl.hpp for its other parts).
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -82,6 +83,33 @@ Status Runtime::Impl::open_disk_buffer(Node& node) {
   return {};
 }
 
+// A transform that keeps state gets the last snapshot persisted before its first batch.
+Status Runtime::Impl::open_transform_state(Node& node) {
+  Transform& transform = *node.graph_node->transform;
+  if (!transform.keeps_state()) return {};
+  std::string dir = graph_.config.data_dir + "/state";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error(fmt::format("cannot create {}: {}", dir, ec.message()));
+  node.state = std::make_shared<TransformState>(&loop_, node.config->name, dir + "/" + node.config->name, node.metrics);
+  node.state->on_idle = [this] { complete_when_states_idle(); };
+  auto loaded = node.state->load();
+  if (!loaded.ok()) return loaded.error();
+  if (!loaded.value()) return {};
+  if (Status restored = transform.restore(*loaded.value()); !restored.ok()) {
+    node.metrics.errors.add();
+    log::error(node.config->name, "state: cannot restore the last snapshot ({}); starting empty",
+               restored.error().message());
+    return {};
+  }
+  log::info(node.config->name, "state restored ({} bytes)", loaded.value()->size());
+  return {};
+}
+
+void Runtime::Impl::take_snapshot(Node& node) {
+  if (node.state && node.state->wants_snapshot()) node.state->snapshot_taken(node.graph_node->transform->snapshot());
+}
+
 void Runtime::Impl::watch_channel(Node& node) {
   Node* watched = &node;
   node.input->on_change = [this, watched] {
@@ -129,8 +157,14 @@ Runtime::Impl::~Impl() {
   auto channel_busy = [this] {
     return std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->input && n->input->busy(); });
   };
-  for (int turn = 0; turn < 10000 && channel_busy(); ++turn) uv_run(&loop_, UV_RUN_ONCE);
-  for (auto& node : nodes_) node->input.reset();  // a disk buffer's timers belong to the loop
+  auto state_busy = [this] {
+    return std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->state && n->state->busy(); });
+  };
+  for (int turn = 0; turn < 10000 && (channel_busy() || state_busy()); ++turn) uv_run(&loop_, UV_RUN_ONCE);
+  for (auto& node : nodes_) {
+    node->input.reset();  // a disk buffer's timers belong to the loop
+    if (node->state) node->state->close();
+  }
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_walk(
       &loop_, [](uv_handle_t* handle, void*) {
@@ -253,8 +287,12 @@ void Runtime::Impl::pump(Node& node) {
   if (node.kind() == ComponentKind::Transform) {
     while (input.readable() && budget-- > 0) {
       if (!has_room(node)) return;  // woken by wake_upstream
-      if (BatchPtr batch = pop(node)) node.graph_node->transform->process(std::move(batch), *node.context);
+      if (BatchPtr batch = pop(node)) {
+        if (node.state) node.state->hold(*batch);
+        node.graph_node->transform->process(std::move(batch), *node.context);
+      }
     }
+    take_snapshot(node);
   } else if (node.kind() == ComponentKind::Sink) {
     if (node.replacing) return;  // rescheduled once the new instance took over
     Sink& sink = *node.graph_node->sink;
@@ -277,6 +315,7 @@ void Runtime::Impl::maybe_finish(Node& node) {
   node.finished = true;
   if (node.kind() == ComponentKind::Transform) {
     node.graph_node->transform->flush(*node.context);
+    take_snapshot(node);
     close_outputs(node);
   } else if (node.kind() == ComponentKind::Sink) {
     Node* sink = &node;
@@ -303,7 +342,17 @@ void Runtime::Impl::source_finished(Node& node) {
 void Runtime::Impl::sink_done(Node& node) {
   if (node.done) return;
   node.done = true;
-  if (--sinks_open_ == 0) complete();
+  if (--sinks_open_ == 0) complete_when_states_idle();
+}
+
+// Every sink drained; a transform's state keeper may still hold acknowledgements until its
+// last snapshot is on disk.
+void Runtime::Impl::complete_when_states_idle() {
+  if (sinks_open_ != 0) return;
+  for (auto& node : nodes_) {
+    if (node->state && !node->state->idle()) return;  // its on_idle calls back
+  }
+  complete();
 }
 
 void Runtime::Impl::complete() {
@@ -429,7 +478,10 @@ int Runtime::Impl::run() {
   }
   for (auto& node : nodes_) {
     if (node->kind() == ComponentKind::Transform && !start_failed) {
-      start(*node, [&] { return node->graph_node->transform->start(*node->context); });
+      start(*node, [&] {
+        if (Status started = node->graph_node->transform->start(*node->context); !started.ok()) return started;
+        return open_transform_state(*node);
+      });
     }
   }
   for (auto& node : nodes_) {

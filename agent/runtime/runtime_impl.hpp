@@ -17,6 +17,7 @@
 #include "buffer/channel.hpp"
 #include "runtime/dead_letter.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/transform_state.hpp"
 #include "weir/component.hpp"
 #include "weir/http.hpp"
 #include "weir/uv.hpp"
@@ -65,6 +66,7 @@ class Runtime::Impl {
   void maybe_finish(Node& node);
   void sink_done(Node& node);
   void complete();
+  void complete_when_states_idle();
   void abandon(int exit_code);
   void on_signal(int signum);
   void dead_letter_event(Node& node, const Event& event, std::string_view reason);
@@ -74,6 +76,8 @@ class Runtime::Impl {
   Status open_disk_buffer(Node& node);
   void watch_channel(Node& node);
   void update_buffer_gauges(Node& node);
+  Status open_transform_state(Node& node);
+  void take_snapshot(Node& node);
   void print_summary();
   void tune_memory();
   void trim_if_idle();
@@ -173,6 +177,8 @@ struct Runtime::Impl::Node {
   std::size_t open_inputs = 0;          // producers that may still send
 
   std::vector<std::vector<Node*>> consumers;  // per output
+
+  std::shared_ptr<TransformState> state;  // transforms that keep state across restarts
 
   // Reload: a sink being replaced gets no batches while the old instance drains.
   bool replacing = false;

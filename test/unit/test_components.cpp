@@ -148,6 +148,26 @@ class TestSplit final : public Transform {
   }
 };
 
+// Keeps a running count of the events it saw (durable state) and writes it into each
+// event as `seen`.
+class TestCount final : public Transform {
+ public:
+  static Result<std::unique_ptr<TestCount>> create(const Options&) { return std::make_unique<TestCount>(); }
+  void process(BatchPtr batch, TransformContext& ctx) override {
+    for (Event& e : batch->events()) e.fields.set(batch->arena(), "seen", Value::integer(++seen_));
+    ctx.emit(std::move(batch));
+  }
+  bool keeps_state() const override { return true; }
+  std::string snapshot() const override { return std::to_string(seen_); }
+  Status restore(std::string_view snapshot) override {
+    seen_ = std::stoll(std::string(snapshot));
+    return {};
+  }
+
+ private:
+  std::int64_t seen_ = 0;
+};
+
 const OptionSchema kSourceSchema = {
     {.name = "count", .type = OptionType::Integer, .default_value = "10"},
     {.name = "batch", .type = OptionType::Integer, .default_value = "1"},
@@ -162,6 +182,7 @@ WEIR_REGISTER_SOURCE("test_source", "test: numbered events", kSourceSchema, Test
 WEIR_REGISTER_SINK("test_sink", "test: records events", kSinkSchema, TestSink::create);
 WEIR_REGISTER_TRANSFORM("test_tag", "test: tags events", {}, TestTag::create);
 WEIR_REGISTER_TRANSFORM("test_split", "test: even/odd outputs", {}, TestSplit::create);
+WEIR_REGISTER_TRANSFORM("test_count", "test: counts events, durable", {}, TestCount::create);
 
 }  // namespace weir::testing
 

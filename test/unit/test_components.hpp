@@ -43,6 +43,9 @@ class TransformHarness : public TransformContext {
 
   // One batch in; the JSON of every event it emitted (all outputs, in order).
   std::vector<std::string> feed(const std::vector<std::string>& events, const std::vector<std::string>& metadata = {});
+  // The transform's durable state (Transform::snapshot / restore).
+  std::string snapshot() const { return transform_->snapshot(); }
+  Status restore(std::string_view state) { return transform_->restore(state); }
 
   std::vector<std::string> dead;  // "reason {event}"
   BatchPtr last;                  // the last batch emitted

@@ -201,3 +201,29 @@ TEST_CASE("working_time: text ids and users keep their keys apart, cached or not
   CHECK(out[1].find(R"("duration":3000,"project_id":null,"task_id":"t-1","job_id":1,"user_id":65,)") != std::string::npos);
   CHECK(out[2].find(R"("duration":4000,"project_id":null,"task_id":"t-1","job_id":"a","user_id":"1",)") != std::string::npos);
 }
+
+TEST_CASE("working_time: a snapshot restored into a new instance carries on exactly, text ids and carries included") {
+  auto event = [](const std::string& user, const std::string& job, EpochNanos at) {
+    ByteBuffer ts;
+    format_iso8601(at, 3, ts);
+    return fmt::format(R"({{"scope":"click:element","source":"client","timestamp":"{}","job_id":{},"user_id":{}}})",
+                       ts.view(), job, user);
+  };
+  Harness whole, first;
+  std::vector<std::string> before = {event("1", "\"a\"", kStart), event("\"u\"", "7", kStart + kMs / 3),
+                                     event("1", "\"a\"", kStart + 1500 * kMs + kMs / 2)};
+  std::vector<std::string> after = {event("1", "\"a\"", kStart + 4000 * kMs), event("\"u\"", "7", kStart + 2000 * kMs),
+                                    event("1", "\"b\"", kStart + 9000 * kMs + kMs / 2)};
+  whole.feed(before);
+  first.feed(before);
+  std::string state = first.snapshot();
+  Harness second;
+  REQUIRE(second.restore(state).ok());
+  CHECK(second.snapshot() == state);
+  auto expected = whole.feed(after);
+  auto got = second.feed(after);
+  CHECK(got == expected);
+  CHECK(!expected.empty());
+  CHECK_FALSE(second.restore("{\"texts\":[],\"users\":[[1]]}").ok());
+  CHECK_FALSE(second.restore("not json").ok());
+}

@@ -85,6 +85,17 @@ class Transform {
   virtual void process(BatchPtr batch, TransformContext& ctx) = 0;
   // Every input has ended: emit whatever is held back.
   virtual void flush(TransformContext& /*ctx*/) {}
+
+  // State that must survive a restart (per-user clocks, say). A transform that returns true
+  // from keeps_state() is asked for snapshot() between batches and given the last one
+  // persisted through restore() once, before its first batch (and on reload, the snapshot
+  // of the instance it replaces). Its sources are acknowledged only once a snapshot taken
+  // after their batches is on disk, so the state on disk always matches what the sources
+  // were told (docs/adr/004-transform-state.md). A snapshot restore() cannot read is an
+  // error: logged and counted, and the transform starts empty.
+  virtual bool keeps_state() const { return false; }
+  virtual std::string snapshot() const { return {}; }
+  virtual Status restore(std::string_view /*snapshot*/) { return {}; }
 };
 
 class Sink {

@@ -101,6 +101,7 @@ class WorkingTime final : public Transform {
       EpochNanos end = timestamp.value();
       if (scope != nullptr && listed(compressed_, scope_text)) end += duration_nanos(duration_.find(event.fields));
       UserClock& clock = clock_of(*user);
+      if (ttl_ > 0 && ctx.loop() != nullptr) touched_[&clock] = uv_now(ctx.loop());
       if (ttl_ > 0 && clock.started && timestamp.value() - clock.last_seen >= ttl_) clock = UserClock();
       ids_.job = id_of(job_.find(event.fields));
       ids_.task = id_of(task_.find(event.fields));
@@ -134,8 +135,102 @@ class WorkingTime final : public Transform {
       carry = sum - ms * 1'000'000;
       events.push_back(Event{make_event(arena, t.timestamp, ms, t.key, t.user_id, t.copied, t.request_id), Value::null()});
     }
-    if (ttl_ > 0) evict_idle();
+    if (ttl_ > 0 && ctx.loop() != nullptr) evict_idle(uv_now(ctx.loop()));
     ctx.emit(std::move(batch));
+  }
+
+  // The per-user clocks (and the text ids their keys refer to) survive restarts.
+  bool keeps_state() const override { return true; }
+
+  // {"texts":[..],"users":[[user as JSON text, prev_end, started, last_seen,
+  //   job kind, job number, task kind, task number, project kind, project number, {carry key: ns}], ..]}
+  std::string snapshot() const override {
+    ByteBuffer out;
+    out.append(R"({"texts":[)");
+    for (std::size_t i = 0; i < texts_.size(); ++i) {
+      if (i) out.push_back(',');
+      write_json_string(texts_[i], out);
+    }
+    out.append(R"(],"users":[)");
+    // In the users' order, so the same state always gives the same bytes.
+    std::vector<const std::pair<const std::string, UserClock>*> users;
+    for (const auto& entry : clocks_) users.push_back(&entry);
+    std::sort(users.begin(), users.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+    bool first = true;
+    for (const auto* entry : users) {
+      const std::string& user = entry->first;
+      const UserClock& clock = entry->second;
+      if (!first) out.push_back(',');
+      first = false;
+      out.push_back('[');
+      write_json_string(user, out);
+      out.append(fmt::format(",{},{},{}", clock.prev_end, clock.started ? 1 : 0, clock.last_seen));
+      for (const IdValue* id : {&clock.prev_ids.job, &clock.prev_ids.task, &clock.prev_ids.project}) {
+        out.append(fmt::format(",{},{}", static_cast<int>(id->kind), id->number));
+      }
+      out.append(",{");
+      bool first_carry = true;
+      for (const auto& [key, ns] : clock.carry_ns) {
+        if (!first_carry) out.push_back(',');
+        first_carry = false;
+        write_json_string(key, out);
+        out.append(fmt::format(":{}", ns));
+      }
+      out.append("}]");
+    }
+    out.append("]}");
+    return std::string(out.view());
+  }
+
+  Status restore(std::string_view snapshot) override {
+    Arena arena;
+    JsonParser parser;
+    auto parsed = parser.parse(snapshot, arena);
+    if (!parsed.ok()) return parsed.error();
+    const Value* texts = parsed.value().find("texts");
+    const Value* users = parsed.value().find("users");
+    if (!texts || !texts->is_array() || !users || !users->is_array()) return Error("not a working_time snapshot");
+    decltype(clocks_) clocks;
+    std::vector<std::string> restored_texts;
+    for (const Value& text : texts->elements()) {
+      if (!text.is_string()) return Error("a text id is not a string");
+      restored_texts.emplace_back(text.as_string());
+    }
+    for (const Value& entry : users->elements()) {
+      auto fields = entry.elements();
+      if (!entry.is_array() || fields.size() != 11 || !fields[0].is_string() || !fields[10].is_object()) {
+        return Error("a user's clock is malformed");
+      }
+      for (std::size_t i = 1; i < 10; ++i) {
+        if (!fields[i].is_int()) return Error("a user's clock is malformed");
+      }
+      UserClock clock;
+      clock.prev_end = fields[1].as_int();
+      clock.started = fields[2].as_int() != 0;
+      clock.last_seen = fields[3].as_int();
+      IdValue* ids[] = {&clock.prev_ids.job, &clock.prev_ids.task, &clock.prev_ids.project};
+      for (std::size_t k = 0; k < 3; ++k) {
+        std::int64_t kind = fields[4 + 2 * k].as_int();
+        if (kind < 0 || kind > 2) return Error("a user's clock is malformed");
+        ids[k]->kind = static_cast<IdValue::Kind>(kind);
+        ids[k]->number = fields[5 + 2 * k].as_int();
+        if (ids[k]->kind == IdValue::Kind::Text && static_cast<std::size_t>(ids[k]->number) >= restored_texts.size()) {
+          return Error("a user's clock names a text id the snapshot lacks");
+        }
+      }
+      for (const auto& member : fields[10].members()) {
+        if (!member.value.is_int()) return Error("a carry is not an integer");
+        clock.carry_ns[std::string(member.key)] = member.value.as_int();
+      }
+      clocks.emplace(std::string(fields[0].as_string()), std::move(clock));
+    }
+    clocks_ = std::move(clocks);
+    texts_ = std::move(restored_texts);
+    text_ids_.clear();
+    for (std::size_t i = 0; i < texts_.size(); ++i) text_ids_.emplace(texts_[i], static_cast<std::int64_t>(i));
+    recent_.fill(RecentUser{});
+    touched_.clear();
+    return {};
   }
 
  private:
@@ -217,13 +312,22 @@ class WorkingTime final : public Transform {
     return found->second;
   }
 
-  void evict_idle() {
-    // Event time moves with the data: the newest timestamp seen stands for "now".
-    EpochNanos newest = 0;
-    for (const auto& [user, clock] : clocks_) newest = std::max(newest, clock.last_seen);
-    if (std::erase_if(clocks_, [&](const auto& entry) { return newest - entry.second.last_seen >= ttl_; }) > 0) {
-      recent_.fill(RecentUser{});  // it may point at erased clocks
-    }
+  // Memory only: a user whose events have not come for `state_ttl` of the loop's clock is
+  // dropped. Whether a returning user starts afresh is decided by that user's own event
+  // time (the reset in process()), never by another user's timestamps: a client with a
+  // clock in the future would otherwise make everyone else look idle.
+  void evict_idle(std::uint64_t now_ms) {
+    std::uint64_t ttl_ms = static_cast<std::uint64_t>(ttl_ / 1'000'000);
+    if (now_ms - last_eviction_ms_ < 1000) return;
+    last_eviction_ms_ = now_ms;
+    for (const auto& [user, clock] : clocks_) touched_.try_emplace(&clock, now_ms);  // restored ones
+    std::size_t erased = std::erase_if(clocks_, [&](const auto& entry) {
+      auto touched = touched_.find(&entry.second);
+      if (touched == touched_.end() || now_ms - touched->second < ttl_ms) return false;
+      touched_.erase(touched);
+      return true;
+    });
+    if (erased > 0) recent_.fill(RecentUser{});  // it may point at erased clocks
   }
 
   WorkingTimeParams params_;
@@ -245,6 +349,9 @@ class WorkingTime final : public Transform {
     UserClock* clock = nullptr;
   };
   std::array<RecentUser, 64> recent_{};
+  // state_ttl: when each clock last saw an event, by the loop's clock (ms).
+  std::unordered_map<const UserClock*, std::uint64_t> touched_;
+  std::uint64_t last_eviction_ms_ = 0;
   // Interned text ids (IdValue::Kind::Text); they grow with the distinct text ids seen.
   std::unordered_map<std::string, std::int64_t> text_ids_;
   std::vector<std::string> texts_;

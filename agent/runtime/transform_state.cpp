@@ -1,0 +1,189 @@
+#include "runtime/transform_state.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "buffer/crc32c.hpp"
+#include "weir/log.hpp"
+
+namespace weir::runtime {
+
+namespace {
+
+constexpr std::uint32_t kStateMagic = 0x31545357;  // "WST1"
+constexpr std::size_t kHeaderBytes = 24;
+
+Error os_error(std::string_view what, const std::string& path, int error) {
+  return Error(fmt::format("{} {}: {}", what, path, std::strerror(error)));
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> StateFiles::load() {
+  std::optional<std::string> best;
+  std::uint64_t best_save = 0;
+  for (int slot = 0; slot < 2; ++slot) {
+    std::string path = slot_path(slot);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;
+      return os_error("cannot open", path, errno);
+    }
+    std::string data;
+    char chunk[1 << 16];
+    ssize_t n;
+    while ((n = ::read(fd, chunk, sizeof chunk)) > 0) data.append(chunk, static_cast<std::size_t>(n));
+    ::close(fd);
+    if (data.size() < kHeaderBytes) continue;
+    std::uint32_t magic, crc;
+    std::uint64_t save, length;
+    std::memcpy(&magic, data.data(), 4);
+    std::memcpy(&crc, data.data() + 4, 4);
+    std::memcpy(&save, data.data() + 8, 8);
+    std::memcpy(&length, data.data() + 16, 8);
+    if (magic != kStateMagic || length > data.size() - kHeaderBytes) continue;
+    if (buffer::crc32c(std::string_view(data).substr(8, 16 + length)) != crc) continue;  // torn: the other slot
+    if (best && save <= best_save) continue;
+    best = data.substr(kHeaderBytes, length);
+    best_save = save;
+  }
+  saves_ = best_save;
+  return best;
+}
+
+Status StateFiles::save(std::string_view state) {
+  std::uint64_t save = saves_ + 1;
+  std::string record(kHeaderBytes, '\0');
+  std::uint64_t length = state.size();
+  std::memcpy(record.data(), &kStateMagic, 4);
+  std::memcpy(record.data() + 8, &save, 8);
+  std::memcpy(record.data() + 16, &length, 8);
+  record.append(state);
+  std::uint32_t crc = buffer::crc32c(std::string_view(record).substr(8));
+  std::memcpy(record.data() + 4, &crc, 4);
+  std::string path = slot_path(static_cast<int>(save % 2));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return os_error("cannot open", path, errno);
+  std::size_t done = 0;
+  while (done < record.size()) {
+    ssize_t n = pwrite(fd, record.data() + done, record.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int error = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      return os_error("cannot write", path, error);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (ftruncate(fd, static_cast<off_t>(record.size())) != 0 || fdatasync(fd) != 0) {
+    int error = errno;
+    ::close(fd);
+    return os_error("cannot sync", path, error);
+  }
+  ::close(fd);
+  saves_ = save;
+  return {};
+}
+
+TransformState::TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics)
+    : loop_(loop), component_(std::move(component)), files_(std::make_shared<StateFiles>(std::move(base))), metrics_(metrics) {}
+
+TransformState::~TransformState() = default;
+
+void TransformState::hold(EventBatch& batch) {
+  Held held;
+  held.acks = batch.take_acks();
+  held_.push_back(std::move(held));
+  std::uint64_t seq = next_++;
+  std::weak_ptr<TransformState> weak = weak_from_this();
+  batch.add_ack(Acknowledgement::make([weak, seq](DeliveryStatus status, const std::string& reason) {
+    if (auto self = weak.lock()) self->downstream_done(seq, status, reason);
+  }));
+}
+
+void TransformState::snapshot_taken(std::string state) {
+  covered_ = next_;
+  snapshots_.push_back({next_, std::move(state)});
+  maybe_write();
+}
+
+void TransformState::downstream_done(std::uint64_t seq, DeliveryStatus status, const std::string& reason) {
+  if (seq < first_ || seq >= next_) return;
+  Held& held = held_[seq - first_];
+  held.done = true;
+  held.status = status;
+  held.reason = reason;
+  maybe_write();
+}
+
+// Writes the newest snapshot whose batches are all done downstream.
+void TransformState::maybe_write() {
+  if (writing_ || closed_) return;
+  std::uint64_t done_end = first_;
+  while (done_end < next_ && held_[done_end - first_].done) ++done_end;
+  std::optional<Snapshot> chosen;
+  while (!snapshots_.empty() && snapshots_.front().covers <= done_end) {
+    chosen = std::move(snapshots_.front());
+    snapshots_.pop_front();
+  }
+  if (!chosen) return;
+  struct Job {
+    uv_work_t work{};
+    std::shared_ptr<TransformState> self;
+    std::shared_ptr<StateFiles> files;
+    Snapshot snapshot;
+    Status status;
+  };
+  auto* job = new Job{{}, shared_from_this(), files_, std::move(*chosen), {}};
+  job->work.data = job;
+  writing_ = true;
+  int rc = uv_queue_work(
+      loop_, &job->work, [](uv_work_t* w) {
+        auto* job = static_cast<Job*>(w->data);
+        job->status = job->files->save(job->snapshot.state);
+      },
+      [](uv_work_t* w, int) {
+        std::unique_ptr<Job> job(static_cast<Job*>(w->data));
+        job->self->writing_ = false;
+        if (!job->self->closed_) job->self->written(job->snapshot, job->status);
+      });
+  if (rc != 0) {
+    Snapshot snapshot = std::move(job->snapshot);
+    delete job;
+    writing_ = false;
+    written(snapshot, Error(fmt::format("cannot queue the state write: {}", uv_strerror(rc))));
+  }
+}
+
+void TransformState::written(const Snapshot& snapshot, const Status& status) {
+  if (!status.ok()) {
+    // The acknowledgements stay held (their sources keep waiting or will send again); the
+    // next snapshot tries again.
+    metrics_.errors.add();
+    metrics_.retrying(uv_now(loop_), "state: " + status.error().message());
+    log::error(component_, "state: {}; acknowledgements wait for the next snapshot", status.error().message());
+    snapshots_.push_front({snapshot.covers, snapshot.state});
+    start_timer(retry_, loop_, this, [](uv_timer_t* t) { static_cast<TransformState*>(t->data)->maybe_write(); }, 1000);
+    return;
+  }
+  if (metrics_.retrying_since_ms.get()) metrics_.recovered();
+  while (first_ < snapshot.covers) {
+    Held held = std::move(held_.front());
+    held_.pop_front();
+    ++first_;
+    if (held.status != DeliveryStatus::Delivered) {
+      for (auto& ack : held.acks) ack->fail(held.reason);
+    }
+    // Dropping `held` releases the sources' acknowledgements.
+  }
+  maybe_write();
+  if (idle() && on_idle) on_idle();
+}
+
+}  // namespace weir::runtime

@@ -1,0 +1,97 @@
+// Durable state of a transform (Transform::keeps_state): snapshots in
+// <data_dir>/state/<component>.{0,1}, consistent with what its sources were told.
+//
+// The rule: a source hears "delivered" for a batch only once (a) everything the transform
+// made of it is delivered downstream (or durable in a disk buffer) and (b) a snapshot of the
+// transform's state taken after that batch is on disk. So after any crash the state on disk
+// covers exactly the batches whose sources were acknowledged: what was not acknowledged is
+// sent again (HTTP clients retry, the file source reads from its checkpoint) and counted
+// once, and nothing acknowledged is missing from the state.
+//
+// How: before the transform sees a batch, the batch's acknowledgements are taken out and
+// held here; the batch gets one of ours instead, which says when its downstream is done.
+// Snapshots are taken between batches (after each turn of the transform on the loop), and
+// the newest one whose batches are all done downstream is written with fdatasync on the
+// thread pool, one write at a time; the write releases the acknowledgements it covers.
+#pragma once
+
+#include <uv.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "weir/event.hpp"
+#include "weir/metrics.hpp"
+#include "weir/result.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::runtime {
+
+// Two slot files written in turn, each: u32 magic "WST1" | u32 CRC-32C of the rest | u64 save
+// number | u64 length | state bytes. Loading takes the valid slot with the higher number.
+class StateFiles {
+ public:
+  explicit StateFiles(std::string base) : base_(std::move(base)) {}
+  Result<std::optional<std::string>> load();
+  Status save(std::string_view state);  // blocking: pwrite, ftruncate, fdatasync
+  std::string slot_path(int slot) const { return base_ + "." + std::to_string(slot); }
+
+ private:
+  std::string base_;
+  std::uint64_t saves_ = 0;
+};
+
+class TransformState : public std::enable_shared_from_this<TransformState> {
+ public:
+  TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics);
+  ~TransformState();
+
+  Result<std::optional<std::string>> load() { return files_->load(); }
+  // Before process(batch): the batch's acknowledgements are held until a snapshot covers it.
+  void hold(EventBatch& batch);
+  // Between batches: whether a snapshot is due (some batch is not yet covered).
+  bool wants_snapshot() const { return covered_ < next_; }
+  // The transform's state after every batch held so far.
+  void snapshot_taken(std::string state);
+  // The runtime let go (shutdown): results of a write in flight are ignored.
+  void close() {
+    closed_ = true;
+    retry_.close();
+  }
+  bool busy() const { return writing_; }
+  // No acknowledgement held and no write in flight: the pipeline may end.
+  bool idle() const { return held_.empty() && !writing_; }
+  std::function<void()> on_idle;
+
+ private:
+  struct Held {
+    std::vector<AckRef> acks;
+    bool done = false;
+    DeliveryStatus status = DeliveryStatus::Delivered;
+    std::string reason;
+  };
+  struct Snapshot {
+    std::uint64_t covers = 0;  // batches [0, covers)
+    std::string state;
+  };
+  void downstream_done(std::uint64_t seq, DeliveryStatus status, const std::string& reason);
+  void maybe_write();
+  void written(const Snapshot& snapshot, const Status& status);
+
+  uv_loop_t* loop_;
+  std::string component_;
+  std::shared_ptr<StateFiles> files_;
+  ComponentMetrics& metrics_;
+  std::deque<Held> held_;           // batches [first_, next_)
+  std::uint64_t first_ = 0, next_ = 0;
+  std::uint64_t covered_ = 0;       // batches a snapshot was taken after
+  std::deque<Snapshot> snapshots_;  // taken, not yet written, oldest first
+  bool writing_ = false;
+  bool closed_ = false;
+  UvTimer retry_;
+};
+
+}  // namespace weir::runtime
