@@ -33,6 +33,8 @@ struct PipelineConfig {
   std::vector<std::string> files;
   std::string data_dir = ".weir";
   std::string dead_letter_path;  // empty: <data_dir>/dead_letter.ndjson
+  std::string dead_letter_max_size = "100MiB";  // the default file's cap: past it, rotated to <path>.1
+  std::uint64_t dead_letter_max_bytes = 100ull << 20;
   std::string api_address;       // empty: the API is off
   std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(30);
   std::vector<ComponentConfig> components;

@@ -164,7 +164,7 @@ class Loader {
       else if (key == "data_dir") set_global("data_dir", value, out_.data_dir);
       else if (key == "shutdown_timeout") load_shutdown_timeout(value);
       else if (key == "api") load_subsection(value, "api", {{"address", &out_.api_address}});
-      else if (key == "dead_letter") load_subsection(value, "dead_letter", {{"path", &out_.dead_letter_path}});
+      else if (key == "dead_letter") load_subsection(value, "dead_letter", {{"path", &out_.dead_letter_path}, {"max_size", &out_.dead_letter_max_size}});
       else error(fmt::format("unknown section '{}'{}", key, did_you_mean(key, kTopLevelKeys)), at(entry.first));
     }
   }
@@ -512,6 +512,13 @@ void load_yaml(Loader& loader, const std::string& text, const std::string& name,
 
 void finish(PipelineConfig& config, Diagnostics& diagnostics) {
   if (config.dead_letter_path.empty()) config.dead_letter_path = config.data_dir + "/dead_letter.ndjson";
+  if (auto bytes = parse_bytes(config.dead_letter_max_size); bytes.ok() && bytes.value() > 0) {
+    config.dead_letter_max_bytes = bytes.value();
+  } else {
+    diagnostics.errors.emplace_back(fmt::format("dead_letter.max_size: '{}' is not a size above 0 (e.g. 100MiB)",
+                                                config.dead_letter_max_size),
+                                    SourceLocation{config.files.empty() ? std::string() : config.files.front()});
+  }
   if (!diagnostics.ok()) return;
   auto count = [&](ComponentKind kind) {
     return std::count_if(config.components.begin(), config.components.end(),

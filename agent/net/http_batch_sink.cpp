@@ -227,7 +227,9 @@ void BatchSink::encoded(Upload upload) {
   encoding_ = nullptr;
   encode_reserve_ = std::max<std::uint64_t>(64 << 10, upload.body.size() + upload.body.size() / 8);
   for (const UnwritableEvent& bad : upload.unwritable) {
-    ctx_->dead_letter(upload.slices[bad.slice].batch->events()[bad.index], fmt::format("{}: {}", ctx_->type(), bad.reason));
+    if (!ctx_->dead_letter(upload.slices[bad.slice].batch->events()[bad.index], fmt::format("{}: {}", ctx_->type(), bad.reason))) {
+      fail_upload(upload, bad.reason);
+    }
     ctx_->metrics().errors.add();
   }
   held_rows_ -= upload.unwritable.size();
@@ -352,7 +354,7 @@ void BatchSink::bad_rows(Upload upload, const Verdict& verdict) {
   if (rows == 1) {
     std::string_view row = upload.row(0);
     while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
-    dead_letter_row(row, verdict.message);
+    if (!dead_letter_row(row, verdict.message)) fail_upload(upload, verdict.message);
     held_rows_ -= 1;
     return;  // a dead letter counts as delivered for the acknowledgements
   }
@@ -378,7 +380,7 @@ void BatchSink::some_rows_refused(Upload upload, const Verdict& verdict) {
     if (i >= upload.encoded_rows()) continue;
     std::string_view row = upload.row(i);
     while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
-    dead_letter_row(row, verdict.message);
+    if (!dead_letter_row(row, verdict.message)) fail_upload(upload, verdict.message);
     ++counted;
   }
   log::warn(ctx_->name(), "{} at {} refused {} of {} rows ({}); they are dead-lettered, the rest was written",
@@ -396,8 +398,12 @@ void BatchSink::reuse_body(ByteBuffer body) {
   spare_bodies_.push_back(std::move(body));
 }
 
-void BatchSink::dead_letter_row(std::string_view row, const std::string& reason) {
-  ctx_->dead_letter_raw(row, 0, fmt::format("{}: {}", ctx_->type(), reason));
+bool BatchSink::dead_letter_row(std::string_view row, const std::string& reason) {
+  return ctx_->dead_letter_raw(row, 0, fmt::format("{}: {}", ctx_->type(), reason));
+}
+
+void BatchSink::fail_upload(Upload& upload, const std::string& reason) {
+  for (auto& ack : upload.acks) ack->fail("a dead letter could not be written (" + reason + ")");
 }
 
 void BatchSink::check_drained() {

@@ -26,8 +26,9 @@ void DeadLetterFile::begin(std::string_view component, std::string_view type, st
   write_json_string(reason, line_);
 }
 
-void DeadLetterFile::finish() {
+bool DeadLetterFile::finish() {
   line_.append("}\n");
+  if (file_ != nullptr && size_ + line_.size() > max_bytes_ && size_ > 0) rotate();
   if (file_ == nullptr && !open_failed_) {
     std::error_code ec;
     auto parent = std::filesystem::path(path_).parent_path();
@@ -35,19 +36,41 @@ void DeadLetterFile::finish() {
     file_ = std::fopen(path_.c_str(), "ab");
     if (file_ == nullptr) {
       open_failed_ = true;
-      log::error("dead_letter", "cannot open {}: {}; dead letters go to the log instead", path_, std::strerror(errno));
+      log::error("dead_letter", "cannot open {}: {}; dead letters go to the log and are not delivered", path_,
+                 std::strerror(errno));
+    } else {
+      size_ = std::filesystem::file_size(path_, ec);
+      if (ec) size_ = 0;
     }
   }
+  bool written = false;
   if (file_ != nullptr) {
-    std::fwrite(line_.data(), 1, line_.size(), file_);
-    std::fflush(file_);
-  } else {
-    log::error("dead_letter", "{}", std::string_view(line_.data(), line_.size() - 1));
+    written = std::fwrite(line_.data(), 1, line_.size(), file_) == line_.size() && std::fflush(file_) == 0;
+    if (written) {
+      size_ += line_.size();
+    } else {
+      log::error("dead_letter", "cannot write {}: {}; the event is not delivered", path_, std::strerror(errno));
+      std::clearerr(file_);
+    }
   }
-  ++written_;
+  if (!written) log::error("dead_letter", "{}", std::string_view(line_.data(), line_.size() - 1));
+  if (written) ++written_;
+  return written;
 }
 
-void DeadLetterFile::write_event(std::string_view component, std::string_view type, const Event& event,
+void DeadLetterFile::rotate() {
+  std::fclose(file_);
+  file_ = nullptr;
+  std::string old = path_ + ".1";
+  if (std::rename(path_.c_str(), old.c_str()) != 0) {
+    log::error("dead_letter", "cannot rotate {}: {}", path_, std::strerror(errno));
+  } else {
+    log::info("dead_letter", "{} reached {} bytes: moved to {}", path_, size_, old);
+  }
+  size_ = 0;
+}
+
+bool DeadLetterFile::write_event(std::string_view component, std::string_view type, const Event& event,
                                  std::string_view reason) {
   begin(component, type, reason);
   line_.append(",\"event\":");
@@ -56,10 +79,10 @@ void DeadLetterFile::write_event(std::string_view component, std::string_view ty
     line_.append(",\"metadata\":");
     write_json(event.metadata, line_);
   }
-  finish();
+  return finish();
 }
 
-void DeadLetterFile::write_raw(std::string_view component, std::string_view type, std::string_view raw,
+bool DeadLetterFile::write_raw(std::string_view component, std::string_view type, std::string_view raw,
                                std::uint64_t line, std::string_view reason) {
   begin(component, type, reason);
   if (line > 0) {
@@ -69,7 +92,7 @@ void DeadLetterFile::write_raw(std::string_view component, std::string_view type
   line_.append(",\"raw\":");
   Arena scratch(256);
   write_json_string(valid_utf8(raw, scratch), line_);
-  finish();
+  return finish();
 }
 
 }  // namespace weir::runtime

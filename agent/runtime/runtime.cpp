@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 
 #include "runtime/runtime_impl.hpp"
+#include "weir/json.hpp"
 #include "weir/log.hpp"
+#include "weir/time.hpp"
 
 namespace weir::runtime {
 
@@ -35,7 +37,7 @@ void NodeContext::fail_pipeline(std::string_view reason) {
 Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
     : graph_(graph),
       options_(options),
-      dead_letters_(graph.config.dead_letter_path) {
+      dead_letters_(graph.config.dead_letter_path, graph.config.dead_letter_max_bytes) {
   if (uv_loop_init(&loop_) == 0) loop_ready_ = true;
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     auto node = std::make_unique<Node>();
@@ -258,6 +260,10 @@ void Runtime::Impl::enqueue(Node& consumer, BatchPtr batch) {
 void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output) {
   if (!batch || batch->empty()) return;
   if (producer.kind() == ComponentKind::Source) {
+    if (!producer.dead_letter_failure.empty()) {
+      batch->fail(producer.dead_letter_failure);
+      producer.dead_letter_failure.clear();
+    }
     producer.metrics.events_received.add(batch->size());
     producer.metrics.bytes_received.add(batch->byte_size());
   }
@@ -289,7 +295,10 @@ void Runtime::Impl::pump(Node& node) {
       if (!has_room(node)) return;  // woken by wake_upstream
       if (BatchPtr batch = pop(node)) {
         if (node.state) node.state->hold(*batch);
+        std::vector<AckRef> acks = batch->acks();
+        node.current_acks = &acks;
         node.graph_node->transform->process(std::move(batch), *node.context);
+        node.current_acks = nullptr;
       }
     }
     take_snapshot(node);
@@ -297,7 +306,12 @@ void Runtime::Impl::pump(Node& node) {
     if (node.replacing) return;  // rescheduled once the new instance took over
     Sink& sink = *node.graph_node->sink;
     while (input.readable() && budget-- > 0 && sink.ready()) {
-      if (BatchPtr batch = pop(node)) sink.consume(std::move(batch));
+      if (BatchPtr batch = pop(node)) {
+        std::vector<AckRef> acks = batch->acks();
+        node.current_acks = &acks;
+        sink.consume(std::move(batch));
+        node.current_acks = nullptr;
+      }
     }
     if (input.readable() && !sink.ready()) return;  // the sink calls ready_again()
   }
@@ -422,14 +436,63 @@ void Runtime::Impl::note_dead_letter(Node& node, std::string_view reason) {
   }
 }
 
-void Runtime::Impl::dead_letter_event(Node& node, const Event& event, std::string_view reason) {
-  dead_letters_.write_event(node.config->name, node.config->type, event, reason);
+bool Runtime::Impl::dead_letter_event(Node& node, const Event& event, std::string_view reason) {
   note_dead_letter(node, reason);
+  if (route_dead_letter(node, &event, {}, 0, reason)) return true;
+  if (dead_letters_.write_event(node.config->name, node.config->type, event, reason)) return true;
+  dead_letter_failed(node, reason);
+  return false;
 }
 
-void Runtime::Impl::dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason) {
-  dead_letters_.write_raw(node.config->name, node.config->type, raw, line, reason);
+bool Runtime::Impl::dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason) {
   note_dead_letter(node, line > 0 ? fmt::format("line {}: {}", line, reason) : std::string(reason));
+  if (route_dead_letter(node, nullptr, raw, line, reason)) return true;
+  if (dead_letters_.write_raw(node.config->name, node.config->type, raw, line, reason)) return true;
+  dead_letter_failed(node, reason);
+  return false;
+}
+
+// `NAME.dead_letter` (every component's last output) read by a sink: the dead letter is an
+// event there, carrying the acknowledgements of the batch it came from, so the source waits
+// for it to be delivered like any other event.
+bool Runtime::Impl::route_dead_letter(Node& node, const Event* event, std::string_view raw, std::uint64_t line,
+                                      std::string_view reason) {
+  if (node.consumers.empty() || node.consumers.back().empty()) return false;
+  BatchPtr batch = EventBatch::create();
+  Arena& arena = batch->arena();
+  Event& letter = batch->add_event(8);
+  ByteBuffer timestamp;
+  format_iso8601_ms(wall_clock_now(), timestamp);
+  letter.fields.append_member(arena, "timestamp", Value::string(arena, timestamp.view()));
+  letter.fields.append_member(arena, "component", Value::string(arena, node.config->name));
+  letter.fields.append_member(arena, "component_type", Value::string(arena, node.config->type));
+  letter.fields.append_member(arena, "reason", Value::string(arena, reason));
+  if (event) {
+    letter.fields.append_member(arena, "event", deep_copy(event->fields, arena));
+    if (!event->metadata.is_null()) letter.fields.append_member(arena, "metadata", deep_copy(event->metadata, arena));
+  } else {
+    if (line > 0) letter.fields.append_member(arena, "line", Value::integer(static_cast<std::int64_t>(line)));
+    letter.fields.append_member(arena, "raw", Value::string(arena, valid_utf8(raw, arena)));
+  }
+  batch->set_byte_size(raw.size() + reason.size() + 64);
+  if (node.current_acks) {
+    for (const AckRef& ack : *node.current_acks) batch->add_ack(ack);
+  }
+  auto& consumers = node.consumers.back();
+  for (std::size_t i = 0; i + 1 < consumers.size(); ++i) enqueue(*consumers[i], batch->clone());
+  enqueue(*consumers.back(), std::move(batch));
+  return true;
+}
+
+// A dead letter that could not be written is not delivered: the batch it came from fails.
+void Runtime::Impl::dead_letter_failed(Node& node, std::string_view reason) {
+  node.metrics.errors.add();
+  std::string why = fmt::format("a dead letter could not be written ({})", reason);
+  if (node.current_acks) {
+    for (const AckRef& ack : *node.current_acks) ack->fail(why);
+  } else if (node.kind() == ComponentKind::Source) {
+    node.dead_letter_failure = std::move(why);
+  }
 }
 
 int Runtime::Impl::run() {

@@ -69,8 +69,10 @@ class Runtime::Impl {
   void complete_when_states_idle();
   void abandon(int exit_code);
   void on_signal(int signum);
-  void dead_letter_event(Node& node, const Event& event, std::string_view reason);
-  void dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
+  bool dead_letter_event(Node& node, const Event& event, std::string_view reason);
+  bool dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
+  bool route_dead_letter(Node& node, const Event* event, std::string_view raw, std::uint64_t line, std::string_view reason);
+  void dead_letter_failed(Node& node, std::string_view reason);
   void note_dead_letter(Node& node, std::string_view reason);
   static buffer::ChannelLimits channel_limits(const config::ComponentConfig& config);
   Status open_disk_buffer(Node& node);
@@ -143,9 +145,9 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   const std::string& type() const override;
   const std::string& data_dir() const override { return rt_.graph_.config.data_dir; }
   ComponentMetrics& metrics() override;
-  void dead_letter(const Event& event, std::string_view reason) override { rt_.dead_letter_event(node_, event, reason); }
-  void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
-    rt_.dead_letter_raw(node_, raw, line, reason);
+  bool dead_letter(const Event& event, std::string_view reason) override { return rt_.dead_letter_event(node_, event, reason); }
+  bool dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
+    return rt_.dead_letter_raw(node_, raw, line, reason);
   }
   void fail_pipeline(std::string_view reason) override;
 
@@ -179,6 +181,10 @@ struct Runtime::Impl::Node {
   std::vector<std::vector<Node*>> consumers;  // per output
 
   std::shared_ptr<TransformState> state;  // transforms that keep state across restarts
+  // The acknowledgements of the batch being processed or consumed (dead letters take them),
+  // and a dead-letter failure a source met before its next emit.
+  const std::vector<AckRef>* current_acks = nullptr;
+  std::string dead_letter_failure;
 
   // Reload: a sink being replaced gets no batches while the old instance drains.
   bool replacing = false;

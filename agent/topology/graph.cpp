@@ -107,6 +107,7 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
         break;
       }
     }
+    node.outputs.push_back(std::string(kDeadLetterOutput));  // every component's rejects, routable
     by_name[c.name] = graph.nodes.size();
     graph.nodes.push_back(std::move(node));
   }
@@ -138,9 +139,10 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
         continue;
       }
       const Node& from = graph.nodes[found->second];
-      if (from.kind == ComponentKind::Sink) {
+      if (from.kind == ComponentKind::Sink && output != kDeadLetterOutput) {
         diagnostics.errors.emplace_back(
-            fmt::format("input '{}' of {} is a sink; only sources and transforms produce events", input.text, what),
+            fmt::format("input '{}' of {} is a sink; only sources and transforms produce events (a sink's "
+                        "rejects are '{}.{}')", input.text, what, name, kDeadLetterOutput),
             input.where);
         continue;
       }
@@ -148,7 +150,7 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
       if (port == from.outputs.end()) {
         std::vector<std::string> named;
         for (const auto& o : from.outputs) {
-          if (!o.empty()) named.push_back(o);
+          if (!o.empty() && o != kDeadLetterOutput) named.push_back(o);  // every component has that one
         }
         std::string listing;
         for (const auto& o : named) listing += (listing.empty() ? "" : ", ") + name + "." + o;

@@ -16,6 +16,10 @@ struct Port {
   std::size_t output = 0;  // index into that node's outputs
 };
 
+// Every component's last output: its dead letters, as events, for a sink that reads
+// `NAME.dead_letter`; without one they go to the dead-letter file.
+inline constexpr std::string_view kDeadLetterOutput = "dead_letter";
+
 struct Node {
   std::size_t config_index = 0;  // into Graph::config.components
   ComponentKind kind = ComponentKind::Source;

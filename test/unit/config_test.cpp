@@ -132,7 +132,7 @@ TEST_CASE("config: unknown input suggests the nearest component") {
 TEST_CASE("config: a sink used as an input") {
   CHECK(first_error(std::string(kHeader) +
                     "sinks:\n  a: { type: console, inputs: [in] }\n  b: { type: console, inputs: [a] }\n") ==
-        "p.yaml:5:32: error: input 'a' of sink 'b' is a sink; only sources and transforms produce events");
+        "p.yaml:5:32: error: input 'a' of sink 'b' is a sink; only sources and transforms produce events (a sink's rejects are 'a.dead_letter')");
 }
 
 TEST_CASE("config: unknown named output") {

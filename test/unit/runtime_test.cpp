@@ -241,3 +241,62 @@ TEST_CASE("demo: the same seed and start time give the same events; another seed
   CHECK(a != c);
   CHECK(a[0].find(R"("source":"client","timestamp":"2024-01-01T12:)") != std::string::npos);
 }
+
+TEST_CASE("dead letters: NAME.dead_letter routes them to a sink as events, with their acknowledgements") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  auto graph = build("sources:\n  s: { type: test_source, count: 100, batch: 10, acks: true }\n"
+                     "transforms:\n  split: { type: test_split, inputs: [s] }\n"
+                     "sinks:\n  k: { type: test_sink, inputs: [split.even, split.odd] }\n"
+                     "  rejects: { type: test_sink, inputs: [split.dead_letter] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  auto& rejects = probe.received["rejects"];
+  REQUIRE(rejects.size() == 10);  // n % 10 == 7
+  CHECK(rejects[0].find(R"("component":"split","component_type":"test_split","reason":"sevens are rejected","event":{"n":7})") != std::string::npos);
+  CHECK(probe.received["k"].size() == 90);
+  CHECK(probe.delivered_acks == 10);
+  CHECK(rt.dead_letters() == 0);  // none went to the file
+  CHECK(rt.metrics(node_named(graph, "split")).events_dead_lettered.get() == 10);
+
+  probe.reset();  // a dead-letter sink that fails makes the batches it came from fail
+  auto failing = build("sources:\n  s: { type: test_source, count: 20, batch: 10, acks: true }\n"
+                       "transforms:\n  split: { type: test_split, inputs: [s] }\n"
+                       "sinks:\n  k: { type: test_sink, inputs: [split.even, split.odd] }\n"
+                       "  rejects: { type: test_sink, inputs: [split.dead_letter], fail: true }\n");
+  runtime::Runtime rt2(failing, quiet());
+  REQUIRE(rt2.run() == 0);
+  CHECK(probe.failed_acks == 2);
+  CHECK(probe.delivered_acks == 0);
+}
+
+TEST_CASE("dead letters: a dead-letter file that cannot be written fails the acknowledgement, never silently") {
+  Probe& probe = Probe::get();
+  probe.reset();
+  auto graph = build("dead_letter: { path: /dev/full }\n"
+                     "sources:\n  s: { type: test_source, count: 30, batch: 10, acks: true }\n"
+                     "transforms:\n  split: { type: test_split, inputs: [s] }\n"
+                     "sinks:\n  k: { type: test_sink, inputs: [split.even, split.odd] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  CHECK(probe.failed_acks == 3);  // every batch had a seven
+  CHECK(probe.last_failure.find("a dead letter could not be written") != std::string::npos);
+  CHECK(rt.metrics(node_named(graph, "split")).errors.get() == 3);
+}
+
+TEST_CASE("dead letters: the default file is capped and rotated") {
+  std::string dir = temp_dir("dead-letter-rotate");
+  Probe::get().reset();
+  auto graph = build("data_dir: " + dir + "\ndead_letter: { max_size: 2KiB }\n"
+                     "sources:\n  s: { type: test_source, count: 1000, batch: 10 }\n"
+                     "transforms:\n  split: { type: test_split, inputs: [s] }\n"
+                     "sinks:\n  k: { type: test_sink, inputs: [split.even, split.odd] }\n");
+  runtime::Runtime rt(graph, quiet());
+  REQUIRE(rt.run() == 0);
+  CHECK(rt.dead_letters() == 100);
+  auto size = std::filesystem::file_size(dir + "/dead_letter.ndjson");
+  auto old = std::filesystem::file_size(dir + "/dead_letter.ndjson.1");
+  CHECK(size <= 2048);
+  CHECK(old <= 2048);
+  CHECK(old > 1024);
+}

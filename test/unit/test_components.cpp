@@ -217,8 +217,9 @@ TransformHarness::TransformHarness(const std::string& type, const std::string& o
 
 TransformHarness::~TransformHarness() = default;
 
-void TransformHarness::dead_letter(const Event& e, std::string_view reason) {
+bool TransformHarness::dead_letter(const Event& e, std::string_view reason) {
   dead.push_back(std::string(reason) + " " + to_json(e.fields));
+  return true;
 }
 
 void TransformHarness::emit(BatchPtr batch, std::size_t output) {

@@ -56,8 +56,11 @@ class TransformHarness : public TransformContext {
   const std::string& type() const override { return name_; }
   const std::string& data_dir() const override { return name_; }
   ComponentMetrics& metrics() override { return metrics_; }
-  void dead_letter(const Event& e, std::string_view reason) override;
-  void dead_letter_raw(std::string_view, std::uint64_t, std::string_view reason) override { dead.emplace_back(reason); }
+  bool dead_letter(const Event& e, std::string_view reason) override;
+  bool dead_letter_raw(std::string_view, std::uint64_t, std::string_view reason) override {
+    dead.emplace_back(reason);
+    return true;
+  }
   void fail_pipeline(std::string_view) override {}
   void emit(BatchPtr batch, std::size_t output) override;
 

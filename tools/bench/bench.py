@@ -8,11 +8,14 @@ pinned to one CPU core, with several runs each and the median reported:
   decode+encode stdin -> file /dev/null, JSON lines    (read, decode, encode, write)
   transforms    request_id -> working_time -> enrich, timed alone (weir-transform-bench:
                 decode untimed, only the transforms' process() calls)
+  disk buffer   decode+encode and the transforms with the sink's input in a disk buffer,
+                with `sync: always` (fdatasync per group of batches) and `sync: os`
 and prints events/s, MiB/s, peak RSS and each rate as a share of the parse limit.
 Peak RSS is also measured on a 3x larger input piped in, to show memory stays flat.
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -230,7 +233,18 @@ def main():
             "  names: { type: enrich, inputs: [wt], set: { pipeline: weir }, timestamp: { field: timestamp, format: datetime } }\n"
             "sinks:\n  out: { type: blackhole, inputs: [names] }\n"),
     }
-    tmp = tempfile.mkdtemp(prefix="weir-bench-")
+    # The same with the sink's input in a disk buffer: every event written, fsynced (or not,
+    # `sync: os`), read back and acknowledged; the buffer lives in data_dir on the build's disk.
+    disk = "    buffer: { type: disk, sync: %s }\n"
+    configs["decode -> encode, disk buffer sync=always"] = (
+        "sources:\n  in: { type: stdin }\nsinks:\n  out:\n    type: file\n    inputs: [in]\n    path: /dev/null\n" + disk % "always")
+    configs["decode -> encode, disk buffer sync=os"] = (
+        "sources:\n  in: { type: stdin }\nsinks:\n  out:\n    type: file\n    inputs: [in]\n    path: /dev/null\n" + disk % "os")
+    configs["decode -> 3 transforms -> disk buffer"] = (
+        configs["decode -> 3 transforms -> blackhole"].replace(
+            "  out: { type: blackhole, inputs: [names] }\n", "  out:\n    type: blackhole\n    inputs: [names]\n" + disk % "always"))
+    # On the build's disk, not /tmp (a tmpfs on some machines would make fsync free).
+    tmp = tempfile.mkdtemp(prefix="weir-bench-", dir=os.path.dirname(data))
     paths = {}
     for name, text in configs.items():
         path = os.path.join(tmp, name.replace(" ", "_").replace(">", "").replace("/", "") + ".yaml")
@@ -251,6 +265,8 @@ def main():
         samples["parse limit (simdjson)"][0].append(json.loads(out)["seconds"])
         samples["parse limit (simdjson)"][1].append(peak)
         for name, path in paths.items():
+            for kept in ("buffers", "state"):  # each run starts empty
+                shutil.rmtree(os.path.join(tmp, kept), ignore_errors=True)
             s, peak, _ = run_measured([weir, "run", "-c", path, "--log-level", "warn"], stdin_path=data, cpu=cpu)
             samples["weir " + name][0].append(s)
             samples["weir " + name][1].append(peak)
@@ -272,11 +288,11 @@ def main():
         file_seconds = measure_file_source(weir, data, events, tmp, cpu, args.runs)
         results.append(("weir file -> blackhole", file_seconds, 0))
     base = events / results[0][1]
-    print("%-34s %14s %10s %10s %12s" % ("", "events/s", "MiB/s", "peak RSS", "of limit"))
+    print("%-46s %14s %10s %10s %12s" % ("", "events/s", "MiB/s", "peak RSS", "of limit"))
     for name, s, peak in results:
         rate = events / s
         rss = "%8.1f M" % (peak / 1024) if peak else "%10s" % "-"
-        print("%-34s %14s %10.1f %s %11.1f%%" % (name, "{:,.0f}".format(rate), mib / s, rss, 100 * rate / base))
+        print("%-46s %14s %10.1f %s %11.1f%%" % (name, "{:,.0f}".format(rate), mib / s, rss, 100 * rate / base))
     print("\nrequest_id + working_time + enrich (set, timestamp), decode excluded:")
     print("  alone (weir-transform-bench):  %s events/s, %.1f%% of the parse limit's rate  [%s]"
           % ("{:,.0f}".format(events / alone), 100 * (events / alone) / base,

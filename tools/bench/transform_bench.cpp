@@ -35,8 +35,8 @@ class ChainContext final : public TransformContext {
   const std::string& type() const override { return name_; }
   const std::string& data_dir() const override { return data_dir_; }
   ComponentMetrics& metrics() override { return metrics_; }
-  void dead_letter(const Event&, std::string_view) override { ++dead_letters; }
-  void dead_letter_raw(std::string_view, std::uint64_t, std::string_view) override { ++dead_letters; }
+  bool dead_letter(const Event&, std::string_view) override { return ++dead_letters, true; }
+  bool dead_letter_raw(std::string_view, std::uint64_t, std::string_view) override { return ++dead_letters, true; }
   void fail_pipeline(std::string_view reason) override {
     std::fprintf(stderr, "%s failed the pipeline: %.*s\n", name_.c_str(), static_cast<int>(reason.size()), reason.data());
   }

@@ -32,11 +32,16 @@ class ComponentContext {
   virtual const std::string& data_dir() const = 0;
   virtual ComponentMetrics& metrics() = 0;
 
-  // Sets an event aside with a reason: written to the dead-letter file, counted, and
-  // treated as delivered for acknowledgements. The event's values are copied.
-  virtual void dead_letter(const Event& event, std::string_view reason) = 0;
-  // The same for input that never became an event (an undecodable line, an oversized body).
-  virtual void dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) = 0;
+  // Sets an event aside with a reason: sent to the component's `NAME.dead_letter` output
+  // when a sink reads it (as an event {timestamp, component, component_type, reason, event,
+  // metadata}), else written to the dead-letter file; counted either way. The event's values
+  // are copied. A dead letter counts as delivered for acknowledgements; one that could not be
+  // written (full disk) returns false, and the runtime fails the acknowledgement of the batch
+  // being processed (or, in a source, of the next batch it emits) so it is sent again.
+  virtual bool dead_letter(const Event& event, std::string_view reason) = 0;
+  // The same for input that never became an event (an undecodable line, an oversized body):
+  // the event carries `raw` and `line` instead.
+  virtual bool dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) = 0;
 
   // A failure the component cannot work around (its output is gone, say): logs the reason
   // and drains the whole pipeline, which then exits non-zero.
@@ -91,7 +96,7 @@ class Transform {
   // persisted through restore() once, before its first batch (and on reload, the snapshot
   // of the instance it replaces). Its sources are acknowledged only once a snapshot taken
   // after their batches is on disk, so the state on disk always matches what the sources
-  // were told (docs/adr/004-transform-state.md). A snapshot restore() cannot read is an
+  // were told (docs/adr/007-transform-state.md). A snapshot restore() cannot read is an
   // error: logged and counted, and the transform starts empty.
   virtual bool keeps_state() const { return false; }
   virtual std::string snapshot() const { return {}; }

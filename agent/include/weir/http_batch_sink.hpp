@@ -145,8 +145,9 @@ class BatchSink : public Sink {
   virtual Verdict classify(const Upload& upload, const ClientResponse& response) = 0;
   // What the log calls the destination, e.g. "insert into db.table".
   virtual std::string describe_write() const = 0;
-  // The dead letter of a row the server refused (its text as sent, without '\n').
-  virtual void dead_letter_row(std::string_view row, const std::string& reason);
+  // The dead letter of a row the server refused (its text as sent, without '\n'). False
+  // when it could not be written: the upload's acknowledgements then fail.
+  virtual bool dead_letter_row(std::string_view row, const std::string& reason);
 
   SinkContext& context() { return *ctx_; }
   Client& client() { return *client_; }
@@ -165,6 +166,7 @@ class BatchSink : public Sink {
   void delivered(const Upload& upload, std::size_t refused);
   void retry(Upload upload, const Verdict& verdict, const ClientResponse& response, bool setup);
   void bad_rows(Upload upload, const Verdict& verdict);
+  void fail_upload(Upload& upload, const std::string& reason);
   void some_rows_refused(Upload upload, const Verdict& verdict);
   void check_drained();
   void reuse_body(ByteBuffer body);

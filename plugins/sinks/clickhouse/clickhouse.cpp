@@ -218,12 +218,12 @@ class ClickHouseSink final : public http::BatchSink {
   }
 
   // The dead letter of a refused row: the row as sent (the columns the server saw).
-  void dead_letter_row(std::string_view row, const std::string& reason) override {
+  bool dead_letter_row(std::string_view row, const std::string& reason) override {
     Arena arena;
     auto parsed = parser_.parse(row, arena);
     std::string why = fmt::format("clickhouse: {}", reason);
-    if (parsed.ok()) context().dead_letter(Event{parsed.value(), Value::null()}, why);
-    else context().dead_letter_raw(row, 0, why);
+    if (parsed.ok()) return context().dead_letter(Event{parsed.value(), Value::null()}, why);
+    return context().dead_letter_raw(row, 0, why);
   }
 
   // ---- healthcheck ----------------------------------------------------------------------
