@@ -63,7 +63,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     for (const RecordLocation& record : scan.unacknowledged) {
       Segment& segment = segments_[record.segment];
       segment.end_id = std::max(segment.end_id, record.end_id());
-      unread_.push_back({record, nullptr});
+      unread_.push_back({record, nullptr, 0});
       unread_events_ += record.events;
     }
     next_id_ = written_ = scan.next_id;
@@ -85,13 +85,15 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     next_id_ += batch->size();
     pending_events_ += batch->size();
     pending_bytes_ += batch->byte_size();
+    pending.memory = batch->memory_bytes();
+    pending_memory_ += pending.memory;
     pending.batch = std::move(batch);
     queue_.push_back(std::move(pending));
     start_write();
   }
 
   bool full() const override {
-    return failing_ || pending_events_ >= options_.memory.max_events || pending_bytes_ >= options_.memory.max_bytes ||
+    return failing_ || pending_events_ >= options_.memory.max_events || pending_memory_ >= options_.memory.max_bytes ||
            disk_bytes_ + pending_bytes_ >= options_.max_size;
   }
   bool readable() const override { return !stopped_reading_ && !unread_.empty(); }
@@ -112,7 +114,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
       BatchPtr batch = std::move(next.batch);
       if (batch) {
         memory_events_ -= batch->size();
-        memory_bytes_ -= batch->byte_size();
+        memory_bytes_ -= next.memory;
       } else {
         batch = read(next.where);
       }
@@ -139,11 +141,13 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
   struct Pending {
     std::uint64_t first_id = 0;
     BatchPtr batch;
+    std::uint64_t memory = 0;  // what it takes in memory (EventBatch::memory_bytes)
     std::vector<AckRef> acks;  // of the batch's sources: released once its record is durable
   };
   struct Unread {
     RecordLocation where;
     BatchPtr batch;  // kept in memory when the memory window allowed, else read back
+    std::uint64_t memory = 0;
   };
   struct Outstanding {
     RecordLocation where;
@@ -239,16 +243,18 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
       segment.end_id = std::max(segment.end_id, where.end_id());
       pending_events_ -= where.events;
       pending_bytes_ -= p.batch->byte_size();
+      pending_memory_ -= p.memory;
       written_ = where.end_id();
       // Keep the batch for the sink while the memory window has room: no read, no decode.
       if (memory_events_ + where.events <= options_.memory.max_events &&
-          memory_bytes_ + p.batch->byte_size() <= options_.memory.max_bytes) {
+          memory_bytes_ + p.memory <= options_.memory.max_bytes) {
         memory_events_ += where.events;
-        memory_bytes_ += p.batch->byte_size();
+        memory_bytes_ += p.memory;
       } else {
         p.batch.reset();
+        p.memory = 0;
       }
-      unread_.push_back({where, std::move(p.batch)});
+      unread_.push_back({where, std::move(p.batch), p.memory});
       unread_events_ += where.events;
     }
     save_ledger();
@@ -314,7 +320,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
         std::sort(self->redeliver_.begin(), self->redeliver_.end(),
                   [](const RecordLocation& a, const RecordLocation& b) { return a.first_id > b.first_id; });
         for (const RecordLocation& where : self->redeliver_) {
-          self->unread_.push_front({where, nullptr});
+          self->unread_.push_front({where, nullptr, 0});
           self->unread_events_ += where.events;
         }
         self->redeliver_.clear();
@@ -418,7 +424,8 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
   bool removing_ = false;
   bool failing_ = false;            // the last write failed: wait for the retry
   std::uint64_t failing_since_ = 0, last_failure_log_ = 0;
-  std::uint64_t pending_events_ = 0, pending_bytes_ = 0;  // pushed, not yet durable
+  std::uint64_t pending_events_ = 0, pending_bytes_ = 0;  // pushed, not yet durable (input size)
+  std::uint64_t pending_memory_ = 0;                      // ... and what they take in memory
   std::deque<Unread> unread_;       // durable, not yet handed to the sink
   std::uint64_t unread_events_ = 0;
   std::uint64_t memory_events_ = 0, memory_bytes_ = 0;    // unread batches kept in memory

@@ -10,19 +10,22 @@ class MemoryChannel final : public Channel {
  public:
   explicit MemoryChannel(ChannelLimits limits) : limits_(limits) {}
 
+  // Bytes are what the queued events take in memory (their arenas), measured as they come
+  // in: a transform that adds to a batch later does so downstream, in its own channel.
   void push(BatchPtr batch) override {
+    std::uint64_t bytes = batch->memory_bytes();
     events_ += batch->size();
-    bytes_ += batch->byte_size();
-    queue_.push_back(std::move(batch));
+    bytes_ += bytes;
+    queue_.push_back({std::move(batch), bytes});
   }
   bool full() const override { return events_ >= limits_.max_events || bytes_ >= limits_.max_bytes; }
   bool readable() const override { return !queue_.empty(); }
   BatchPtr pop() override {
-    BatchPtr batch = std::move(queue_.front());
+    Queued front = std::move(queue_.front());
     queue_.pop_front();
-    events_ -= batch->size();
-    bytes_ -= batch->byte_size();
-    return batch;
+    events_ -= front.batch->size();
+    bytes_ -= front.bytes;
+    return std::move(front.batch);
   }
   bool idle() const override { return queue_.empty(); }
   std::uint64_t events() const override { return events_; }
@@ -30,7 +33,11 @@ class MemoryChannel final : public Channel {
 
  private:
   ChannelLimits limits_;
-  std::deque<BatchPtr> queue_;
+  struct Queued {
+    BatchPtr batch;
+    std::uint64_t bytes;
+  };
+  std::deque<Queued> queue_;
   std::uint64_t events_ = 0;
   std::uint64_t bytes_ = 0;
 };

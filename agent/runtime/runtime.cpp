@@ -95,6 +95,8 @@ Status Runtime::Impl::open_transform_state(Node& node) {
   if (ec) return Error(fmt::format("cannot create {}: {}", dir, ec.message()));
   node.state = std::make_shared<TransformState>(&loop_, node.config->name, dir + "/" + node.config->name, node.metrics);
   node.state->on_idle = [this] { complete_when_states_idle(); };
+  Node* owner = &node;  // the transform may be replaced on reload: asked through the node
+  node.state->take_snapshot = [owner] { return owner->graph_node->transform->snapshot(); };
   auto loaded = node.state->load();
   if (!loaded.ok()) return loaded.error();
   if (!loaded.value()) return {};
@@ -108,8 +110,10 @@ Status Runtime::Impl::open_transform_state(Node& node) {
   return {};
 }
 
-void Runtime::Impl::take_snapshot(Node& node) {
-  if (node.state && node.state->wants_snapshot()) node.state->snapshot_taken(node.graph_node->transform->snapshot());
+void Runtime::Impl::take_snapshot(Node& node, bool now) {
+  if (!node.state) return;
+  if (now) node.state->snapshot_now();
+  else node.state->processed();
 }
 
 void Runtime::Impl::watch_channel(Node& node) {
@@ -301,7 +305,7 @@ void Runtime::Impl::pump(Node& node) {
         node.current_acks = nullptr;
       }
     }
-    take_snapshot(node);
+    take_snapshot(node, false);
   } else if (node.kind() == ComponentKind::Sink) {
     if (node.replacing) return;  // rescheduled once the new instance took over
     Sink& sink = *node.graph_node->sink;
@@ -329,7 +333,7 @@ void Runtime::Impl::maybe_finish(Node& node) {
   node.finished = true;
   if (node.kind() == ComponentKind::Transform) {
     node.graph_node->transform->flush(*node.context);
-    take_snapshot(node);
+    take_snapshot(node, true);
     close_outputs(node);
   } else if (node.kind() == ComponentKind::Sink) {
     Node* sink = &node;

@@ -79,7 +79,7 @@ class Runtime::Impl {
   void watch_channel(Node& node);
   void update_buffer_gauges(Node& node);
   Status open_transform_state(Node& node);
-  void take_snapshot(Node& node);
+  void take_snapshot(Node& node, bool now);
   void print_summary();
   void tune_memory();
   void trim_if_idle();

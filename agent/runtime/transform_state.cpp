@@ -107,9 +107,20 @@ void TransformState::hold(EventBatch& batch) {
   }));
 }
 
-void TransformState::snapshot_taken(std::string state) {
+void TransformState::processed() {
+  if (covered_ == next_ || closed_) return;
+  std::uint64_t now = uv_now(loop_);
+  if (now - last_snapshot_ms_ >= kSnapshotIntervalMs) return snapshot_now();
+  if (soon_.initialized() && uv_is_active(soon_.base())) return;
+  start_timer(soon_, loop_, this, [](uv_timer_t* t) { static_cast<TransformState*>(t->data)->snapshot_now(); },
+              kSnapshotIntervalMs - (now - last_snapshot_ms_));
+}
+
+void TransformState::snapshot_now() {
+  if (covered_ == next_ || closed_ || !take_snapshot) return;
+  last_snapshot_ms_ = uv_now(loop_);
   covered_ = next_;
-  snapshots_.push_back({next_, std::move(state)});
+  snapshots_.push_back({next_, take_snapshot()});
   maybe_write();
 }
 

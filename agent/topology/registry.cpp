@@ -61,7 +61,8 @@ const OptionSchema& common_options(ComponentKind kind) {
              "and read-ahead kept in memory)."};
   static const OptionSpec max_bytes = {
       .name = "buffer.max_bytes", .type = OptionType::Bytes, .default_value = "64MiB",
-      .doc = "Bytes (the events' input size) the input buffer holds in memory before `when_full` applies."};
+      .doc = "Bytes the input buffer's events may take in memory (their arenas, about 2-4x their JSON size) "
+             "before `when_full` applies (disk: events not yet durable, and read-ahead kept in memory)."};
   static const OptionSchema transform = {type, inputs, max_events, max_bytes};
   static const OptionSchema sink = {
       type,

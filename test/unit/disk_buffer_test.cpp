@@ -340,9 +340,15 @@ TEST_CASE("memory buffer: bounded in bytes as well as events") {
   Probe& probe = Probe::get();
   probe.reset();
   probe.sinks_ready = false;
-  // 10-event batches of 80 bytes; 1 KiB holds 13 of them while max_events would allow 1000.
+  // Bytes are what the events take in memory: a 10-event batch of the test source is its
+  // arena's first block (16 KiB) and 10 events (320 bytes), so 100 KiB is full after 7
+  // batches, while max_events would allow 1000.
+  EventBatch probe_batch;
+  for (int i = 0; i < 10; ++i) probe_batch.add_event().fields.append_member(probe_batch.arena(), "n", Value::integer(i));
+  REQUIRE(probe_batch.memory_bytes() > 16384);
+  REQUIRE(probe_batch.memory_bytes() < 17000);
   auto graph = build("sources:\n  s: { type: test_source, count: 2000, batch: 10 }\n"
-                     "sinks:\n  k: { type: test_sink, inputs: [s], buffer: { max_events: 10000, max_bytes: 1KiB } }\n");
+                     "sinks:\n  k: { type: test_sink, inputs: [s], buffer: { max_events: 10000, max_bytes: 100KiB } }\n");
   runtime::Runtime rt(graph, quiet());
   std::int64_t emitted_at_pause = -1;
   probe.on_emit = [&](std::int64_t n, bool room) {
@@ -353,7 +359,7 @@ TEST_CASE("memory buffer: bounded in bytes as well as events") {
     for (SinkContext* ctx : probe.sink_contexts) ctx->ready_again();
   });
   CHECK(rt.run() == 0);
-  CHECK(emitted_at_pause == 130);
+  CHECK(emitted_at_pause == 70);
   CHECK(probe.received["k"].size() == 2000);
 }
 

@@ -105,6 +105,13 @@ class EventBatch {
   }
 
   std::uint64_t byte_size() const { return byte_size_; }
+  // What the events take in memory: the blocks of every arena the batch holds (an arena
+  // shared with another batch is counted in both).
+  std::uint64_t memory_bytes() const {
+    std::uint64_t bytes = arena_->bytes_reserved() + events_.capacity() * sizeof(Event);
+    for (const auto& arena : extra_arenas_) bytes += arena->bytes_reserved();
+    return bytes;
+  }
   void add_byte_size(std::uint64_t bytes) { byte_size_ += bytes; }
   void set_byte_size(std::uint64_t bytes) { byte_size_ = bytes; }
 
