@@ -127,6 +127,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
         delivered(next.where.first_id, DeliveryStatus::Delivered, "");
         continue;
       }
+      batch->set_first_event_id(next.where.first_id);
       std::weak_ptr<DiskChannel> weak = weak_from_this();
       std::uint64_t id = next.where.first_id;
       batch->add_ack(Acknowledgement::make([weak, id](DeliveryStatus status, const std::string& reason) {

@@ -76,6 +76,7 @@ void prepare_for_sending(const std::string& compression, Upload& upload) {
 Upload part_of(const Upload& whole, std::size_t from, std::size_t to, const char* tag) {
   Upload p;
   p.id = whole.id + "/" + tag;  // a distinct, still stable id per part
+  p.event_ids = whole.event_ids;
   p.endpoint = whole.endpoint;
   p.acks = whole.acks;
   std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
@@ -146,17 +147,35 @@ void BatchSink::consume(BatchPtr batch) {
   std::vector<AckRef> acks = held->take_acks();
   const std::size_t n = held->size();
   const std::uint64_t row_bytes = n > 0 && held->byte_size() > 0 ? std::max<std::uint64_t>(1, held->byte_size() / n) : 512;
+  const std::optional<std::uint64_t> first_id = held->first_event_id();
   for (std::size_t at = 0; at < n;) {
     std::size_t take = std::min(n - at, settings_.max_events - filling_.rows);
     std::uint64_t room = settings_.max_bytes > filling_.input_bytes ? (settings_.max_bytes - filling_.input_bytes) / row_bytes : 0;
     take = std::max<std::size_t>(1, std::min<std::uint64_t>(take, std::max<std::uint64_t>(room, 1)));
+    if (first_id) {
+      // From a disk buffer: uploads end at event ids that are multiples of max_events, so
+      // after a restart the same rows make the same upload (and the same id) again.
+      std::uint64_t id = *first_id + at;
+      take = std::min<std::size_t>(take, settings_.max_events - id % settings_.max_events);
+      if (filling_.rows == 0) {
+        filling_.event_ids = true;
+        filling_.first_event = filling_.end_event = id;
+      }
+      if (filling_.event_ids && filling_.end_event == id) filling_.end_event = id + take;
+      else filling_.event_ids = false;
+    } else {
+      filling_.event_ids = false;
+    }
     filling_.slices.push_back(BatchSlice{held, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(at + take)});
     filling_.acks.insert(filling_.acks.end(), acks.begin(), acks.end());
     filling_.rows += take;
     filling_.input_bytes += take * row_bytes;
     held_rows_ += take;
     at += take;
-    if (filling_.rows >= settings_.max_events || filling_.input_bytes >= settings_.max_bytes) seal();
+    if (filling_.rows >= settings_.max_events || filling_.input_bytes >= settings_.max_bytes ||
+        (filling_.event_ids && filling_.end_event % settings_.max_events == 0)) {
+      seal();
+    }
   }
   if (filling_.rows > 0 && !flush_timer_armed_) {
     flush_timer_armed_ = true;
@@ -187,7 +206,8 @@ void BatchSink::seal() {
   }
   Upload upload = std::move(filling_);
   filling_ = Upload{};
-  upload.id = fmt::format("{}", next_sequence_++);
+  upload.id = upload.event_ids ? fmt::format("{}-{}", upload.first_event, upload.end_event)
+                               : fmt::format("{}", next_sequence_++);
   upload.endpoint = next_endpoint_++ % settings_.endpoints.size();
   to_encode_.push_back(std::move(upload));
   start_encoding();

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,11 @@ class EventBatch {
 
   void retain(std::shared_ptr<const void> buffer) { retained_.push_back(std::move(buffer)); }
 
+  // Set on batches read from a disk buffer: the buffer's id of the first event (the others
+  // follow in order), the same after a restart, for sinks that make idempotent requests.
+  void set_first_event_id(std::uint64_t id) { first_event_id_ = id; }
+  std::optional<std::uint64_t> first_event_id() const { return first_event_id_; }
+
   void add_ack(AckRef ack) {
     if (ack) acks_.push_back(std::move(ack));
   }
@@ -145,6 +151,7 @@ class EventBatch {
   std::vector<AckRef> acks_;
   std::uint64_t byte_size_ = 0;
   std::int64_t created_at_ = steady_now();
+  std::optional<std::uint64_t> first_event_id_;
 };
 
 }  // namespace weir

@@ -91,6 +91,10 @@ struct UnwritableEvent {
 // shares its acknowledgements with its halves.
 struct Upload {
   std::string id;  // stable across retries; the halves of a split get id + "/a" and "/b"
+  // Rows read from a disk buffer, of consecutive event ids [first_event, end_event): the id
+  // is then "<first>-<end>", the same for the same rows after a restart.
+  bool event_ids = false;
+  std::uint64_t first_event = 0, end_event = 0;
   std::size_t endpoint = 0;
   std::vector<BatchSlice> slices;       // before encoding
   std::size_t rows = 0;                 // rows taken from the slices

@@ -194,7 +194,12 @@ class ClickHouseSink final : public http::BatchSink {
     http::ClientRequest request;
     request.method = "POST";
     request.url = endpoints()[insert.endpoint] + query_params_;
-    if (use_token_) request.url += "&insert_deduplication_token=" + http::url_encode(token_prefix_ + "-" + insert.id);
+    // Rows from a disk buffer: a token made of their event ids alone, so an insert re-sent
+    // after a crash is the same insert to a server that deduplicates. Otherwise the
+    // process's own prefix keeps tokens of two runs apart.
+    std::string token = insert.event_ids ? fmt::format("weir-{}-e{}", context().name(), insert.id)
+                                         : token_prefix_ + "-" + insert.id;
+    if (use_token_) request.url += "&insert_deduplication_token=" + http::url_encode(token);
     request.user = user_;
     request.password = password_;
     request.headers.push_back({"Content-Type", "application/x-ndjson"});
