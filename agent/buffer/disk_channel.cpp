@@ -133,7 +133,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
       batch->add_ack(Acknowledgement::make([weak, id](DeliveryStatus status, const std::string& reason) {
         if (auto self = weak.lock()) self->delivered(id, status, reason);
       }));
-        return batch;
+      return batch;
     }
     return nullptr;
   }

@@ -135,6 +135,15 @@ BatchSink::~BatchSink() {
 Status BatchSink::start(SinkContext& ctx) {
   ctx_ = &ctx;
   client_ = std::make_unique<Client>(ctx.loop());
+  if (auto saved = ctx.load_state(); !saved.ok()) {
+    log::error(ctx.name(), "cannot read its saved state: {}", saved.error().message());
+  } else if (saved.value()) {
+    if (Status restored = encoder_->restore(*saved.value()); !restored.ok()) {
+      ctx.metrics().errors.add();
+      log::error(ctx.name(), "saved state not restored ({}): starting without it", restored.error().message());
+    }
+  }
+  saved_encoder_version_ = encoder_->state_version();
   std::random_device seed;
   rng_.seed(seed());
   return on_start();
@@ -254,6 +263,7 @@ void BatchSink::encoded(Upload upload) {
   }
   held_rows_ -= upload.unwritable.size();
   upload.unwritable.clear();
+  save_encoder_state();
   upload.slices.clear();  // the batches (and their input buffers) go, on the loop
   if (!upload.row_ends.empty()) waiting_.push_back(std::move(upload));
   // else: nothing to send; dropping the upload releases its acknowledgements
@@ -416,6 +426,17 @@ void BatchSink::reuse_body(ByteBuffer body) {
   if (spare_bodies_.size() > settings_.concurrency) return;
   body.clear();
   spare_bodies_.push_back(std::move(body));
+}
+
+// On the loop, with no encoding in flight: the encoder is ours to read.
+void BatchSink::save_encoder_state() {
+  std::uint64_t version = encoder_->state_version();
+  if (version == saved_encoder_version_) return;
+  saved_encoder_version_ = version;
+  if (Status saved = ctx_->save_state(encoder_->state()); !saved.ok()) {
+    ctx_->metrics().errors.add();
+    log::error(ctx_->name(), "cannot save its state: {}", saved.error().message());
+  }
 }
 
 bool BatchSink::dead_letter_row(std::string_view row, const std::string& reason) {

@@ -27,6 +27,25 @@ bool NodeContext::emit(BatchPtr batch) {
   return rt_.has_room(node_);
 }
 bool NodeContext::downstream_ready() const { return rt_.has_room(node_); }
+// The component's own state files (ComponentContext::save_state), apart from a
+// transform's snapshots (<name>.{0,1}).
+Result<std::optional<std::string>> NodeContext::load_state() {
+  return StateFiles(rt_.graph_.config.data_dir + "/state/" + node_.config->name + ".saved").load();
+}
+
+Status NodeContext::save_state(std::string_view state) {
+  std::string dir = rt_.graph_.config.data_dir + "/state";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error(fmt::format("cannot create {}: {}", dir, ec.message()));
+  if (!saved_state_) saved_state_ = std::make_unique<StateFiles>(dir + "/" + node_.config->name + ".saved");
+  if (!saved_state_loaded_) {
+    (void)saved_state_->load();  // continues the save numbers of the files there
+    saved_state_loaded_ = true;
+  }
+  return saved_state_->save(state);
+}
+
 void NodeContext::fail_pipeline(std::string_view reason) {
   log::error(node_.config->name, "{}: stopping the pipeline", reason);
   node_.metrics.errors.add();

@@ -150,6 +150,8 @@ class NodeContext final : public SourceContext, public TransformContext, public 
     return rt_.dead_letter_raw(node_, raw, line, reason);
   }
   void fail_pipeline(std::string_view reason) override;
+  Result<std::optional<std::string>> load_state() override;
+  Status save_state(std::string_view state) override;
 
   bool emit(BatchPtr batch) override;
   bool downstream_ready() const override;
@@ -162,6 +164,8 @@ class NodeContext final : public SourceContext, public TransformContext, public 
  private:
   Runtime::Impl& rt_;
   Runtime::Impl::Node& node_;
+  std::unique_ptr<StateFiles> saved_state_;
+  bool saved_state_loaded_ = false;
 };
 
 struct Runtime::Impl::Node {

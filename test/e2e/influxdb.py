@@ -80,7 +80,7 @@ def dead_letters(name):
 try:
     URL = server("influxdb", "start", INFLUX_DIR)
     print("influxdb at %s" % URL, flush=True)
-    for db in ("nasty", "whole", "partial", "outage"):
+    for db in ("nasty", "whole", "partial", "outage", "restart"):
         influx("CREATE DATABASE " + db, method="POST")
 
     # ---- nasty names and values round-trip ---------------------------------------------------
@@ -164,6 +164,19 @@ try:
     count = influx("SELECT count(n) FROM p WHERE k = 'x'", "partial")["results"][0]["series"][0]["values"][0][1]
     check("partial: the other 993 are written", count == 993, count)
     check("partial: the bisection was logged", "splitting them to find the bad rows" in log, log[-1500:])
+
+    # ---- field types remembered across a restart of weir ------------------------------------------
+    # The first run writes `v` as an integer; the second run's first point has v = 2.0. With the
+    # types restored from <data_dir>/state it is sent as 2i and written; without them it would
+    # be a float, which the server refuses for an integer field.
+    config = pipeline("restart", "restart", "    measurement: m\n")
+    rc, log = run_stdin(config, '{"v": 1}\n')
+    check("restart: the first run writes v as an integer", rc == 0 and series("SELECT v FROM m", "restart").get("m"),
+          log[-1500:])
+    rc, log = run_stdin(config, '{"v": 2.0}\n')
+    rows = series("SELECT v FROM m", "restart").get("m", [])
+    check("restart: after it, v = 2.0 is written as the integer it was (no type conflict)",
+          rc == 0 and len(rows) == 2 and not dead_letters("restart"), (rows, dead_letters("restart"), log[-1500:]))
 
     # ---- the server stopped and restarted mid-stream: nothing lost ------------------------------
     M = 30_000

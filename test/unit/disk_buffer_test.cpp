@@ -16,13 +16,17 @@
 #include "config/config.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/transform_state.hpp"
+#include "pipeline_helpers.hpp"
 #include "test_components.hpp"
 #include "topology/graph.hpp"
 #include "weir/uv.hpp"
 
 using namespace weir;
 using namespace weir::buffer;
+using testing::After;
+using testing::build;
 using testing::Probe;
+using testing::quiet;
 
 namespace {
 
@@ -66,30 +70,6 @@ std::vector<std::string> segment_files(const std::string& dir) {
   std::sort(out.begin(), out.end());
   return out;
 }
-
-topology::Graph build(const std::string& yaml) {
-  config::Diagnostics d;
-  auto cfg = config::load_text(yaml, "test.yaml", d);
-  INFO(yaml);
-  REQUIRE(d.ok());
-  auto graph = topology::build(std::move(cfg), d);
-  for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
-  REQUIRE(d.ok());
-  return graph;
-}
-
-runtime::RunOptions quiet() { return {.handle_signals = false, .print_summary = false}; }
-
-class After {
- public:
-  After(uv_loop_t* loop, std::uint64_t ms, std::function<void()> action) : action_(std::move(action)) {
-    start_timer(timer_, loop, this, [](uv_timer_t* t) { static_cast<After*>(t->data)->action_(); }, ms);
-  }
-
- private:
-  std::function<void()> action_;
-  UvTimer timer_;
-};
 
 }  // namespace
 

@@ -147,6 +147,24 @@ TEST_CASE("influxdb: types, and a field keeps its type across points", "[influxd
   CHECK(encode(R"({"u2":18446744073709551615})").rfind("!", 0) == 0);  // too large for 1.x's integers
 }
 
+TEST_CASE("influxdb: remembered types survive a restart through the encoder's state", "[influxdb]") {
+  PointMapping m;
+  m.measurement = "m";
+  Encoding before(m);
+  CHECK(before(R"({"i":5,"s":"x"})") == "m i=5i,s=\"x\"");
+  std::string state = before.encoder.state();
+  CHECK(before.encoder.state_version() == 2);
+  Encoding after(m);
+  REQUIRE(after.encoder.restore(state).ok());
+  CHECK(after.encoder.state() == state);
+  CHECK(after(R"({"i":7.0,"s":12})") == "m i=7i,s=\"12\"");  // the types it had, not the values' own
+  CHECK(after(R"({"i":7.5})").rfind("!field 'i' of 'm' is integer", 0) == 0);
+  Encoding fresh(m);
+  CHECK(fresh(R"({"i":7.0})") == "m i=7");  // what a restart without the state would have sent
+  CHECK_FALSE(fresh.encoder.restore(R"({"m\u0000i":"decimal"})").ok());
+  CHECK_FALSE(fresh.encoder.restore("[]").ok());
+}
+
 TEST_CASE("influxdb: pinned types, nested objects, tags sorted, empty tags omitted", "[influxdb]") {
   PointMapping m;
   m.measurement = "http";

@@ -6,25 +6,18 @@
 
 #include "config/config.hpp"
 #include "runtime/runtime.hpp"
+#include "pipeline_helpers.hpp"
 #include "test_components.hpp"
 #include "topology/graph.hpp"
 #include "weir/uv.hpp"
 
 using namespace weir;
+using testing::After;
+using testing::build;
 using testing::Probe;
+using testing::quiet;
 
 namespace {
-
-topology::Graph build(const std::string& yaml) {
-  config::Diagnostics d;
-  auto cfg = config::load_text(yaml, "test.yaml", d);
-  INFO(yaml);
-  REQUIRE(d.ok());
-  auto graph = topology::build(std::move(cfg), d);
-  for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
-  REQUIRE(d.ok());
-  return graph;
-}
 
 std::size_t node_named(const topology::Graph& g, const std::string& name) {
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
@@ -33,8 +26,6 @@ std::size_t node_named(const topology::Graph& g, const std::string& name) {
   FAIL("no node " << name);
   return 0;
 }
-
-runtime::RunOptions quiet() { return {.handle_signals = false, .print_summary = false}; }
 
 std::string temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("weir-test-" + name);
@@ -49,18 +40,6 @@ std::vector<std::string> read_lines(const std::string& path) {
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
 }
-
-// Calls `action` once after `ms` on the runtime's loop.
-class After {
- public:
-  After(uv_loop_t* loop, std::uint64_t ms, std::function<void()> action) : action_(std::move(action)) {
-    start_timer(timer_, loop, this, [](uv_timer_t* t) { static_cast<After*>(t->data)->action_(); }, ms);
-  }
-
- private:
-  std::function<void()> action_;
-  UvTimer timer_;
-};
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,14 @@ class ComponentContext {
   // A failure the component cannot work around (its output is gone, say): logs the reason
   // and drains the whole pipeline, which then exits non-zero.
   virtual void fail_pipeline(std::string_view reason) = 0;
+
+  // A component's own small state that must survive a restart and that changes rarely (a
+  // sink's remembered field types): save_state() writes it with fdatasync, blocking, to
+  // <data_dir>/state/<name>.saved.{0,1} (two slots, CRC-checked, a torn save leaves the one
+  // before); load_state() returns the last one saved. A transform's state that follows its
+  // batches uses Transform::keeps_state() instead.
+  virtual Result<std::optional<std::string>> load_state() { return std::optional<std::string>(); }
+  virtual Status save_state(std::string_view /*state*/) { return Error("this context keeps no state"); }
 };
 
 class SourceContext : public ComponentContext {

@@ -70,6 +70,12 @@ class RowEncoder {
   // Appends the event's row, ending in '\n', to `out`; or returns why it cannot be written,
   // leaving `out` as it was: the event is then dead-lettered with that reason.
   virtual Status encode_row(const Event& event, ByteBuffer& out) = 0;
+  // What the encoder learned that must survive a restart (InfluxDB: each field's type), and
+  // a number that changes whenever it does. The engine saves it (ComponentContext::save_state)
+  // after an upload is encoded whenever the number moved, and restores it at start.
+  virtual std::uint64_t state_version() const { return 0; }
+  virtual std::string state() const { return {}; }
+  virtual Status restore(std::string_view /*state*/) { return {}; }
 };
 
 // Rows of one batch that go into one upload.
@@ -154,6 +160,7 @@ class BatchSink : public Sink {
   virtual bool dead_letter_row(std::string_view row, const std::string& reason);
 
   SinkContext& context() { return *ctx_; }
+  void save_encoder_state();
   Client& client() { return *client_; }
   const std::vector<std::string>& endpoints() const { return settings_.endpoints; }
   const BatchSinkSettings& settings() const { return settings_; }
@@ -177,6 +184,7 @@ class BatchSink : public Sink {
 
   BatchSinkSettings settings_;
   std::shared_ptr<RowEncoder> encoder_;
+  std::uint64_t saved_encoder_version_ = 0;
   SinkContext* ctx_ = nullptr;
   std::unique_ptr<Client> client_;
   std::mt19937_64 rng_;

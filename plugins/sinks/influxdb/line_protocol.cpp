@@ -381,4 +381,36 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
   return {};
 }
 
+std::string PointEncoder::state() const {
+  std::vector<std::pair<std::string_view, FieldType>> types(remembered_.begin(), remembered_.end());
+  std::sort(types.begin(), types.end());  // the same types, the same bytes
+  ByteBuffer out;
+  out.push_back('{');
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    if (i) out.push_back(',');
+    write_json_string(types[i].first, out);
+    out.push_back(':');
+    write_json_string(field_type_name(types[i].second), out);
+  }
+  out.push_back('}');
+  return std::string(out.view());
+}
+
+Status PointEncoder::restore(std::string_view state) {
+  Arena arena;
+  JsonParser parser;
+  auto parsed = parser.parse(state, arena);
+  if (!parsed.ok()) return parsed.error();
+  if (!parsed.value().is_object()) return Error("not an object of field types");
+  TextMap<FieldType> types;
+  for (const auto& member : parsed.value().members()) {
+    if (!member.value.is_string()) return Error("a field type is not a string");
+    auto type = parse_field_type(member.value.as_string());
+    if (!type.ok()) return type.error();
+    if (types.size() < kMaxRememberedTypes) types.emplace(std::string(member.key), type.value());
+  }
+  remembered_ = std::move(types);
+  return {};
+}
+
 }  // namespace weir::plugins::influxdb

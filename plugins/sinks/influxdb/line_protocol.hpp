@@ -71,6 +71,11 @@ class PointEncoder final : public http::RowEncoder {
  public:
   explicit PointEncoder(PointMapping mapping);
   Status encode_row(const Event& event, ByteBuffer& out) override;
+  // The remembered types survive a restart (a field that was integer stays integer, so the
+  // server does not refuse its next point for a type conflict): {"measurement\u0000field": type}.
+  std::uint64_t state_version() const override { return remembered_.size(); }
+  std::string state() const override;
+  Status restore(std::string_view state) override;
 
   // Remembered types at most; past that, new fields are typed by their value alone.
   static constexpr std::size_t kMaxRememberedTypes = 100'000;

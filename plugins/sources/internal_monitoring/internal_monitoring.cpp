@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "../../transforms/monitoring/points.hpp"
+#include "weir/monitoring_points.hpp"
 #include "weir/registry.hpp"
 #include "weir/request_watch.hpp"
 #include "weir/uv.hpp"

@@ -1,8 +1,8 @@
-#include "points.hpp"
+#include "weir/monitoring_points.hpp"
 
 #include <fmt/format.h>
 
-namespace weir::plugins::monitoring {
+namespace weir::monitoring {
 
 bool failed(const RequestRecord& record, std::int64_t error_status) {
   return !record.error_code.is_null() || record.status_code >= error_status;
@@ -44,4 +44,4 @@ void append_points(const RequestRecord& record, std::int64_t error_status, Event
   if (failed(record, error_status)) append_point(record, true, time, out);
 }
 
-}  // namespace weir::plugins::monitoring
+}  // namespace weir::monitoring

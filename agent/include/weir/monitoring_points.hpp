@@ -6,7 +6,7 @@
 // which the influxdb sink writes with measurement_field: series, tags: [tags], fields:
 // [fields], timestamp.field: time, and the clickhouse sink's `luna` layout writes as a row of
 // `time` and `data` (tags and fields merged). Shared by the `monitoring` transform and the
-// `internal_monitoring` source.
+// `internal_monitoring` source, hence in the public API rather than in either's folder.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +16,7 @@
 #include "weir/event.hpp"
 #include "weir/time.hpp"
 
-namespace weir::plugins::monitoring {
+namespace weir::monitoring {
 
 struct RequestRecord {
   std::string_view service;
@@ -37,4 +37,4 @@ bool failed(const RequestRecord& record, std::int64_t error_status);
 // Appends the record's points to `out`, their values copied into its arena.
 void append_points(const RequestRecord& record, std::int64_t error_status, EventBatch& out);
 
-}  // namespace weir::plugins::monitoring
+}  // namespace weir::monitoring
