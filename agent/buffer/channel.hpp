@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "buffer/state_coverage.hpp"
 #include "weir/event.hpp"
 #include "weir/metrics.hpp"
 #include "weir/result.hpp"
@@ -60,6 +61,9 @@ struct DiskChannelOptions {
   ChannelLimits memory;        // events not yet durable, and unread batches kept in memory
   std::uint64_t max_size = 1ull << 30;
   bool sync = true;            // fdatasync before acknowledging (buffer.sync: always)
+  // The stateful transforms upstream: records made from batches their saved state does not
+  // cover yet wait for it, and at start such records from before are set aside.
+  std::shared_ptr<StateCoverage> coverage;
 };
 
 // Opens (and recovers) a disk buffer: damage is logged and counted in `metrics`, never fatal.

@@ -2,12 +2,19 @@
 // while one write job runs waits for the next, which writes them all with one fdatasync
 // (group commit), so the cost of a sync is shared by however many batches came meanwhile.
 // Only after the job returns are those batches' acknowledgements released.
+//
+// Records made from batches of a stateful transform carry the transform's batch numbers
+// (RecordMarks) and reach the sink only once that transform's saved state covers them: so
+// at any crash, a record the sink may have delivered is in the state, and one that is not in
+// the state was never delivered and is set aside at the next start (its sources were not
+// acknowledged either, and send it again). docs/adr/009-state-commit.md.
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -41,6 +48,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
   // work, and their results are ignored.
   void close() {
     closed_ = true;
+    if (options_.coverage && coverage_listener_) options_.coverage->unlisten(coverage_listener_);
     retry_.close();
     redeliver_timer_.close();
   }
@@ -68,6 +76,12 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     }
     next_id_ = written_ = scan.next_id;
     acknowledged_ = scan.acknowledged;
+    set_aside_uncovered();
+    if (options_.coverage) {
+      coverage_listener_ = options_.coverage->listen([this] {
+        if (on_change && readable()) on_change();
+      });
+    }
     if (!unread_.empty() || scan.records || scan.corrupted_records) {
       log::info(options_.component, "disk buffer {}: {} events in {} records to deliver, {} segment(s), {}",
                 options_.directory, unread_events_, unread_.size(), segments_.size(),
@@ -81,6 +95,14 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
   void push(BatchPtr batch) override {
     Pending pending;
     pending.first_id = next_id_;
+    for (const AckRef& ack : batch->acks()) {
+      const auto& mark = ack->state_mark();
+      if (!mark) continue;
+      auto same = std::find_if(pending.marks.begin(), pending.marks.end(),
+                               [&](const RecordMark& m) { return m.owner == mark->owner; });
+      if (same == pending.marks.end()) pending.marks.push_back({mark->owner, mark->batch});
+      else same->batch = std::max(same->batch, mark->batch);
+    }
     pending.acks = batch->take_acks();
     next_id_ += batch->size();
     pending_events_ += batch->size();
@@ -96,7 +118,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     return failing_ || pending_events_ >= options_.memory.max_events || pending_memory_ >= options_.memory.max_bytes ||
            disk_bytes_ + pending_bytes_ >= options_.max_size;
   }
-  bool readable() const override { return !stopped_reading_ && !unread_.empty(); }
+  bool readable() const override { return !stopped_reading_ && !unread_.empty() && committed(unread_.front().where); }
   bool idle() const override {
     return queue_.empty() && !writing_ && (stopped_reading_ || (unread_.empty() && redeliver_.empty()));
   }
@@ -107,7 +129,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
   bool busy() const override { return writing_ || removing_; }
 
   BatchPtr pop() override {
-    while (!unread_.empty()) {
+    while (!unread_.empty() && committed(unread_.front().where)) {
       Unread next = std::move(unread_.front());
       unread_.pop_front();
       unread_events_ -= next.where.events;
@@ -144,6 +166,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
     BatchPtr batch;
     std::uint64_t memory = 0;  // what it takes in memory (EventBatch::memory_bytes)
     std::vector<AckRef> acks;  // of the batch's sources: released once its record is durable
+    std::vector<RecordMark> marks;
   };
   struct Unread {
     RecordLocation where;
@@ -195,12 +218,13 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
           ByteBuffer records, payload;
           for (const Pending& p : job->group) {
             payload.clear();
-            encode_batch(*p.batch, payload);
+            encode_batch(*p.batch, p.marks, payload);
             RecordLocation where;
             where.offset = records.size();
             where.payload_bytes = static_cast<std::uint32_t>(payload.size());
             where.first_id = p.first_id;
             where.events = static_cast<std::uint32_t>(p.batch->size());
+            where.marks = p.marks;
             append_record(records, p.first_id, where.events, payload.view());
             job->records.push_back(where);
           }
@@ -285,6 +309,65 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
       self->start_write();
       if (self->on_change) self->on_change();
     }, kRetryMs);
+  }
+
+  // Whether every stateful transform the record came through has saved a state that covers it.
+  bool committed(const RecordLocation& where) const {
+    if (!options_.coverage) return true;
+    for (const RecordMark& mark : where.marks) {
+      if (!options_.coverage->covered(mark.owner, mark.batch)) return false;
+    }
+    return true;
+  }
+
+  // At start: records from batches that the saved state of their transform does not cover
+  // were made after the last snapshot on disk. Their sources were not acknowledged (that
+  // waits for the snapshot) and send them again, and the restored state lacks them, so the
+  // transform makes them again: delivered as well, they would count twice. They are set
+  // aside for good (durably, before anything new is written: batch numbers after the
+  // snapshot are used again) and never handed out.
+  void set_aside_uncovered() {
+    std::vector<RecordLocation> aside;
+    std::uint64_t events = 0;
+    std::set<std::string> owners;
+    for (auto it = unread_.begin(); it != unread_.end();) {
+      bool uncovered = false;
+      for (const RecordMark& mark : it->where.marks) {
+        std::optional<std::uint64_t> covers = options_.coverage ? options_.coverage->loaded(mark.owner) : std::nullopt;
+        if (covers && mark.batch >= *covers) {
+          uncovered = true;
+          owners.insert(mark.owner);
+        }
+      }
+      it->where.marks.clear();  // judged now: what stays is covered, or has no state to wait for
+      if (!uncovered) {
+        ++it;
+        continue;
+      }
+      aside.push_back(it->where);
+      events += it->where.events;
+      unread_events_ -= it->where.events;
+      it = unread_.erase(it);
+    }
+    if (aside.empty()) return;
+    std::string names;
+    for (const auto& owner : owners) names += (names.empty() ? "" : ", ") + owner;
+    if (Status done = set_aside_records(options_.directory, aside); !done.ok()) {
+      // Kept, then: delivered again rather than lost (the totals may count them twice).
+      metrics_.errors.add();
+      log::error(options_.component, "disk buffer: cannot set aside {} records made after the last saved state of {}: {}; "
+                 "delivering them", aside.size(), names, done.error().message());
+      for (auto& where : aside) {
+        unread_events_ += where.events;
+        auto at = std::lower_bound(unread_.begin(), unread_.end(), where.first_id,
+                                   [](const Unread& u, std::uint64_t id) { return u.where.first_id < id; });
+        unread_.insert(at, {where, nullptr, 0});
+      }
+      return;
+    }
+    metrics_.buffer_set_aside_events.add(events);
+    log::info(options_.component, "disk buffer: set aside {} events in {} records made after the last saved state of {} "
+              "(their sources were not acknowledged and send them again)", events, aside.size(), names);
   }
 
   BatchPtr read(const RecordLocation& where) {
@@ -439,6 +522,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
   std::uint64_t written_ = 0;       // every id below it is durable
   std::uint64_t acknowledged_ = 0;  // every id below it is delivered
   bool stopped_reading_ = false;
+  std::uint64_t coverage_listener_ = 0;
   UvTimer retry_;
   UvTimer redeliver_timer_;
 };

@@ -11,13 +11,15 @@
 
 #include <fmt/format.h>
 
+#include "buffer/batch_record.hpp"
 #include "buffer/crc32c.hpp"
 
 namespace weir::buffer {
 
 namespace {
 
-constexpr std::uint32_t kRecordMagic = 0x31425257;  // "WRB1" as bytes in the file
+constexpr std::uint32_t kRecordMagic = 0x31425257;    // "WRB1" as bytes in the file
+constexpr std::uint32_t kSetAsideMagic = 0x58425257;  // "WRBX"
 constexpr std::uint32_t kLedgerMagic = 0x314C5257;  // "WRL1"
 
 template <typename T>
@@ -39,7 +41,8 @@ Error os_error(std::string_view what, const std::string& path, int error) {
 bool good_record(std::string_view data, std::uint64_t offset, RecordLocation& out) {
   if (data.size() < kRecordHeaderBytes || offset > data.size() - kRecordHeaderBytes) return false;
   const char* h = data.data() + offset;
-  if (load<std::uint32_t>(h) != kRecordMagic) return false;
+  std::uint32_t magic = load<std::uint32_t>(h);
+  if (magic != kRecordMagic && magic != kSetAsideMagic) return false;
   std::uint32_t length = load<std::uint32_t>(h + 4);
   if (length > kMaxRecordPayload || length > data.size() - offset - kRecordHeaderBytes) return false;
   std::uint32_t crc = crc32c({h + 4, 16});
@@ -49,13 +52,14 @@ bool good_record(std::string_view data, std::uint64_t offset, RecordLocation& ou
   out.payload_bytes = length;
   out.first_id = load<std::uint64_t>(h + 8);
   out.events = load<std::uint32_t>(h + 16);
+  out.set_aside = magic == kSetAsideMagic;
   return true;
 }
 
 // The next good record after damage at `offset`: the first place past it that holds the
 // magic and a whole record with a matching CRC.
 std::uint64_t resync(std::string_view data, std::uint64_t offset, RecordLocation& out) {
-  static constexpr char magic[4] = {'W', 'R', 'B', '1'};
+  static constexpr char magic[3] = {'W', 'R', 'B'};  // then '1', or 'X' when set aside
   for (std::uint64_t at = offset + 1; at + kRecordHeaderBytes <= data.size(); ++at) {
     const void* found = memmem(data.data() + at, data.size() - at, magic, sizeof magic);
     if (!found) break;
@@ -70,7 +74,8 @@ bool torn_at(std::string_view data, std::uint64_t offset) {
   std::uint64_t rest = data.size() - offset;
   if (rest < kRecordHeaderBytes) return true;
   const char* h = data.data() + offset;
-  return load<std::uint32_t>(h) == kRecordMagic && load<std::uint32_t>(h + 4) > rest - kRecordHeaderBytes;
+  std::uint32_t magic = load<std::uint32_t>(h);
+  return (magic == kRecordMagic || magic == kSetAsideMagic) && load<std::uint32_t>(h + 4) > rest - kRecordHeaderBytes;
 }
 
 Result<std::string> read_whole(const std::string& path) {
@@ -213,13 +218,43 @@ Result<LogScan> scan_log(const std::string& dir) {
         continue;
       }
       if (record.first_id > expected) missing(record.first_id, fmt::format("before {} byte {}", name, record.offset));
-      scan.unacknowledged.push_back(record);
       expected = record.end_id();
+      if (record.set_aside) {
+        ++scan.set_aside_records;
+        scan.set_aside_events += record.events;
+        continue;
+      }
+      record.marks = read_marks(bytes.substr(record.offset + kRecordHeaderBytes, record.payload_bytes));
+      scan.unacknowledged.push_back(std::move(record));
     }
   }
   if (scan.written > expected) missing(scan.written, "after the last good record");
   scan.next_id = std::max({scan.next_id, expected, scan.written});
   return scan;
+}
+
+Status set_aside_records(const std::string& dir, const std::vector<RecordLocation>& records) {
+  std::map<std::uint64_t, std::vector<std::uint64_t>> offsets;  // per segment
+  for (const RecordLocation& r : records) offsets[r.segment].push_back(r.offset);
+  for (const auto& [segment, at] : offsets) {
+    std::string path = dir + "/" + segment_file_name(segment);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return os_error("cannot open", path, errno);
+    char magic[4];
+    store<std::uint32_t>(magic, kSetAsideMagic);
+    for (std::uint64_t offset : at) {
+      if (pwrite(fd, magic, sizeof magic, static_cast<off_t>(offset)) != static_cast<ssize_t>(sizeof magic)) {
+        int error = errno ? errno : ENOSPC;
+        ::close(fd);
+        return os_error("cannot write", path, error);
+      }
+    }
+    int rc = fdatasync(fd);
+    int error = errno;
+    ::close(fd);
+    if (rc != 0) return os_error("cannot fdatasync", path, error);
+  }
+  return {};
 }
 
 SegmentReader::~SegmentReader() {

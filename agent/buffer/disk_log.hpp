@@ -7,6 +7,9 @@
 //   The CRC covers the 16 header bytes before it and the payload. Event ids count events,
 //   not records (Vector's idea): the next record's first id is this one's plus its events,
 //   so a gap between two good records says how many events were lost between them.
+//   A record set aside at start (made from batches a stateful transform's saved state does
+//   not cover, docs/adr/009-state-commit.md) has its magic overwritten with "WRBX": still
+//   framed and checked, its ids still count, but it is never delivered.
 // <dir>/ledger                            two 32-byte slots (at 0 and 512), written in turn:
 //   u32 magic "WRL1" | u32 CRC-32C of the next 24 bytes | u64 save number | u64 acknowledged id
 //   | u64 written id
@@ -31,12 +34,21 @@ namespace weir::buffer {
 inline constexpr std::size_t kRecordHeaderBytes = 24;
 inline constexpr std::uint32_t kMaxRecordPayload = 1u << 30;
 
+// A stateful transform's batch a record was made from (the newest per transform).
+struct RecordMark {
+  std::string owner;
+  std::uint64_t batch = 0;
+  bool operator==(const RecordMark&) const = default;
+};
+
 struct RecordLocation {
   std::uint64_t segment = 0;  // the segment's id (its file name)
   std::uint64_t offset = 0;   // of the record header in the segment
   std::uint32_t payload_bytes = 0;
   std::uint64_t first_id = 0;
   std::uint32_t events = 0;
+  bool set_aside = false;          // magic "WRBX"
+  std::vector<RecordMark> marks;   // read by the scan for records still to deliver
   std::uint64_t end_id() const { return first_id + events; }
 };
 
@@ -56,6 +68,8 @@ struct LogScan {
   std::uint64_t corrupted_records = 0;  // spans that failed framing or CRC (a torn tail counts as one)
   std::uint64_t torn_tails = 0;         // of them: an incomplete last write at a segment's end
   std::uint64_t events_lost = 0;        // unacknowledged events known missing (id gaps)
+  std::uint64_t set_aside_records = 0;  // set aside at an earlier start, not yet acknowledged past
+  std::uint64_t set_aside_events = 0;
   std::vector<std::string> problems;    // one line each, for the log and `weir buffer check`
   std::uint64_t unacknowledged_events() const;
 };
@@ -63,6 +77,10 @@ struct LogScan {
 // Reads every segment of `dir` (which must exist) and the ledger. Damage is reported, never
 // fatal: only an unreadable directory or file is an error.
 Result<LogScan> scan_log(const std::string& dir);
+
+// Sets records aside for good: their magic becomes "WRBX", each touched segment is
+// fdatasynced before this returns.
+Status set_aside_records(const std::string& dir, const std::vector<RecordLocation>& records);
 
 // Reads one record's payload into `payload` (resized to it; `padding` spare bytes after it
 // for simdjson), checking its framing and CRC again: the file may have been damaged since

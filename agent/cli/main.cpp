@@ -163,10 +163,10 @@ int check_buffers(const Args& args) {
     std::string out = fmt::format(
         "{}: {}\n  {} segment(s), {} bytes; ledger: delivered below event {}, written below {}\n"
         "  {} good record(s), {} damaged ({} torn last write(s)); {} event(s) in {} record(s) to deliver; {} event(s) "
-        "known missing\n",
+        "known missing; {} event(s) in {} record(s) set aside (made after their transform's last saved state)\n",
         dir, scan.problems.empty() ? "intact" : "DAMAGED", scan.segment_bytes.size(), bytes, scan.acknowledged,
         scan.written, scan.records, scan.corrupted_records, scan.torn_tails, scan.unacknowledged_events(),
-        scan.unacknowledged.size(), scan.events_lost);
+        scan.unacknowledged.size(), scan.events_lost, scan.set_aside_events, scan.set_aside_records);
     for (const std::string& problem : scan.problems) out += "  problem: " + problem + "\n";
     std::fputs(out.c_str(), stdout);
     if (!scan.problems.empty()) worst = std::max(worst, 1);

@@ -47,6 +47,9 @@ constexpr Family kFamilies[] = {
      &ComponentMetrics::buffer_bytes},
     {"weir_buffer_corrupted_records_total", "counter", "Disk-buffer records that failed their framing or CRC (at start or when read).",
      &ComponentMetrics::buffer_corrupted_records},
+    {"weir_buffer_set_aside_events_total", "counter",
+     "Disk-buffer events set aside at start: made after the last saved state of their transform, sent again by their sources.",
+     &ComponentMetrics::buffer_set_aside_events},
 };
 
 }  // namespace

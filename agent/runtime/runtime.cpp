@@ -22,9 +22,13 @@ std::string human_bytes(std::uint64_t bytes) {
 const std::string& NodeContext::name() const { return node_.config->name; }
 const std::string& NodeContext::type() const { return node_.config->type; }
 ComponentMetrics& NodeContext::metrics() { return node_.metrics; }
-bool NodeContext::emit(BatchPtr batch) {
-  rt_.emit_from(node_, std::move(batch), 0);
+bool NodeContext::emit(BatchPtr batch) { return emit_to(0, std::move(batch)); }
+bool NodeContext::emit_to(std::size_t output, BatchPtr batch) {
+  rt_.emit_from(node_, std::move(batch), output);
   return rt_.has_room(node_);
+}
+bool NodeContext::output_connected(std::size_t output) const {
+  return output < node_.consumers.size() && !node_.consumers[output].empty();
 }
 bool NodeContext::downstream_ready() const { return rt_.has_room(node_); }
 // The component's own state files (ComponentContext::save_state), apart from a
@@ -97,6 +101,7 @@ Status Runtime::Impl::open_disk_buffer(Node& node) {
   disk.memory = channel_limits(*node.config);
   disk.max_size = options.bytes("buffer.max_size");
   disk.sync = options.string("buffer.sync") == "always";
+  disk.coverage = coverage_;
   auto opened = buffer::open_disk_channel(&loop_, std::move(disk), node.metrics);
   if (!opened.ok()) return opened.error();
   node.input = std::move(opened.value());
@@ -104,28 +109,39 @@ Status Runtime::Impl::open_disk_buffer(Node& node) {
   return {};
 }
 
-// A transform that keeps state gets the last snapshot persisted before its first batch.
-Status Runtime::Impl::open_transform_state(Node& node) {
+// A transform that keeps state: its last snapshot is loaded before any disk buffer opens
+// (they set aside what it does not cover), and handed to it after its start, before its
+// first batch.
+Status Runtime::Impl::load_transform_state(Node& node) {
   Transform& transform = *node.graph_node->transform;
   if (!transform.keeps_state()) return {};
   std::string dir = graph_.config.data_dir + "/state";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Error(fmt::format("cannot create {}: {}", dir, ec.message()));
-  node.state = std::make_shared<TransformState>(&loop_, node.config->name, dir + "/" + node.config->name, node.metrics);
+  node.state = std::make_shared<TransformState>(&loop_, node.config->name, dir + "/" + node.config->name, node.metrics,
+                                                coverage_);
   node.state->on_idle = [this] { complete_when_states_idle(); };
   Node* owner = &node;  // the transform may be replaced on reload: asked through the node
   node.state->take_snapshot = [owner] { return owner->graph_node->transform->snapshot(); };
   auto loaded = node.state->load();
   if (!loaded.ok()) return loaded.error();
-  if (!loaded.value()) return {};
-  if (Status restored = transform.restore(*loaded.value()); !restored.ok()) {
+  node.loaded_state = std::move(loaded.value());
+  return {};
+}
+
+Status Runtime::Impl::restore_transform_state(Node& node) {
+  if (!node.loaded_state) return {};
+  std::string state = std::move(*node.loaded_state);
+  node.loaded_state.reset();
+  Transform& transform = *node.graph_node->transform;
+  if (Status restored = transform.restore(state); !restored.ok()) {
     node.metrics.errors.add();
     log::error(node.config->name, "state: cannot restore the last snapshot ({}); starting empty",
                restored.error().message());
     return {};
   }
-  log::info(node.config->name, "state restored ({} bytes)", loaded.value()->size());
+  log::info(node.config->name, "state restored ({} bytes)", state.size());
   return {};
 }
 
@@ -555,6 +571,14 @@ int Runtime::Impl::run() {
     node.started = true;
   };
   for (auto& node : nodes_) {
+    if (node->kind() != ComponentKind::Transform) continue;
+    if (Status loaded = load_transform_state(*node); !loaded.ok()) {
+      log::error(node->config->name, "failed to start: {}", loaded.error().to_string());
+      node->metrics.errors.add();
+      start_failed = true;
+    }
+  }
+  for (auto& node : nodes_) {
     if (node->kind() != ComponentKind::Sink) continue;
     ++sinks_open_;
     start(*node, [&] {
@@ -566,7 +590,7 @@ int Runtime::Impl::run() {
     if (node->kind() == ComponentKind::Transform && !start_failed) {
       start(*node, [&] {
         if (Status started = node->graph_node->transform->start(*node->context); !started.ok()) return started;
-        return open_transform_state(*node);
+        return restore_transform_state(*node);
       });
     }
   }

@@ -78,7 +78,8 @@ class Runtime::Impl {
   Status open_disk_buffer(Node& node);
   void watch_channel(Node& node);
   void update_buffer_gauges(Node& node);
-  Status open_transform_state(Node& node);
+  Status load_transform_state(Node& node);
+  Status restore_transform_state(Node& node);
   void take_snapshot(Node& node, bool now);
   void print_summary();
   void tune_memory();
@@ -113,6 +114,8 @@ class Runtime::Impl {
   bool trimmed_ = false;
   std::unique_ptr<http::Server> api_;
   DeadLetterFile dead_letters_;
+  // How far each stateful transform's saved state reaches, for the disk buffers downstream.
+  std::shared_ptr<buffer::StateCoverage> coverage_ = std::make_shared<buffer::StateCoverage>();
   std::size_t sinks_open_ = 0;
   bool stopping_ = false;
   bool completed_ = false;
@@ -154,6 +157,8 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   Status save_state(std::string_view state) override;
 
   bool emit(BatchPtr batch) override;
+  bool emit_to(std::size_t output, BatchPtr batch) override;
+  bool output_connected(std::size_t output) const override;
   bool downstream_ready() const override;
   void finished() override { rt_.source_finished(node_); }
 
@@ -185,6 +190,7 @@ struct Runtime::Impl::Node {
   std::vector<std::vector<Node*>> consumers;  // per output
 
   std::shared_ptr<TransformState> state;  // transforms that keep state across restarts
+  std::optional<std::string> loaded_state;  // its last snapshot, until the transform has started
   // The acknowledgements of the batch being processed or consumed (dead letters take them),
   // and a dead-letter failure a source met before its next emit.
   const std::vector<AckRef>* current_acks = nullptr;

@@ -91,10 +91,32 @@ Status StateFiles::save(std::string_view state) {
   return {};
 }
 
-TransformState::TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics)
-    : loop_(loop), component_(std::move(component)), files_(std::make_shared<StateFiles>(std::move(base))), metrics_(metrics) {}
+TransformState::TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics,
+                               std::shared_ptr<buffer::StateCoverage> coverage)
+    : loop_(loop),
+      component_(std::move(component)),
+      files_(std::make_shared<StateFiles>(std::move(base))),
+      metrics_(metrics),
+      coverage_(std::move(coverage)) {}
 
 TransformState::~TransformState() = default;
+
+// A snapshot file holds u64 batches covered | the transform's state.
+Result<std::optional<std::string>> TransformState::load() {
+  auto loaded = files_->load();
+  if (!loaded.ok()) return loaded.error();
+  std::optional<std::uint64_t> covers;
+  std::optional<std::string> state;
+  if (loaded.value() && loaded.value()->size() >= 8) {
+    std::uint64_t n = 0;
+    std::memcpy(&n, loaded.value()->data(), 8);
+    covers = n;
+    state = loaded.value()->substr(8);
+  }
+  first_ = next_ = covered_ = covers.value_or(0);
+  if (coverage_) coverage_->set_loaded(component_, covers);
+  return state;
+}
 
 void TransformState::hold(EventBatch& batch) {
   Held held;
@@ -102,9 +124,11 @@ void TransformState::hold(EventBatch& batch) {
   held_.push_back(std::move(held));
   std::uint64_t seq = next_++;
   std::weak_ptr<TransformState> weak = weak_from_this();
-  batch.add_ack(Acknowledgement::make([weak, seq](DeliveryStatus status, const std::string& reason) {
+  AckRef ack = Acknowledgement::make([weak, seq](DeliveryStatus status, const std::string& reason) {
     if (auto self = weak.lock()) self->downstream_done(seq, status, reason);
-  }));
+  });
+  ack->set_state_mark({component_, seq});
+  batch.add_ack(std::move(ack));
 }
 
 void TransformState::processed() {
@@ -120,7 +144,10 @@ void TransformState::snapshot_now() {
   if (covered_ == next_ || closed_ || !take_snapshot) return;
   last_snapshot_ms_ = uv_now(loop_);
   covered_ = next_;
-  snapshots_.push_back({next_, take_snapshot()});
+  std::string state(8, '\0');
+  std::memcpy(state.data(), &next_, 8);
+  state += take_snapshot();
+  snapshots_.push_back({next_, std::move(state)});
   maybe_write();
 }
 
@@ -184,6 +211,7 @@ void TransformState::written(const Snapshot& snapshot, const Status& status) {
     return;
   }
   if (metrics_.retrying_since_ms.get()) metrics_.recovered();
+  if (coverage_) coverage_->advance(component_, snapshot.covers);
   while (first_ < snapshot.covers) {
     Held held = std::move(held_.front());
     held_.pop_front();

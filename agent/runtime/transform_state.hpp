@@ -14,6 +14,11 @@
 // every batch cost a quarter of the CVAT pipeline's time), and once more when the input goes
 // quiet; the newest one whose batches are all done downstream is written with fdatasync on
 // the thread pool, one write at a time; the write releases the acknowledgements it covers.
+//
+// Batches are numbered across restarts (a snapshot says how many it covers, and numbering
+// goes on from there), and our acknowledgement carries the number (a StateMark): disk
+// buffers downstream hand a record to their sink only once a written snapshot covers its
+// batch, through the shared StateCoverage (docs/adr/009-state-commit.md).
 #pragma once
 
 #include <uv.h>
@@ -24,6 +29,7 @@
 #include <optional>
 #include <string>
 
+#include "buffer/state_coverage.hpp"
 #include "weir/event.hpp"
 #include "weir/metrics.hpp"
 #include "weir/result.hpp"
@@ -47,10 +53,14 @@ class StateFiles {
 
 class TransformState : public std::enable_shared_from_this<TransformState> {
  public:
-  TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics);
+  TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics,
+                 std::shared_ptr<buffer::StateCoverage> coverage);
   ~TransformState();
 
-  Result<std::optional<std::string>> load() { return files_->load(); }
+  // The last snapshot written: the transform's state (nullopt: none), and the batch numbers
+  // it covers, from which numbering goes on. Tells the coverage what it covers (nothing
+  // known when there is no readable snapshot).
+  Result<std::optional<std::string>> load();
   // Before process(batch): the batch's acknowledgements are held until a snapshot covers it.
   void hold(EventBatch& batch);
   // Asks the transform for its state; set by the runtime, called on the loop between batches.
@@ -89,6 +99,7 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
   std::string component_;
   std::shared_ptr<StateFiles> files_;
   ComponentMetrics& metrics_;
+  std::shared_ptr<buffer::StateCoverage> coverage_;
   std::deque<Held> held_;           // batches [first_, next_)
   std::uint64_t first_ = 0, next_ = 0;
   std::uint64_t covered_ = 0;       // batches a snapshot was taken after

@@ -85,8 +85,12 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
     switch (c.kind) {
       case ComponentKind::Source: {
         auto made = c.descriptor->make_source(c.options);
-        if (made.ok()) node.source = std::move(made.value());
-        else report(made.error());
+        if (made.ok()) {
+          node.source = std::move(made.value());
+          node.outputs = node.source->outputs();
+        } else {
+          report(made.error());
+        }
         break;
       }
       case ComponentKind::Transform: {

@@ -345,7 +345,7 @@ sinks:
         # weir's own request (the POST above) as a point of service "weir".
         wait_for(lambda: series("SELECT * FROM requests WHERE service = 'weir'", "monitoring").get("requests"), 15)
         own = series("SELECT * FROM requests WHERE service = 'weir'", "monitoring").get("requests", [])
-        check("luna: weir's own request is a requests point (internal_monitoring)",
+        check("luna: weir's own request is a requests point (records.requests -> monitoring)",
               len(own) >= 1 and own[0].get("route") == "POST:/" and own[0].get("status_code") == "200"
               and own[0].get("component") == "records" and isinstance(own[0].get("execution_time"), float), own)
         bad = urllib.request.Request("http://127.0.0.1:%d/" % listen, data=b"{not json", method="POST")

@@ -104,3 +104,64 @@ TEST_CASE("http_server: the request id reaches every event's metadata") {
   CHECK(got[2].find(R"({"fields":{"n":3},"metadata":{"request_id":")") == 0);
   CHECK(got[2].size() == std::string(R"({"fields":{"n":3},"metadata":{"request_id":""}})").size() + 36);
 }
+
+TEST_CASE("http_server: NAME.requests is an ordinary output: a record per answer, shown in the graph") {
+  Probe::get().reset();
+  int port = free_port();
+  config::Diagnostics d;
+  auto cfg = config::load_text("sources:\n  in: { type: http_server, address: \"127.0.0.1:" + std::to_string(port) +
+                                   "\" }\n"
+                                   "transforms:\n  self: { type: monitoring, inputs: [in.requests], service: weir }\n"
+                                   "sinks:\n  k: { type: test_sink, inputs: [in] }\n"
+                                   "  raw: { type: test_sink, inputs: [in.requests] }\n"
+                                   "  points: { type: test_sink, inputs: [self] }\n",
+                               "test.yaml", d);
+  REQUIRE(d.ok());
+  auto graph = topology::build(std::move(cfg), d);
+  REQUIRE(d.ok());
+  CHECK(topology::to_dot(graph).find("\"in\" -> \"self\" [label=\"requests\"];") != std::string::npos);
+  runtime::Runtime rt(graph, {.handle_signals = false, .print_summary = false});
+  long good = 0, bad = 0;
+  std::atomic<bool> client_done{false};
+  std::thread client([&] {
+    good = post(port, "{\"n\":1}", "trace-ok");
+    bad = post(port, "{not json", "trace-bad");
+    client_done = true;
+  });
+  struct Watch {
+    std::atomic<bool>* done;
+    runtime::Runtime* rt;
+  } watch{&client_done, &rt};
+  UvTimer timer;
+  start_timer(
+      timer, rt.loop(), &watch,
+      [](uv_timer_t* t) {
+        auto* w = static_cast<Watch*>(t->data);
+        if (*w->done) {
+          uv_timer_stop(t);
+          w->rt->shutdown();
+        }
+      },
+      10, 10);
+  int rc = rt.run();
+  client.join();
+  REQUIRE(rc == 0);
+  CHECK(good == 200);
+  CHECK(bad == 400);
+  CHECK(Probe::get().received["k"].size() == 1);
+  // The records are emitted when the source stops (its timer is 1 s): both answers, in order.
+  auto& raw = Probe::get().received["raw"];
+  REQUIRE(raw.size() == 2);
+  CHECK(raw[0].find(R"({"method":"POST","resource":"/","status_code":200,"request_id":"trace-ok","execution_time":)") == 0);
+  CHECK(raw[0].find(R"("tags":{"component":"in"}})") != std::string::npos);
+  CHECK(raw[0].find("\"fields\"") == std::string::npos);
+  CHECK(raw[1].find(R"("status_code":400,"request_id":"trace-bad")") != std::string::npos);
+  CHECK(raw[1].find(R"("fields":{"error":")") != std::string::npos);
+  // Through `monitoring`: a requests point for each, an errors point for the failed one.
+  auto& points = Probe::get().received["points"];
+  REQUIRE(points.size() == 3);
+  CHECK(points[0].find(R"("series":"requests")") != std::string::npos);
+  CHECK(points[0].find(R"("service":"weir")") != std::string::npos);
+  CHECK(points[0].find(R"("route":"POST:/")") != std::string::npos);
+  CHECK(points[2].find(R"("series":"errors")") != std::string::npos);
+}

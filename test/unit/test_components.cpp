@@ -105,6 +105,7 @@ class TestSink final : public Sink {
   }
   bool ready() const override { return Probe::get().sinks_ready; }
   void consume(BatchPtr batch) override {
+    if (Probe::get().on_consume) Probe::get().on_consume(ctx_->name(), *batch);
     auto& seen = Probe::get().received[ctx_->name()];
     for (const Event& e : batch->events()) {
       seen.push_back(metadata_ ? "{\"fields\":" + to_json(e.fields) + ",\"metadata\":" + to_json(e.metadata) + "}"

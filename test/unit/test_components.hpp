@@ -28,6 +28,8 @@ struct Probe {
   std::vector<SinkContext*> sink_contexts;
   // called after every emit of test_source with (events so far, room)
   std::function<void(std::int64_t, bool)> on_emit;
+  // called by test_sink with each batch before it records it
+  std::function<void(const std::string&, const EventBatch&)> on_consume;
 
   static Probe& get();
   void reset();

@@ -62,6 +62,12 @@ class SourceContext : public ComponentContext {
   // Hands a batch downstream. Always takes it; returns false when a downstream buffer is
   // now full, in which case the source should stop reading until resume() is called.
   virtual bool emit(BatchPtr batch) = 0;
+  // The same to output `output` (index into Source::outputs()); the return value says
+  // whether every output still has room, as emit()'s does.
+  virtual bool emit_to(std::size_t output, BatchPtr batch) = 0;
+  // Whether anything reads from `output`: a source skips building events nobody takes.
+  virtual bool output_connected(std::size_t output) const = 0;
+  // Room downstream of every output (the runtime resumes the source when there is again).
   virtual bool downstream_ready() const = 0;
   // The source will emit nothing more (EOF, count reached, or stopped).
   virtual void finished() = 0;
@@ -82,6 +88,9 @@ class SinkContext : public ComponentContext {
 class Source {
  public:
   virtual ~Source() = default;
+  // Named outputs, as a transform's: the first is the default one (the component's name
+  // alone); others are `name.output` (http_server's `requests`, say).
+  virtual std::vector<std::string> outputs() const { return {""}; }
   virtual Status start(SourceContext& ctx) = 0;
   // Downstream buffers have room again after emit() returned false.
   virtual void resume() {}

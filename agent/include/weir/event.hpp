@@ -56,6 +56,17 @@ class Acknowledgement {
     reason_ = std::move(reason);
   }
 
+  // The acknowledgement a stateful transform gives each batch it processes names the
+  // transform and the batch's number: a disk buffer downstream keeps the records made from
+  // that batch from its sink until the transform's saved state covers the batch, and drops
+  // them at start when the state does not (docs/adr/009-state-commit.md).
+  struct StateMark {
+    std::string owner;        // the transform's name
+    std::uint64_t batch = 0;  // its batch number, counted across restarts
+  };
+  void set_state_mark(StateMark mark) { mark_ = std::move(mark); }
+  const std::optional<StateMark>& state_mark() const { return mark_; }
+
   static std::shared_ptr<Acknowledgement> make(Callback on_done) {
     return std::make_shared<Acknowledgement>(std::move(on_done));
   }
@@ -64,6 +75,7 @@ class Acknowledgement {
   Callback on_done_;
   DeliveryStatus status_ = DeliveryStatus::Delivered;
   std::string reason_;
+  std::optional<StateMark> mark_;
 };
 using AckRef = std::shared_ptr<Acknowledgement>;
 

@@ -71,7 +71,7 @@ using Handler = std::function<void(Request& request, Responder responder)>;
 // yet (Expect: 100-continue) or that the server would throw away.
 using HeadersCheck = std::function<std::optional<Response>(const Request& head)>;
 
-// A request the server answered, for monitoring (weir/request_watch.hpp). Valid during the
+// A request the server answered, for monitoring (http_server's `requests` output). Valid during the
 // call only. Anything more is read off the response by whoever wants it (error_text()).
 struct AnsweredRequest {
   std::string_view method;  // empty when the request line never arrived whole

@@ -9,7 +9,7 @@
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
-#include "weir/request_watch.hpp"
+#include "request_records.hpp"
 
 namespace weir::plugins {
 namespace {
@@ -97,6 +97,8 @@ Result<std::vector<FieldCopy>> field_copies(const Options& options, std::string_
   return copies;
 }
 
+constexpr std::size_t kRequestsOutput = 1;  // outputs(): "", "requests"
+
 class HttpServerSource final : public Source {
  public:
   static Result<std::unique_ptr<HttpServerSource>> create(const Options& options) {
@@ -144,21 +146,23 @@ class HttpServerSource final : public Source {
     return self;
   }
 
+  std::vector<std::string> outputs() const override { return {"", "requests"}; }
+
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
-    // Every answer is reported to whoever watches weir's own requests (internal_monitoring);
-    // what a report needs is read off the response only then.
-    server_options_.on_answered = [this](const http::AnsweredRequest& a) {
-      if (!RequestWatch::watched()) return;
-      std::string_view request_id;
-      for (const http::Header& h : a.response.headers) {
-        if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
-      }
-      std::string error = http::error_text(a.response);
-      RequestWatch::report(ServedRequest{.component = ctx_->name(), .method = a.method, .path = a.path,
-                                         .status = a.response.status, .request_id = request_id, .error = error,
-                                         .seconds = a.seconds, .time = wall_clock_now()});
-    };
+    if (ctx.output_connected(kRequestsOutput)) {
+      // Only when something reads `NAME.requests`: what a record needs is read off the
+      // response then.
+      requests_ = std::make_unique<RequestRecords>(ctx, kRequestsOutput);
+      if (Status started = requests_->start(); !started.ok()) return started;
+      server_options_.on_answered = [this](const http::AnsweredRequest& a) {
+        std::string_view request_id;
+        for (const http::Header& h : a.response.headers) {
+          if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
+        }
+        requests_->record(a, request_id, wall_clock_now());
+      };
+    }
     server_ = std::make_unique<http::Server>(
         ctx.loop(), server_options_, [this](http::Request& r, http::Responder responder) { handle(r, std::move(responder)); },
         [this](const http::Request& head) { return check(head); });
@@ -168,11 +172,18 @@ class HttpServerSource final : public Source {
     return {};
   }
 
+  void resume() override {
+    if (requests_) requests_->resume();
+  }
+
   void stop() override {
     if (stopping_) return;
     stopping_ = true;
     // Requests in progress are answered (in ack mode, once delivered) before we finish.
-    server_->stop([this] { ctx_->finished(); });
+    server_->stop([this] {
+      if (requests_) requests_->stop();  // the last requests' records, then the end
+      ctx_->finished();
+    });
   }
 
  private:
@@ -290,6 +301,7 @@ class HttpServerSource final : public Source {
 
   SourceContext* ctx_ = nullptr;
   http::ServerOptions server_options_;
+  std::unique_ptr<RequestRecords> requests_;  // before server_: its answers may come while it closes
   std::unique_ptr<http::Server> server_;
   std::string path_;
   bool strict_path_ = true;

@@ -1,14 +1,14 @@
 // `monitoring` transform: request records (method, resource, status code, request id,
 // execution time, optional error code, service) become LUNA's monitoring series: a
 // `requests` point per record and an `errors` point per failed one (their shape is in
-// weir/monitoring_points.hpp). Extra tags and fields of a record pass through onto its points. A record that
+// points.hpp). Extra tags and fields of a record pass through onto its points. A record that
 // lacks what a point needs is dead-lettered with the reason.
 #include <cmath>
 #include <cstdlib>
 
 #include <fmt/format.h>
 
-#include "weir/monitoring_points.hpp"
+#include "points.hpp"
 #include "weir/field_path.hpp"
 #include "weir/registry.hpp"
 

@@ -5,8 +5,7 @@
 //    "fields": {"request_id": "...", "execution_time": 1.234, ...}}
 // which the influxdb sink writes with measurement_field: series, tags: [tags], fields:
 // [fields], timestamp.field: time, and the clickhouse sink's `luna` layout writes as a row of
-// `time` and `data` (tags and fields merged). Shared by the `monitoring` transform and the
-// `internal_monitoring` source, hence in the public API rather than in either's folder.
+// `time` and `data` (tags and fields merged).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "weir/monitoring_points.hpp"
+#include "points.hpp"
 
 #include <fmt/format.h>
 
