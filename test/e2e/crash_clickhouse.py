@@ -10,6 +10,14 @@ but counted, and bounded by the inserts in flight at each kill.
 The sending is paced, CRASH_SEND_SECONDS (40) in all besides the outage: unpaced, weir takes
 200k events in about a second and the kills would all land in it.
 
+The events are CVAT client events of 4 users (user = sender), and the pipeline has the shape of
+pipelines/cvat-analytics.yaml: http_server -> working_time -> clickhouse with a disk buffer.
+Each sender sends its own bodies in order, so each user's events reach weir in one order
+however the kills fall, and the working time per (user, job) is known in advance (computed
+here, CVAT's algorithm): the send:working_time rows in ClickHouse, repeats of the same row
+counted once, must add up to it exactly, to the ms. (A row sent twice, an insert in flight at
+a kill, is the same row twice: ClickHouse 18.16's MergeTree keeps both, hence the DISTINCT.)
+
 Two baselines show what the checks catch. CRASH_NO_DISK_BUFFER=1: no disk buffer, so in
 acknowledgement mode weir answers only once ClickHouse has the rows, and nothing at all while
 it is away. CRASH_NO_ACKS=1 as well: weir answers on receipt, and a kill loses what it held.
@@ -22,7 +30,10 @@ restarted weir reads again from them; every line written must end up in ClickHou
 through, each log file is rotated (renamed to <name>.1, the writer finishing its current
 write into the renamed file, then a new file under the old name): the lines of both files
 must all arrive. CRASH_NO_DISK_BUFFER=1 is the baseline here too: the checkpoints then wait
-for ClickHouse, and do not move while it is away."""
+for ClickHouse, and do not move while it is away. The working time is checked in file mode
+too, but only for being whole rows of the right users: the order in which a restarted weir
+reads a rotated file and its successor is not fixed, and working time depends on order.
+"""
 import http.client, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, zlib
 import urllib.error, urllib.request
 from collections import Counter
@@ -52,7 +63,24 @@ SEED = 12
 SENDERS = 4
 BODY = 500              # events per request
 MAX_EVENTS = 2000       # the sink's batch.max_events: one insert
-PAYLOAD = 62            # characters: with the id and sender, a line of about 100 bytes
+PAYLOAD = 62            # characters: with the id, sender and CVAT fields, a line of about 200 bytes
+# Event time: 50 ms apart by id, with a 120 s pause every 3500 ids (longer than working
+# time's 100 s threshold, so some of a user's gaps count and some do not), and the job
+# changing every 25000 ids.
+BASE_MS = 1767225600000  # 2026-01-01T00:00:00Z
+THRESHOLD_MS = 100000
+
+
+def event_ms(i):
+    return BASE_MS + i * 50 + (i // 3500) * 120000
+
+
+def job_of(i):
+    return 1 + (i // 25000) % 3
+
+
+def iso_ms(ms):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
 BEFORE, DURING = 0.4, 0.2  # shares of the events let out before the outage and during it; the rest after
 KILLS_IN_OUTAGE = min(2, KILLS)
 # File mode. Writer n appends to log file n % LOG_FILES; each file is rotated once, by the
@@ -62,7 +90,7 @@ ROTATE_AT = EVENTS // 2
 POLL = 0.1              # the file source's poll_interval, in seconds
 READ_BYTES = 64 * 1024  # its read_bytes: one read
 BUFFER_EVENTS = 4096    # the disk buffer's max_events (its default): events not yet durable, at most
-LINE_BYTES = 95         # the shortest line (a 1-digit id): a read holds at most READ_BYTES // LINE_BYTES lines
+LINE_BYTES = None       # the shortest line (a 1-digit id), below: a read holds at most READ_BYTES // LINE_BYTES lines
 # ctest gives an e2e test 300 s, then kills it and ClickHouse keeps running: at the defaults
 # these limits end a stuck run, cleaned up, inside that.
 SEND_LIMIT = SEND_SECONDS + OUTAGE + 90  # seconds for every event to be answered 200
@@ -115,10 +143,15 @@ def write_config():
     with open(CONFIG, "w") as f:
         f.write("""data_dir: %s/data
 sources:
-%ssinks:
+%stransforms:
+  wt:
+    type: working_time
+    inputs: [in]
+sinks:
   ch:
     type: clickhouse
-    inputs: [in]
+    inputs: [wt]
+    skip_unknown_fields: true
     endpoint: http://127.0.0.1:%s
     database: weir_crash
     table: events
@@ -130,6 +163,36 @@ sources:
 def payload(i):
     """Says which id it belongs to, so a row pieced together from two records shows."""
     return ("p%08d" % i).ljust(PAYLOAD, "x")
+
+
+def event_line(i, number):
+    """Event i, sent by `number` for user `number`: a CVAT client event working_time counts."""
+    return ('{"id":%d,"sender":%d,"payload":"%s","user_id":%d,"job_id":%d,"source":"client","scope":"click:element",'
+            '"timestamp":"%s"}\n' % (i, number, payload(i), number, job_of(i), iso_ms(event_ms(i))))
+
+
+LINE_BYTES = len(event_line(0, 0))
+
+
+def user_of_body(first):
+    """Whose body starts at id `first`: sender n sends bodies n, n + SENDERS, ... in order."""
+    return (first // BODY) % SENDERS
+
+
+def expected_working_time():
+    """{(user, job): ms}: CVAT's working time of each user's events in the order they were sent."""
+    totals = Counter()
+    for user in range(SENDERS):
+        prev_end = prev_job = None
+        for first in range(user * BODY, EVENTS, SENDERS * BODY):
+            for i in range(first, min(EVENTS, first + BODY)):
+                t = event_ms(i)
+                if prev_end is None:
+                    prev_end, prev_job = t, job_of(i)
+                if 0 < t - prev_end < THRESHOLD_MS:
+                    totals[(user, prev_job)] += t - prev_end
+                prev_end, prev_job = max(prev_end, t), job_of(i)
+    return dict(totals)
 
 
 def log_tail(chars=3000):
@@ -259,7 +322,6 @@ in_flight = 0             # requests posted and not answered yet
 writes = 0                # file mode: bodies written so far
 log_files = []            # file mode: the LogFiles
 checkpointed_in_outage = []  # file mode: lines behind weir's checkpoints as ClickHouse went away, and came back
-next_body = 0
 pace = Pace()
 pace.hold()               # until the controller starts the first phase
 stop = threading.Event()  # time is up, or the controller failed: the senders give up
@@ -315,16 +377,13 @@ def checkpointed():
 
 
 def sender(number):
-    global next_body, accepted_while_down, in_flight, writes
+    global accepted_while_down, in_flight, writes
     pauses = random.Random(SEED * 100 + number)
-    while not stop.is_set():
-        with lock:
-            first = next_body * BODY
-            next_body += 1
-        if first >= EVENTS:
+    for first in range(number * BODY, EVENTS, SENDERS * BODY):
+        if stop.is_set():
             return
         ids = range(first, min(EVENTS, first + BODY))
-        body = "".join('{"id":%d,"sender":%d,"payload":"%s"}\n' % (i, number, payload(i)) for i in ids).encode()
+        body = "".join(event_line(i, number) for i in ids).encode()
         while first >= pace.let_out() and not stop.is_set():
             time.sleep(0.02)
         if FILE:  # written is offered: there is no answer to wait for
@@ -440,9 +499,23 @@ def controller(before, during, after):
         stop.set()
 
 
+RAW = "scope != 'send:working_time'"  # the events sent, not working_time's rows
+
+
+def working_time_rows():
+    """working_time's rows in ClickHouse: {(user, job, ms, timestamp, payload): how many times}."""
+    text = query("SELECT user_id, job_id, duration, timestamp, payload FROM weir_crash.events "
+                 "WHERE scope = 'send:working_time' FORMAT TSV")
+    rows = Counter()
+    for line in text.splitlines():
+        user, job, ms, stamp, row_payload = line.split("\t")
+        rows[(int(user), int(job), int(ms), stamp, row_payload)] += 1
+    return rows
+
+
 def stored():
     """(rows, distinct ids) in the table."""
-    rows, distinct = query("SELECT count(), uniqExact(id) FROM weir_crash.events FORMAT TSV").split()
+    rows, distinct = query("SELECT count(), uniqExact(id) FROM weir_crash.events WHERE %s FORMAT TSV" % RAW).split()
     return int(rows), int(distinct)
 
 
@@ -455,7 +528,8 @@ try:
           % (CH_PORT, "reading %s" % LOGS if FILE else "on %d" % PORT, EVENTS, SEND_SECONDS, KILLS, OUTAGE, SEED, MODE),
           flush=True)
     query("CREATE DATABASE IF NOT EXISTS weir_crash")
-    query("CREATE TABLE weir_crash.events (id UInt64, sender UInt32, payload String) ENGINE = MergeTree ORDER BY id")
+    query("CREATE TABLE weir_crash.events (id UInt64, sender UInt32, payload String, user_id UInt32, job_id UInt32, "
+          "scope String, duration UInt64, timestamp String) ENGINE = MergeTree ORDER BY id")
     write_config()
     before, during, after = plan()
     print("kills at %s s into the sending, %s s into the outage, %s s after it"
@@ -508,7 +582,7 @@ try:
     weir.proc.send_signal(signal.SIGTERM)
     rc = weir.proc.wait(timeout=60)
 
-    present = {int(x) for x in query("SELECT DISTINCT id FROM weir_crash.events FORMAT TSV").split()}
+    present = {int(x) for x in query("SELECT DISTINCT id FROM weir_crash.events WHERE %s FORMAT TSV" % RAW).split()}
     missing = sorted(accepted - present)
     check("every line written is in ClickHouse" if FILE else "every event answered 200 is in ClickHouse", not missing,
           "%d of %d missing, e.g. %s" % (len(missing), len(accepted), missing[:10]))
@@ -547,9 +621,31 @@ try:
     else:
         check("duplicates: at most two inserts in flight per kill (%d)" % (2 * MAX_EVENTS * KILLS),
               duplicates <= 2 * MAX_EVENTS * KILLS, duplicates)
-    bad = int(query("SELECT count() FROM weir_crash.events WHERE id >= %d OR sender >= %d OR length(payload) != %d "
-                    "OR toUInt64OrZero(substring(payload, 2, 8)) != id FORMAT TSV" % (EVENTS, SENDERS, PAYLOAD)))
+    bad = int(query("SELECT count() FROM weir_crash.events WHERE %s AND (id >= %d OR sender >= %d OR length(payload) != %d "
+                    "OR toUInt64OrZero(substring(payload, 2, 8)) != id OR user_id != sender) FORMAT TSV"
+                    % (RAW, EVENTS, SENDERS, PAYLOAD)))
     check("every row intact (id in range, its own payload)", bad == 0, "%d rows" % bad)
+
+    # Working time. A row repeated is an insert sent again after a kill (the same record of
+    # the disk buffer, byte for byte); the rows made from batches the saved state did not
+    # cover were set aside at the restart, and made again from the events sent again.
+    wt_rows = working_time_rows()
+    totals = Counter()
+    for (user, job, ms, _, _), _ in wt_rows.items():
+        totals[(user, job)] += ms
+    with_repeats = sum(ms * n for (_, _, ms, _, _), n in wt_rows.items())
+    repeats = sum(wt_rows.values()) - len(wt_rows)
+    expected = expected_working_time()
+    print("working time: %d rows (%d repeated), %d ms in all counting each row once, %d ms with the repeats; "
+          "expected %d ms" % (sum(wt_rows.values()), repeats, sum(totals.values()), with_repeats, sum(expected.values())),
+          flush=True)
+    check("working time: rows for the senders' users only, each of positive ms",
+          wt_rows and all(user < SENDERS and ms > 0 for (user, _, ms, _, _) in wt_rows), list(wt_rows)[:5])
+    if not FILE:
+        wrong = {key: (totals.get(key, 0), ms) for key, ms in expected.items() if totals.get(key, 0) != ms}
+        wrong.update({key: (ms, 0) for key, ms in totals.items() if key not in expected})
+        check("working time per (user, job) after %d kills equals the uninterrupted computation, to the ms" % KILLS,
+              not wrong, "(user, job): (in clickhouse, expected) %s" % wrong)
     check("weir exits 0 on SIGTERM once everything is delivered", rc == 0, log_tail())
     with open(LOG, errors="replace") as f:
         alarming = [l.rstrip() for l in f if re.search(r"AddressSanitizer|\bterminate", l)]
@@ -558,6 +654,9 @@ try:
         dead = os.path.join(WORK, "data", "dead_letter.ndjson")
         dead_letters = open(dead, errors="replace").read().splitlines() if os.path.exists(dead) else []
         check("weir dead-lettered no line", not dead_letters, "%d, e.g. %s" % (len(dead_letters), dead_letters[:3]))
+    with open(LOG, errors="replace") as f:
+        set_aside = [int(m.group(1)) for m in re.finditer(r"disk buffer: set aside (\d+) events", f.read())]
+    print("set aside at restarts: %d events in %d of %d starts" % (sum(set_aside), len(set_aside), weir.starts), flush=True)
     print("crash clickhouse: %d events, %d kills, %d duplicates, %d missing, %.0f s (%s)"
           % (EVENTS, weir.kills, duplicates, len(missing), time.time() - T0, MODE), flush=True)
 finally:
