@@ -62,6 +62,8 @@ std::string Runtime::Impl::health_json() const {
   std::uint64_t now = uv_now(const_cast<uv_loop_t*>(&loop_));
   bool first = true;
   for (const auto& node : nodes_) {
+    bool gone = node->kind() == ComponentKind::Sink ? node->done : node->finished;
+    if (node->removed && gone) continue;  // removed by a reload, and drained
     if (!first) out.push_back(',');
     first = false;
     write_json_string(node->config->name, out);
@@ -74,7 +76,9 @@ std::string Runtime::Impl::health_json() const {
         for (const Node* consumer : port) full = full || (!consumer->drop_newest && consumer->input->full());
       }
     }
-    if (std::uint64_t since = m.retrying_since_ms.get()) {
+    if (node->removed) {
+      out.append(R"(,"state":"draining")");  // removed by a reload: what it holds goes out first
+    } else if (std::uint64_t since = m.retrying_since_ms.get()) {
       out.append(R"(,"state":"retrying","error":)");
       write_json_string(m.last_error, out);
       out.append(fmt::format(R"(,"retrying_seconds":{:.1f})", double(now > since ? now - since : 0) / 1000.0));

@@ -2,18 +2,25 @@
 //
 // A reload (SIGHUP, --watch-config, POST /reload) reads and validates the whole config
 // again. An invalid one changes nothing: its errors are logged with file:line:col and the
-// failure is counted. A valid one is applied as a diff, on the loop, between batches:
-// - a transform whose options changed is flushed (it emits what it held) and replaced;
-//   its input channel and everything in it stay, so the next batch meets the new one;
+// failure is counted. A valid one is applied as a diff, on the loop, between batches,
+// components matched by name:
+// - a transform whose options (or type) changed is flushed (it emits what it held) and
+//   replaced; its input channel and everything in it stay, so the next batch meets the new
+//   one, and a transform of the same type carries on from the old one's state;
 // - a sink whose options changed: the new instance is started first (a failure there
 //   refuses the reload), then the old one drains what it holds (batches waiting for a
 //   timeout are sent now, not waited out) and the new one takes over its input channel,
 //   disk buffer included;
-// - everything else keeps running untouched.
-// Refused, with the old pipeline running: components added or removed, a changed type,
-// inputs or outputs, changed sources (a file source's checkpoints cannot be shared by two
-// instances), a disk buffer's options, and the global options (data_dir, api, dead_letter,
-// shutdown_timeout). Those take a restart.
+// - a source whose options changed is stopped (requests in progress are answered, a file
+//   source saves its checkpoints) and the new instance starts once it has finished, from
+//   the same checkpoints;
+// - added components start before anything else changes (one that cannot refuses the
+//   reload), removed ones get nothing more and drain (a removed sink's disk buffer stays on
+//   disk for a sink of that name), and every edge is rewired as the new graph has it;
+// - everything else keeps running untouched, state and buffers included.
+// Refused, with the old pipeline running: a component changing kind under the same name, a
+// disk buffer's options (or a memory buffer becoming one), and the global options
+// (data_dir, api, dead_letter, shutdown_timeout). Those take a restart.
 // Requests that arrive during a reload are coalesced: one more reload runs after it, and
 // every caller hears the outcome of the reload that covered its request.
 #include <sys/stat.h>
@@ -100,8 +107,7 @@ bool buffer_options_differ(const Options& a, const Options& b) {
 }  // namespace
 
 // What a fresh graph changes, or why it cannot be applied while running.
-Result<std::vector<std::pair<Runtime::Impl::Node*, std::size_t>>> Runtime::Impl::plan_reload(
-    const topology::Graph& fresh) {
+Result<Runtime::Impl::ReloadPlan> Runtime::Impl::plan_reload(topology::Graph& fresh) {
   const config::PipelineConfig& now = graph_.config;
   const config::PipelineConfig& next = fresh.config;
   std::vector<std::string> refused;
@@ -109,42 +115,96 @@ Result<std::vector<std::pair<Runtime::Impl::Node*, std::size_t>>> Runtime::Impl:
   if (now.api_address != next.api_address) refused.push_back("api.address changed");
   if (now.dead_letter_path != next.dead_letter_path) refused.push_back("dead_letter.path changed");
   if (now.shutdown_timeout != next.shutdown_timeout) refused.push_back("shutdown_timeout changed");
-  std::vector<std::pair<Node*, std::size_t>> changed;
+  ReloadPlan plan;
   std::vector<bool> matched(fresh.nodes.size(), false);
   for (auto& node : nodes_) {
+    if (node->removed) continue;
     const config::ComponentConfig& old_config = *node->config;
     std::size_t j = 0;
     while (j < fresh.nodes.size() && fresh.component(fresh.nodes[j]).name != old_config.name) ++j;
     if (j == fresh.nodes.size()) {
-      refused.push_back(fmt::format("{} was removed", old_config.name));
+      plan.removed.push_back(node.get());
+      plan.edges_changed = true;
       continue;
     }
     matched[j] = true;
     const config::ComponentConfig& new_config = fresh.component(fresh.nodes[j]);
-    if (new_config.kind != old_config.kind || new_config.type != old_config.type) {
-      refused.push_back(fmt::format("{}: kind or type changed", old_config.name));
-    } else if (inputs_text(new_config) != inputs_text(old_config) ||
-               fresh.nodes[j].outputs != node->graph_node->outputs) {
-      refused.push_back(fmt::format("{}: inputs or outputs changed", old_config.name));
-    } else if (new_config.options.fingerprint() != old_config.options.fingerprint()) {
-      if (node->kind() == ComponentKind::Source) {
-        refused.push_back(fmt::format("{}: a source's options changed", old_config.name));
-      } else if (node->input->durable() && buffer_options_differ(new_config.options, old_config.options)) {
-        refused.push_back(fmt::format("{}: its disk buffer's options changed", old_config.name));
-      } else {
-        changed.emplace_back(node.get(), j);
-      }
+    if (new_config.kind != old_config.kind) {
+      refused.push_back(fmt::format("{}: a {} cannot become a {} under the same name", old_config.name,
+                                    component_kind_name(old_config.kind), component_kind_name(new_config.kind)));
+      continue;
+    }
+    if (inputs_text(new_config) != inputs_text(old_config) || fresh.nodes[j].outputs != node->outputs) {
+      plan.edges_changed = true;
+    }
+    bool same = new_config.type == old_config.type && new_config.options.fingerprint() == old_config.options.fingerprint();
+    if (same) {
+      plan.kept.push_back({node.get(), j});
+    } else if (node->input && node->input->durable() &&
+               (new_config.options.string("buffer.type") != "disk" ||
+                buffer_options_differ(new_config.options, old_config.options))) {
+      // Its records and ledger belong to the instance that wrote them until a restart.
+      refused.push_back(fmt::format("{}: its disk buffer's options changed", old_config.name));
+    } else if (!node->input || node->input->durable() || new_config.options.string("buffer.type") != "disk") {
+      (node->kind() == ComponentKind::Source ? plan.restarted : plan.replaced).push_back({node.get(), j});
+    } else {
+      refused.push_back(fmt::format("{}: a memory buffer cannot become a disk buffer while running", old_config.name));
     }
   }
   for (std::size_t j = 0; j < fresh.nodes.size(); ++j) {
-    if (!matched[j]) refused.push_back(fmt::format("{} was added", fresh.component(fresh.nodes[j]).name));
+    if (matched[j]) continue;
+    const config::ComponentConfig& c = fresh.component(fresh.nodes[j]);
+    // A name removed earlier in this run: its files (a disk buffer, a state) may still be
+    // in use by the removed instance.
+    bool reused = std::any_of(nodes_.begin(), nodes_.end(), [&](const auto& n) {
+      return n->removed && n->config->name == c.name &&
+             (n->input && n->input->durable() ? true : !(n->kind() == ComponentKind::Sink ? n->done : n->finished));
+    });
+    if (reused) {
+      refused.push_back(fmt::format("{} was removed earlier in this run and {}", c.name,
+                                    "is still draining or had a disk buffer; add it under another name or restart"));
+      continue;
+    }
+    plan.added.push_back(j);
+    plan.edges_changed = true;
   }
   if (!refused.empty()) {
     std::string why;
     for (const auto& r : refused) why += (why.empty() ? "" : "; ") + r;
-    return Error(why + " (these take a restart; transforms' and sinks' options are reloaded in place)");
+    return Error(why + " (these take a restart)");
   }
-  return changed;
+  return plan;
+}
+
+// Added components are built and started (sinks first, each with its disk buffer; then
+// transforms, with any state they saved before) before the running pipeline is touched,
+// so one that cannot start refuses the reload. They get nothing until rewire().
+Status Runtime::Impl::start_added(ReloadPlan& plan, topology::Graph& fresh) {
+  for (std::size_t j : plan.added) {
+    plan.added_nodes.push_back(make_node(fresh.nodes[j], fresh.component(fresh.nodes[j]), nodes_.size() + plan.added_nodes.size()));
+  }
+  auto fail = [](Node& node, const Status& status) {
+    return Error(fmt::format("{}: the new {} failed to start: {}", node.config->name, component_kind_name(node.kind()),
+                             status.error().message()));
+  };
+  for (auto& node : plan.added_nodes) {
+    if (node->kind() != ComponentKind::Transform) continue;
+    if (Status loaded = load_transform_state(*node); !loaded.ok()) return fail(*node, loaded);
+  }
+  for (auto& node : plan.added_nodes) {
+    if (node->kind() != ComponentKind::Sink) continue;
+    if (Status opened = open_disk_buffer(*node); !opened.ok()) return fail(*node, opened);
+    if (Status started = node->graph_node->sink->start(*node->context); !started.ok()) return fail(*node, started);
+    node->started = true;
+  }
+  for (auto& node : plan.added_nodes) {
+    if (node->kind() != ComponentKind::Transform) continue;
+    Status started = node->graph_node->transform->start(*node->context);
+    if (started.ok()) started = restore_transform_state(*node);
+    if (!started.ok()) return fail(*node, started);
+    node->started = true;
+  }
+  return {};
 }
 
 void Runtime::Impl::begin_reload(const std::string& trigger) {
@@ -169,17 +229,19 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
     for (const Error& e : diagnostics.errors) errors.push_back(e.to_string());
     return fail(std::move(errors));
   }
-  auto plan = plan_reload(*fresh);
-  if (!plan.ok()) return fail({plan.error().message()});
-  if (plan.value().empty()) {
+  auto planned = plan_reload(*fresh);
+  if (!planned.ok()) return fail({planned.error().message()});
+  ReloadPlan& plan = planned.value();
+  if (plan.empty()) {
     log::info("weir", "reload: nothing changed (generation {})", generation_);
     outcome.status = "unchanged";
     return finish_reload(std::move(outcome));
   }
 
-  // New sinks start before anything changes, so one that cannot start refuses the reload.
+  // Everything new starts before anything changes: new sinks of changed ones, added sinks
+  // and transforms. A failure refuses the reload and stops what was started.
   std::vector<std::unique_ptr<NodeContext>> sink_contexts;
-  for (auto& [node, j] : plan.value()) {
+  for (auto& [node, j] : plan.replaced) {
     if (node->kind() != ComponentKind::Sink) continue;
     auto context = std::make_unique<NodeContext>(*this, *node);
     Status started = fresh->nodes[j].sink->start(*context);
@@ -188,16 +250,31 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
     }
     sink_contexts.push_back(std::move(context));
   }
+  if (Status started = start_added(plan, *fresh); !started.ok()) {
+    for (auto& node : plan.added_nodes) {
+      if (node->state) node->state->close();
+      node->input.reset();
+    }
+    plan.added_nodes.clear();
+    return fail({started.error().message()});
+  }
 
+  // From here on the reload is applied. A drain or a source's stop may finish at once,
+  // inside the call: the outcome is in place before, and one count held until the end
+  // keeps complete_reload() from running before every change is made.
+  pending_outcome_ = ReloadOutcome{};
+  ++reload_swaps_pending_;
   std::size_t sink_index = 0;
-  for (auto& [node, j] : plan.value()) {
+  for (auto& [node, j] : plan.replaced) {
     const config::ComponentConfig* new_config = &fresh->component(fresh->nodes[j]);
     outcome.rebuilt.push_back(node->config->name);
     if (node->kind() == ComponentKind::Transform) {
       Retired retired;
       retired.context = std::move(node->context);
       retired.transform = std::move(node->graph_node->transform);
+      // What the old instance held goes out on the old edges, before they change.
       if (node->started && !node->finished) retired.transform->flush(*retired.context);
+      bool same_type = new_config->type == node->config->type;
       node->context = std::make_unique<NodeContext>(*this, *node);
       node->graph_node->transform = std::move(fresh->nodes[j].transform);
       node->config = new_config;
@@ -205,7 +282,7 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
       Status started = node->graph_node->transform->start(*node->context);
       // The new instance carries on from the old one's state (per-user clocks survive an
       // option change); the held acknowledgements stay with the node's state keeper.
-      if (started.ok() && node->state && retired.transform->keeps_state()) {
+      if (started.ok() && node->state && same_type && retired.transform->keeps_state()) {
         started = node->graph_node->transform->restore(retired.transform->snapshot());
       }
       if (!started.ok()) {
@@ -216,7 +293,6 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
         shutdown();
       }
       retired_.push_back(std::move(retired));
-      schedule(*node);
     } else {
       Node* sink = node;
       sink->replacing = true;
@@ -227,9 +303,116 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
       sink->graph_node->sink->drain([this, sink] { swap_sink(*sink); });
     }
   }
+  for (auto& [node, j] : plan.kept) node->config = &fresh->component(fresh->nodes[j]);
+  for (auto& added : plan.added_nodes) {
+    outcome.rebuilt.push_back(added->config->name + " (added)");
+    if (added->kind() == ComponentKind::Sink) ++sinks_open_;
+    nodes_.push_back(std::move(added));
+  }
+  for (Node* node : plan.removed) {
+    outcome.rebuilt.push_back(node->config->name + " (removed)");
+    node->removed = true;
+  }
+  rewire(plan, *fresh);
+
+  // Sources: removed ones stop (what they sent drains); changed ones stop and their new
+  // instance starts once they have finished; added ones start now that they are wired.
+  for (Node* node : plan.removed) {
+    if (node->kind() == ComponentKind::Source) {
+      if (node->started && !node->finished) node->graph_node->source->stop();
+      else source_finished(*node);
+    } else {
+      if (node->input->durable()) node->input->stop_reading();  // kept on disk for a sink of that name
+      schedule(*node);
+    }
+  }
+  for (auto& [node, j] : plan.restarted) {
+    outcome.rebuilt.push_back(node->config->name);
+    if (node->finished) continue;  // it has ended (stdin at EOF): nothing to restart
+    node->next_source = std::move(fresh->nodes[j].source);
+    node->next_context = std::make_unique<NodeContext>(*this, *node);
+    node->next_config = &fresh->component(fresh->nodes[j]);
+    ++reload_swaps_pending_;
+    node->graph_node->source->stop();  // finished() then starts the next one (restart_source)
+  }
+  for (std::size_t k = nodes_.size() - plan.added.size(); k < nodes_.size(); ++k) {
+    Node& node = *nodes_[k];
+    if (node.kind() != ComponentKind::Source) continue;
+    Status started = node.graph_node->source->start(*node.context);
+    if (!started.ok()) {
+      log::error(node.config->name, "the added source failed to start: {}", started.error().message());
+      node.metrics.errors.add();
+      outcome.errors.push_back(fmt::format("{}: failed to start: {}", node.config->name, started.error().message()));
+      source_finished(node);
+      continue;
+    }
+    node.started = true;
+  }
   reloaded_graphs_.push_back(std::move(fresh));
-  pending_outcome_ = std::move(outcome);
-  if (reload_swaps_pending_ == 0) complete_reload();
+  for (auto& error : outcome.errors) pending_outcome_.errors.push_back(std::move(error));
+  for (auto& name : outcome.rebuilt) pending_outcome_.rebuilt.push_back(std::move(name));
+  if (--reload_swaps_pending_ == 0) complete_reload();
+}
+
+// Every edge as the new graph has it. A removed component (of this reload or one before)
+// keeps its old outputs until it has drained (what it still holds goes where it went
+// before); nothing sends to it any more.
+void Runtime::Impl::rewire(const ReloadPlan& plan, const topology::Graph& fresh) {
+  std::vector<Node*> by_fresh(fresh.nodes.size(), nullptr);
+  for (const auto& [node, j] : plan.replaced) by_fresh[j] = node;
+  for (const auto& [node, j] : plan.restarted) by_fresh[j] = node;
+  for (const auto& [node, j] : plan.kept) by_fresh[j] = node;
+  for (std::size_t k = 0; k < plan.added.size(); ++k) by_fresh[plan.added[k]] = nodes_[nodes_.size() - plan.added.size() + k].get();
+  for (std::size_t j = 0; j < fresh.nodes.size(); ++j) {
+    Node* node = by_fresh[j];
+    node->outputs = fresh.nodes[j].outputs;
+    node->consumers.assign(node->outputs.size(), {});
+    node->open_inputs = 0;
+  }
+  for (std::size_t j = 0; j < fresh.nodes.size(); ++j) {
+    for (const topology::Port& in : fresh.nodes[j].inputs) {
+      Node* producer = by_fresh[in.node];
+      producer->consumers[in.output].push_back(by_fresh[j]);
+      if (!producer->finished) ++by_fresh[j]->open_inputs;
+    }
+  }
+  for (auto& node : nodes_) {
+    if (node->removed) node->open_inputs = 0;
+  }
+  for (auto& node : nodes_) {
+    if (!node->removed || node->finished) continue;
+    for (auto& port : node->consumers) {
+      for (Node* consumer : port) ++consumer->open_inputs;
+    }
+  }
+  // Producers that waited for a consumer's room may now have other consumers, or none.
+  for (auto& node : nodes_) {
+    node->waiting_upstream.clear();
+    if (node->kind() == ComponentKind::Source && !node->finished && node->started && has_room(*node)) {
+      node->graph_node->source->resume();
+    }
+    if (node->kind() != ComponentKind::Source) schedule(*node);
+  }
+}
+
+void Runtime::Impl::restart_source(Node& node) {
+  Retired retired;
+  retired.context = std::move(node.context);
+  retired.source = std::move(node.graph_node->source);
+  retired_.push_back(std::move(retired));
+  node.graph_node->source = std::move(node.next_source);
+  node.context = std::move(node.next_context);
+  node.config = node.next_config;
+  node.next_config = nullptr;
+  Status started = node.graph_node->source->start(*node.context);
+  if (!started.ok()) {
+    log::error(node.config->name, "the reloaded source failed to start: {}", started.error().message());
+    node.metrics.errors.add();
+    pending_outcome_.errors.push_back(fmt::format("{}: failed to start: {}", node.config->name, started.error().message()));
+    node.finished = true;
+    close_outputs(node);
+  }
+  if (--reload_swaps_pending_ == 0) complete_reload();
 }
 
 void Runtime::Impl::swap_sink(Node& node) {

@@ -62,25 +62,31 @@ Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
       options_(options),
       dead_letters_(graph.config.dead_letter_path, graph.config.dead_letter_max_bytes) {
   if (uv_loop_init(&loop_) == 0) loop_ready_ = true;
-  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
-    auto node = std::make_unique<Node>();
-    node->index = i;
-    node->graph_node = &graph_.nodes[i];
-    node->config = &graph_.component(graph_.nodes[i]);
-    if (node->kind() != ComponentKind::Source) {
-      node->drop_newest = node->kind() == ComponentKind::Sink && node->config->options.string("buffer.when_full") == "drop_newest";
-      node->input = buffer::make_memory_channel(channel_limits(*node->config));
-    }
-    node->consumers.resize(graph_.nodes[i].outputs.size());
-    node->context = std::make_unique<NodeContext>(*this, *node);
-    nodes_.push_back(std::move(node));
-  }
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) nodes_.push_back(make_node(graph_.nodes[i], graph_.component(graph_.nodes[i]), i));
   for (auto& node : nodes_) {
     for (const topology::Port& in : node->graph_node->inputs) {
       nodes_[in.node]->consumers[in.output].push_back(node.get());
       ++node->open_inputs;
     }
   }
+}
+
+// A runtime node for a component of a graph (its instance stays in `graph_node`), with its
+// context and a memory input channel (a sink's disk buffer is opened at its start).
+std::unique_ptr<Runtime::Impl::Node> Runtime::Impl::make_node(topology::Node& graph_node,
+                                                            const config::ComponentConfig& config, std::size_t index) {
+  auto node = std::make_unique<Node>();
+  node->index = index;
+  node->graph_node = &graph_node;
+  node->config = &config;
+  node->outputs = graph_node.outputs;
+  if (node->kind() != ComponentKind::Source) {
+    node->drop_newest = node->kind() == ComponentKind::Sink && config.options.string("buffer.when_full") == "drop_newest";
+    node->input = buffer::make_memory_channel(channel_limits(config));
+  }
+  node->consumers.resize(node->outputs.size());
+  node->context = std::make_unique<NodeContext>(*this, *node);
+  return node;
 }
 
 buffer::ChannelLimits Runtime::Impl::channel_limits(const config::ComponentConfig& config) {
@@ -169,12 +175,14 @@ Runtime::Impl::~Impl() {
   if (abandoned_) {
     // Components may still have requests in flight on the loop: leave them be, the
     // process is about to exit.
-    for (auto& node : graph_.nodes) {
-      (void)node.source.release();
-      (void)node.transform.release();
-      (void)node.sink.release();
+    for (auto& node : nodes_) {
+      (void)node->graph_node->source.release();
+      (void)node->graph_node->transform.release();
+      (void)node->graph_node->sink.release();
+      (void)node->next_source.release();
     }
     for (auto& retired : retired_) {
+      (void)retired.source.release();
       (void)retired.transform.release();
       (void)retired.sink.release();
     }
@@ -187,9 +195,11 @@ Runtime::Impl::~Impl() {
   sighup_.close();
   deadline_.close();
   watch_timer_.close();
-  for (auto& node : graph_.nodes) node.source.reset();
-  for (auto& node : graph_.nodes) node.transform.reset();
-  for (auto& node : graph_.nodes) node.sink.reset();
+  // Through the runtime's nodes: components added by a reload live in that reload's graph.
+  for (auto& node : nodes_) node->graph_node->source.reset();
+  for (auto& node : nodes_) node->next_source.reset();
+  for (auto& node : nodes_) node->graph_node->transform.reset();
+  for (auto& node : nodes_) node->graph_node->sink.reset();
   for (auto& node : nodes_) node->next_sink.reset();
   retired_.clear();
   if (!loop_ready_) return;
@@ -387,6 +397,7 @@ void Runtime::Impl::close_outputs(Node& node) {
 
 void Runtime::Impl::source_finished(Node& node) {
   if (node.finished) return;
+  if (node.next_source) return restart_source(node);  // reload: the new instance takes over
   node.finished = true;
   log::debug(node.config->name, "source finished");
   close_outputs(node);

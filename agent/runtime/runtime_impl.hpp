@@ -88,9 +88,15 @@ class Runtime::Impl {
   void serve_api(http::Request& request, http::Responder responder);
   std::string health_json() const;
 
+  std::unique_ptr<Node> make_node(topology::Node& graph_node, const config::ComponentConfig& config, std::size_t index);
+
+  struct ReloadPlan;
   void request_reload(std::string trigger, ReloadDone done);
-  Result<std::vector<std::pair<Node*, std::size_t>>> plan_reload(const topology::Graph& fresh);
+  Result<ReloadPlan> plan_reload(topology::Graph& fresh);
   void begin_reload(const std::string& trigger);
+  Status start_added(ReloadPlan& plan, topology::Graph& fresh);
+  void rewire(const ReloadPlan& plan, const topology::Graph& fresh);
+  void restart_source(Node& node);
   void swap_sink(Node& node);
   void apply_memory_limits(Node& node);
   void complete_reload();
@@ -196,11 +202,17 @@ struct Runtime::Impl::Node {
   const std::vector<AckRef>* current_acks = nullptr;
   std::string dead_letter_failure;
 
-  // Reload: a sink being replaced gets no batches while the old instance drains.
+  std::vector<std::string> outputs;  // as the running instance names them
+
+  // Reload: a sink being replaced gets no batches while the old instance drains; a source
+  // being replaced is stopped and its successor started once it has finished; a removed
+  // component gets nothing more and drains.
   bool replacing = false;
   std::unique_ptr<Sink> next_sink;
+  std::unique_ptr<Source> next_source;
   std::unique_ptr<NodeContext> next_context;
   const config::ComponentConfig* next_config = nullptr;
+  bool removed = false;
 
   bool scheduled = false;
   bool started = false;
@@ -213,8 +225,27 @@ struct Runtime::Impl::Node {
 
 struct Runtime::Impl::Retired {
   std::unique_ptr<NodeContext> context;
+  std::unique_ptr<Source> source;
   std::unique_ptr<Transform> transform;
   std::unique_ptr<Sink> sink;
+};
+
+// What a valid new config changes, matched to the running components by name.
+struct Runtime::Impl::ReloadPlan {
+  struct Match {
+    Node* node;
+    std::size_t fresh;  // index into the new graph's nodes
+  };
+  std::vector<Match> replaced;    // a transform or sink whose options or type changed: a new instance
+  std::vector<Match> restarted;   // a source whose options changed: stopped, then a new instance
+  std::vector<Match> kept;        // the same instance (its edges may change)
+  std::vector<Node*> removed;     // drain, then stay retired
+  std::vector<std::size_t> added; // new components, by fresh index
+  std::vector<std::unique_ptr<Node>> added_nodes;  // built and started before anything changes
+  bool edges_changed = false;
+  bool empty() const {
+    return replaced.empty() && restarted.empty() && removed.empty() && added.empty() && !edges_changed;
+  }
 };
 
 }  // namespace weir::runtime

@@ -3,8 +3,12 @@
 transform into a disk-buffered file sink while its option changes on SIGHUP. Every
 answered event arrives exactly once; the change shows from the next request after the
 reload is reported; an invalid config on SIGHUP (or POST /reload) keeps the old pipeline
-running and is reported with file:line:col; a burst of 10 SIGHUPs is survived; a change of
-shape (a component added) is refused with the old pipeline running."""
+running and is reported with file:line:col; a burst of 10 SIGHUPs is survived. Changes of
+shape under the same load: a sink added (it gets every event answered after the reload),
+a transform inserted before the disk-buffered sink (its edges rewired), both removed again,
+and the source's options changed (stopped, answering what it took, and started anew on the
+same port); through all of it every answered event reaches the first sink exactly once. A
+component changing kind under the same name is refused."""
 import json, os, signal, subprocess, sys, tempfile, threading, time, urllib.request
 
 import harness
@@ -15,20 +19,22 @@ WORK = tempfile.mkdtemp(prefix="weir-reload-")
 port, api = free_port(), free_port()
 out_path = os.path.join(WORK, "out.ndjson")
 config = os.path.join(WORK, "p.yaml")
+copy_path = os.path.join(WORK, "copy.ndjson")
 TEMPLATE = """data_dir: %s/data
 api: { address: "127.0.0.1:%d" }
 sources:
-  in: { type: http_server, address: "127.0.0.1:%d", acknowledgements: true }
+  in: { type: http_server, address: "127.0.0.1:%d", acknowledgements: true%%(source)s }
 transforms:
-  tag: { type: enrich, inputs: [in], set: { version: "%%s" } }
-sinks:
-  out: { type: file, inputs: [tag], path: %s, buffer: { type: disk } }
-%%s""" % (WORK, api, port, out_path)
+  tag: { type: enrich, inputs: [in], set: { version: "%%(version)s" } }
+%%(transforms)ssinks:
+  out: { type: file, inputs: [%%(out_input)s], path: %s, buffer: { type: disk } }
+%%(sinks)s""" % (WORK, api, port, out_path)
 
 
-def write_config(version, extra=""):
+def write_config(version, extra="", transforms="", out_input="tag", source=""):
     with open(config + ".tmp", "w") as f:
-        f.write(TEMPLATE % (version, extra))
+        f.write(TEMPLATE % {"version": version, "sinks": extra, "transforms": transforms, "out_input": out_input,
+                            "source": source})
     os.replace(config + ".tmp", config)
 
 
@@ -94,10 +100,42 @@ try:
     status, outcome = reload_api()
     check("an invalid config is refused with file:line:col", status == 400 and outcome["status"] == "failed"
           and any("p.yaml:" in e for e in outcome["errors"]) and outcome["generation"] == 3, (status, outcome))
-    write_config("three", "  extra: { type: blackhole, inputs: [tag] }\n")
+    # Shape changes, under the same load.
+    copy_sink = "  copy: { type: file, inputs: [tag], path: %s }\n" % copy_path
+    write_config("three", copy_sink)
     status, outcome = reload_api()
-    check("a new component is refused: it takes a restart", status == 400 and "extra was added" in outcome["errors"][0],
+    added_at = time.time()
+    check("a sink added on reload starts", status == 200 and outcome["status"] == "reloaded"
+          and outcome["rebuilt"] == ["copy (added)"], (status, outcome))
+    time.sleep(2)
+    write_config("three", copy_sink, transforms="  mark: { type: enrich, inputs: [tag], set: { marked: true } }\n",
+                 out_input="mark")
+    status, outcome = reload_api()
+    inserted_at = time.time()
+    check("a transform inserted before the sink, its edges rewired", status == 200
+          and outcome["rebuilt"] == ["mark (added)"], (status, outcome))
+    time.sleep(2)
+    write_config("three")
+    status, outcome = reload_api()
+    removed_at = time.time()
+    check("both removed again", status == 200 and sorted(outcome["rebuilt"]) == ["copy (removed)", "mark (removed)"],
           (status, outcome))
+    time.sleep(1)
+    health = json.loads(urllib.request.urlopen("http://127.0.0.1:%d/health" % api).read())
+    check("/health no longer lists the removed components once drained",
+          sorted(health["components"]) == ["in", "out", "tag"], health)
+    write_config("three", source=", max_body_bytes: 5MiB")
+    status, outcome = reload_api()
+    check("a source's options changed: it is stopped and started anew", status == 200
+          and outcome["rebuilt"] == ["in"] and not outcome["errors"], (status, outcome))
+    time.sleep(2)
+    with open(config, "w") as f:  # `tag`, a transform, as a sink
+        f.write(TEMPLATE.split("transforms:")[0].replace("%%", "%") % {"source": ""}
+                + "sinks:\n  out: { type: file, inputs: [in], path: %s, buffer: { type: disk } }\n"
+                  "  tag: { type: blackhole, inputs: [in] }\n" % out_path)
+    status, outcome = reload_api()
+    check("a component changing kind under its name is refused", status == 400
+          and "tag: a transform cannot become a sink" in outcome["errors"][0], (status, outcome))
     write_config("four")
     for _ in range(10):
         weir.send_signal(signal.SIGHUP)
@@ -127,6 +165,17 @@ try:
     check("versions change in order, never back", changes == ["one", "two", "three", "four"], changes)
     late = [e for e in events if accepted[e["id"]] > reloaded_at + 0.05 and e["version"] in ("one", "two")]
     check("requests sent after POST /reload answered see the new option", not late, late[:3])
+    marked = {e["id"] for e in events if e.get("marked")}
+    inserted = {i for i, at in accepted.items() if inserted_at + 0.05 < at < removed_at - 0.3}
+    after_removal = {e["id"] for e in events if e.get("marked") and accepted[e["id"]] > removed_at + 0.05}
+    check("events sent while the inserted transform ran went through it (%d)" % len(inserted),
+          inserted and inserted <= marked, (len(inserted), len(inserted - marked)))
+    check("and none sent after its removal", not after_removal, len(after_removal))
+    copies = [json.loads(line)["id"] for line in open(copy_path)]
+    expected_copies = {i for i, at in accepted.items() if added_at + 0.05 < at < removed_at - 0.3}
+    check("the added sink got every event sent while it ran (%d), once each" % len(expected_copies),
+          expected_copies and expected_copies <= set(copies) and len(copies) == len(set(copies)),
+          (len(expected_copies), len(expected_copies - set(copies)), len(copies) - len(set(copies))))
 finally:
     stop.set()
     if weir.poll() is None:
