@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "config/config.hpp"
@@ -55,25 +56,12 @@ long post(int port, const std::string& body, const std::string& request_id) {
   return status;
 }
 
-}  // namespace
-
-TEST_CASE("http_server: the request id reaches every event's metadata") {
-  Probe::get().reset();
-  int port = free_port();
-  config::Diagnostics d;
-  auto cfg = config::load_text("sources:\n  in: { type: http_server, address: \"127.0.0.1:" + std::to_string(port) +
-                                   "\", headers_to_fields: { x-team: \"%team\" } }\n"
-                                   "sinks:\n  k: { type: test_sink, inputs: [in], metadata: true }\n",
-                               "test.yaml", d);
-  REQUIRE(d.ok());
-  auto graph = topology::build(std::move(cfg), d);
-  REQUIRE(d.ok());
+// Runs `graph` until `client`, on its own thread, is done; returns run()'s code.
+int run_with_client(topology::Graph& graph, const std::function<void()>& client) {
   runtime::Runtime rt(graph, {.handle_signals = false, .print_summary = false});
-  long first = 0, second = 0;
   std::atomic<bool> client_done{false};
-  std::thread client([&] {
-    first = post(port, "{\"n\":1}\n{\"n\":2}\n", "trace-1");
-    second = post(port, "{\"n\":3}", "");
+  std::thread thread([&] {
+    client();
     client_done = true;
   });
   // The runtime belongs to the loop thread: a timer there notices the client is done.
@@ -93,7 +81,28 @@ TEST_CASE("http_server: the request id reaches every event's metadata") {
       },
       10, 10);
   int rc = rt.run();
-  client.join();
+  thread.join();
+  return rc;
+}
+
+}  // namespace
+
+TEST_CASE("http_server: the request id reaches every event's metadata") {
+  Probe::get().reset();
+  int port = free_port();
+  config::Diagnostics d;
+  auto cfg = config::load_text("sources:\n  in: { type: http_server, address: \"127.0.0.1:" + std::to_string(port) +
+                                   "\", headers_to_fields: { x-team: \"%team\" } }\n"
+                                   "sinks:\n  k: { type: test_sink, inputs: [in], metadata: true }\n",
+                               "test.yaml", d);
+  REQUIRE(d.ok());
+  auto graph = topology::build(std::move(cfg), d);
+  REQUIRE(d.ok());
+  long first = 0, second = 0;
+  int rc = run_with_client(graph, [&] {
+    first = post(port, "{\"n\":1}\n{\"n\":2}\n", "trace-1");
+    second = post(port, "{\"n\":3}", "");
+  });
   REQUIRE(rc == 0);
   CHECK(first == 200);
   CHECK(second == 200);
@@ -120,31 +129,11 @@ TEST_CASE("http_server: NAME.requests is an ordinary output: a record per answer
   auto graph = topology::build(std::move(cfg), d);
   REQUIRE(d.ok());
   CHECK(topology::to_dot(graph).find("\"in\" -> \"self\" [label=\"requests\"];") != std::string::npos);
-  runtime::Runtime rt(graph, {.handle_signals = false, .print_summary = false});
   long good = 0, bad = 0;
-  std::atomic<bool> client_done{false};
-  std::thread client([&] {
+  int rc = run_with_client(graph, [&] {
     good = post(port, "{\"n\":1}", "trace-ok");
     bad = post(port, "{not json", "trace-bad");
-    client_done = true;
   });
-  struct Watch {
-    std::atomic<bool>* done;
-    runtime::Runtime* rt;
-  } watch{&client_done, &rt};
-  UvTimer timer;
-  start_timer(
-      timer, rt.loop(), &watch,
-      [](uv_timer_t* t) {
-        auto* w = static_cast<Watch*>(t->data);
-        if (*w->done) {
-          uv_timer_stop(t);
-          w->rt->shutdown();
-        }
-      },
-      10, 10);
-  int rc = rt.run();
-  client.join();
   REQUIRE(rc == 0);
   CHECK(good == 200);
   CHECK(bad == 400);

@@ -150,19 +150,18 @@ class HttpServerSource final : public Source {
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
-    if (ctx.output_connected(kRequestsOutput)) {
-      // Only when something reads `NAME.requests`: what a record needs is read off the
-      // response then.
-      requests_ = std::make_unique<RequestRecords>(ctx, kRequestsOutput);
-      if (Status started = requests_->start(); !started.ok()) return started;
-      server_options_.on_answered = [this](const http::AnsweredRequest& a) {
-        std::string_view request_id;
-        for (const http::Header& h : a.response.headers) {
-          if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
-        }
-        requests_->record(a, request_id, wall_clock_now());
-      };
-    }
+    // Records for `NAME.requests` are made only while something reads it (a reload may
+    // connect or disconnect a reader); what a record needs is read off the response then.
+    requests_ = std::make_unique<RequestRecords>(ctx, kRequestsOutput);
+    if (Status started = requests_->start(); !started.ok()) return started;
+    server_options_.on_answered = [this](const http::AnsweredRequest& a) {
+      if (!ctx_->output_connected(kRequestsOutput)) return;
+      std::string_view request_id;
+      for (const http::Header& h : a.response.headers) {
+        if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
+      }
+      requests_->record(a, request_id, wall_clock_now());
+    };
     server_ = std::make_unique<http::Server>(
         ctx.loop(), server_options_, [this](http::Request& r, http::Responder responder) { handle(r, std::move(responder)); },
         [this](const http::Request& head) { return check(head); });
