@@ -100,7 +100,7 @@ class DiskChannel final : public Channel, public std::enable_shared_from_this<Di
       if (!mark) continue;
       auto same = std::find_if(pending.marks.begin(), pending.marks.end(),
                                [&](const RecordMark& m) { return m.owner == mark->owner; });
-      if (same == pending.marks.end()) pending.marks.push_back({mark->owner, mark->batch});
+      if (same == pending.marks.end()) pending.marks.push_back(*mark);
       else same->batch = std::max(same->batch, mark->batch);
     }
     pending.acks = batch->take_acks();

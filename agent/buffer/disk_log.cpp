@@ -22,6 +22,8 @@ constexpr std::uint32_t kRecordMagic = 0x31425257;    // "WRB1" as bytes in the 
 constexpr std::uint32_t kSetAsideMagic = 0x58425257;  // "WRBX"
 constexpr std::uint32_t kLedgerMagic = 0x314C5257;  // "WRL1"
 
+bool record_magic(std::uint32_t magic) { return magic == kRecordMagic || magic == kSetAsideMagic; }
+
 template <typename T>
 T load(const char* at) {
   T value;
@@ -42,7 +44,7 @@ bool good_record(std::string_view data, std::uint64_t offset, RecordLocation& ou
   if (data.size() < kRecordHeaderBytes || offset > data.size() - kRecordHeaderBytes) return false;
   const char* h = data.data() + offset;
   std::uint32_t magic = load<std::uint32_t>(h);
-  if (magic != kRecordMagic && magic != kSetAsideMagic) return false;
+  if (!record_magic(magic)) return false;
   std::uint32_t length = load<std::uint32_t>(h + 4);
   if (length > kMaxRecordPayload || length > data.size() - offset - kRecordHeaderBytes) return false;
   std::uint32_t crc = crc32c({h + 4, 16});
@@ -74,8 +76,7 @@ bool torn_at(std::string_view data, std::uint64_t offset) {
   std::uint64_t rest = data.size() - offset;
   if (rest < kRecordHeaderBytes) return true;
   const char* h = data.data() + offset;
-  std::uint32_t magic = load<std::uint32_t>(h);
-  return (magic == kRecordMagic || magic == kSetAsideMagic) && load<std::uint32_t>(h + 4) > rest - kRecordHeaderBytes;
+  return record_magic(load<std::uint32_t>(h)) && load<std::uint32_t>(h + 4) > rest - kRecordHeaderBytes;
 }
 
 Result<std::string> read_whole(const std::string& path) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "weir/buffer.hpp"
+#include "weir/event.hpp"
 #include "weir/result.hpp"
 
 namespace weir::buffer {
@@ -34,12 +35,9 @@ namespace weir::buffer {
 inline constexpr std::size_t kRecordHeaderBytes = 24;
 inline constexpr std::uint32_t kMaxRecordPayload = 1u << 30;
 
-// A stateful transform's batch a record was made from (the newest per transform).
-struct RecordMark {
-  std::string owner;
-  std::uint64_t batch = 0;
-  bool operator==(const RecordMark&) const = default;
-};
+// A stateful transform's batch a record was made from (the newest per transform): the mark
+// its acknowledgement carried.
+using RecordMark = Acknowledgement::StateMark;
 
 struct RecordLocation {
   std::uint64_t segment = 0;  // the segment's id (its file name)

@@ -40,7 +40,6 @@ class StateCoverage {
     auto it = live_.find(owner);
     return it == live_.end() || batch < it->second;
   }
-  bool keeps_state(std::string_view owner) const { return live_.find(owner) != live_.end(); }
 
   std::uint64_t listen(std::function<void()> listener) {
     listeners_[++next_listener_] = std::move(listener);

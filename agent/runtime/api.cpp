@@ -62,8 +62,7 @@ std::string Runtime::Impl::health_json() const {
   std::uint64_t now = uv_now(const_cast<uv_loop_t*>(&loop_));
   bool first = true;
   for (const auto& node : nodes_) {
-    bool gone = node->kind() == ComponentKind::Sink ? node->done : node->finished;
-    if (node->removed && gone) continue;  // removed by a reload, and drained
+    if (node->removed && node->drained()) continue;  // removed by a reload, and drained
     if (!first) out.push_back(',');
     first = false;
     write_json_string(node->config->name, out);

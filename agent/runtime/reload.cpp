@@ -157,8 +157,7 @@ Result<Runtime::Impl::ReloadPlan> Runtime::Impl::plan_reload(topology::Graph& fr
     // A name removed earlier in this run: its files (a disk buffer, a state) may still be
     // in use by the removed instance.
     bool reused = std::any_of(nodes_.begin(), nodes_.end(), [&](const auto& n) {
-      return n->removed && n->config->name == c.name &&
-             (n->input && n->input->durable() ? true : !(n->kind() == ComponentKind::Sink ? n->done : n->finished));
+      return n->removed && n->config->name == c.name && ((n->input && n->input->durable()) || !n->drained());
     });
     if (reused) {
       refused.push_back(fmt::format("{} was removed earlier in this run and {}", c.name,
@@ -181,7 +180,8 @@ Result<Runtime::Impl::ReloadPlan> Runtime::Impl::plan_reload(topology::Graph& fr
 // so one that cannot start refuses the reload. They get nothing until rewire().
 Status Runtime::Impl::start_added(ReloadPlan& plan, topology::Graph& fresh) {
   for (std::size_t j : plan.added) {
-    plan.added_nodes.push_back(make_node(fresh.nodes[j], fresh.component(fresh.nodes[j]), nodes_.size() + plan.added_nodes.size()));
+    std::size_t index = nodes_.size() + plan.added_nodes.size();
+    plan.added_nodes.push_back(make_node(fresh.nodes[j], fresh.component(fresh.nodes[j]), index));
   }
   auto fail = [](Node& node, const Status& status) {
     return Error(fmt::format("{}: the new {} failed to start: {}", node.config->name, component_kind_name(node.kind()),
@@ -193,15 +193,12 @@ Status Runtime::Impl::start_added(ReloadPlan& plan, topology::Graph& fresh) {
   }
   for (auto& node : plan.added_nodes) {
     if (node->kind() != ComponentKind::Sink) continue;
-    if (Status opened = open_disk_buffer(*node); !opened.ok()) return fail(*node, opened);
-    if (Status started = node->graph_node->sink->start(*node->context); !started.ok()) return fail(*node, started);
+    if (Status started = start_sink(*node); !started.ok()) return fail(*node, started);
     node->started = true;
   }
   for (auto& node : plan.added_nodes) {
     if (node->kind() != ComponentKind::Transform) continue;
-    Status started = node->graph_node->transform->start(*node->context);
-    if (started.ok()) started = restore_transform_state(*node);
-    if (!started.ok()) return fail(*node, started);
+    if (Status started = start_transform(*node); !started.ok()) return fail(*node, started);
     node->started = true;
   }
   return {};
@@ -269,12 +266,10 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
     const config::ComponentConfig* new_config = &fresh->component(fresh->nodes[j]);
     outcome.rebuilt.push_back(node->config->name);
     if (node->kind() == ComponentKind::Transform) {
-      Retired retired;
-      retired.context = std::move(node->context);
-      retired.transform = std::move(node->graph_node->transform);
+      bool same_type = new_config->type == node->config->type;
+      Retired& retired = retire_instance(*node);
       // What the old instance held goes out on the old edges, before they change.
       if (node->started && !node->finished) retired.transform->flush(*retired.context);
-      bool same_type = new_config->type == node->config->type;
       node->context = std::make_unique<NodeContext>(*this, *node);
       node->graph_node->transform = std::move(fresh->nodes[j].transform);
       node->config = new_config;
@@ -292,7 +287,6 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
         exit_code_ = 1;
         shutdown();
       }
-      retired_.push_back(std::move(retired));
     } else {
       Node* sink = node;
       sink->replacing = true;
@@ -304,9 +298,11 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
     }
   }
   for (auto& [node, j] : plan.kept) node->config = &fresh->component(fresh->nodes[j]);
-  for (auto& added : plan.added_nodes) {
+  for (std::size_t k = 0; k < plan.added_nodes.size(); ++k) {
+    auto& added = plan.added_nodes[k];
     outcome.rebuilt.push_back(added->config->name + " (added)");
     if (added->kind() == ComponentKind::Sink) ++sinks_open_;
+    plan.added_running.push_back({added.get(), plan.added[k]});
     nodes_.push_back(std::move(added));
   }
   for (Node* node : plan.removed) {
@@ -335,8 +331,8 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
     ++reload_swaps_pending_;
     node->graph_node->source->stop();  // finished() then starts the next one (restart_source)
   }
-  for (std::size_t k = nodes_.size() - plan.added.size(); k < nodes_.size(); ++k) {
-    Node& node = *nodes_[k];
+  for (auto& [added, j] : plan.added_running) {
+    Node& node = *added;
     if (node.kind() != ComponentKind::Source) continue;
     Status started = node.graph_node->source->start(*node.context);
     if (!started.ok()) {
@@ -362,7 +358,7 @@ void Runtime::Impl::rewire(const ReloadPlan& plan, const topology::Graph& fresh)
   for (const auto& [node, j] : plan.replaced) by_fresh[j] = node;
   for (const auto& [node, j] : plan.restarted) by_fresh[j] = node;
   for (const auto& [node, j] : plan.kept) by_fresh[j] = node;
-  for (std::size_t k = 0; k < plan.added.size(); ++k) by_fresh[plan.added[k]] = nodes_[nodes_.size() - plan.added.size() + k].get();
+  for (const auto& [node, j] : plan.added_running) by_fresh[j] = node;
   for (std::size_t j = 0; j < fresh.nodes.size(); ++j) {
     Node* node = by_fresh[j];
     node->outputs = fresh.nodes[j].outputs;
@@ -395,15 +391,29 @@ void Runtime::Impl::rewire(const ReloadPlan& plan, const topology::Graph& fresh)
   }
 }
 
-void Runtime::Impl::restart_source(Node& node) {
-  Retired retired;
+// The running instance and its context, kept until exit (batches in flight may point into
+// its memory).
+Runtime::Impl::Retired& Runtime::Impl::retire_instance(Node& node) {
+  Retired& retired = retired_.emplace_back();
   retired.context = std::move(node.context);
   retired.source = std::move(node.graph_node->source);
-  retired_.push_back(std::move(retired));
-  node.graph_node->source = std::move(node.next_source);
+  retired.transform = std::move(node.graph_node->transform);
+  retired.sink = std::move(node.graph_node->sink);
+  return retired;
+}
+
+// A source's or sink's successor, prepared by begin_reload(), takes the old one's place.
+void Runtime::Impl::install_next(Node& node) {
+  retire_instance(node);
+  if (node.next_source) node.graph_node->source = std::move(node.next_source);
+  if (node.next_sink) node.graph_node->sink = std::move(node.next_sink);
   node.context = std::move(node.next_context);
   node.config = node.next_config;
   node.next_config = nullptr;
+}
+
+void Runtime::Impl::restart_source(Node& node) {
+  install_next(node);
   Status started = node.graph_node->source->start(*node.context);
   if (!started.ok()) {
     log::error(node.config->name, "the reloaded source failed to start: {}", started.error().message());
@@ -416,14 +426,7 @@ void Runtime::Impl::restart_source(Node& node) {
 }
 
 void Runtime::Impl::swap_sink(Node& node) {
-  Retired retired;
-  retired.context = std::move(node.context);
-  retired.sink = std::move(node.graph_node->sink);
-  retired_.push_back(std::move(retired));
-  node.graph_node->sink = std::move(node.next_sink);
-  node.context = std::move(node.next_context);
-  node.config = node.next_config;
-  node.next_config = nullptr;
+  install_next(node);
   apply_memory_limits(node);
   node.replacing = false;
   schedule(node);

@@ -62,7 +62,9 @@ Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
       options_(options),
       dead_letters_(graph.config.dead_letter_path, graph.config.dead_letter_max_bytes) {
   if (uv_loop_init(&loop_) == 0) loop_ready_ = true;
-  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) nodes_.push_back(make_node(graph_.nodes[i], graph_.component(graph_.nodes[i]), i));
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    nodes_.push_back(make_node(graph_.nodes[i], graph_.component(graph_.nodes[i]), i));
+  }
   for (auto& node : nodes_) {
     for (const topology::Port& in : node->graph_node->inputs) {
       nodes_[in.node]->consumers[in.output].push_back(node.get());
@@ -134,6 +136,18 @@ Status Runtime::Impl::load_transform_state(Node& node) {
   if (!loaded.ok()) return loaded.error();
   node.loaded_state = std::move(loaded.value());
   return {};
+}
+
+// A sink opens its disk buffer (if it has one) and then starts; a transform starts and then
+// gets its saved state. At start-up and for components a reload adds.
+Status Runtime::Impl::start_sink(Node& node) {
+  if (Status opened = open_disk_buffer(node); !opened.ok()) return opened;
+  return node.graph_node->sink->start(*node.context);
+}
+
+Status Runtime::Impl::start_transform(Node& node) {
+  if (Status started = node.graph_node->transform->start(*node.context); !started.ok()) return started;
+  return restore_transform_state(node);
 }
 
 Status Runtime::Impl::restore_transform_state(Node& node) {
@@ -466,8 +480,7 @@ void Runtime::Impl::shutdown() {
           auto* self = static_cast<Impl*>(h->data);
           std::string pending;
           for (auto& node : self->nodes_) {
-            bool busy = node->kind() == ComponentKind::Sink ? !node->done : !node->finished;
-            if (busy) pending += (pending.empty() ? "" : ", ") + node->config->name;
+            if (!node->drained()) pending += (pending.empty() ? "" : ", ") + node->config->name;
           }
           log::error("weir", "drain deadline passed; still busy: {}; exiting without them", pending);
           self->abandon(1);
@@ -592,17 +605,11 @@ int Runtime::Impl::run() {
   for (auto& node : nodes_) {
     if (node->kind() != ComponentKind::Sink) continue;
     ++sinks_open_;
-    start(*node, [&] {
-      if (Status opened = open_disk_buffer(*node); !opened.ok()) return opened;
-      return node->graph_node->sink->start(*node->context);
-    });
+    start(*node, [&] { return start_sink(*node); });
   }
   for (auto& node : nodes_) {
     if (node->kind() == ComponentKind::Transform && !start_failed) {
-      start(*node, [&] {
-        if (Status started = node->graph_node->transform->start(*node->context); !started.ok()) return started;
-        return restore_transform_state(*node);
-      });
+      start(*node, [&] { return start_transform(*node); });
     }
   }
   for (auto& node : nodes_) {

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -80,6 +81,8 @@ class Runtime::Impl {
   void update_buffer_gauges(Node& node);
   Status load_transform_state(Node& node);
   Status restore_transform_state(Node& node);
+  Status start_sink(Node& node);
+  Status start_transform(Node& node);
   void take_snapshot(Node& node, bool now);
   void print_summary();
   void tune_memory();
@@ -98,6 +101,8 @@ class Runtime::Impl {
   void rewire(const ReloadPlan& plan, const topology::Graph& fresh);
   void restart_source(Node& node);
   void swap_sink(Node& node);
+  Retired& retire_instance(Node& node);
+  void install_next(Node& node);
   void apply_memory_limits(Node& node);
   void complete_reload();
   void finish_reload(ReloadOutcome outcome);
@@ -138,7 +143,7 @@ class Runtime::Impl {
   ReloadOutcome pending_outcome_;
   std::vector<ReloadDone> reload_waiters_;
   std::vector<std::unique_ptr<topology::Graph>> reloaded_graphs_;  // the configs nodes point into
-  std::vector<Retired> retired_;  // replaced components, kept until exit (batches may hold their memory)
+  std::deque<Retired> retired_;  // replaced components, kept until exit (batches may hold their memory); a deque: references to it stay valid
   UvTimer watch_timer_;
   std::string config_signature_;
   bool config_changed_ = false;
@@ -221,6 +226,8 @@ struct Runtime::Impl::Node {
   std::uint64_t dead_letter_logs = 0;
 
   ComponentKind kind() const { return graph_node->kind; }
+  // Nothing more to come from it: a sink drained, a source or transform finished.
+  bool drained() const { return kind() == ComponentKind::Sink ? done : finished; }
 };
 
 struct Runtime::Impl::Retired {
@@ -242,6 +249,7 @@ struct Runtime::Impl::ReloadPlan {
   std::vector<Node*> removed;     // drain, then stay retired
   std::vector<std::size_t> added; // new components, by fresh index
   std::vector<std::unique_ptr<Node>> added_nodes;  // built and started before anything changes
+  std::vector<Match> added_running;                // the same, once moved into the runtime
   bool edges_changed = false;
   bool empty() const {
     return replaced.empty() && restarted.empty() && removed.empty() && added.empty() && !edges_changed;

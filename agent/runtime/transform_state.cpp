@@ -101,17 +101,31 @@ TransformState::TransformState(uv_loop_t* loop, std::string component, std::stri
 
 TransformState::~TransformState() = default;
 
-// A snapshot file holds u64 batches covered | the transform's state.
+std::string encode_snapshot(std::uint64_t covers, std::string_view state) {
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &covers, 8);
+  out += state;
+  return out;
+}
+
+Result<std::optional<SavedSnapshot>> load_snapshot(StateFiles& files) {
+  auto loaded = files.load();
+  if (!loaded.ok()) return loaded.error();
+  if (!loaded.value() || loaded.value()->size() < 8) return std::optional<SavedSnapshot>();
+  SavedSnapshot saved;
+  std::memcpy(&saved.covers, loaded.value()->data(), 8);
+  saved.state = loaded.value()->substr(8);
+  return std::optional<SavedSnapshot>(std::move(saved));
+}
+
 Result<std::optional<std::string>> TransformState::load() {
-  auto loaded = files_->load();
+  auto loaded = load_snapshot(*files_);
   if (!loaded.ok()) return loaded.error();
   std::optional<std::uint64_t> covers;
   std::optional<std::string> state;
-  if (loaded.value() && loaded.value()->size() >= 8) {
-    std::uint64_t n = 0;
-    std::memcpy(&n, loaded.value()->data(), 8);
-    covers = n;
-    state = loaded.value()->substr(8);
+  if (loaded.value()) {
+    covers = loaded.value()->covers;
+    state = std::move(loaded.value()->state);
   }
   first_ = next_ = covered_ = covers.value_or(0);
   if (coverage_) coverage_->set_loaded(component_, covers);
@@ -144,10 +158,7 @@ void TransformState::snapshot_now() {
   if (covered_ == next_ || closed_ || !take_snapshot) return;
   last_snapshot_ms_ = uv_now(loop_);
   covered_ = next_;
-  std::string state(8, '\0');
-  std::memcpy(state.data(), &next_, 8);
-  state += take_snapshot();
-  snapshots_.push_back({next_, std::move(state)});
+  snapshots_.push_back({next_, encode_snapshot(next_, take_snapshot())});
   maybe_write();
 }
 

@@ -51,6 +51,16 @@ class StateFiles {
   std::uint64_t saves_ = 0;
 };
 
+// What a transform's snapshot file holds: u64 batches covered | the transform's state.
+struct SavedSnapshot {
+  std::uint64_t covers = 0;  // batch numbers below this are in `state`
+  std::string state;
+  bool operator==(const SavedSnapshot&) const = default;
+};
+std::string encode_snapshot(std::uint64_t covers, std::string_view state);
+// The newest snapshot in `files`; nullopt when there is none (or it is too short to be one).
+Result<std::optional<SavedSnapshot>> load_snapshot(StateFiles& files);
+
 class TransformState : public std::enable_shared_from_this<TransformState> {
  public:
   TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics,

@@ -363,16 +363,12 @@ TEST_CASE("transform state: restored at start; sources acknowledged only once a 
   REQUIRE(probe.received["k"].size() == 50);
   CHECK(probe.received["k"].back() == R"({"n":49,"seen":50})");
   runtime::StateFiles files(dir + "/state/c");
-  // A snapshot file: u64 batches covered, then the transform's state.
-  auto snapshot = [&files]() -> std::optional<std::pair<std::uint64_t, std::string>> {
-    auto loaded = files.load();
-    if (!loaded.ok() || !loaded.value() || loaded.value()->size() < 8) return std::nullopt;
-    std::uint64_t covers = 0;
-    std::memcpy(&covers, loaded.value()->data(), 8);
-    return std::make_pair(covers, loaded.value()->substr(8));
+  using Saved = std::optional<runtime::SavedSnapshot>;
+  auto snapshot = [&files]() -> Saved {
+    auto loaded = runtime::load_snapshot(files);
+    return loaded.ok() ? loaded.value() : std::nullopt;
   };
-  using Saved = std::optional<std::pair<std::uint64_t, std::string>>;
-  CHECK(snapshot() == Saved({5, "50"}));  // 5 batches of 10
+  CHECK(snapshot() == Saved({.covers = 5, .state = "50"}));  // 5 batches of 10
 
   probe.reset();  // the count goes on where it was
   {
@@ -383,7 +379,7 @@ TEST_CASE("transform state: restored at start; sources acknowledged only once a 
   REQUIRE(probe.received["k"].size() == 30);
   CHECK(probe.received["k"].front() == R"({"n":0,"seen":51})");
   CHECK(probe.delivered_acks == 3);
-  CHECK(snapshot() == Saved({8, "80"}));  // batch numbers go on across restarts
+  CHECK(snapshot() == Saved({.covers = 8, .state = "80"}));  // batch numbers go on across restarts
 
   SECTION("while the sink has not delivered, the source hears nothing, and the state on disk stays behind") {
     probe.reset();
@@ -400,9 +396,9 @@ TEST_CASE("transform state: restored at start; sources acknowledged only once a 
     });
     CHECK(rt.run() == 0);
     CHECK(acks_while_held == 0);
-    CHECK(state_while_held == Saved({8, "80"}));  // not 100: those batches were not delivered
+    CHECK(state_while_held == Saved({.covers = 8, .state = "80"}));  // not 100: those batches were not delivered
     CHECK(probe.delivered_acks == 2);
-    CHECK(snapshot() == Saved({10, "100"}));
+    CHECK(snapshot() == Saved({.covers = 10, .state = "100"}));
   }
 }
 
@@ -434,9 +430,10 @@ std::int64_t last_seen(const EventBatch& batch) {
   return seen;
 }
 std::int64_t saved_count(const std::string& base) {
-  auto loaded = runtime::StateFiles(base).load();
-  if (!loaded.ok() || !loaded.value() || loaded.value()->size() <= 8) return -1;
-  return std::stoll(loaded.value()->substr(8));
+  runtime::StateFiles files(base);
+  auto loaded = runtime::load_snapshot(files);
+  if (!loaded.ok() || !loaded.value() || loaded.value()->state.empty()) return -1;
+  return std::stoll(loaded.value()->state);
 }
 }  // namespace
 
@@ -473,10 +470,7 @@ TEST_CASE("state commit: records made after the last saved state are set aside a
   // buffer holds a record of its batch 4 (covered), one of its batch 5 (made after the
   // snapshot: its source was never acknowledged), and one that did not come through c.
   {
-    std::string state(8, '\0');
-    std::uint64_t covers = 5;
-    std::memcpy(state.data(), &covers, 8);
-    REQUIRE(runtime::StateFiles(dir + "/state/c").save(state + "50").ok());
+    REQUIRE(runtime::StateFiles(dir + "/state/c").save(runtime::encode_snapshot(5, "50")).ok());
     ByteBuffer records;
     auto add = [&](std::uint64_t first, std::vector<RecordMark> marks, std::int64_t seen) {
       EventBatch batch;

@@ -63,6 +63,7 @@ class Acknowledgement {
   struct StateMark {
     std::string owner;        // the transform's name
     std::uint64_t batch = 0;  // its batch number, counted across restarts
+    bool operator==(const StateMark&) const = default;
   };
   void set_state_mark(StateMark mark) { mark_ = std::move(mark); }
   const std::optional<StateMark>& state_mark() const { return mark_; }

@@ -4,12 +4,12 @@
 #include <fmt/format.h>
 
 #include "body_decoder.hpp"
+#include "request_records.hpp"
 #include "weir/http.hpp"
 #include "weir/ids.hpp"
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
-#include "request_records.hpp"
 
 namespace weir::plugins {
 namespace {
@@ -171,16 +171,14 @@ class HttpServerSource final : public Source {
     return {};
   }
 
-  void resume() override {
-    if (requests_) requests_->resume();
-  }
+  void resume() override { requests_->resume(); }
 
   void stop() override {
     if (stopping_) return;
     stopping_ = true;
     // Requests in progress are answered (in ack mode, once delivered) before we finish.
     server_->stop([this] {
-      if (requests_) requests_->stop();  // the last requests' records, then the end
+      requests_->stop();  // the last requests' records, then the end
       ctx_->finished();
     });
   }

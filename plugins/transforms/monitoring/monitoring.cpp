@@ -1,8 +1,8 @@
 // `monitoring` transform: request records (method, resource, status code, request id,
 // execution time, optional error code, service) become LUNA's monitoring series: a
 // `requests` point per record and an `errors` point per failed one (their shape is in
-// points.hpp). Extra tags and fields of a record pass through onto its points. A record that
-// lacks what a point needs is dead-lettered with the reason.
+// points.hpp). Extra tags and fields of a record pass through onto its points. A record
+// that lacks what a point needs is dead-lettered with the reason.
 #include <cmath>
 #include <cstdlib>
 
