@@ -315,7 +315,10 @@ class HttpServerSource final : public Source {
 
 }  // namespace
 
-WEIR_REGISTER_SOURCE("http_server", "Events POSTed over HTTP (JSON, NDJSON, text, CVAT client batches)", kSchema,
+WEIR_REGISTER_SOURCE("http_server",
+                     "Events POSTed over HTTP (JSON, NDJSON, text, CVAT client batches); output `NAME.requests`: a "
+                     "record per request answered, in the shape `monitoring` reads",
+                     kSchema,
                      HttpServerSource::create);
 
 }  // namespace weir::plugins
