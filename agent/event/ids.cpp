@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include <algorithm>
-#include <random>
 
 namespace weir {
 
@@ -14,25 +13,6 @@ bool valid_request_id(std::string_view id) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
            c == ':' || c == '+' || c == '/' || c == '=' || c == '@' || c == '-';
   });
-}
-
-UuidGenerator::UuidGenerator() {
-  std::random_device seed;
-  for (auto& word : state_) word = (static_cast<std::uint64_t>(seed()) << 32) ^ seed();
-  if ((state_[0] | state_[1] | state_[2] | state_[3]) == 0) state_[0] = 1;
-}
-
-std::uint64_t UuidGenerator::next64() {
-  auto rotl = [](std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
-  std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
-  std::uint64_t t = state_[1] << 17;
-  state_[2] ^= state_[0];
-  state_[3] ^= state_[1];
-  state_[1] ^= state_[2];
-  state_[0] ^= state_[3];
-  state_[2] ^= t;
-  state_[3] = rotl(state_[3], 45);
-  return result;
 }
 
 std::string UuidGenerator::next() {
@@ -62,7 +42,7 @@ inline void put_hex(std::uint64_t word, char* out) {
 }  // namespace
 
 void UuidGenerator::next_into(char* out) {
-  std::uint64_t high = next64(), low = next64();
+  std::uint64_t high = random_.next(), low = random_.next();
   high = (high & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
   low = (low & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;    // variant 10xx
   // 32 digits, then moved apart into 8-4-4-4-12 form.

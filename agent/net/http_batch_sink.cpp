@@ -144,8 +144,7 @@ Status BatchSink::start(SinkContext& ctx) {
     }
   }
   saved_encoder_version_ = encoder_->state_version();
-  std::random_device seed;
-  rng_.seed(seed());
+  rng_.seed(ctx.random().next());
   return on_start();
 }
 

@@ -17,7 +17,7 @@ DeadLetterFile::~DeadLetterFile() {
 void DeadLetterFile::begin(std::string_view component, std::string_view type, std::string_view reason) {
   line_.clear();
   line_.append("{\"timestamp\":\"");
-  format_iso8601_ms(wall_clock_now(), line_);
+  format_iso8601_ms(clock_ ? clock_->now() : wall_clock_now(), line_);
   line_.append("\",\"component\":");
   write_json_string(component, line_);
   line_.append(",\"component_type\":");

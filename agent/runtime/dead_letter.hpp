@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "weir/buffer.hpp"
+#include "weir/clock.hpp"
 #include "weir/event.hpp"
 
 namespace weir::runtime {
@@ -29,6 +30,7 @@ class DeadLetterFile {
   bool write_event(std::string_view component, std::string_view type, const Event& event, std::string_view reason);
   bool write_raw(std::string_view component, std::string_view type, std::string_view raw, std::uint64_t line,
                  std::string_view reason);
+  void set_clock(const Clock* clock) { clock_ = clock; }  // the pipeline's: the records' timestamp
   const std::string& path() const { return path_; }
   std::uint64_t written() const { return written_; }
 
@@ -37,6 +39,7 @@ class DeadLetterFile {
   bool finish();
   void rotate();
 
+  const Clock* clock_ = nullptr;
   std::string path_;
   std::uint64_t max_bytes_;
   std::uint64_t size_ = 0;

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -25,12 +26,15 @@ ComponentMetrics& NodeContext::metrics() { return node_.metrics; }
 bool NodeContext::emit(BatchPtr batch) { return emit_to(0, std::move(batch)); }
 bool NodeContext::emit_to(std::size_t output, BatchPtr batch) {
   rt_.emit_from(node_, std::move(batch), output);
-  return rt_.has_room(node_);
+  return rt_.source_has_room(node_);
 }
+Random& NodeContext::random() { return node_.random; }
 bool NodeContext::output_connected(std::size_t output) const {
   return output < node_.consumers.size() && !node_.consumers[output].empty();
 }
-bool NodeContext::downstream_ready() const { return rt_.has_room(node_); }
+bool NodeContext::downstream_ready() const {
+  return rt_.options_.lockstep ? rt_.quiescent() : rt_.has_room(node_);
+}
 // The component's own state files (ComponentContext::save_state), apart from a
 // transform's snapshots (<name>.{0,1}).
 Result<std::optional<std::string>> NodeContext::load_state() {
@@ -61,6 +65,14 @@ Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
     : graph_(graph),
       options_(options),
       dead_letters_(graph.config.dead_letter_path, graph.config.dead_letter_max_bytes) {
+  clock_ = options_.clock ? options_.clock : std::make_shared<SystemClock>();
+  if (options_.seed) {
+    seed_ = *options_.seed;
+  } else {
+    std::random_device entropy;  // the runtime's own: components only see their Random
+    seed_ = (static_cast<std::uint64_t>(entropy()) << 32) ^ entropy();
+  }
+  dead_letters_.set_clock(clock_.get());
   if (uv_loop_init(&loop_) == 0) loop_ready_ = true;
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     nodes_.push_back(make_node(graph_.nodes[i], graph_.component(graph_.nodes[i]), i));
@@ -82,6 +94,7 @@ std::unique_ptr<Runtime::Impl::Node> Runtime::Impl::make_node(topology::Node& gr
   node->graph_node = &graph_node;
   node->config = &config;
   node->outputs = graph_node.outputs;
+  node->random.reseed(Random::seed_for(seed_, config.name));
   if (node->kind() != ComponentKind::Source) {
     node->drop_newest = node->kind() == ComponentKind::Sink && config.options.string("buffer.when_full") == "drop_newest";
     node->input = buffer::make_memory_channel(channel_limits(config));
@@ -259,7 +272,32 @@ void Runtime::Impl::on_idle() {
     node->scheduled = false;
     pump(*node);
   }
+  if (ready_.empty() && options_.lockstep) release_lockstep();
   if (ready_.empty() && idle_.initialized()) uv_idle_stop(idle_.get());
+}
+
+// What a source's emit() answers. In lockstep the answer is always "wait": the source is
+// resumed once the pipeline has taken in everything it emitted.
+bool Runtime::Impl::source_has_room(Node& source) {
+  if (!options_.lockstep) return has_room(source);
+  if (std::find(lockstep_waiting_.begin(), lockstep_waiting_.end(), &source) == lockstep_waiting_.end()) {
+    lockstep_waiting_.push_back(&source);
+  }
+  return false;
+}
+
+bool Runtime::Impl::quiescent() const {
+  return std::none_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->input && n->input->readable(); });
+}
+
+// Lockstep: the pipeline has run dry; the waiting sources go on, in the graph's order.
+void Runtime::Impl::release_lockstep() {
+  if (lockstep_waiting_.empty() || !quiescent()) return;
+  std::vector<Node*> waiting;
+  waiting.swap(lockstep_waiting_);
+  for (Node* source : waiting) {
+    if (!source->finished) source->graph_node->source->resume();
+  }
 }
 
 BatchPtr Runtime::Impl::pop(Node& node) {
@@ -283,7 +321,7 @@ void Runtime::Impl::wake_upstream(Node& node) {
   for (Node* producer : waiting) {
     if (producer->kind() == ComponentKind::Transform) {
       schedule(*producer);
-    } else if (!producer->finished && has_room(*producer)) {
+    } else if (!producer->finished && !options_.lockstep && has_room(*producer)) {
       producer->graph_node->source->resume();
     }
   }
@@ -525,7 +563,7 @@ bool Runtime::Impl::route_dead_letter(Node& node, const Event* event, std::strin
   Arena& arena = batch->arena();
   Event& letter = batch->add_event(8);
   ByteBuffer timestamp;
-  format_iso8601_ms(wall_clock_now(), timestamp);
+  format_iso8601_ms(clock_->now(), timestamp);
   letter.fields.append_member(arena, "timestamp", Value::string(arena, timestamp.view()));
   letter.fields.append_member(arena, "component", Value::string(arena, node.config->name));
   letter.fields.append_member(arena, "component_type", Value::string(arena, node.config->type));

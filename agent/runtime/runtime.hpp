@@ -7,9 +7,11 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "topology/graph.hpp"
+#include "weir/clock.hpp"
 
 namespace weir::runtime {
 
@@ -17,6 +19,14 @@ struct RunOptions {
   bool handle_signals = true;
   bool print_summary = true;
   bool watch_config = false;  // reload when a config file changes (polled each second)
+  // The pipeline's clock (null: the system clock) and the seed of every component's random
+  // numbers (none: one from the operating system).
+  std::shared_ptr<Clock> clock;
+  std::optional<std::uint64_t> seed;
+  // Replay and tests: a source emits its next batch only once everything before it has
+  // gone through every transform into the sinks, so the order in which batches meet at a
+  // fan-in, and the clock each transform reads, are a function of the input alone.
+  bool lockstep = false;
 };
 
 class Runtime {

@@ -62,6 +62,9 @@ class Runtime::Impl {
   bool has_room(Node& producer);
   void enqueue(Node& consumer, BatchPtr batch);
   void emit_from(Node& producer, BatchPtr batch, std::size_t output);
+  bool source_has_room(Node& source);
+  bool quiescent() const;
+  void release_lockstep();
   void source_finished(Node& node);
   void close_outputs(Node& node);
   void maybe_finish(Node& node);
@@ -127,6 +130,9 @@ class Runtime::Impl {
   DeadLetterFile dead_letters_;
   // How far each stateful transform's saved state reaches, for the disk buffers downstream.
   std::shared_ptr<buffer::StateCoverage> coverage_ = std::make_shared<buffer::StateCoverage>();
+  std::shared_ptr<Clock> clock_;
+  std::uint64_t seed_ = 0;
+  std::vector<Node*> lockstep_waiting_;  // sources that emitted and wait for the pipeline to empty
   std::size_t sinks_open_ = 0;
   bool stopping_ = false;
   bool completed_ = false;
@@ -159,6 +165,8 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   const std::string& type() const override;
   const std::string& data_dir() const override { return rt_.graph_.config.data_dir; }
   ComponentMetrics& metrics() override;
+  const Clock& clock() const override { return *rt_.clock_; }
+  Random& random() override;
   bool dead_letter(const Event& event, std::string_view reason) override { return rt_.dead_letter_event(node_, event, reason); }
   bool dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
     return rt_.dead_letter_raw(node_, raw, line, reason);
@@ -189,6 +197,7 @@ struct Runtime::Impl::Node {
   topology::Node* graph_node = nullptr;
   const config::ComponentConfig* config = nullptr;
   ComponentMetrics metrics;
+  Random random;  // seeded from the pipeline's seed and the component's name
   std::unique_ptr<NodeContext> context;
 
   // Input channel (transforms and sinks): memory, or a sink's disk buffer (opened in run()).

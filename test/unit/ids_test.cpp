@@ -40,3 +40,27 @@ TEST_CASE("ids: incoming request ids are kept only when valid", "[ids]") {
   CHECK_FALSE(valid_request_id("quote\""));
   CHECK_FALSE(valid_request_id("new\nline"));
 }
+
+TEST_CASE("ids: the same seed gives the same ids, another seed others", "[ids]") {
+  UuidGenerator a(42), b(42), c(43);
+  for (int i = 0; i < 100; ++i) {
+    std::string first = a.next();
+    CHECK(first == b.next());
+    CHECK(first != c.next());
+  }
+}
+
+TEST_CASE("random: a component's seed depends on the pipeline's seed and its own name alone", "[ids]") {
+  CHECK(Random::seed_for(7, "ids") == Random::seed_for(7, "ids"));
+  CHECK(Random::seed_for(7, "ids") != Random::seed_for(8, "ids"));
+  CHECK(Random::seed_for(7, "ids") != Random::seed_for(7, "ids2"));
+  Random r(Random::seed_for(7, "ids"));
+  double sum = 0;
+  for (int i = 0; i < 10000; ++i) {
+    double u = r.uniform();
+    REQUIRE(u >= 0.0);
+    REQUIRE(u < 1.0);
+    sum += u;
+  }
+  CHECK(sum / 10000 == Approx(0.5).margin(0.02));
+}

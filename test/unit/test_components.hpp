@@ -52,12 +52,16 @@ class TransformHarness : public TransformContext {
   std::vector<std::string> dead;  // "reason {event}"
   BatchPtr last;                  // the last batch emitted
   std::vector<std::size_t> outputs;  // output index of each emitted event in the last feed
+  InputClock clock_;                 // the tests move it
+  Random random_{1};
 
   uv_loop_t* loop() override { return nullptr; }
   const std::string& name() const override { return name_; }
   const std::string& type() const override { return name_; }
   const std::string& data_dir() const override { return name_; }
   ComponentMetrics& metrics() override { return metrics_; }
+  const Clock& clock() const override { return clock_; }
+  Random& random() override { return random_; }
   bool dead_letter(const Event& e, std::string_view reason) override;
   bool dead_letter_raw(std::string_view, std::uint64_t, std::string_view reason) override {
     dead.emplace_back(reason);

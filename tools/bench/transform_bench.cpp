@@ -35,6 +35,8 @@ class ChainContext final : public TransformContext {
   const std::string& type() const override { return name_; }
   const std::string& data_dir() const override { return data_dir_; }
   ComponentMetrics& metrics() override { return metrics_; }
+  const Clock& clock() const override { return clock_; }
+  Random& random() override { return random_; }
   bool dead_letter(const Event&, std::string_view) override { return ++dead_letters, true; }
   bool dead_letter_raw(std::string_view, std::uint64_t, std::string_view) override { return ++dead_letters, true; }
   void fail_pipeline(std::string_view reason) override {
@@ -48,6 +50,8 @@ class ChainContext final : public TransformContext {
  private:
   std::string name_, data_dir_ = "/tmp";
   ComponentMetrics metrics_;
+  SystemClock clock_;
+  Random random_{1};
 };
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "weir/clock.hpp"
 #include "weir/event.hpp"
 #include "weir/metrics.hpp"
 #include "weir/result.hpp"
@@ -32,6 +33,10 @@ class ComponentContext {
   virtual const std::string& type() const = 0;   // its `type`
   virtual const std::string& data_dir() const = 0;
   virtual ComponentMetrics& metrics() = 0;
+  // The pipeline's clock and this component's random numbers (weir/clock.hpp): the only
+  // time and randomness a component may put into what it emits.
+  virtual const Clock& clock() const = 0;
+  virtual Random& random() = 0;
 
   // Sets an event aside with a reason: sent to the component's `NAME.dead_letter` output
   // when a sink reads it (as an event {timestamp, component, component_type, reason, event,

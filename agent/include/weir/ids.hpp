@@ -5,23 +5,26 @@
 #include <string>
 #include <string_view>
 
+#include "weir/clock.hpp"
+
 namespace weir {
 
 // 1..200 characters of [A-Za-z0-9._:+/=@-]: what proxies (nginx, Envoy, Heroku) send,
 // and nothing that could break a log line or a header.
 bool valid_request_id(std::string_view id);
 
-// A random (version 4, RFC 4122 variant) UUID in lower-case 8-4-4-4-12 form.
+// Random (version 4, RFC 4122 variant) UUIDs in lower-case 8-4-4-4-12 form, from a seed
+// (a component's: ctx.random().next() at start), so the same seed gives the same ids.
 class UuidGenerator {
  public:
-  UuidGenerator();
+  explicit UuidGenerator(std::uint64_t seed = 0) : random_(seed) {}
+  void reseed(std::uint64_t seed) { random_.reseed(seed); }
   std::string next();
   // Writes the 36 characters into `out` (no allocation).
   void next_into(char* out);
 
  private:
-  std::uint64_t next64();
-  std::uint64_t state_[4];  // xoshiro256**: fast, and ids need uniqueness, not secrecy
+  Random random_;
 };
 
 }  // namespace weir

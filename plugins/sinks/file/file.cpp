@@ -105,7 +105,7 @@ class FileSink final : public Sink {
   void consume(BatchPtr batch) override {
     auto delivery = std::make_shared<Delivery>();
     delivery->ctx = ctx_;
-    EpochNanos now = wall_clock_now();
+    EpochNanos now = ctx_->clock().now();
     std::map<std::string, ByteBuffer> by_path;
     ByteBuffer* constant_out = nullptr;
     if (path_.is_constant()) {

@@ -87,7 +87,7 @@ class DemoSource final : public Source {
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
     if (!fixed_start_) {
-      for (User& u : users_) u.clock = wall_clock_now();
+      for (User& u : users_) u.clock = ctx.clock().now();
     }
     started_at_ = uv_now(ctx.loop());
     int rc = arm(0);

@@ -150,6 +150,7 @@ class HttpServerSource final : public Source {
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
+    uuids_.reseed(ctx.random().next());
     // Records for `NAME.requests` are made only while something reads it (a reload may
     // connect or disconnect a reader); what a record needs is read off the response then.
     requests_ = std::make_unique<RequestRecords>(ctx, kRequestsOutput);
@@ -160,7 +161,7 @@ class HttpServerSource final : public Source {
       for (const http::Header& h : a.response.headers) {
         if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
       }
-      requests_->record(a, request_id, wall_clock_now());
+      requests_->record(a, request_id, ctx_->clock().now());
     };
     server_ = std::make_unique<http::Server>(
         ctx.loop(), server_options_, [this](http::Request& r, http::Responder responder) { handle(r, std::move(responder)); },
@@ -231,7 +232,7 @@ class HttpServerSource final : public Source {
     auto body = std::make_shared<std::string>(std::move(request.body));
     auto batch = EventBatch::create();
     std::vector<BodyRejection> rejected;
-    BodyDecoder(codec_).decode(*body, wall_clock_now(), *batch, rejected);
+    BodyDecoder(codec_).decode(*body, ctx_->clock().now(), *batch, rejected);
     batch->set_byte_size(body->size());
     if (codec_ == BodyCodec::Text) batch->retain(body);
 

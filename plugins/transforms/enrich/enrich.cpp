@@ -147,7 +147,7 @@ class Enrich final : public Transform {
       }
       auto value_of = [&](const Value& configured) {
         if (configured.is_string() && configured.as_string() == "now()") {
-          if (!now) now = Value::string(arena, format_iso8601_ms(wall_clock_now()));
+          if (!now) now = Value::string(arena, format_iso8601_ms(ctx.clock().now()));
           return *now;
         }
         return configured;  // lives in this transform's arena, which outlives the batch

@@ -72,7 +72,7 @@ class Monitoring final : public Transform {
     std::vector<Event> records = std::move(batch->events());
     batch->events().clear();
     batch->events().reserve(records.size() * (keep_records_ ? 2 : 1));
-    EpochNanos now = wall_clock_now();
+    EpochNanos now = ctx.clock().now();
     for (const Event& event : records) {
       if (keep_records_) batch->events().push_back(event);
       monitoring::RequestRecord record;

@@ -65,6 +65,11 @@ class RequestId final : public Transform {
     return self;
   }
 
+  Status start(TransformContext& ctx) override {
+    uuids_.reseed(ctx.random().next());  // --seed under replay: the same ids every time
+    return {};
+  }
+
   void process(BatchPtr batch, TransformContext& ctx) override {
     Arena& arena = batch->arena();
     std::vector<Event>& events = batch->events();
