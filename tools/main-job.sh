@@ -47,7 +47,9 @@ before=$(ch "SELECT count() FROM $CLICKHOUSE_DB.events")
 listen=$(free_port)
 api=$(free_port)
 echo "== weir: pipelines/cvat-analytics.yaml, intake on 127.0.0.1:$listen"
-WEIR_DATA_DIR="$work/weir" WEIR_LISTEN="127.0.0.1:$listen" WEIR_API_ADDRESS="127.0.0.1:$api" \
+# Each user's last working-time row 1 s after their last event (the pipeline's default is
+# CVAT's 90 s), so the job need not wait a minute and a half for them.
+WEIR_WORKING_TIME_IDLE_AFTER=1s WEIR_DATA_DIR="$work/weir" WEIR_LISTEN="127.0.0.1:$listen" WEIR_API_ADDRESS="127.0.0.1:$api" \
   build/weir run -c pipelines/cvat-analytics.yaml 2> "$work/weir.log" &
 weir_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/health" >/dev/null && break; sleep 0.1; done
@@ -56,14 +58,23 @@ echo "== posting $SESSION"
 python3 tools/post-events.py "http://127.0.0.1:$listen/" "$SESSION"
 
 # Every event the sink took is delivered when its sent count (rows inserted) plus its dead
-# letters reach what it received.
+# letters reach what it received, and nothing more came for 2.5 s (the last working-time
+# rows come from the idle timer).
 metric() { curl -sf "http://127.0.0.1:$api/metrics" | awk -v name="$1{component_id=\"events\"" 'index($0, name) == 1 { print $2 }'; }
 expected=$(wc -l < "$SESSION")
-for _ in $(seq 600); do
+settled=0
+last_received=
+for _ in $(seq 900); do
   received=$(metric weir_component_received_events_total)
   sent=$(metric weir_component_sent_events_total)
   dead=$(metric weir_component_dead_lettered_events_total)
-  if [[ -n $received && $received -ge $expected && $((sent + dead)) -ge $received ]]; then break; fi
+  if [[ -n $received && $received -ge $expected && $((sent + dead)) -ge $received && $received == "$last_received" ]]; then
+    settled=$((settled + 1))
+    [[ $settled -ge 25 ]] && break
+  else
+    settled=0
+  fi
+  last_received=$received
   sleep 0.1
 done
 echo "   $received rows reached the sink ($expected events + the working-time rows weir computed): $sent inserted, $dead dead-lettered"

@@ -360,6 +360,11 @@ void Runtime::Impl::enqueue(Node& consumer, BatchPtr batch) {
 
 void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output) {
   if (!batch || batch->empty()) return;
+  // A batch a stateful transform made on its own (from a timer, or at flush) changed its
+  // state as much as one it processed: it is numbered the same way, so a disk buffer
+  // downstream hands it out only once a snapshot covers it (else a crash would emit it twice).
+  bool own_batch = producer.kind() == ComponentKind::Transform && producer.state && producer.current_acks == nullptr;
+  if (own_batch) producer.state->hold(*batch);
   if (producer.kind() == ComponentKind::Source) {
     if (!producer.dead_letter_failure.empty()) {
       batch->fail(producer.dead_letter_failure);
@@ -385,6 +390,7 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   }
   for (std::size_t i = 0; i + 1 < consumers.size(); ++i) enqueue(*consumers[i], batch->clone());
   enqueue(*consumers.back(), std::move(batch));
+  if (own_batch && !producer.finished) take_snapshot(producer, false);  // at flush the runtime takes one itself
 }
 
 void Runtime::Impl::pump(Node& node) {

@@ -147,6 +147,7 @@ sources:
   wt:
     type: working_time
     inputs: [in]
+    idle_after: 1s
 sinks:
   ch:
     type: clickhouse
@@ -575,6 +576,15 @@ try:
             pass
         if not errors:
             weir.watch()
+        time.sleep(0.5)
+    # The last working-time rows come from the idle timer, emit_interval after the last events.
+    expected_ms = sum(expected_working_time().values())
+    while time.time() - waited < delivery_limit + 20:
+        try:
+            if sum(ms for (_, _, ms, _, _) in working_time_rows()) >= expected_ms:
+                break
+        except OSError:
+            pass
         time.sleep(0.5)
     rows, distinct = stored()
     print("in clickhouse %.1f s after the last %s: %d rows, %d distinct ids"

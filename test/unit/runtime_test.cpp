@@ -279,3 +279,28 @@ TEST_CASE("dead letters: the default file is capped and rotated") {
   CHECK(old <= 2048);
   CHECK(old > 1024);
 }
+
+TEST_CASE("working_time live: a user who stops gets their row from the idle timer, before the end") {
+  Probe::get().reset();
+  std::string dir = temp_dir("wt-idle");
+  {
+    std::ofstream out(dir + "/events.ndjson");
+    out << R"({"scope":"click:element","source":"client","timestamp":"2024-01-01T12:00:00Z","user_id":3,"job_id":1})" "\n"
+        << R"({"scope":"click:element","source":"client","timestamp":"2024-01-01T12:00:04Z","user_id":3,"job_id":1})" "\n";
+  }
+  auto graph = build("data_dir: " + dir + "/data\nsources:\n  f: { type: file, include: ['" + dir +
+                     "/*.ndjson'], poll_interval: 20ms }\ntransforms:\n  wt: { type: working_time, inputs: [f], "
+                     "idle_after: 1s }\nsinks:\n  k: { type: test_sink, inputs: [wt] }\n");
+  runtime::Runtime rt(graph, quiet());
+  std::vector<std::string> seen_before_end;
+  // The file source tails on: nothing ends the input, so only the timer can emit the row.
+  After check(rt.loop(), 3500, [&] {
+    seen_before_end = Probe::get().received["k"];
+    rt.shutdown();
+  });
+  REQUIRE(rt.run() == 0);
+  REQUIRE(seen_before_end.size() == 3);
+  CHECK(seen_before_end[2].find(R"("scope":"send:working_time")") != std::string::npos);
+  CHECK(seen_before_end[2].find(R"("duration":4000)") != std::string::npos);
+  CHECK(Probe::get().received["k"].size() == 3);  // nothing more at the end
+}

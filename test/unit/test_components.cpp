@@ -240,6 +240,17 @@ std::vector<std::string> TransformHarness::feed(const std::vector<std::string>& 
   emitted_.clear();
   emitted_outputs_.clear();
   transform_->process(std::move(batch), *this);
+  return take_emitted();
+}
+
+std::vector<std::string> TransformHarness::flush() {
+  emitted_.clear();
+  emitted_outputs_.clear();
+  transform_->flush(*this);
+  return take_emitted();
+}
+
+std::vector<std::string> TransformHarness::take_emitted() {
   std::vector<std::string> out;
   outputs.clear();
   for (std::size_t b = 0; b < emitted_.size(); ++b) {

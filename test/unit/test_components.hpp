@@ -45,6 +45,8 @@ class TransformHarness : public TransformContext {
 
   // One batch in; the JSON of every event it emitted (all outputs, in order).
   std::vector<std::string> feed(const std::vector<std::string>& events, const std::vector<std::string>& metadata = {});
+  // Every input ended (Transform::flush): what it emitted then.
+  std::vector<std::string> flush();
   // The transform's durable state (Transform::snapshot / restore).
   std::string snapshot() const { return transform_->snapshot(); }
   Status restore(std::string_view state) { return transform_->restore(state); }
@@ -71,6 +73,7 @@ class TransformHarness : public TransformContext {
   void emit(BatchPtr batch, std::size_t output) override;
 
  private:
+  std::vector<std::string> take_emitted();
   struct Built;
   std::unique_ptr<Built> built_;
   Transform* transform_ = nullptr;

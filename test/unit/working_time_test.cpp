@@ -17,27 +17,31 @@ namespace {
 struct Harness : testing::TransformHarness {
   explicit Harness(const std::string& options = "") : TransformHarness("working_time", options) {}
 
-  // The working-time events of one batch of events.
-  std::vector<std::string> feed(const std::vector<std::string>& events) {
-    std::vector<std::string> emitted;
-    for (const std::string& e : TransformHarness::feed(events)) {
+  static std::vector<std::string> rows_of(const std::vector<std::string>& out) {
+    std::vector<std::string> rows;
+    for (const std::string& e : out) {
       if (e.find(R"("scope":"send:working_time")") != std::string::npos && e.find(R"("source":"server")") != std::string::npos) {
-        emitted.push_back(e);
+        rows.push_back(e);
       }
     }
-    return emitted;
+    return rows;
   }
-
-  // Sum of emitted durations in one batch.
-  std::int64_t feed_ms(const std::vector<std::string>& events) {
+  static std::int64_t sum_ms(const std::vector<std::string>& rows) {
     std::int64_t total = 0;
-    for (const std::string& e : feed(events)) {
+    for (const std::string& e : rows) {
       Arena arena;
       JsonParser parser;
       total += parser.parse(e, arena).value().find("duration")->as_int();
     }
     return total;
   }
+
+  // The working-time rows emitted while one batch of events is processed.
+  std::vector<std::string> feed(const std::vector<std::string>& events) { return rows_of(TransformHarness::feed(events)); }
+  // The rows still open, emitted at the end.
+  std::vector<std::string> flush() { return rows_of(TransformHarness::flush()); }
+  std::int64_t feed_ms(const std::vector<std::string>& events) { return sum_ms(feed(events)); }
+  std::int64_t flush_ms() { return sum_ms(flush()); }
 };
 
 constexpr EpochNanos kStart = 1704110400LL * 1'000'000'000;  // 2024-01-01T12:00:00Z
@@ -58,45 +62,76 @@ std::string frame(EpochNanos at, std::int64_t ms, std::int64_t job = 1, std::int
   return ev("change:frame", at, ms, job, user);
 }
 
-// CVAT's cases feed each event after the previous one: one batch each.
-std::vector<std::int64_t> one_by_one(const std::vector<std::string>& events) {
+// CVAT's cases feed each event after the previous one: one batch each; the total of every
+// row emitted, to the end.
+std::int64_t one_by_one(const std::vector<std::string>& events) {
   Harness h;
-  std::vector<std::int64_t> out;
-  for (const std::string& e : events) out.push_back(h.feed_ms({e}));
-  return out;
+  std::int64_t total = 0;
+  for (const std::string& e : events) total += h.feed_ms({e});
+  return total + h.flush_ms();
 }
 
 }  // namespace
 
 TEST_CASE("working_time: CVAT's unit cases") {
-  using V = std::vector<std::int64_t>;
-  CHECK(one_by_one({click(kStart)}) == V{0});
-  CHECK(one_by_one({frame(kStart, 100'000)}) == V{100'000});
-  CHECK(one_by_one({click(kStart), click(kStart + kShortGap)}) == V{0, 99'999});
-  CHECK(one_by_one({click(kStart), click(kStart + kLongGap)}) == V{0, 0});
-  CHECK(one_by_one({frame(kStart, 1000), frame(kStart + 1000 * kMs + kShortGap, 5000)}) == V{1000, 104'999});
-  CHECK(one_by_one({frame(kStart, 1000), frame(kStart + 1000 * kMs + kLongGap, 5000)}) == V{1000, 5000});
-  CHECK(one_by_one({frame(kStart, 5000), frame(kStart + 3000 * kMs, 1000)}) == V{5000, 0});        // contained
-  CHECK(one_by_one({frame(kStart, 5000), frame(kStart + 3000 * kMs, 6000)}) == V{5000, 4000});     // overlapping
+  CHECK(one_by_one({click(kStart)}) == 0);
+  CHECK(one_by_one({frame(kStart, 100'000)}) == 100'000);
+  CHECK(one_by_one({click(kStart), click(kStart + kShortGap)}) == 99'999);
+  CHECK(one_by_one({click(kStart), click(kStart + kLongGap)}) == 0);
+  CHECK(one_by_one({frame(kStart, 1000), frame(kStart + 1000 * kMs + kShortGap, 5000)}) == 1000 + 104'999);
+  CHECK(one_by_one({frame(kStart, 1000), frame(kStart + 1000 * kMs + kLongGap, 5000)}) == 1000 + 5000);
+  CHECK(one_by_one({frame(kStart, 5000), frame(kStart + 3000 * kMs, 1000)}) == 5000);         // contained
+  CHECK(one_by_one({frame(kStart, 5000), frame(kStart + 3000 * kMs, 6000)}) == 5000 + 4000);  // overlapping
   CHECK(one_by_one({frame(kStart, 5000), click(kStart + 3000 * kMs), click(kStart + 6000 * kMs)}) ==
-        V{5000, 0, 1000});  // instant inside compressed
-  CHECK(one_by_one({click(kStart), click(kStart + kShortGap)}).back() == 99'999);  // previous click, short
-  CHECK(one_by_one({click(kStart), click(kStart + kLongGap)}).back() == 0);        // previous click, long
-  CHECK(one_by_one({frame(kStart, 1000), click(kStart + 1000 * kMs + kShortGap)}).back() == 99'999);
-  CHECK(one_by_one({frame(kStart, 1000), click(kStart + 1000 * kMs + kLongGap)}).back() == 0);
+        5000 + 1000);  // instant inside compressed
+  CHECK(one_by_one({frame(kStart, 1000), click(kStart + 1000 * kMs + kShortGap)}) == 1000 + 99'999);
+  CHECK(one_by_one({frame(kStart, 1000), click(kStart + 1000 * kMs + kLongGap)}) == 1000);
 }
 
 TEST_CASE("working_time: emitted events look exactly like CVAT's") {
   Harness h;
   h.feed({click(kStart)});
   auto out = h.feed({click(kStart + 5000 * kMs, 2)});
+  // The user moved to job 2: job 1's row goes at once, counted for the ids of the event
+  // before (job 1), with the timestamp of the event that counted first; no HTTP request,
+  // so no `request` in the payload.
   REQUIRE(out.size() == 1);
-  // Counted for the ids of the event before (job 1), with that key's first timestamp.
   CHECK(out[0] ==
         R"({"scope":"send:working_time","obj_name":null,"obj_id":null,"obj_val":null,"source":"server",)"
         R"("timestamp":"2024-01-01T12:00:05.000Z","count":1,"duration":5000,"project_id":100,"task_id":10,"job_id":1,)"
         R"("user_id":7,"user_name":"ann","user_email":null,"org_id":null,"org_slug":null,)"
-        R"("payload":"{\"working_time\":5000,\"request\":{\"id\":null}}"})");
+        R"("payload":"{\"working_time\":5000}"})");
+  // With the request the time came in, CVAT's `request.id`.
+  testing::TransformHarness with_request("working_time");
+  with_request.feed({click(kStart)}, {R"({"request_id":"r-1"})"});
+  auto rows = Harness::rows_of(with_request.feed({click(kStart + 2000 * kMs)}, {R"({"request_id":"r-2"})"}));
+  CHECK(rows.empty());  // still open: same job, 2 s of event time
+  rows = Harness::rows_of(with_request.flush());
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].find(R"("payload":"{\"working_time\":2000,\"request\":{\"id\":\"r-2\"}}")") != std::string::npos);
+}
+
+TEST_CASE("working_time: rows close every emit_interval of event time, when idle, and at the end") {
+  Harness h;
+  std::vector<std::string> rows;
+  for (int i = 0; i <= 60; ++i) {  // a click every 10 s for 10 minutes, one job
+    for (const std::string& r : h.feed({click(kStart + i * 10'000 * kMs)})) rows.push_back(r);
+  }
+  CHECK(rows.size() == 6);  // each 90 s of event time (9 gaps of 10 s)
+  CHECK(Harness::sum_ms(rows) == 6 * 90'000);
+  auto last = h.flush();
+  CHECK(Harness::sum_ms(last) == 60'000);
+  CHECK(h.flush().empty());
+
+  // User 8 stops after 5 s; 90 s later by the pipeline's time (here: user 9's events), the row goes.
+  Harness idle;
+  idle.feed({click(kStart, 1, 8), click(kStart + 5000 * kMs, 1, 8)});
+  CHECK(idle.feed({click(kStart + 60'000 * kMs, 1, 9)}).empty());
+  auto out = idle.feed({click(kStart + 95'000 * kMs, 1, 9)});
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].find(R"("duration":5000)") != std::string::npos);
+  CHECK(out[0].find(R"("user_id":8)") != std::string::npos);
+  CHECK(Harness::sum_ms(idle.flush()) == 35'000);  // user 9's open row
 }
 
 TEST_CASE("working_time: totals do not depend on how the stream is cut into batches") {
@@ -118,25 +153,33 @@ TEST_CASE("working_time: totals do not depend on how the stream is cut into batc
     stream.push_back(fmt::format(R"({{"scope":"{}","source":"client","timestamp":"{}","duration":{},"job_id":{},"task_id":1,"project_id":1,"user_id":{}}})",
                                  is_frame ? "change:frame" : "draw:object", ts.view(), is_frame ? next() % 3000 : 0, job, user));
   }
-  auto totals = [&](std::size_t cut) {
-    Harness h;
-    std::map<std::string, std::int64_t> sum;
+  // Every event and row out, in order, to the end.
+  auto run = [&](std::size_t cut) {
+    testing::TransformHarness h("working_time");
+    std::vector<std::string> out;
     for (std::size_t i = 0; i < stream.size(); i += cut) {
       std::vector<std::string> part(stream.begin() + i, stream.begin() + std::min(stream.size(), i + cut));
-      for (const std::string& e : h.feed(part)) {
-        Arena arena;
-        JsonParser parser;
-        Value v = parser.parse(e, arena).value();
-        sum[to_json(*v.find("user_id")) + "/" + to_json(*v.find("job_id"))] += v.find("duration")->as_int();
-      }
+      for (std::string& e : h.feed(part)) out.push_back(std::move(e));
+    }
+    for (std::string& e : h.flush()) out.push_back(std::move(e));
+    return out;
+  };
+  auto totals = [&](const std::vector<std::string>& out) {
+    std::map<std::string, std::int64_t> sum;
+    for (const std::string& e : Harness::rows_of(out)) {
+      Arena arena;
+      JsonParser parser;
+      Value v = parser.parse(e, arena).value();
+      sum[to_json(*v.find("user_id")) + "/" + to_json(*v.find("job_id"))] += v.find("duration")->as_int();
     }
     return sum;
   };
-  auto all = totals(stream.size());
-  CHECK(all.size() >= 10);
-  CHECK(totals(1) == all);
-  CHECK(totals(7) == all);
-  CHECK(totals(1000) == all);
+  auto all = run(stream.size());
+  CHECK(totals(all).size() >= 10);
+  // Not only the totals: the same rows, at the same places in the stream.
+  CHECK(run(1) == all);
+  CHECK(run(7) == all);
+  CHECK(run(1000) == all);
 }
 
 TEST_CASE("working_time: who takes part, and bad timestamps") {
@@ -163,7 +206,7 @@ TEST_CASE("working_time: every timestamp form gives the same answer") {
     Harness h;
     h.feed({R"({"scope":"a","source":"client","user_id":1,"job_id":1,"timestamp":)" + first + "}"});
     INFO(first << " then " << second);
-    CHECK(h.feed_ms({R"({"scope":"a","source":"client","user_id":1,"job_id":1,"timestamp":)" + second + "}"}) == 1500);
+    CHECK(h.feed_ms({R"({"scope":"a","source":"client","user_id":1,"job_id":1,"timestamp":)" + second + "}"}) + h.flush_ms() == 1500);
   }
 }
 
@@ -177,6 +220,8 @@ TEST_CASE("working_time: state_ttl forgets idle users without changing totals of
       forgotten += forget.feed_ms({click(at, 1 + i % 2, user)});
     }
   }
+  kept += keep.flush_ms();
+  forgotten += forget.flush_ms();
   CHECK(kept == 50 * 3 * 20'000);
   CHECK(forgotten == kept);
 }
@@ -195,6 +240,8 @@ TEST_CASE("working_time: text ids and users keep their keys apart, cached or not
   h.feed({event("1", "\"a\"", kStart), event("65", "1", kStart), event("\"1\"", "\"a\"", kStart)});
   auto out = h.feed({event("1", "1", kStart + 2 * kMs * 1000), event("65", "1", kStart + 3 * kMs * 1000),
                      event("\"1\"", "\"a\"", kStart + 4 * kMs * 1000)});
+  CHECK(out.size() == 1);  // user 1 left job "a"; the others are still on theirs
+  for (std::string& e : h.flush()) out.push_back(std::move(e));
   REQUIRE(out.size() == 3);
   std::sort(out.begin(), out.end());
   CHECK(out[0].find(R"("duration":2000,"project_id":null,"task_id":"t-1","job_id":"a","user_id":1,)") != std::string::npos);
@@ -224,6 +271,7 @@ TEST_CASE("working_time: a snapshot restored into a new instance carries on exac
   auto got = second.feed(after);
   CHECK(got == expected);
   CHECK(!expected.empty());
+  CHECK(second.flush() == whole.flush());  // the open rows came through the snapshot too
   CHECK_FALSE(second.restore("{\"texts\":[],\"users\":[[1]]}").ok());
   CHECK_FALSE(second.restore("not json").ok());
 }

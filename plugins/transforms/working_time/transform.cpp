@@ -1,7 +1,10 @@
 // `working_time` transform: CVAT's working time per (user, job, task, project), computed in
 // the pipeline and emitted as `send:working_time` events exactly as CVAT stores them.
-// Every input event passes through; the computed events follow them in the same batch.
+// Every input event passes through; a row goes right after the event that closed it (see
+// working_time.hpp for when that is).
 #include <array>
+#include <optional>
+#include <queue>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -10,6 +13,7 @@
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
+#include "weir/uv.hpp"
 #include "working_time.hpp"
 
 namespace weir::plugins {
@@ -28,6 +32,12 @@ const OptionSchema kSchema = {
     {.name = "project_field", .type = OptionType::String, .default_value = "project_id", .doc = "Project id field."},
     {.name = "copy_fields", .type = OptionType::StringList, .default_value = "[user_name, user_email, org_id, org_slug]",
      .doc = "User and organization fields copied from the user's events onto the emitted ones."},
+    {.name = "emit_interval", .type = OptionType::Duration, .default_value = "90s",
+     .doc = "A user's open row is emitted once it spans this much event time (CVAT's client sends every 90 s); "
+            "also when the user's job changes, when they have been idle for `idle_after`, and at the end."},
+    {.name = "idle_after", .type = OptionType::Duration, .default_value = "90s",
+     .doc = "Emit the open row of a user who sent nothing for this long by the pipeline's clock (live: the system "
+            "clock; replay: event time)."},
     {.name = "state_ttl", .type = OptionType::Duration, .default_value = "0s",
      .doc = "Forget a user idle this long in event time (0: never). Must be at least `threshold`: see the docs "
             "for the one case where forgetting moves time between a user's keys."},
@@ -53,6 +63,10 @@ class WorkingTime final : public Transform {
     self->task_ = FieldPath(self->task_field_);
     self->project_ = FieldPath(self->project_field_);
     for (const std::string& field : self->copy_fields_) self->copy_paths_.emplace_back(field);
+    self->interval_ = o.duration("emit_interval").count();
+    if (self->interval_ <= 0) return o.error_at("emit_interval", "emit_interval must be above 0");
+    self->idle_after_ = o.duration("idle_after").count();
+    if (self->idle_after_ <= 0) return o.error_at("idle_after", "idle_after must be above 0");
     self->ttl_ = o.duration("state_ttl").count();
     if (self->ttl_ != 0 && self->ttl_ < self->params_.threshold) {
       return o.error_at("state_ttl", "state_ttl must be 0 (never) or at least threshold");
@@ -60,20 +74,23 @@ class WorkingTime final : public Transform {
     return self;
   }
 
+  Status start(TransformContext& ctx) override {
+    ctx_ = &ctx;
+    // Live, a timer emits the rows of users who went quiet; under replay the clock follows
+    // the input and only event time emits (a timer would fire at points the input does not fix).
+    if (ctx.loop() != nullptr && !ctx.clock().follows_input()) {
+      int rc = start_timer(
+          idle_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<WorkingTime*>(t->data)->on_idle_timer(); },
+          kIdleCheckMs, kIdleCheckMs);
+      if (rc != 0) return Error("cannot start the idle timer: " + uv_error_text(rc));
+    }
+    return {};
+  }
+
   void process(BatchPtr batch, TransformContext& ctx) override {
     Arena& arena = batch->arena();
-    struct Total {
-      UserClock* clock;  // map nodes do not move
-      WorkKey key;
-      EpochNanos nanos = 0;
-      Value timestamp;   // of the first event counted for the key in this batch
-      Value user_id;
-      std::vector<Value> copied;
-      Value request_id;
-    };
-    std::vector<Total> totals;  // a handful per batch: found by a linear scan
-
     std::vector<Event>& events = batch->events();
+    rows_.clear();
     std::size_t kept = 0;
     for (std::size_t i = 0; i < events.size(); ++i) {
       prefetch_ahead(events, i);  // the batch was decoded on another core
@@ -98,52 +115,53 @@ class WorkingTime final : public Transform {
         continue;
       }
       events[kept++] = event;
-      EpochNanos end = timestamp.value();
+      EpochNanos at = timestamp.value();
+      watermark_ = std::max(watermark_, at);
+      EpochNanos now = pipeline_now(ctx);
+      EpochNanos end = at;
       if (scope != nullptr && listed(compressed_, scope_text)) end += duration_nanos(duration_.find(event.fields));
       UserClock& clock = clock_of(*user);
-      if (ttl_ > 0 && ctx.loop() != nullptr) touched_[&clock] = uv_now(ctx.loop());
-      if (ttl_ > 0 && clock.started && timestamp.value() - clock.last_seen >= ttl_) clock = UserClock();
+      if (ttl_ > 0 && clock.started && at - clock.last_seen >= ttl_) {
+        close_row(clock, arena, kept);  // a new session: what came before is emitted first
+        clock = UserClock();
+      }
+      clock.seen_at = now;
       ids_.job = id_of(job_.find(event.fields));
       ids_.task = id_of(task_.find(event.fields));
       ids_.project = id_of(project_.find(event.fields));
-      Step step = advance(clock, params_, timestamp.value(), end, ids_);
-      if (step.nanos <= 0) continue;
-      auto total = std::find_if(totals.begin(), totals.end(),
-                                [&](const Total& t) { return t.clock == &clock && t.key == step.key; });
-      if (total == totals.end()) {
-        Total t;
-        t.clock = &clock;
-        t.key = step.key;
-        t.timestamp = *ts_value;
-        t.user_id = *user;
-        for (const FieldPath& field : copy_paths_) {
-          const Value* v = field.find(event.fields);
-          t.copied.push_back(v ? *v : Value::null());
-        }
-        if (const Value* id = request_id_.find(event.metadata)) t.request_id = *id;
-        totals.push_back(std::move(t));
-        total = totals.end() - 1;
+      Step step = advance(clock, params_, at, end, ids_);
+      if (step.nanos > 0) {
+        OpenRow& row = clock.row;
+        if (row.open && (row.key != step.key || at - row.first_time >= interval_)) close_row(clock, arena, kept);
+        if (!row.open) open_row(clock, step.key, at, *ts_value, event);
+        row.nanos += step.nanos;
       }
-      total->nanos += step.nanos;
+      // The user moved to another job (task, project): nothing more can count for the
+      // open row's key until they come back, so it goes now.
+      if (clock.row.open && clock.row.key != clock.prev_ids) close_row(clock, arena, kept);
+      close_idle(now, arena, kept);
     }
     events.resize(kept);
-
-    for (Total& t : totals) {
-      std::int64_t& carry = t.clock->carry_ns[t.key.str()];
-      std::int64_t sum = carry + t.nanos;
-      std::int64_t ms = floor_div(sum, 1'000'000);
-      carry = sum - ms * 1'000'000;
-      events.push_back(Event{make_event(arena, t.timestamp, ms, t.key, t.user_id, t.copied, t.request_id), Value::null()});
-    }
-    if (ttl_ > 0 && ctx.loop() != nullptr) evict_idle(uv_now(ctx.loop()));
+    if (!rows_.empty()) place_rows(events);
+    if (ttl_ > 0) evict_idle(pipeline_now(ctx), arena, events);
     ctx.emit(std::move(batch));
+  }
+
+  // Every input has ended: the open rows go, in the users' order.
+  void flush(TransformContext& ctx) override {
+    auto batch = EventBatch::create();
+    for (UserClock* clock : users_in_order()) emit_row(*clock, batch->arena(), batch->events());
+    if (!batch->empty()) ctx.emit(std::move(batch));
   }
 
   // The per-user clocks (and the text ids their keys refer to) survive restarts.
   bool keeps_state() const override { return true; }
 
-  // {"texts":[..],"users":[[user as JSON text, prev_end, started, last_seen,
-  //   job kind, job number, task kind, task number, project kind, project number, {carry key: ns}], ..]}
+  // {"texts":[..],"watermark":ns,"users":[[user as JSON text, prev_end, started, last_seen,
+  //   job kind, job number, task kind, task number, project kind, project number, {carry key: ns},
+  //   seen_at, open row or null], ..]}, an open row being [job kind, job number, task kind,
+  //   task number, project kind, project number, ns, first_time, timestamp JSON, [copied JSON..],
+  //   request id JSON or ""]. Snapshots of before rows were kept (11 fields a user) restore too.
   std::string snapshot() const override {
     ByteBuffer out;
     out.append(R"({"texts":[)");
@@ -151,7 +169,7 @@ class WorkingTime final : public Transform {
       if (i) out.push_back(',');
       write_json_string(texts_[i], out);
     }
-    out.append(R"(],"users":[)");
+    out.append(fmt::format(R"(],"watermark":{},"users":[)", watermark_));
     // In the users' order, so the same state always gives the same bytes.
     std::vector<const std::pair<const std::string, UserClock>*> users;
     for (const auto& entry : clocks_) users.push_back(&entry);
@@ -176,7 +194,26 @@ class WorkingTime final : public Transform {
         write_json_string(key, out);
         out.append(fmt::format(":{}", ns));
       }
-      out.append("}]");
+      out.append(fmt::format("}},{},", clock.seen_at));
+      const OpenRow& row = clock.row;
+      if (!row.open) {
+        out.append("null]");
+        continue;
+      }
+      out.push_back('[');
+      for (const IdValue* id : {&row.key.job, &row.key.task, &row.key.project}) {
+        out.append(fmt::format("{},{},", static_cast<int>(id->kind), id->number));
+      }
+      out.append(fmt::format("{},{},", row.nanos, row.first_time));
+      write_json_string(row.timestamp, out);
+      out.append(",[");
+      for (std::size_t i = 0; i < row.copied.size(); ++i) {
+        if (i) out.push_back(',');
+        write_json_string(row.copied[i], out);
+      }
+      out.append("],");
+      write_json_string(row.request_id, out);
+      out.append("]]");
     }
     out.append("]}");
     return std::string(out.view());
@@ -198,7 +235,8 @@ class WorkingTime final : public Transform {
     }
     for (const Value& entry : users->elements()) {
       auto fields = entry.elements();
-      if (!entry.is_array() || fields.size() != 11 || !fields[0].is_string() || !fields[10].is_object()) {
+      if (!entry.is_array() || (fields.size() != 11 && fields.size() != 13) || !fields[0].is_string() ||
+          !fields[10].is_object()) {
         return Error("a user's clock is malformed");
       }
       for (std::size_t i = 1; i < 10; ++i) {
@@ -208,32 +246,72 @@ class WorkingTime final : public Transform {
       clock.prev_end = fields[1].as_int();
       clock.started = fields[2].as_int() != 0;
       clock.last_seen = fields[3].as_int();
-      IdValue* ids[] = {&clock.prev_ids.job, &clock.prev_ids.task, &clock.prev_ids.project};
-      for (std::size_t k = 0; k < 3; ++k) {
-        std::int64_t kind = fields[4 + 2 * k].as_int();
-        if (kind < 0 || kind > 2) return Error("a user's clock is malformed");
-        ids[k]->kind = static_cast<IdValue::Kind>(kind);
-        ids[k]->number = fields[5 + 2 * k].as_int();
-        if (ids[k]->kind == IdValue::Kind::Text && static_cast<std::size_t>(ids[k]->number) >= restored_texts.size()) {
-          return Error("a user's clock names a text id the snapshot lacks");
-        }
+      if (Status ids = read_ids(fields.data() + 4, restored_texts.size(), clock.prev_ids); !ids.ok()) {
+        return Error("a user's clock is malformed: " + ids.error().message());
       }
       for (const auto& member : fields[10].members()) {
         if (!member.value.is_int()) return Error("a carry is not an integer");
         clock.carry_ns[std::string(member.key)] = member.value.as_int();
       }
+      if (fields.size() == 13) {
+        if (!fields[11].is_int()) return Error("a user's clock is malformed");
+        clock.seen_at = fields[11].as_int();
+        if (!fields[12].is_null()) {
+          if (Status read = read_row(fields[12], restored_texts.size(), clock.row); !read.ok()) return read;
+        }
+      }
       clocks.emplace(std::string(fields[0].as_string()), std::move(clock));
     }
+    const Value* watermark = parsed.value().find("watermark");
+    if (watermark != nullptr && !watermark->is_int()) return Error("the watermark is not an integer");
     clocks_ = std::move(clocks);
+    watermark_ = watermark ? watermark->as_int() : 0;
+    clock_users_.clear();
+    for (const auto& [user, clock] : clocks_) clock_users_[&clock] = &user;
+    rebuild_idle_checks();
     texts_ = std::move(restored_texts);
     text_ids_.clear();
     for (std::size_t i = 0; i < texts_.size(); ++i) text_ids_.emplace(texts_[i], static_cast<std::int64_t>(i));
     recent_.fill(RecentUser{});
-    touched_.clear();
     return {};
   }
 
  private:
+  static Status read_ids(const Value* fields, std::size_t texts, WorkKey& key) {
+    IdValue* ids[] = {&key.job, &key.task, &key.project};
+    for (std::size_t k = 0; k < 3; ++k) {
+      if (!fields[2 * k].is_int() || !fields[2 * k + 1].is_int()) return Error("an id is malformed");
+      std::int64_t kind = fields[2 * k].as_int();
+      if (kind < 0 || kind > 2) return Error("an id is malformed");
+      ids[k]->kind = static_cast<IdValue::Kind>(kind);
+      ids[k]->number = fields[2 * k + 1].as_int();
+      if (ids[k]->kind == IdValue::Kind::Text && (ids[k]->number < 0 || static_cast<std::size_t>(ids[k]->number) >= texts)) {
+        return Error("an id names a text id the snapshot lacks");
+      }
+    }
+    return {};
+  }
+
+  static Status read_row(const Value& value, std::size_t texts, OpenRow& row) {
+    auto f = value.elements();
+    if (!value.is_array() || f.size() != 11 || !f[6].is_int() || !f[7].is_int() || !f[8].is_string() ||
+        !f[9].is_array() || !f[10].is_string()) {
+      return Error("an open row is malformed");
+    }
+    if (Status ids = read_ids(f.data(), texts, row.key); !ids.ok()) return ids;
+    row.open = true;
+    row.nanos = f[6].as_int();
+    row.first_time = f[7].as_int();
+    row.timestamp = std::string(f[8].as_string());
+    row.copied.clear();
+    for (const Value& c : f[9].elements()) {
+      if (!c.is_string()) return Error("an open row is malformed");
+      row.copied.emplace_back(c.as_string());
+    }
+    row.request_id = std::string(f[10].as_string());
+    return {};
+  }
+
   static bool listed(const std::vector<std::string>& list, std::string_view value) {
     return std::find(list.begin(), list.end(), value) != list.end();
   }
@@ -273,27 +351,129 @@ class WorkingTime final : public Transform {
     }
   }
 
-  Value make_event(Arena& arena, const Value& timestamp, std::int64_t ms, const WorkKey& key, const Value& user,
-                   const std::vector<Value>& copied, const Value& request_id) const {
+  EpochNanos pipeline_now(TransformContext& ctx) const {
+    return ctx.clock().follows_input() ? watermark_ : ctx.clock().now();
+  }
+
+  void open_row(UserClock& clock, const WorkKey& key, EpochNanos at, const Value& timestamp, const Event& event) {
+    OpenRow& row = clock.row;
+    row.open = true;
+    row.key = key;
+    row.nanos = 0;
+    row.first_time = at;
+    row.timestamp = to_json(timestamp);
+    row.copied.clear();
+    for (const FieldPath& field : copy_paths_) {
+      const Value* v = field.find(event.fields);
+      row.copied.push_back(v ? to_json(*v) : std::string("null"));
+    }
+    const Value* id = request_id_.find(event.metadata);
+    row.request_id = id != nullptr && !id->is_null() ? to_json(*id) : std::string();
+    idle_.push(IdleCheck{clock.seen_at + idle_after_, next_check_++, &clock});
+  }
+
+  // The open row of `clock` as an event in `arena`, its milliseconds floored with the
+  // remainder carried to the key's next row; the row is closed. Nothing when none is open.
+  std::optional<Event> take_row(UserClock& clock, Arena& arena) {
+    OpenRow& row = clock.row;
+    if (!row.open) return std::nullopt;
+    row.open = false;
+    std::int64_t& carry = clock.carry_ns[row.key.str()];
+    std::int64_t sum = carry + row.nanos;
+    std::int64_t ms = floor_div(sum, 1'000'000);
+    carry = sum - ms * 1'000'000;
+    return Event{make_event(arena, row, ms, user_of(clock)), Value::null()};
+  }
+
+  // Closes a row while a batch is processed: it goes after the event that closed it.
+  void close_row(UserClock& clock, Arena& arena, std::size_t position) {
+    if (auto made = take_row(clock, arena)) rows_.push_back({position, *made});
+  }
+  void emit_row(UserClock& clock, Arena& arena, std::vector<Event>& out) {
+    if (auto made = take_row(clock, arena)) out.push_back(*made);
+  }
+
+  // The rows of users idle for emit_interval by the pipeline's time `now`.
+  template <typename Emit>
+  void for_each_idle(EpochNanos now, Emit&& emit) {
+    while (!idle_.empty() && idle_.top().due <= now) {
+      IdleCheck check = idle_.top();
+      idle_.pop();
+      UserClock& clock = *check.clock;
+      if (!clock.row.open) continue;
+      EpochNanos due = clock.seen_at + idle_after_;
+      if (due > now) {
+        idle_.push(IdleCheck{due, next_check_++, &clock});  // active since: look again then
+        continue;
+      }
+      emit(clock);
+    }
+  }
+  void close_idle(EpochNanos now, Arena& arena, std::size_t position) {
+    for_each_idle(now, [&](UserClock& clock) { close_row(clock, arena, position); });
+  }
+
+  void on_idle_timer() {
+    auto batch = EventBatch::create();
+    for_each_idle(ctx_->clock().now(), [&](UserClock& clock) { emit_row(clock, batch->arena(), batch->events()); });
+    if (!batch->empty()) ctx_->emit(std::move(batch));
+  }
+
+  // rows_ into the events, each before the event at its position.
+  void place_rows(std::vector<Event>& events) {
+    std::vector<Event> merged;
+    merged.reserve(events.size() + rows_.size());
+    std::size_t r = 0;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      while (r < rows_.size() && rows_[r].position == i) merged.push_back(rows_[r++].event);
+      merged.push_back(events[i]);
+    }
+    while (r < rows_.size()) merged.push_back(rows_[r++].event);
+    events.swap(merged);
+    rows_.clear();
+  }
+
+  std::vector<UserClock*> users_in_order(bool open_only = true) {
+    std::vector<std::pair<const std::string*, UserClock*>> users;
+    for (auto& [user, clock] : clocks_) {
+      if (!open_only || clock.row.open) users.emplace_back(&user, &clock);
+    }
+    std::sort(users.begin(), users.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
+    std::vector<UserClock*> out;
+    for (const auto& entry : users) out.push_back(entry.second);
+    return out;
+  }
+
+  const std::string& user_of(const UserClock& clock) const { return *clock_users_.at(&clock); }
+
+  Value parse_own_json(std::string_view text, Arena& arena) {
+    auto parsed = json_.parse(text, arena);
+    return parsed.ok() ? deep_copy(parsed.value(), arena) : Value::null();
+  }
+
+  Value make_event(Arena& arena, const OpenRow& row, std::int64_t ms, const std::string& user) {
     Value f = Value::object(arena, 17);
     f.append_member(arena, "scope", Value::string_view("send:working_time"));
     f.append_member(arena, "obj_name", Value::null());
     f.append_member(arena, "obj_id", Value::null());
     f.append_member(arena, "obj_val", Value::null());
     f.append_member(arena, "source", Value::string_view("server"));
-    f.append_member(arena, "timestamp", timestamp);
+    f.append_member(arena, "timestamp", parse_own_json(row.timestamp, arena));
     f.append_member(arena, "count", Value::integer(1));
     f.append_member(arena, "duration", Value::integer(ms));
-    f.append_member(arena, arena.copy(project_field_), id_value(arena, key.project));
-    f.append_member(arena, arena.copy(task_field_), id_value(arena, key.task));
-    f.append_member(arena, arena.copy(job_field_), id_value(arena, key.job));
-    f.append_member(arena, arena.copy(user_field_), user);
-    for (std::size_t i = 0; i < copy_fields_.size(); ++i) f.append_member(arena, arena.copy(copy_fields_[i]), copied[i]);
-    ByteBuffer payload;
-    payload.append(fmt::format("{{\"working_time\":{},\"request\":{{\"id\":", ms));
-    write_json(request_id, payload);
-    payload.append("}}");
-    f.append_member(arena, "payload", Value::string(arena, payload.view()));
+    f.append_member(arena, arena.copy(project_field_), id_value(arena, row.key.project));
+    f.append_member(arena, arena.copy(task_field_), id_value(arena, row.key.task));
+    f.append_member(arena, arena.copy(job_field_), id_value(arena, row.key.job));
+    f.append_member(arena, arena.copy(user_field_), parse_own_json(user, arena));
+    for (std::size_t i = 0; i < copy_fields_.size(); ++i) {
+      f.append_member(arena, arena.copy(copy_fields_[i]),
+                      i < row.copied.size() ? parse_own_json(row.copied[i], arena) : Value::null());
+    }
+    // CVAT's payload; `request` only when the time came with an HTTP request.
+    std::string payload = row.request_id.empty()
+                              ? fmt::format("{{\"working_time\":{}}}", ms)
+                              : fmt::format("{{\"working_time\":{},\"request\":{{\"id\":{}}}}}", ms, row.request_id);
+    f.append_member(arena, "payload", Value::string(arena, payload));
     return f;
   }
 
@@ -307,27 +487,39 @@ class WorkingTime final : public Transform {
     key_text_.clear();
     write_json(user, key_text_);
     auto found = clocks_.find(key_text_.view());
-    if (found == clocks_.end()) found = clocks_.emplace(std::string(key_text_.view()), UserClock()).first;
+    if (found == clocks_.end()) {
+      found = clocks_.emplace(std::string(key_text_.view()), UserClock()).first;
+      clock_users_[&found->second] = &found->first;
+    }
     if (recent != nullptr) *recent = RecentUser{user.as_int(), &found->second};
     return found->second;
   }
 
-  // Memory only: a user whose events have not come for `state_ttl` of the loop's clock is
-  // dropped. Whether a returning user starts afresh is decided by that user's own event
-  // time (the reset in process()), never by another user's timestamps: a client with a
-  // clock in the future would otherwise make everyone else look idle.
-  void evict_idle(std::uint64_t now_ms) {
-    std::uint64_t ttl_ms = static_cast<std::uint64_t>(ttl_ / 1'000'000);
-    if (now_ms - last_eviction_ms_ < 1000) return;
-    last_eviction_ms_ = now_ms;
-    for (const auto& [user, clock] : clocks_) touched_.try_emplace(&clock, now_ms);  // restored ones
-    std::size_t erased = std::erase_if(clocks_, [&](const auto& entry) {
-      auto touched = touched_.find(&entry.second);
-      if (touched == touched_.end() || now_ms - touched->second < ttl_ms) return false;
-      touched_.erase(touched);
-      return true;
+  // Memory only: a user whose events have not come for `state_ttl` of the pipeline's time
+  // is dropped (an open row is emitted first). Whether a returning user starts afresh is
+  // decided by that user's own event time (the reset in process()), never by another
+  // user's timestamps: a client with a clock in the future would otherwise make everyone
+  // else look idle.
+  void evict_idle(EpochNanos now, Arena& arena, std::vector<Event>& out) {
+    if (now - last_eviction_ < 1'000'000'000) return;
+    last_eviction_ = now;
+    std::vector<UserClock*> gone;
+    for (UserClock* clock : users_in_order(false)) {
+      if (now - clock->seen_at >= ttl_) gone.push_back(clock);
+    }
+    if (gone.empty()) return;
+    for (UserClock* clock : gone) emit_row(*clock, arena, out);
+    std::erase_if(clocks_, [&](const auto& entry) {
+      return std::find(gone.begin(), gone.end(), &entry.second) != gone.end();
     });
-    if (erased > 0) recent_.fill(RecentUser{});  // it may point at erased clocks
+    for (UserClock* clock : gone) clock_users_.erase(clock);
+    recent_.fill(RecentUser{});  // it may point at erased clocks
+    rebuild_idle_checks();
+  }
+
+  void rebuild_idle_checks() {
+    idle_ = {};
+    for (UserClock* clock : users_in_order()) idle_.push(IdleCheck{clock->seen_at + idle_after_, next_check_++, clock});
   }
 
   WorkingTimeParams params_;
@@ -338,6 +530,31 @@ class WorkingTime final : public Transform {
   std::vector<FieldPath> copy_paths_;
   WorkKey ids_;  // of the current event
   EpochNanos ttl_ = 0;
+  EpochNanos interval_ = 0;   // emit_interval
+  EpochNanos idle_after_ = 0;
+  EpochNanos watermark_ = 0;  // the latest event time seen: the pipeline's time under replay
+  TransformContext* ctx_ = nullptr;
+  UvTimer idle_timer_;
+  static constexpr std::uint64_t kIdleCheckMs = 1000;
+  // Rows closed while a batch is processed, with the position they go to.
+  struct PlacedRow {
+    std::size_t position;
+    Event event;
+  };
+  std::vector<PlacedRow> rows_;
+  // When to look at a user with an open row again: a min-heap by due time, ties in the
+  // order pushed (never by address, so a replay closes them in the same order).
+  struct IdleCheck {
+    EpochNanos due;
+    std::uint64_t order;
+    UserClock* clock;
+    bool operator>(const IdleCheck& other) const { return due != other.due ? due > other.due : order > other.order; }
+  };
+  std::priority_queue<IdleCheck, std::vector<IdleCheck>, std::greater<>> idle_;
+  std::uint64_t next_check_ = 0;
+  EpochNanos last_eviction_ = 0;
+  std::unordered_map<const UserClock*, const std::string*> clock_users_;  // each clock's user (JSON)
+  JsonParser json_;
   // Keyed by the user value as JSON; looked up by string_view, so no allocation per event.
   struct TextHash {
     using is_transparent = void;
@@ -349,9 +566,6 @@ class WorkingTime final : public Transform {
     UserClock* clock = nullptr;
   };
   std::array<RecentUser, 64> recent_{};
-  // state_ttl: when each clock last saw an event, by the loop's clock (ms).
-  std::unordered_map<const UserClock*, std::uint64_t> touched_;
-  std::uint64_t last_eviction_ms_ = 0;
   // Interned text ids (IdValue::Kind::Text); they grow with the distinct text ids seen.
   std::unordered_map<std::string, std::int64_t> text_ids_;
   std::vector<std::string> texts_;

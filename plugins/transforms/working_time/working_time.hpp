@@ -9,6 +9,12 @@
 // Totals are kept in nanoseconds; what is emitted is floored to whole milliseconds with the
 // remainder carried to the next emission of the same key, so the sum per key is the same
 // however the stream is cut into batches.
+//
+// Rows: a user's time collects in one open row (its key, its first event's timestamp and
+// request id) and is emitted on event-time boundaries, never per batch: when the user's
+// (job, task, project) changes; when the row spans `emit_interval` of event time; when the
+// user has been idle for `idle_after` by the pipeline's time; and at flush. So the rows,
+// not only their totals, are the same however the input is cut.
 #pragma once
 
 #include <cstdint>
@@ -39,13 +45,27 @@ struct WorkingTimeParams {
   EpochNanos threshold = 100'000'000'000;  // 100 s
 };
 
+// A user's row not yet emitted. Its fields are kept as JSON texts: they outlive the
+// batches (and arenas) of the events they came from.
+struct OpenRow {
+  bool open = false;
+  WorkKey key;
+  EpochNanos nanos = 0;
+  EpochNanos first_time = 0;        // event time of its first counted event
+  std::string timestamp;            // that event's `timestamp`, as it came (JSON)
+  std::vector<std::string> copied;  // its copy_fields (JSON), in the option's order
+  std::string request_id;           // JSON; empty when it came without an HTTP request
+};
+
 // The state of one user across batches.
 struct UserClock {
   EpochNanos prev_end = 0;
   WorkKey prev_ids;
   bool started = false;
   EpochNanos last_seen = 0;                      // event time, for state_ttl
+  EpochNanos seen_at = 0;                        // the pipeline's time at the user's last event
   std::map<std::string, std::int64_t> carry_ns;  // sub-millisecond remainders per key
+  OpenRow row;
 };
 
 // Adds one event to `clock` and returns the working time (ns) and the key it counts for.
