@@ -1,7 +1,9 @@
-// weir's command line: run | validate | list | graph | buffer check | help | --version.
+// weir's command line: run | validate | list | graph | replay | buffer check | help | --version.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -9,10 +11,12 @@
 
 #include "buffer/disk_log.hpp"
 #include "config/config.hpp"
+#include "replay/replay.hpp"
 #include "runtime/runtime.hpp"
 #include "topology/graph.hpp"
 #include "weir/log.hpp"
 #include "weir/registry.hpp"
+#include "weir/time.hpp"
 
 #ifndef WEIR_VERSION
 #define WEIR_VERSION "0.0.0"
@@ -30,6 +34,11 @@ usage:
   weir validate -c FILE|DIR [-c ...]   check a pipeline without starting it (exit 0 when valid)
   weir graph    -c FILE|DIR [-c ...]   print the pipeline as a Graphviz DOT graph
   weir list     [TYPE]                 every component type with its options and defaults
+  weir replay   -c FILE --input LOG [--input-into SOURCE] [--capture DIR] [--speed max|1x|Nx]
+                [--seed N] [--now TIME] [--batch-events N] [--fail-on-dead-letter]
+                                       feed a recorded NDJSON log (gzip/zstd too) into a source in
+                                       place of its live input, deterministically; --capture keeps
+                                       what every sink would send in DIR instead of sending it
   weir buffer check DIR... | -c FILE   report the state of disk buffers offline: records to
                                        deliver, damage found (exit 0 intact, 1 damaged, 2 unreadable)
   weir help                            this text
@@ -47,7 +56,15 @@ struct Args {
   std::vector<std::string> rest;
   std::string error;
   bool watch_config = false;
+  // Options with a value, by name (--input LOG, ...), and flags.
+  std::map<std::string, std::string> values;
+  std::set<std::string> flags;
 };
+
+// The options of the verbs beyond run: which take a value, which are flags.
+const std::set<std::string> kValueOptions = {"--input", "--input-into", "--capture", "--speed", "--seed",
+                                             "--now", "--batch-events"};
+const std::set<std::string> kFlagOptions = {"--fail-on-dead-letter"};
 
 Args parse_args(int argc, char** argv) {
   Args args;
@@ -72,6 +89,14 @@ Args parse_args(int argc, char** argv) {
         return args;
       }
       log::set_level(level);
+    } else if (kValueOptions.count(arg)) {
+      if (i + 1 >= argc) {
+        args.error = arg + " needs a value";
+        return args;
+      }
+      args.values[arg] = argv[++i];
+    } else if (kFlagOptions.count(arg)) {
+      args.flags.insert(arg);
     } else if (arg == "--watch-config" || arg == "-w") {
       args.watch_config = true;
     } else if (arg == "--version" || arg == "-V") {
@@ -174,6 +199,52 @@ int check_buffers(const Args& args) {
   return worst;
 }
 
+// `weir replay`: the options into ReplayOptions, with clear errors for bad values.
+int replay_command(const Args& args) {
+  replay::ReplayOptions options;
+  options.configs = args.configs;
+  options.configs.insert(options.configs.end(), args.rest.begin(), args.rest.end());
+  auto value = [&](const std::string& name) {
+    auto found = args.values.find(name);
+    return found == args.values.end() ? std::string() : found->second;
+  };
+  auto bad = [](const std::string& what) {
+    std::fprintf(stderr, "error: %s\n", what.c_str());
+    return 2;
+  };
+  if (options.configs.empty()) return bad("weir replay needs a pipeline: -c FILE");
+  options.input = value("--input");
+  if (options.input.empty()) return bad("weir replay needs a recorded log: --input LOG");
+  options.input_into = value("--input-into");
+  options.capture_dir = value("--capture");
+  if (std::string speed = value("--speed"); !speed.empty() && speed != "max") {
+    char* end = nullptr;
+    double factor = std::strtod(speed.c_str(), &end);
+    if (end == speed.c_str() || !(factor > 0) || (std::string(end) != "x" && *end != '\0')) {
+      return bad(fmt::format("--speed takes max, 1x or Nx (N a positive number), not '{}'", speed));
+    }
+    options.speed = factor;
+  }
+  if (std::string seed = value("--seed"); !seed.empty()) {
+    char* end = nullptr;
+    options.seed = std::strtoull(seed.c_str(), &end, 10);
+    if (end == seed.c_str() || *end != '\0') return bad(fmt::format("--seed takes a whole number, not '{}'", seed));
+  }
+  if (std::string now = value("--now"); !now.empty()) {
+    auto at = parse_iso8601(now);
+    if (!at.ok()) return bad(fmt::format("--now: {}", at.error().message()));
+    options.now = at.value();
+  }
+  if (std::string n = value("--batch-events"); !n.empty()) {
+    char* end = nullptr;
+    long long events = std::strtoll(n.c_str(), &end, 10);
+    if (end == n.c_str() || *end != '\0' || events < 1) return bad("--batch-events takes a number above 0");
+    options.batch_events = static_cast<std::size_t>(events);
+  }
+  options.fail_on_dead_letter = args.flags.count("--fail-on-dead-letter") > 0;
+  return replay::run_replay(options);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -197,6 +268,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (args.verb == "list") return list_types(args);
+  if (args.verb == "replay") return replay_command(args);
   if (args.verb == "buffer") {
     if (args.rest.empty() || args.rest.front() != "check") {
       std::fprintf(stderr, "error: usage: weir buffer check DIR... | -c FILE\n");

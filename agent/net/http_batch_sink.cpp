@@ -148,6 +148,13 @@ Status BatchSink::start(SinkContext& ctx) {
   return on_start();
 }
 
+void BatchSink::capture(const EventBatch& batch, ByteBuffer& out, std::vector<CaptureRejection>& rejected) {
+  for (std::size_t i = 0; i < batch.events().size(); ++i) {
+    Status written = encoder_->encode_row(batch.events()[i], out);
+    if (!written.ok()) rejected.push_back({i, written.error().message()});
+  }
+}
+
 void BatchSink::consume(BatchPtr batch) {
   std::shared_ptr<EventBatch> held(batch.release());
   // Every upload that gets rows of this batch holds a reference to each of its

@@ -38,10 +38,12 @@ bool NodeContext::downstream_ready() const {
 // The component's own state files (ComponentContext::save_state), apart from a
 // transform's snapshots (<name>.{0,1}).
 Result<std::optional<std::string>> NodeContext::load_state() {
+  if (rt_.options_.ephemeral) return std::optional<std::string>();
   return StateFiles(rt_.graph_.config.data_dir + "/state/" + node_.config->name + ".saved").load();
 }
 
 Status NodeContext::save_state(std::string_view state) {
+  if (rt_.options_.ephemeral) return {};
   std::string dir = rt_.graph_.config.data_dir + "/state";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -115,7 +117,7 @@ buffer::ChannelLimits Runtime::Impl::channel_limits(const config::ComponentConfi
 // buffer's jobs run on.
 Status Runtime::Impl::open_disk_buffer(Node& node) {
   const Options& options = node.config->options;
-  if (node.kind() != ComponentKind::Sink || options.string("buffer.type") != "disk") return {};
+  if (node.kind() != ComponentKind::Sink || options.string("buffer.type") != "disk" || options_.ephemeral) return {};
   buffer::DiskChannelOptions disk;
   disk.directory = graph_.config.data_dir + "/buffers/" + node.config->name;
   disk.component = node.config->name;
@@ -135,7 +137,7 @@ Status Runtime::Impl::open_disk_buffer(Node& node) {
 // first batch.
 Status Runtime::Impl::load_transform_state(Node& node) {
   Transform& transform = *node.graph_node->transform;
-  if (!transform.keeps_state()) return {};
+  if (!transform.keeps_state() || options_.ephemeral) return {};
   std::string dir = graph_.config.data_dir + "/state";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

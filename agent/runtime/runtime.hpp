@@ -27,6 +27,10 @@ struct RunOptions {
   // gone through every transform into the sinks, so the order in which batches meet at a
   // fan-in, and the clock each transform reads, are a function of the input alone.
   bool lockstep = false;
+  // Replay and tests: nothing is read from or written to data_dir: sinks' disk buffers are
+  // memory channels, transforms keep no saved state and components' save_state() keeps
+  // nothing, so a run depends on its input and config alone.
+  bool ephemeral = false;
 };
 
 class Runtime {

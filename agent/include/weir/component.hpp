@@ -126,6 +126,12 @@ class Transform {
   virtual Status restore(std::string_view /*snapshot*/) { return {}; }
 };
 
+// An event a sink's encoder refused (see Sink::capture).
+struct CaptureRejection {
+  std::size_t index = 0;  // into the batch's events
+  std::string reason;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -136,6 +142,16 @@ class Sink {
   virtual bool ready() const { return true; }
   // Every input has ended: deliver everything held, then call `done` (once).
   virtual void drain(std::function<void()> done) = 0;
+
+  // What the sink would send for these events in its own encoding (ClickHouse: the
+  // JSONEachRow rows it would insert; InfluxDB: line protocol), without sending anything or
+  // being started: `weir replay --capture` and `weir test` keep it, so CI tests the
+  // encoders too. Called off the loop, one batch at a time, in order. An event the encoder
+  // refuses goes into `rejected` with the reason the live sink would dead-letter it for.
+  // capture_format() names the encoding (the capture file's suffix); "" when the sink has
+  // none of its own beyond the events themselves.
+  virtual std::string capture_format() const { return {}; }
+  virtual void capture(const EventBatch& /*batch*/, ByteBuffer& /*out*/, std::vector<CaptureRejection>& /*rejected*/) {}
 };
 
 }  // namespace weir

@@ -142,6 +142,7 @@ class BatchSink : public Sink {
   void consume(BatchPtr batch) final;
   bool ready() const final { return held_rows_ < max_held_rows_; }
   void drain(std::function<void()> done) final;
+  void capture(const EventBatch& batch, ByteBuffer& out, std::vector<CaptureRejection>& rejected) final;
   ~BatchSink() override;
 
  protected:

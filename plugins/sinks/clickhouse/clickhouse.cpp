@@ -189,6 +189,7 @@ class ClickHouseSink final : public http::BatchSink {
   }
 
   std::string describe_write() const override { return fmt::format("insert into {}.{}", database_, table_); }
+  std::string capture_format() const override { return "JSONEachRow"; }
 
   http::ClientRequest make_request(const http::Upload& insert) override {
     http::ClientRequest request;

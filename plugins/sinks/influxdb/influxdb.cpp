@@ -170,6 +170,7 @@ class InfluxDbSink final : public http::BatchSink {
   }
 
   std::string describe_write() const override { return target_; }
+  std::string capture_format() const override { return "lp"; }
 
   http::ClientRequest make_request(const http::Upload& upload) override {
     http::ClientRequest request;
