@@ -11,6 +11,7 @@
 
 #include "buffer/disk_log.hpp"
 #include "config/config.hpp"
+#include "replay/pipeline_test.hpp"
 #include "replay/replay.hpp"
 #include "runtime/runtime.hpp"
 #include "topology/graph.hpp"
@@ -39,6 +40,8 @@ usage:
                                        feed a recorded NDJSON log (gzip/zstd too) into a source in
                                        place of its live input, deterministically; --capture keeps
                                        what every sink would send in DIR instead of sending it
+  weir test     -c FILE [-c TESTS] [--junit FILE] [--update-golden]
+                                       run the pipeline's `tests:` in memory (exit 0 when all pass)
   weir buffer check DIR... | -c FILE   report the state of disk buffers offline: records to
                                        deliver, damage found (exit 0 intact, 1 damaged, 2 unreadable)
   weir help                            this text
@@ -56,6 +59,7 @@ struct Args {
   std::vector<std::string> rest;
   std::string error;
   bool watch_config = false;
+  bool log_level_set = false;
   // Options with a value, by name (--input LOG, ...), and flags.
   std::map<std::string, std::string> values;
   std::set<std::string> flags;
@@ -63,8 +67,8 @@ struct Args {
 
 // The options of the verbs beyond run: which take a value, which are flags.
 const std::set<std::string> kValueOptions = {"--input", "--input-into", "--capture", "--speed", "--seed",
-                                             "--now", "--batch-events"};
-const std::set<std::string> kFlagOptions = {"--fail-on-dead-letter"};
+                                             "--now", "--batch-events", "--junit"};
+const std::set<std::string> kFlagOptions = {"--fail-on-dead-letter", "--update-golden"};
 
 Args parse_args(int argc, char** argv) {
   Args args;
@@ -89,6 +93,7 @@ Args parse_args(int argc, char** argv) {
         return args;
       }
       log::set_level(level);
+      args.log_level_set = true;
     } else if (kValueOptions.count(arg)) {
       if (i + 1 >= argc) {
         args.error = arg + " needs a value";
@@ -269,6 +274,26 @@ int main(int argc, char** argv) {
   }
   if (args.verb == "list") return list_types(args);
   if (args.verb == "replay") return replay_command(args);
+  if (args.verb == "test") {
+    replay::TestRunOptions options;
+    options.configs = args.configs;
+    options.configs.insert(options.configs.end(), args.rest.begin(), args.rest.end());
+    if (options.configs.empty()) {
+      std::fprintf(stderr, "error: weir test needs a pipeline: -c FILE\n");
+      return 2;
+    }
+    if (auto junit = args.values.find("--junit"); junit != args.values.end()) options.junit = junit->second;
+    options.update_golden = args.flags.count("--update-golden") > 0;
+    // The components' own log lines only when they matter: a test's report is its output.
+    if (!args.log_level_set && std::getenv("WEIR_LOG") == nullptr) log::set_level(log::Level::Error);
+    return replay::run_pipeline_tests(options);
+  }
+  if (!args.values.empty() || !args.flags.empty()) {
+    std::string given = !args.values.empty() ? args.values.begin()->first : *args.flags.begin();
+    std::fprintf(stderr, "error: %s is an option of weir replay and weir test, not of weir %s\n", given.c_str(),
+                 args.verb.c_str());
+    return 2;
+  }
   if (args.verb == "buffer") {
     if (args.rest.empty() || args.rest.front() != "check") {
       std::fprintf(stderr, "error: usage: weir buffer check DIR... | -c FILE\n");

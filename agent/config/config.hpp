@@ -29,6 +29,33 @@ struct ComponentConfig {
   Options options;
 };
 
+// `tests:` in a pipeline file, run by `weir test` (agent/replay/pipeline_test.hpp). Paths
+// are resolved against the directory of the file that names them.
+struct TestInput {
+  std::string insert_at;            // a component
+  SourceLocation where;
+  std::vector<std::string> events;  // JSON, one per event
+  std::string file;                 // NDJSON (a recorded log)
+  std::string raw;                  // NDJSON text
+};
+struct TestOutput {
+  std::string extract_from;         // a component or NAME.output
+  SourceLocation where;
+  std::vector<std::string> conditions;
+  std::optional<std::int64_t> count;  // exactly this many match (default: at least one)
+  bool match_all = false;             // every event extracted matches
+  std::string equals_file;            // exact, ordered comparison with a golden file
+};
+struct TestSpec {
+  std::string name;
+  SourceLocation where;
+  std::string now;                  // ISO-8601; empty: the clock follows event time
+  std::optional<std::uint64_t> seed;
+  std::vector<TestInput> inputs;
+  std::vector<TestOutput> outputs;
+  std::vector<std::string> no_outputs_from;
+};
+
 struct PipelineConfig {
   std::vector<std::string> files;
   std::string data_dir = ".weir";
@@ -38,6 +65,7 @@ struct PipelineConfig {
   std::string api_address;       // empty: the API is off
   std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(30);
   std::vector<ComponentConfig> components;
+  std::vector<TestSpec> tests;
 };
 
 struct Diagnostics {

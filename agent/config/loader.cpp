@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "config/config.hpp"
+#include "weir/json.hpp"
 
 namespace weir::config {
 
@@ -137,7 +138,7 @@ bool parse_float(std::string_view text, double& out) {
 }
 
 const std::vector<std::string> kTopLevelKeys = {"data_dir", "api", "dead_letter", "shutdown_timeout",
-                                                "sources", "transforms", "sinks"};
+                                                "sources", "transforms", "sinks", "tests"};
 
 class Loader {
  public:
@@ -164,6 +165,7 @@ class Loader {
       else if (key == "data_dir") set_global("data_dir", value, out_.data_dir);
       else if (key == "shutdown_timeout") load_shutdown_timeout(value);
       else if (key == "api") load_subsection(value, "api", {{"address", &out_.api_address}});
+      else if (key == "tests") load_tests(value);
       else if (key == "dead_letter") load_subsection(value, "dead_letter", {{"path", &out_.dead_letter_path}, {"max_size", &out_.dead_letter_max_size}});
       else error(fmt::format("unknown section '{}'{}", key, did_you_mean(key, kTopLevelKeys)), at(entry.first));
     }
@@ -177,6 +179,134 @@ class Loader {
   }
   void error(std::string message, SourceLocation where) { diag_.errors.emplace_back(std::move(message), std::move(where)); }
   void warn(std::string message, SourceLocation where) { diag_.warnings.emplace_back(std::move(message), std::move(where)); }
+
+  // `tests:` (read here so their mistakes have a file:line:col; run by `weir test`).
+  void load_tests(const YAML::Node& node) {
+    if (!node.IsSequence()) return error(fmt::format("'tests' must be a list, got {}", yaml_type_name(node)), at(node));
+    std::string base = std::filesystem::path(file_).parent_path().string();
+    auto path_of = [&](const std::string& p) {
+      return p.empty() || p[0] == '/' || base.empty() ? p : (std::filesystem::path(base) / p).string();
+    };
+    auto text = [&](const YAML::Node& n, std::string_view what) { return scalar(n, what).value_or(""); };
+    auto list = [&](const YAML::Node& n, std::string_view what) {
+      std::vector<std::string> out;
+      if (n.IsScalar()) {
+        out.push_back(text(n, what));
+      } else if (n.IsSequence()) {
+        for (const auto& item : n) out.push_back(text(item, what));
+      } else {
+        error(fmt::format("{} must be a list of strings", what), at(n));
+      }
+      return out;
+    };
+    auto unknown = [&](const YAML::Node& key, std::string_view in, const std::vector<std::string>& keys) {
+      error(fmt::format("unknown key '{}' in {}{}", key.Scalar(), in, did_you_mean(key.Scalar(), keys)), at(key));
+    };
+    auto whole = [&](const YAML::Node& n, std::string_view what) -> std::optional<std::int64_t> {
+      std::int64_t value = 0;
+      if (!parse_int(text(n, what), value) || value < 0) {
+        error(fmt::format("{} must be a whole number", what), at(n));
+        return std::nullopt;
+      }
+      return value;
+    };
+    for (const auto& item : node) {
+      if (!item.IsMap()) {
+        error("a test must be a mapping (name, inputs, outputs, ...)", at(item));
+        continue;
+      }
+      TestSpec test;
+      test.where = at(item);
+      for (auto entry : item) {
+        const std::string key = entry.first.Scalar();
+        const YAML::Node& v = entry.second;
+        if (key == "name") {
+          test.name = text(v, "a test's name");
+        } else if (key == "now") {
+          test.now = text(v, "now");
+        } else if (key == "seed") {
+          if (auto seed = whole(v, "seed")) test.seed = static_cast<std::uint64_t>(*seed);
+        } else if (key == "inputs" && v.IsSequence()) {
+          for (const auto& in : v) test.inputs.push_back(load_test_input(in, path_of, text, unknown));
+        } else if (key == "outputs" && v.IsSequence()) {
+          for (const auto& out : v) test.outputs.push_back(load_test_output(out, path_of, text, list, whole, unknown));
+        } else if (key == "no_outputs_from") {
+          test.no_outputs_from = list(v, "no_outputs_from");
+        } else if (key == "inputs" || key == "outputs") {
+          error(fmt::format("'{}' must be a list", key), at(v));
+        } else {
+          unknown(entry.first, "a test", {"name", "now", "seed", "inputs", "outputs", "no_outputs_from"});
+        }
+      }
+      if (test.name.empty()) error("a test needs a name", test.where);
+      if (test.inputs.empty()) error(fmt::format("test '{}' has no inputs", test.name), test.where);
+      if (test.outputs.empty() && test.no_outputs_from.empty()) {
+        error(fmt::format("test '{}' asserts nothing: give outputs or no_outputs_from", test.name), test.where);
+      }
+      out_.tests.push_back(std::move(test));
+    }
+  }
+
+  TestInput load_test_input(const YAML::Node& in, auto& path_of, auto& text, auto& unknown) {
+    TestInput input;
+    input.where = at(in);
+    if (!in.IsMap()) {
+      error("an input must be a mapping (insert_at, events | file | raw)", at(in));
+      return input;
+    }
+    for (auto field : in) {
+      const std::string k = field.first.Scalar();
+      if (k == "insert_at") {
+        input.insert_at = text(field.second, "insert_at");
+      } else if (k == "file") {
+        input.file = path_of(text(field.second, "file"));
+      } else if (k == "raw") {
+        input.raw = text(field.second, "raw");
+      } else if (k == "events" && field.second.IsSequence()) {
+        Arena arena;
+        for (const auto& e : field.second) {
+          if (auto value = to_value(e, arena)) input.events.push_back(to_json(*value));
+        }
+      } else {
+        unknown(field.first, "a test input", {"insert_at", "events", "file", "raw"});
+      }
+    }
+    if (input.insert_at.empty()) error("an input needs insert_at: the component the events go into", input.where);
+    if (input.events.empty() && input.file.empty() && input.raw.empty()) error("an input needs events, file or raw", input.where);
+    return input;
+  }
+
+  TestOutput load_test_output(const YAML::Node& out, auto& path_of, auto& text, auto& list, auto& whole, auto& unknown) {
+    TestOutput output;
+    output.where = at(out);
+    if (!out.IsMap()) {
+      error("an output must be a mapping (extract_from, conditions, count, match, equals_file)", at(out));
+      return output;
+    }
+    for (auto field : out) {
+      const std::string k = field.first.Scalar();
+      if (k == "extract_from") {
+        output.extract_from = text(field.second, "extract_from");
+      } else if (k == "conditions") {
+        output.conditions = list(field.second, "conditions");
+      } else if (k == "equals_file") {
+        output.equals_file = path_of(text(field.second, "equals_file"));
+      } else if (k == "count") {
+        output.count = whole(field.second, "count");
+      } else if (k == "match") {
+        std::string m = text(field.second, "match");
+        if (m != "all" && m != "any") error("match must be 'all' or 'any'", at(field.second));
+        output.match_all = m == "all";
+      } else {
+        unknown(field.first, "a test output", {"extract_from", "conditions", "count", "match", "equals_file"});
+      }
+    }
+    if (output.extract_from.empty()) error("an output needs extract_from: a component or NAME.output", output.where);
+    if (output.conditions.empty() && output.equals_file.empty() && !output.count) {
+      error("an output asserts nothing: give conditions, count or equals_file", output.where);
+    }
+    return output;
+  }
 
   std::optional<std::string> scalar(const YAML::Node& node, std::string_view what) {
     if (!node.IsScalar()) {
