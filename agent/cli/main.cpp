@@ -10,12 +10,14 @@
 #include <fmt/format.h>
 
 #include "buffer/disk_log.hpp"
+#include "cli/tap.hpp"
 #include "config/config.hpp"
 #include "replay/pipeline_test.hpp"
 #include "replay/replay.hpp"
 #include "runtime/runtime.hpp"
 #include "topology/graph.hpp"
 #include "weir/log.hpp"
+#include "weir/options.hpp"
 #include "weir/registry.hpp"
 #include "weir/time.hpp"
 
@@ -40,6 +42,9 @@ usage:
                                        feed a recorded NDJSON log (gzip/zstd too) into a source in
                                        place of its live input, deterministically; --capture keeps
                                        what every sink would send in DIR instead of sending it
+  weir tap      --api ADDRESS COMPONENT[.output]... [--limit N] [--interval D] [--output FILE]
+                [--duration D]         print (or record, ready for weir replay) a sample of the
+                                       events leaving components of a running weir
   weir test     -c FILE [-c TESTS] [--junit FILE] [--update-golden]
                                        run the pipeline's `tests:` in memory (exit 0 when all pass)
   weir buffer check DIR... | -c FILE   report the state of disk buffers offline: records to
@@ -67,7 +72,8 @@ struct Args {
 
 // The options of the verbs beyond run: which take a value, which are flags.
 const std::set<std::string> kValueOptions = {"--input", "--input-into", "--capture", "--speed", "--seed",
-                                             "--now", "--batch-events", "--junit"};
+                                             "--now", "--batch-events", "--junit", "--api", "--limit",
+                                             "--interval", "--output", "--duration"};
 const std::set<std::string> kFlagOptions = {"--fail-on-dead-letter", "--update-golden"};
 
 Args parse_args(int argc, char** argv) {
@@ -274,6 +280,31 @@ int main(int argc, char** argv) {
   }
   if (args.verb == "list") return list_types(args);
   if (args.verb == "replay") return replay_command(args);
+  if (args.verb == "tap") {
+    cli::TapOptions options;
+    auto value = [&](const char* name) {
+      auto found = args.values.find(name);
+      return found == args.values.end() ? std::string() : found->second;
+    };
+    options.api = value("--api");
+    options.components = args.rest;
+    if (options.api.empty() || options.components.empty()) {
+      std::fprintf(stderr, "error: usage: weir tap --api ADDRESS COMPONENT[.output]...\n");
+      return 2;
+    }
+    if (std::string limit = value("--limit"); !limit.empty()) options.limit = std::strtoull(limit.c_str(), nullptr, 10);
+    if (std::string interval = value("--interval"); !interval.empty()) options.interval = interval;
+    options.output = value("--output");
+    if (std::string duration = value("--duration"); !duration.empty()) {
+      auto parsed = parse_duration(duration);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "error: --duration: %s\n", parsed.error().message().c_str());
+        return 2;
+      }
+      options.duration = std::chrono::duration_cast<std::chrono::milliseconds>(parsed.value());
+    }
+    return cli::run_tap(options);
+  }
   if (args.verb == "test") {
     replay::TestRunOptions options;
     options.configs = args.configs;

@@ -1,10 +1,12 @@
-// The API server: /health, /metrics, /reload.
+// The API server: /health, /metrics, /reload, /tap.
 #include <fmt/format.h>
 
 #include "metrics/prometheus.hpp"
 #include "runtime/runtime_impl.hpp"
 #include "weir/json.hpp"
 #include "weir/log.hpp"
+#include "weir/options.hpp"
+#include "weir/uv.hpp"
 
 namespace weir::runtime {
 
@@ -16,7 +18,9 @@ Status Runtime::Impl::start_api() {
   api_ = std::make_unique<http::Server>(&loop_, options,
                                         [this](http::Request& r, http::Responder out) { serve_api(r, std::move(out)); });
   Status started = api_->start();
-  if (started.ok()) log::info("api", "serving /health, /metrics and /reload on {} (port {})", options.address, api_->port());
+  if (started.ok()) {
+    log::info("api", "serving /health, /metrics, /reload and /tap on {} (port {})", options.address, api_->port());
+  }
   return started;
 }
 
@@ -34,6 +38,7 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
     // a component that retries or is blocked is reported, and the agent is still healthy.
     return responder.send(http::Response::json(stopping_ ? 503 : 200, health_json()));
   }
+  if (request.path == "/tap") return serve_tap(request, std::move(responder));
   if (request.path == "/metrics") {
     std::vector<metrics::ComponentRow> rows;
     for (auto& node : nodes_) {
@@ -50,7 +55,95 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return responder.send(std::move(response));
   }
-  responder.send(http::Response::error(404, "the API serves GET /health, GET /metrics and POST /reload"));
+  responder.send(http::Response::error(404, "the API serves GET /health, GET /metrics, GET /tap and POST /reload"));
+}
+
+void Tap::offer(const EventBatch& batch) {
+  seen += batch.size();
+  for (const Event& event : batch.events()) {
+    if (sampled >= limit) break;
+    write_json(event.fields, events);
+    events.push_back('\n');
+    ++sampled;
+  }
+}
+
+// GET /tap?components=a,b.output&limit=N&interval=1s: after the interval, the sampled events
+// as NDJSON, with X-Weir-Tap-Seen (events that left the components meanwhile) and
+// X-Weir-Tap-Sampled (how many of them are in the body).
+void Runtime::Impl::serve_tap(http::Request& request, http::Responder responder) {
+  auto tap = std::make_shared<Tap>();
+  std::chrono::milliseconds interval{1000};
+  if (auto limit = request.query_param("limit")) {
+    char* end = nullptr;
+    long long n = std::strtoll(limit->c_str(), &end, 10);
+    if (end == limit->c_str() || *end != '\0' || n < 1 || n > 1'000'000) {
+      return responder.send(http::Response::error(400, "limit must be a number from 1 to 1000000"));
+    }
+    tap->limit = static_cast<std::size_t>(n);
+  }
+  if (auto text = request.query_param("interval")) {
+    auto parsed = parse_duration(*text);
+    if (!parsed.ok() || parsed.value() < std::chrono::milliseconds(10) || parsed.value() > std::chrono::seconds(60)) {
+      return responder.send(http::Response::error(400, "interval must be a duration from 10ms to 60s, e.g. 1s"));
+    }
+    interval = std::chrono::duration_cast<std::chrono::milliseconds>(parsed.value());
+  }
+  auto names = request.query_param("components").value_or("");
+  auto entry = std::make_unique<TapRequest>();
+  std::size_t from = 0;
+  while (from <= names.size()) {
+    std::size_t comma = std::min(names.find(',', from), names.size());
+    std::string name = names.substr(from, comma - from);
+    from = comma + 1;
+    if (name.empty()) continue;
+    std::string base = name, output;
+    Node* found = nullptr;
+    for (auto& node : nodes_) {
+      if (node->config->name == name) found = node.get();
+    }
+    if (found == nullptr && name.find('.') != std::string::npos) {
+      base = name.substr(0, name.find('.'));
+      output = name.substr(name.find('.') + 1);
+      for (auto& node : nodes_) {
+        if (node->config->name == base) found = node.get();
+      }
+    }
+    if (found == nullptr) return responder.send(http::Response::error(400, fmt::format("no component '{}'", name)));
+    if (found->kind() == ComponentKind::Sink) {
+      return responder.send(http::Response::error(
+          400, fmt::format("'{}' is a sink: its events leave weir; tap the component it reads from", name)));
+    }
+    auto port = std::find(found->outputs.begin(), found->outputs.end(), output);
+    if (port == found->outputs.end()) {
+      return responder.send(http::Response::error(400, fmt::format("'{}' has no output '{}'", base, output)));
+    }
+    found->taps.emplace_back(static_cast<std::size_t>(port - found->outputs.begin()), tap);
+    entry->nodes.push_back(found);
+  }
+  if (entry->nodes.empty()) return responder.send(http::Response::error(400, "name components: /tap?components=a,b.output"));
+  entry->tap = tap;
+  entry->responder = std::move(responder);
+  entry->runtime = this;
+  TapRequest* pending = entry.get();
+  taps_.push_back(std::move(entry));
+  start_timer(
+      pending->timer, &loop_, pending,
+      [](uv_timer_t* t) {
+        auto* done = static_cast<TapRequest*>(t->data);
+        Impl& rt = *done->runtime;
+        for (Node* node : done->nodes) {
+          std::erase_if(node->taps, [&](const auto& entry) { return entry.second == done->tap; });
+        }
+        http::Response response = http::Response::text(200, std::string(done->tap->events.view()));
+        response.content_type = "application/x-ndjson";
+        response.headers.push_back({"x-weir-tap-seen", std::to_string(done->tap->seen)});
+        response.headers.push_back({"x-weir-tap-sampled", std::to_string(done->tap->sampled)});
+        done->responder.send(std::move(response));
+        // Freed now (the timer's memory goes with its close callback).
+        std::erase_if(rt.taps_, [&](const auto& entry) { return entry.get() == done; });
+      },
+      static_cast<std::uint64_t>(interval.count()));
 }
 
 // {"status": "ok"|"draining", "generation": N, "components": {name: {kind, type, state, ...}}}

@@ -384,6 +384,9 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
     producer.metrics.events_dropped.add(batch->size());
     return;
   }
+  for (auto& [tapped, tap] : producer.taps) {
+    if (tapped == output) tap->offer(*batch);
+  }
   auto& consumers = producer.consumers[output];
   if (consumers.empty()) {
     // An output nothing reads from (validate warned about it): discarded, counted.
@@ -483,6 +486,7 @@ void Runtime::Impl::complete() {
   if (completed_) return;
   completed_ = true;
   api_.reset();
+  taps_.clear();  // unanswered: their connections went with the API server
   idle_.close();
   sigint_.close();
   sigterm_.close();

@@ -37,6 +37,17 @@ struct ReloadOutcome {
 };
 using ReloadDone = std::function<void(const ReloadOutcome&)>;
 
+// `GET /tap`: a sample of the events leaving some components' outputs for one interval.
+// The pipeline never waits for it: the first `limit` events of the interval are copied as
+// JSON, the rest only counted.
+struct Tap {
+  std::size_t limit = 100;
+  std::uint64_t seen = 0;
+  std::size_t sampled = 0;
+  ByteBuffer events;  // NDJSON
+  void offer(const EventBatch& batch);
+};
+
 class Runtime::Impl {
  public:
   Impl(topology::Graph& graph, RunOptions options);
@@ -92,6 +103,9 @@ class Runtime::Impl {
   void trim_if_idle();
   Status start_api();
   void serve_api(http::Request& request, http::Responder responder);
+  void serve_tap(http::Request& request, http::Responder responder);
+  struct TapRequest;
+  std::vector<std::unique_ptr<TapRequest>> taps_;  // answered when their interval ends
   std::string health_json() const;
 
   std::unique_ptr<Node> make_node(topology::Node& graph_node, const config::ComponentConfig& config, std::size_t index);
@@ -217,6 +231,7 @@ struct Runtime::Impl::Node {
   std::string dead_letter_failure;
 
   std::vector<std::string> outputs;  // as the running instance names them
+  std::vector<std::pair<std::size_t, std::shared_ptr<Tap>>> taps;  // (output, tap) of GET /tap requests
 
   // Reload: a sink being replaced gets no batches while the old instance drains; a source
   // being replaced is stopped and its successor started once it has finished; a removed
@@ -237,6 +252,14 @@ struct Runtime::Impl::Node {
   ComponentKind kind() const { return graph_node->kind; }
   // Nothing more to come from it: a sink drained, a source or transform finished.
   bool drained() const { return kind() == ComponentKind::Sink ? done : finished; }
+};
+
+struct Runtime::Impl::TapRequest {
+  std::shared_ptr<Tap> tap;
+  std::vector<Node*> nodes;  // whose taps hold it until the interval ends
+  http::Responder responder;
+  UvTimer timer;
+  Impl* runtime = nullptr;
 };
 
 struct Runtime::Impl::Retired {
