@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "config/config.hpp"
+#include "replay/recorded_log.hpp"
 #include "replay/replay.hpp"
 #include "replay/replay_source.hpp"
 #include "runtime/runtime.hpp"
@@ -44,9 +45,14 @@ std::string input_text(const config::TestInput& input) {
   std::string text;
   for (const std::string& e : input.events) text += e + "\n";
   if (!input.raw.empty()) text += input.raw + (input.raw.back() == '\n' ? "" : "\n");
-  if (!input.file.empty()) {
-    auto file = read_file(input.file);
-    if (file.ok()) text += file.value();
+  if (!input.file.empty()) {  // a recorded log: plain, gzip or zstd
+    auto log = RecordedLog::open(input.file);
+    if (log.ok()) {
+      while (true) {
+        auto read = log.value()->read_lines(100000, text);
+        if (!read.ok() || read.value() == 0) break;
+      }
+    }
   }
   return text;
 }
@@ -200,7 +206,9 @@ Outcome run_one(const std::vector<std::string>& configs, const config::TestSpec&
   std::map<std::string, std::string> source_text;  // by source name
   for (std::size_t i = 0; i < test.inputs.size(); ++i) {
     const config::TestInput& input = test.inputs[i];
-    if (!input.file.empty() && !read_file(input.file).ok()) return fail(fmt::format("input file {} cannot be read", input.file));
+    if (!input.file.empty()) {
+      if (auto log = RecordedLog::open(input.file); !log.ok()) return fail("input file: " + log.error().message());
+    }
     config::ComponentConfig* target = find(input.insert_at);
     if (target == nullptr) {
       std::string hint = config::nearest(input.insert_at, names);
