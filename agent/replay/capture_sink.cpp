@@ -109,21 +109,14 @@ void CaptureSink::next_jobs() {
     job->real = real_;
     job->files = files_;
     job->store = store_;
-    job->work.data = job.get();
-    int rc = uv_queue_work(
-        ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<Job*>(w->data)->run(); },
-        [](uv_work_t* w, int) {
-          std::unique_ptr<Job> done(static_cast<Job*>(w->data));
-          if (done->owner != nullptr) done->owner->job_done(*done);
-        });
-    if (rc < 0) {
+    int rc = 0;
+    jobs_[stream] = queue_job(ctx_->loop(), job, rc);
+    if (jobs_[stream] == nullptr) {
       // Not captured: the batch fails, as a sink that cannot write fails it.
       held.batch->fail("capture: " + uv_error_text(rc));
       ctx_->metrics().errors.add();
       held.done[stream] = true;
-      continue;
     }
-    jobs_[stream] = job.release();
   }
   release_done();
 }

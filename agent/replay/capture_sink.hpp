@@ -39,6 +39,8 @@ class CaptureSink final : public Sink {
   // side by side on the pool (the events' JSON and the sink's encoding cost about the same).
   enum Stream { kEvents = 0, kEncoded = 1 };
 
+  void job_done(Job& job);  // back from the pool (queue_job)
+
  private:
   struct Held {
     std::shared_ptr<EventBatch> batch;  // shared with its jobs; let go on the loop (its acknowledgements)
@@ -46,7 +48,6 @@ class CaptureSink final : public Sink {
     std::vector<CaptureRejection> rejected;
   };
   void next_jobs();
-  void job_done(Job& job);
   void release_done();
   void check_drained();
 

@@ -106,20 +106,13 @@ void ReplaySource::prepare_more() {
   job->wanted = kAhead - ready_.size();
   job->batch_events = input_.batch_events;
   job->timestamp = FieldPath(input_.timestamp_field);
-  job->work.data = job.get();
-  int rc = uv_queue_work(
-      ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<Job*>(w->data)->run(); },
-      [](uv_work_t* w, int) {
-        std::unique_ptr<Job> done(static_cast<Job*>(w->data));
-        if (done->owner != nullptr) done->owner->job_done(*done);
-      });
-  if (rc < 0) {
+  int rc = 0;
+  job_ = queue_job(ctx_->loop(), job, rc);
+  if (job_ == nullptr) {
     log::error(ctx_->name(), "cannot read {}: {}", log_->name(), uv_error_text(rc));
     log_done_ = true;
     deliver();
-    return;
   }
-  job_ = job.release();
 }
 
 void ReplaySource::job_done(Job& job) {

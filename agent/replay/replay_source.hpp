@@ -45,9 +45,10 @@ class ReplaySource final : public Source {
   struct Prepared;  // a decoded batch (replay_source.cpp)
   struct Job;
 
+  void job_done(Job& job);  // back from the pool (queue_job)
+
  private:
   void prepare_more();
-  void job_done(Job& job);
   void deliver();
   void finish();
 

@@ -57,6 +57,22 @@ using UvTty = UvHandle<uv_tty_t>;
 using UvTcp = UvHandle<uv_tcp_t>;
 using UvAsync = UvHandle<uv_async_t>;
 
+// Runs `job->run()` on the thread pool, then, back on the loop, `job->owner->job_done(*job)`
+// unless the owner let go of it meanwhile (set `owner` to null in its destructor); the job is
+// freed after that. `Job` has `uv_work_t work`, `run()` and `owner`. On success the pool owns
+// the job (the unique_ptr is released, the raw pointer returned); on failure nullptr and `rc`.
+template <typename Job>
+Job* queue_job(uv_loop_t* loop, std::unique_ptr<Job>& job, int& rc) {
+  job->work.data = job.get();
+  rc = uv_queue_work(
+      loop, &job->work, [](uv_work_t* w) { static_cast<Job*>(w->data)->run(); },
+      [](uv_work_t* w, int) {
+        std::unique_ptr<Job> done(static_cast<Job*>(w->data));
+        if (done->owner != nullptr) done->owner->job_done(*done);
+      });
+  return rc < 0 ? nullptr : job.release();
+}
+
 // Initialises `timer` on `loop` the first time, then (re)starts it: `callback` after
 // `timeout_ms`, then every `repeat_ms` when non-zero, with `data` in the handle.
 // Returns 0 or a libuv error code.
