@@ -51,7 +51,9 @@ class CaptureSink final : public Sink {
   void release_done();
   void check_drained();
 
-  static constexpr std::size_t kMaxHeld = 8;
+  // Batches held while their streams are written: few, so they are still in the cache when
+  // written (8 measured 10% slower than 4 on 2 cores, 16 slower again).
+  static constexpr std::size_t kMaxHeld = 4;
   std::string name_;
   std::shared_ptr<Sink> real_;  // shared with the job that encodes through it
   std::string directory_;

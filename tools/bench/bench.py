@@ -272,6 +272,20 @@ def main():
             samples["weir " + name][1].append(peak)
     results = [(name, statistics.median(secs), statistics.median(rss)) for name, (secs, rss) in samples.items()]
 
+    # weir replay through the CVAT analytics pipeline, every sink captured (events and
+    # ClickHouse rows) on tmpfs when there is one; both cores (it reads ahead and encodes on
+    # the pool), so not pinned like the rows above.
+    cvat = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pipelines", "cvat-analytics.yaml")
+    capture = tempfile.mkdtemp(prefix="weir-bench-capture-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp)
+    replay_secs, replay_rss = [], []
+    for _ in range(args.runs):
+        shutil.rmtree(capture, ignore_errors=True)
+        s, peak, _ = run_measured([weir, "replay", "-c", cvat, "--input", data, "--capture", capture, "--log-level", "warn"])
+        replay_secs.append(s)
+        replay_rss.append(peak)
+    shutil.rmtree(capture, ignore_errors=True)
+    results.append(("weir replay CVAT pipeline --capture (2 cores)", statistics.median(replay_secs), statistics.median(replay_rss)))
+
     # Memory stays flat: 3x the input through a pipe.
     big_secs, big_rss, _ = run_measured([weir, "run", "-c", paths["decode -> encode -> /dev/null"], "--log-level", "warn"], stdin_path=data,
                                         stdin_repeat=3, cpu=cpu)
