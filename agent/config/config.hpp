@@ -36,7 +36,7 @@ struct TestInput {
   SourceLocation where;
   std::vector<std::string> events;  // JSON, one per event
   std::string file;                 // NDJSON (a recorded log)
-  std::string raw;                  // NDJSON text
+  std::string raw;                  // bytes in a source's own format (Source::decode_raw); else NDJSON
 };
 struct TestOutput {
   std::string extract_from;         // a component or NAME.output

@@ -157,4 +157,13 @@ void LineStream::finish(EventBatch& batch, std::vector<DecodeRejection>& rejecte
   line_start_ = filled_;
 }
 
+void decode_text(std::string_view text, Codec codec, std::size_t max_line_bytes, EventBatch& batch,
+                 std::vector<DecodeRejection>& rejected) {
+  auto copy = std::make_shared<std::string>(text);
+  copy->append(InputChunk::padding, '\0');
+  LineDecoder decoder(codec, max_line_bytes);
+  decoder.decode(copy->data(), text.size(), copy->size(), batch, rejected);
+  batch.retain(copy);
+}
+
 }  // namespace weir

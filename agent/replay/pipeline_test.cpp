@@ -204,6 +204,7 @@ Outcome run_one(const std::vector<std::string>& configs, const config::TestSpec&
 
   // Inputs: into a source's place, or through a synthetic source into a transform or sink.
   std::map<std::string, std::string> source_text;  // by source name
+  std::map<std::string, std::vector<std::string>> raw_at_source;
   for (std::size_t i = 0; i < test.inputs.size(); ++i) {
     const config::TestInput& input = test.inputs[i];
     if (!input.file.empty()) {
@@ -216,7 +217,10 @@ Outcome run_one(const std::vector<std::string>& configs, const config::TestSpec&
                               hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint)));
     }
     if (target->kind == ComponentKind::Source) {
-      source_text[target->name] += input_text(input);
+      config::TestInput rest = input;
+      if (!input.raw.empty()) raw_at_source[target->name].push_back(input.raw);  // its own format
+      rest.raw.clear();
+      source_text[target->name] += input_text(rest);
       continue;
     }
     std::string name = fmt::format("_test_input_{}", i);
@@ -272,6 +276,21 @@ Outcome run_one(const std::vector<std::string>& configs, const config::TestSpec&
     input.clock = clock;
     const std::string& name = graph.component(node).name;
     if (auto text = source_text.find(name); text != source_text.end()) input.text = text->second;
+    for (const std::string& raw : raw_at_source[name]) {
+      // Through the source's own decoder (its codec: NDJSON, text, CVAT's client batches...);
+      // the events go in as NDJSON, after the test's other inputs.
+      EventBatch decoded;
+      if (!node.source->decode_raw(raw, clock->now(), decoded, input.rejected)) {
+        input.text += raw + (raw.back() == '\n' ? "" : "\n");
+        continue;
+      }
+      ByteBuffer lines;
+      for (const Event& e : decoded.events()) {
+        write_json(e.fields, lines);
+        lines.push_back('\n');
+      }
+      input.text += std::string(lines.view());
+    }
     node.source = std::make_unique<ReplaySource>(std::move(input), node.source->outputs());
   }
   std::map<std::string, std::shared_ptr<CaptureStore>> stores;

@@ -94,6 +94,7 @@ Status ReplaySource::start(SourceContext& ctx) {
     log_ = std::move(opened.value());
   }
   decoder_ = std::make_shared<LineDecoder>(Codec::Json);
+  for (const DecodeRejection& r : input_.rejected) ctx.dead_letter_raw(r.raw, r.line, r.reason);
   started_ms_ = uv_now(ctx.loop());
   prepare_more();
   return {};

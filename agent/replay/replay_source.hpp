@@ -25,6 +25,9 @@ struct ReplayInput {
   double speed = 0;          // 0: as fast as the pipeline goes; N: N times the recorded pace
   std::shared_ptr<InputClock> clock;  // moved on by event time (null: none)
   std::string timestamp_field = "timestamp";
+  // Rejected before the replay (weir test's raw input, decoded by the source's own format):
+  // dead-lettered by this source when it starts.
+  std::vector<DecodeRejection> rejected;
 };
 
 class ReplaySource final : public Source {

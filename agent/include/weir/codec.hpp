@@ -55,6 +55,11 @@ class LineDecoder {
   std::uint64_t line_ = 0;
 };
 
+// Decodes a whole text of lines (test input) as a stream reader would: a copy of it, padded,
+// is retained by the batch (text events point into it).
+void decode_text(std::string_view text, Codec codec, std::size_t max_line_bytes, EventBatch& batch,
+                 std::vector<DecodeRejection>& rejected);
+
 // Turns a stream of reads into decoded batches: reads go into padded chunks, complete
 // lines are decoded in place (events point into the chunk, which the batch retains), the
 // partial last line carries into the next chunk, and a line longer than max_line_bytes is

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "weir/clock.hpp"
+#include "weir/codec.hpp"
 #include "weir/event.hpp"
 #include "weir/metrics.hpp"
 #include "weir/result.hpp"
@@ -101,6 +102,13 @@ class Source {
   virtual void resume() {}
   // Stop taking input (signal, shutdown). Must lead to ctx.finished(), now or later.
   virtual void stop() = 0;
+  // Input in this source's own format (`weir test`'s `raw:`: a request body, a stretch of a
+  // file): the events its live input would make of it, and what it would reject. Called
+  // without start(), at `now`. False: the source has no format of its own (raw is NDJSON).
+  virtual bool decode_raw(std::string_view /*raw*/, EpochNanos /*now*/, EventBatch& /*batch*/,
+                          std::vector<DecodeRejection>& /*rejected*/) const {
+    return false;
+  }
 };
 
 class Transform {

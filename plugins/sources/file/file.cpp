@@ -235,6 +235,11 @@ class FileSource final : public Source {
     poll();
   }
 
+  bool decode_raw(std::string_view raw, EpochNanos, EventBatch& batch, std::vector<DecodeRejection>& rejected) const override {
+    decode_text(raw, codec_, max_line_bytes_, batch, rejected);
+    return true;
+  }
+
   void stop() override {
     if (stopped_) return;
     stopped_ = true;

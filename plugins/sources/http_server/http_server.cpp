@@ -174,6 +174,18 @@ class HttpServerSource final : public Source {
 
   void resume() override { requests_->resume(); }
 
+  // A request body, decoded as handle() decodes one.
+  bool decode_raw(std::string_view raw, EpochNanos now, EventBatch& batch, std::vector<DecodeRejection>& rejected) const override {
+    auto body = std::make_shared<std::string>(raw);
+    std::vector<BodyRejection> refused;
+    BodyDecoder(codec_).decode(*body, now, batch, refused);
+    batch.retain(body);
+    for (BodyRejection& r : refused) {
+      rejected.push_back(DecodeRejection{r.line, r.line ? std::move(r.reason) : "request body: " + r.reason, std::move(r.raw)});
+    }
+    return true;
+  }
+
   void stop() override {
     if (stopping_) return;
     stopping_ = true;

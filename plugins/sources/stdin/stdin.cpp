@@ -34,7 +34,12 @@ class StdinSource final : public Source {
   }
 
   StdinSource(Codec codec, std::size_t max_line_bytes, std::size_t read_bytes)
-      : stream_(codec, max_line_bytes, read_bytes) {}
+      : codec_(codec), max_line_bytes_(max_line_bytes), stream_(codec, max_line_bytes, read_bytes) {}
+
+  bool decode_raw(std::string_view raw, EpochNanos, EventBatch& batch, std::vector<DecodeRejection>& rejected) const override {
+    decode_text(raw, codec_, max_line_bytes_, batch, rejected);
+    return true;
+  }
 
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
@@ -136,6 +141,8 @@ class StdinSource final : public Source {
   }
 
   SourceContext* ctx_ = nullptr;
+  Codec codec_;
+  std::size_t max_line_bytes_;
   LineStream stream_;
   UvPipe pipe_;
   UvTty tty_;
