@@ -393,7 +393,7 @@ class WorkingTime final : public Transform {
     if (auto made = take_row(clock, arena)) out.push_back(*made);
   }
 
-  // The rows of users idle for emit_interval by the pipeline's time `now`.
+  // The rows of users idle for idle_after by the pipeline's time `now`.
   template <typename Emit>
   void for_each_idle(EpochNanos now, Emit&& emit) {
     while (!idle_.empty() && idle_.top().due <= now) {
