@@ -262,7 +262,9 @@ class Loader {
         input.file = path_of(text(field.second, "file"));
       } else if (k == "raw") {
         input.raw = text(field.second, "raw");
-      } else if (k == "events" && field.second.IsSequence()) {
+      } else if (k == "events" && !field.second.IsSequence()) {
+        error("events must be a list of events", at(field.second));
+      } else if (k == "events") {
         Arena arena;
         for (const auto& e : field.second) {
           if (auto value = to_value(e, arena)) input.events.push_back(to_json(*value));
