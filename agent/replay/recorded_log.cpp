@@ -19,6 +19,7 @@ struct RecordedLog::Inflater {
   z_stream zlib{};
   bool zlib_ready = false;
   ZSTD_DStream* zstd = nullptr;
+  bool frame_open = false;  // input taken since the last complete gzip member or zstd frame
   ~Inflater() {
     if (zlib_ready) inflateEnd(&zlib);
     if (zstd != nullptr) ZSTD_freeDStream(zstd);
@@ -96,9 +97,15 @@ Result<bool> RecordedLog::fill() {
       pending_.resize(before + 4 * kReadBytes);
       z.next_out = reinterpret_cast<Bytef*>(pending_.data() + before);
       z.avail_out = static_cast<uInt>(4 * kReadBytes);
+      uInt offered = z.avail_in;
       int rc = inflate(&z, Z_NO_FLUSH);
-      if (rc == Z_STREAM_END) inflateReset(&z);  // another gzip member may follow (cat a.gz b.gz)
-      else if (rc != Z_OK && rc != Z_BUF_ERROR) return Error(fmt::format("{}: gzip: {}", name_, z.msg ? z.msg : "damaged data"));
+      if (z.avail_in < offered) inflater_->frame_open = true;
+      if (rc == Z_STREAM_END) {
+        inflateReset(&z);  // another gzip member may follow (cat a.gz b.gz)
+        inflater_->frame_open = false;
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        return Error(fmt::format("{}: gzip: {}", name_, z.msg ? z.msg : "damaged data"));
+      }
       raw_at_ = raw_.size() - z.avail_in;
       pending_.resize(before + (4 * kReadBytes - z.avail_out));
       break;
@@ -109,12 +116,18 @@ Result<bool> RecordedLog::fill() {
       ZSTD_outBuffer out{pending_.data() + before, 4 * kReadBytes, 0};
       std::size_t rc = ZSTD_decompressStream(inflater_->zstd, &out, &in);
       if (ZSTD_isError(rc)) return Error(fmt::format("{}: zstd: {}", name_, ZSTD_getErrorName(rc)));
+      if (in.pos > 0 || out.pos > 0) inflater_->frame_open = rc != 0;  // 0: a frame just ended
       raw_at_ += in.pos;
       pending_.resize(before + out.pos);
       break;
     }
   }
-  return pending_.size() > before || !input_done;
+  bool more = pending_.size() > before || !input_done;
+  if (!more && inflater_ && inflater_->frame_open) {
+    return Error(fmt::format("{} ends in the middle of its {} stream (truncated?)", name_,
+                             format_ == Format::Gzip ? "gzip" : "zstd"));
+  }
+  return more;
 }
 
 Result<std::size_t> RecordedLog::read_lines(std::size_t max_lines, std::string& out) {

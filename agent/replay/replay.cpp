@@ -153,6 +153,7 @@ int run_replay(const ReplayOptions& options) {
   run.ephemeral = true;
   auto began = std::chrono::steady_clock::now();
   int code;
+  bool whole_log = false, read_failed = false;
   std::uint64_t dead_letters = 0;
   std::string summary;
   {
@@ -166,6 +167,8 @@ int run_replay(const ReplayOptions& options) {
       uv_unref(progress.timer.base());
     }
     code = rt.run();
+    whole_log = replaced.value()->reached_end();
+    read_failed = replaced.value()->read_failed();
     progress.timer.close();
     if (progress.shown) std::fputs("\n", stderr);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
@@ -193,6 +196,11 @@ int run_replay(const ReplayOptions& options) {
   std::fputs(summary.c_str(), stdout);
   std::filesystem::remove_all(scratch, ec);
   if (code != 0) return code;
+  if (!whole_log) {
+    std::fprintf(stderr, "error: %s %s: the capture is partial\n",
+                 read_failed ? "could not read to the end of" : "stopped before the end of", options.input.c_str());
+    return read_failed ? 1 : 130;
+  }
   if (options.fail_on_dead_letter && dead_letters > 0) {
     std::fprintf(stderr, "error: %llu event(s) dead-lettered (--fail-on-dead-letter)\n",
                  static_cast<unsigned long long>(dead_letters));

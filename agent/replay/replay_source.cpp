@@ -46,9 +46,8 @@ struct ReplaySource::Job {
       if (!read.ok()) {
         error = read.error().message();
         at_end = true;
-        return;
-      }
-      if (read.value() == 0) {
+        if (lines.empty()) return;  // else the lines read before the failure still go in
+      } else if (read.value() == 0) {
         at_end = true;
         return;
       }
@@ -68,6 +67,7 @@ struct ReplaySource::Job {
         prepared->latest_time = std::max(prepared->latest_time, at.value());
       }
       made.push_back(std::move(prepared));
+      if (at_end) return;
     }
   }
 };
@@ -114,6 +114,7 @@ void ReplaySource::prepare_more() {
   if (job_ == nullptr) {
     log::error(ctx_->name(), "cannot read {}: {}", log_->name(), uv_error_text(rc));
     log_done_ = true;
+    read_failed_ = true;
     deliver();
   }
 }
@@ -123,6 +124,7 @@ void ReplaySource::job_done(Job& job) {
   for (auto& made : job.made) ready_.push_back(std::move(made));
   if (!job.error.empty()) {
     log::error(ctx_->name(), "replay input: {}; the events before it were replayed", job.error);
+    read_failed_ = true;
     ctx_->metrics().errors.add();
   }
   if (job.at_end) log_done_ = true;

@@ -42,6 +42,9 @@ class ReplaySource final : public Source {
   void stop() override;
 
   std::uint64_t events_emitted() const { return emitted_; }
+  // The whole log went in (not stopped by a signal or a failure before its end).
+  bool reached_end() const { return log_done_ && !stopping_ && !read_failed_ && ready_.empty(); }
+  bool read_failed() const { return read_failed_; }
   std::uint64_t bytes_read() const { return log_ ? log_->bytes_read() : 0; }
   std::uint64_t total_bytes() const { return log_ ? log_->total_bytes() : 0; }
 
@@ -65,6 +68,7 @@ class ReplaySource final : public Source {
   bool log_done_ = false;
   bool waiting_ = false;   // emit() said wait: until resume()
   bool stopping_ = false;
+  bool read_failed_ = false;
   bool finished_ = false;
   std::uint64_t emitted_ = 0;
   std::uint64_t started_ms_ = 0;

@@ -126,6 +126,13 @@ try:
         rc = run("replay", "-c", stamp, "--input", name, "--capture", folder).returncode
         digests[os.path.basename(name)] = (rc, capture_digests(folder))
     check("plain, gzip and zstd logs give the same capture", len({json.dumps(v) for v in digests.values()}) == 1, digests)
+    with open(small + ".gz", "rb") as f:
+        whole = f.read()
+    with open(small + ".cut.gz", "wb") as f:
+        f.write(whole[:len(whole) // 2])
+    cut = run("replay", "-c", stamp, "--input", small + ".cut.gz", "--capture", os.path.join(WORK, "cut"))
+    check("a truncated gzip log is an error (exit 1), not a silent short replay",
+          cut.returncode == 1 and "truncated" in cut.stderr and "capture is partial" in cut.stderr, cut.stderr[-600:])
 
     # Working time: replay vs the same events posted live over HTTP, 50 a request.
     session = os.path.join(ROOT, "examples", "cvat-multi-user.ndjson")
