@@ -296,26 +296,13 @@ Outcome run_one(const std::vector<std::string>& configs, const config::TestSpec&
   std::map<std::string, std::shared_ptr<CaptureStore>> stores;
   for (auto& [name, store] : capture_sinks(graph, "")) stores[name] = store;
 
-  std::string scratch =
-      (std::filesystem::temp_directory_path() / fmt::format("weir-test-{}", getpid())).string();
-  std::error_code ec;
-  std::filesystem::remove_all(scratch, ec);
-  graph.config.data_dir = scratch;
-  graph.config.api_address.clear();
-  graph.config.dead_letter_path = scratch + "/dead_letter.ndjson";
-  runtime::RunOptions run;
-  run.handle_signals = false;
-  run.print_summary = false;
-  run.clock = clock;
-  run.seed = test.seed.value_or(0);
-  run.lockstep = true;
-  run.ephemeral = true;
   int code;
   {
-    runtime::Runtime rt(graph, run);
+    IsolatedRun isolated(graph, "test", clock, test.seed.value_or(0), "");
+    isolated.options.handle_signals = false;
+    runtime::Runtime rt(graph, isolated.options);
     code = rt.run();
   }
-  std::filesystem::remove_all(scratch, ec);
   if (code != 0) outcome.failures.push_back(fmt::format("the pipeline exited {} (see the log above)", code));
 
   auto extracted = [&](const std::string& sink) {

@@ -68,6 +68,26 @@ std::vector<std::pair<std::string, std::shared_ptr<CaptureStore>>> capture_sinks
   return stores;
 }
 
+IsolatedRun::IsolatedRun(topology::Graph& graph, const std::string& purpose, std::shared_ptr<InputClock> clock,
+                         std::uint64_t seed, const std::string& dead_letter_path) {
+  std::error_code ec;
+  scratch = (std::filesystem::temp_directory_path() / fmt::format("weir-{}-{}", purpose, getpid())).string();
+  std::filesystem::remove_all(scratch, ec);
+  graph.config.data_dir = scratch;
+  graph.config.api_address.clear();
+  graph.config.dead_letter_path = dead_letter_path.empty() ? scratch + "/dead_letter.ndjson" : dead_letter_path;
+  options.print_summary = false;
+  options.clock = std::move(clock);
+  options.seed = seed;
+  options.lockstep = true;
+  options.ephemeral = true;
+}
+
+IsolatedRun::~IsolatedRun() {
+  std::error_code ec;
+  std::filesystem::remove_all(scratch, ec);
+}
+
 namespace {
 
 std::string rate(double per_second) {
@@ -109,22 +129,16 @@ int run_replay(const ReplayOptions& options) {
     return 1;
   }
 
-  // Nothing of the config's data_dir is read or written: a scratch one for what components
-  // may still put there, and dead letters next to the capture.
-  std::error_code ec;
-  std::string scratch = (std::filesystem::temp_directory_path() / fmt::format("weir-replay-{}", getpid())).string();
-  std::filesystem::remove_all(scratch, ec);
-  graph.config.data_dir = scratch;
-  graph.config.api_address.clear();
-  graph.config.dead_letter_path =
-      options.capture_dir.empty() ? scratch + "/dead_letter.ndjson" : options.capture_dir + "/dead_letter.ndjson";
+  // Dead letters next to the capture.
+  auto clock = std::make_shared<InputClock>();
+  if (options.now) clock->fix_at(*options.now);
+  IsolatedRun isolated(graph, "replay", clock, options.seed,
+                       options.capture_dir.empty() ? std::string() : options.capture_dir + "/dead_letter.ndjson");
   if (!options.capture_dir.empty()) {
+    std::error_code ec;
     std::filesystem::create_directories(options.capture_dir, ec);
     std::filesystem::remove(graph.config.dead_letter_path, ec);
   }
-
-  auto clock = std::make_shared<InputClock>();
-  if (options.now) clock->fix_at(*options.now);
   ReplayInput input;
   input.path = options.input;
   input.batch_events = options.batch_events;
@@ -145,19 +159,13 @@ int run_replay(const ReplayOptions& options) {
     unsigned cores = std::max(2u, std::thread::hardware_concurrency());
     setenv("UV_THREADPOOL_SIZE", std::to_string(cores).c_str(), 0);
   }
-  runtime::RunOptions run;
-  run.print_summary = false;
-  run.clock = clock;
-  run.seed = options.seed;
-  run.lockstep = true;
-  run.ephemeral = true;
   auto began = std::chrono::steady_clock::now();
   int code;
   bool whole_log = false, read_failed = false;
   std::uint64_t dead_letters = 0;
   std::string summary;
   {
-    runtime::Runtime rt(graph, run);
+    runtime::Runtime rt(graph, isolated.options);
     Progress progress;
     progress.source = replaced.value();
     progress.began = began;
@@ -194,7 +202,6 @@ int run_replay(const ReplayOptions& options) {
   }
   if (!options.capture_dir.empty()) summary += fmt::format("  capture in {}\n", options.capture_dir);
   std::fputs(summary.c_str(), stdout);
-  std::filesystem::remove_all(scratch, ec);
   if (code != 0) return code;
   if (!whole_log) {
     std::fprintf(stderr, "error: %s %s: the capture is partial\n",

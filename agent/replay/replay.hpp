@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "replay/capture_sink.hpp"
+#include "runtime/runtime.hpp"
 #include "topology/graph.hpp"
 #include "weir/clock.hpp"
 
@@ -43,5 +44,19 @@ Result<ReplaySource*> replace_sources(topology::Graph& graph, const std::string&
 // returned by sink name.
 std::vector<std::pair<std::string, std::shared_ptr<CaptureStore>>> capture_sinks(topology::Graph& graph,
                                                                                 const std::string& directory);
+
+// What a replay and a test run share: nothing of the config's data_dir is read or written
+// (components get a scratch directory, removed when this goes), the API server is off, dead
+// letters go to `dead_letter_path` (empty: into the scratch directory), and the runtime runs
+// deterministically (lockstep, ephemeral) on `clock` with `seed`.
+struct IsolatedRun {
+  IsolatedRun(topology::Graph& graph, const std::string& purpose, std::shared_ptr<InputClock> clock, std::uint64_t seed,
+              const std::string& dead_letter_path);
+  ~IsolatedRun();
+  IsolatedRun(const IsolatedRun&) = delete;
+  IsolatedRun& operator=(const IsolatedRun&) = delete;
+  std::string scratch;
+  runtime::RunOptions options;
+};
 
 }  // namespace weir::replay

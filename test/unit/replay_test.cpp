@@ -34,12 +34,9 @@ std::vector<std::string> replay_once(const std::string& log, std::size_t batch_e
   input.clock = clock;
   REQUIRE(replay::replace_sources(graph, "", input).ok());
   auto stores = replay::capture_sinks(graph, "");
-  runtime::RunOptions run = testing::quiet();
-  run.clock = clock;
-  run.seed = seed;
-  run.lockstep = true;
-  run.ephemeral = true;
-  runtime::Runtime rt(graph, run);
+  replay::IsolatedRun isolated(graph, "unit", clock, seed, "");
+  isolated.options.handle_signals = false;
+  runtime::Runtime rt(graph, isolated.options);
   REQUIRE(rt.run() == 0);
   return stores.at(0).second->events;
 }
@@ -86,10 +83,9 @@ sinks:
                R"({"m":"cpu","t":{"host":"b"},"time":"2024-01-01T00:00:01Z"})" "\n";
   REQUIRE(replay::replace_sources(graph, "", input).ok());
   auto stores = replay::capture_sinks(graph, "");
-  runtime::RunOptions run = testing::quiet();
-  run.lockstep = true;
-  run.ephemeral = true;
-  runtime::Runtime rt(graph, run);
+  replay::IsolatedRun isolated(graph, "unit", std::make_shared<InputClock>(), 0, "");
+  isolated.options.handle_signals = false;
+  runtime::Runtime rt(graph, isolated.options);
   REQUIRE(rt.run() == 0);
   const replay::CaptureStore& store = *stores.at(0).second;
   CHECK(store.format == "lp");
