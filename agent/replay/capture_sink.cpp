@@ -66,6 +66,7 @@ CaptureSink::~CaptureSink() {
 Status CaptureSink::start(SinkContext& ctx) {
   ctx_ = &ctx;
   std::string format = real_->capture_format();
+  has_encoding_ = !format.empty();
   if (store_) {
     store_->format = format;
     return {};
@@ -90,7 +91,7 @@ void CaptureSink::consume(BatchPtr batch) {
   Held held;
   held.batch.reset(batch.release());
   // Without an encoding of its own there is nothing for the second stream to do.
-  if (real_->capture_format().empty()) held.done[kEncoded] = true;
+  if (!has_encoding_) held.done[kEncoded] = true;
   held_.push_back(std::move(held));
   next_jobs();
 }

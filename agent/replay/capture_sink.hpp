@@ -58,6 +58,7 @@ class CaptureSink final : public Sink {
   std::shared_ptr<Sink> real_;  // shared with the job that encodes through it
   std::string directory_;
   std::shared_ptr<CaptureStore> store_;
+  bool has_encoding_ = false;  // the sink's capture_format(), asked once at start
   SinkContext* ctx_ = nullptr;
   struct Files;
   std::shared_ptr<Files> files_;
