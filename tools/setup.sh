@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config ccache
   libuv1-dev libyaml-cpp-dev libsimdjson-dev libcurl4-openssl-dev libfmt-dev catch2
   libhttp-parser-dev zlib1g-dev libzstd-dev libre2-dev libisal-dev
+  libssl-dev  # libcrypto: the pseudonymise example plugin's HMAC-SHA256
   python3 curl zstd
   clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
   influxdb influxdb-client             # the influxdb sink's tests (InfluxDB 1.6)

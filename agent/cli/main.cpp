@@ -17,7 +17,9 @@
 #include "runtime/runtime.hpp"
 #include "topology/graph.hpp"
 #include "weir/log.hpp"
+#include "plugin/loader.hpp"
 #include "weir/options.hpp"
+#include "weir/plugin.h"
 #include "weir/registry.hpp"
 #include "weir/time.hpp"
 
@@ -36,7 +38,8 @@ usage:
                                        SIGHUP (or POST /reload on the API) reloads the config
   weir validate -c FILE|DIR [-c ...]   check a pipeline without starting it (exit 0 when valid)
   weir graph    -c FILE|DIR [-c ...]   print the pipeline as a Graphviz DOT graph
-  weir list     [TYPE]                 every component type with its options and defaults
+  weir list     [TYPE] [-c FILE]       every component type with its options and defaults (with
+                                       -c or --plugin, the plugins' types too)
   weir replay   -c FILE --input LOG [--input-into SOURCE] [--capture DIR] [--speed max|1x|Nx]
                 [--seed N] [--now TIME] [--batch-events N] [--fail-on-dead-letter]
                                        feed a recorded NDJSON log (gzip/zstd too) into a source in
@@ -56,12 +59,14 @@ options:
   -c, --config PATH     pipeline file, or a directory of *.yaml files; repeat to merge
   --log-level LEVEL     trace, debug, info (default), warn, error, off (or WEIR_LOG)
   -w, --watch-config    run: reload when a config file changes (polled every second)
+  --plugin PATH         load a transform plugin (a .so built with weir's SDK) first; repeatable
 )";
 
 struct Args {
   std::string verb;
   std::vector<std::string> configs;
   std::vector<std::string> rest;
+  std::vector<std::string> plugins;  // --plugin PATH, any verb
   std::string error;
   bool watch_config = false;
   bool log_level_set = false;
@@ -86,6 +91,12 @@ Args parse_args(int argc, char** argv) {
         return args;
       }
       args.configs.push_back(argv[++i]);
+    } else if (arg == "--plugin") {
+      if (i + 1 >= argc) {
+        args.error = "--plugin needs a path";
+        return args;
+      }
+      args.plugins.push_back(argv[++i]);
     } else if (arg.rfind("--config=", 0) == 0) {
       args.configs.push_back(arg.substr(9));
     } else if (arg == "--log-level") {
@@ -149,9 +160,18 @@ bool load_graph(const Args& args, topology::Graph& graph) {
 }
 
 int list_types(const Args& args) {
+  if (!args.configs.empty()) {  // for the plugins the pipeline loads
+    config::Diagnostics diagnostics;
+    config::load(args.configs, diagnostics);
+    if (!diagnostics.ok()) {
+      print_diagnostics(diagnostics);
+      return 2;
+    }
+  }
   for (const ComponentType* t : Registry::global().all()) {
     if (!args.rest.empty() && std::find(args.rest.begin(), args.rest.end(), t->type) == args.rest.end()) continue;
     std::string out = fmt::format("{} {}\n  {}\n", component_kind_name(t->kind), t->type, t->summary);
+    if (!t->origin.empty()) out += fmt::format("  from {}\n", t->origin);
     OptionSchema all = common_options(t->kind);
     all.insert(all.end(), t->options.begin(), t->options.end());
     for (const OptionSpec& o : all) {
@@ -274,8 +294,14 @@ int main(int argc, char** argv) {
     std::fputs(std::string(kUsage).c_str(), args.verb.empty() ? stderr : stdout);
     return args.verb.empty() ? 2 : 0;
   }
+  for (const std::string& path : args.plugins) {
+    if (Status loaded = plugin::load_file(path); !loaded.ok()) {
+      std::fprintf(stderr, "error: %s\n", loaded.error().message().c_str());
+      return 2;
+    }
+  }
   if (args.verb == "version") {
-    std::printf("weir %s (plugin API %d)\n", WEIR_VERSION, WEIR_PLUGIN_API_VERSION);
+    std::printf("weir %s (plugin ABI %d.%d)\n", WEIR_VERSION, WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
     return 0;
   }
   if (args.verb == "list") return list_types(args);

@@ -66,6 +66,7 @@ struct PipelineConfig {
   std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(30);
   std::vector<ComponentConfig> components;
   std::vector<TestSpec> tests;
+  std::vector<std::string> plugins;  // plugin files and plugins_dir directories loaded for it
 };
 
 struct Diagnostics {

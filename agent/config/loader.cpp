@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "config/config.hpp"
+#include "plugin/loader.hpp"
 #include "weir/json.hpp"
 
 namespace weir::config {
@@ -137,8 +138,8 @@ bool parse_float(std::string_view text, double& out) {
   return ec == std::errc() && end == text.data() + text.size() && std::isfinite(out);
 }
 
-const std::vector<std::string> kTopLevelKeys = {"data_dir", "api", "dead_letter", "shutdown_timeout",
-                                                "sources", "transforms", "sinks", "tests"};
+const std::vector<std::string> kTopLevelKeys = {"data_dir", "api", "dead_letter", "shutdown_timeout", "plugins",
+                                                "plugins_dir", "sources", "transforms", "sinks", "tests"};
 
 class Loader {
  public:
@@ -166,8 +167,44 @@ class Loader {
       else if (key == "shutdown_timeout") load_shutdown_timeout(value);
       else if (key == "api") load_subsection(value, "api", {{"address", &out_.api_address}});
       else if (key == "tests") load_tests(value);
+      else if (key == "plugins" || key == "plugins_dir") continue;  // loaded first, by load_plugins
       else if (key == "dead_letter") load_subsection(value, "dead_letter", {{"path", &out_.dead_letter_path}, {"max_size", &out_.dead_letter_max_size}});
       else error(fmt::format("unknown section '{}'{}", key, did_you_mean(key, kTopLevelKeys)), at(entry.first));
+    }
+  }
+
+  // `plugins: [path, ...]` and `plugins_dir: DIR` (paths relative to the file): loaded
+  // before any file's components are read, so every file may use their types.
+  void load_plugins(const YAML::Node& root, const std::string& file) {
+    file_ = file;
+    if (!root || !root.IsMap()) return;
+    std::string base = std::filesystem::path(file).parent_path().string();
+    auto resolved = [&](const std::string& p) {
+      return p.empty() || p[0] == '/' || base.empty() ? p : (std::filesystem::path(base) / p).string();
+    };
+    for (auto entry : root) {
+      const std::string key = entry.first.Scalar();
+      const YAML::Node& value = entry.second;
+      if (key == "plugins") {
+        if (!value.IsSequence() && !value.IsScalar()) {
+          error(fmt::format("'plugins' must be a list of plugin files, got {}", yaml_type_name(value)), at(value));
+          continue;
+        }
+        std::vector<YAML::Node> items;
+        if (value.IsScalar()) items.push_back(value);
+        for (const auto& item : value) items.push_back(item);
+        for (const auto& item : items) {
+          auto path = scalar(item, "a plugin file");
+          if (!path) continue;
+          if (Status loaded = plugin::load_file(resolved(*path)); !loaded.ok()) error(loaded.error().message(), at(item));
+          else out_.plugins.push_back(resolved(*path));
+        }
+      } else if (key == "plugins_dir") {
+        auto dir = scalar(value, "'plugins_dir'");
+        if (!dir) continue;
+        if (Status loaded = plugin::load_dir(resolved(*dir)); !loaded.ok()) error(loaded.error().message(), at(value));
+        else out_.plugins.push_back(resolved(*dir));
+      }
     }
   }
 
@@ -627,19 +664,16 @@ class Loader {
   std::map<std::string, std::pair<std::string, SourceLocation>> globals_;
 };
 
-void load_yaml(Loader& loader, const std::string& text, const std::string& name, Diagnostics& diagnostics) {
-  YAML::Node root;
+std::optional<YAML::Node> parse_yaml(const std::string& text, const std::string& name, Diagnostics& diagnostics) {
   try {
-    root = YAML::Load(text);
+    return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     diagnostics.errors.emplace_back(fmt::format("invalid YAML: {}", e.msg),
                                     SourceLocation{name, e.mark.line + 1, e.mark.column + 1});
-    return;
   } catch (const YAML::Exception& e) {
     diagnostics.errors.emplace_back(fmt::format("invalid YAML: {}", e.what()), SourceLocation{name});
-    return;
   }
-  loader.load_root(root, name);
+  return std::nullopt;
 }
 
 void finish(PipelineConfig& config, Diagnostics& diagnostics) {
@@ -668,7 +702,10 @@ PipelineConfig load_text(const std::string& text, const std::string& name, Diagn
   PipelineConfig config;
   config.files.push_back(name);
   Loader loader(config, diagnostics, env);
-  load_yaml(loader, text, name, diagnostics);
+  if (auto root = parse_yaml(text, name, diagnostics)) {
+    loader.load_plugins(*root, name);
+    loader.load_root(*root, name);
+  }
   finish(config, diagnostics);
   return config;
 }
@@ -692,6 +729,7 @@ PipelineConfig load(const std::vector<std::string>& paths, Diagnostics& diagnost
     }
   }
   Loader loader(config, diagnostics, env);
+  std::vector<std::pair<std::string, YAML::Node>> roots;
   for (const std::string& file : config.files) {
     std::ifstream in(file, std::ios::binary);
     if (!in) {
@@ -700,8 +738,10 @@ PipelineConfig load(const std::vector<std::string>& paths, Diagnostics& diagnost
     }
     std::stringstream text;
     text << in.rdbuf();
-    load_yaml(loader, text.str(), file, diagnostics);
+    if (auto root = parse_yaml(text.str(), file, diagnostics)) roots.emplace_back(file, std::move(*root));
   }
+  for (const auto& [file, root] : roots) loader.load_plugins(root, file);
+  for (const auto& [file, root] : roots) loader.load_root(root, file);
   finish(config, diagnostics);
   return config;
 }

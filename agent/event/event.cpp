@@ -1,5 +1,7 @@
 #include "weir/event.hpp"
 
+#include <algorithm>
+
 namespace weir {
 
 InputChunk::InputChunk(std::size_t capacity_bytes)
@@ -25,6 +27,18 @@ BatchPtr EventBatch::clone() const {
   batch->byte_size_ = byte_size_;
   batch->created_at_ = created_at_;
   return batch;
+}
+
+void EventBatch::adopt_from(const EventBatch& other) {
+  auto add_once = [](auto& into, const auto& item) {
+    if (std::find(into.begin(), into.end(), item) == into.end()) into.push_back(item);
+  };
+  if (other.arena_ != arena_) add_once(extra_arenas_, other.arena_);
+  for (const auto& arena : other.extra_arenas_) {
+    if (arena != arena_) add_once(extra_arenas_, arena);
+  }
+  for (const auto& buffer : other.retained_) add_once(retained_, buffer);
+  for (const auto& ack : other.acks_) add_once(acks_, ack);
 }
 
 void EventBatch::absorb(EventBatch&& other) {

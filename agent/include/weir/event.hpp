@@ -155,6 +155,9 @@ class EventBatch {
   BatchPtr clone() const;
   // Moves every event, buffer and ack of `other` into this batch (arenas are shared).
   void absorb(EventBatch&& other);
+  // Keeps alive what `other`'s events point into (its arenas and input buffers) and takes
+  // on its acknowledgements, so events can be copied from it into this batch one by one.
+  void adopt_from(const EventBatch& other);
 
  private:
   std::shared_ptr<Arena> arena_;

@@ -4,9 +4,23 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
+#include <string_view>
 
 namespace weir {
+
+// A counter or gauge a component names itself (plugins: host->counter and host->gauge),
+// exported as weir_plugin_<name> under the component's labels.
+struct NamedMetric {
+  NamedMetric(std::string metric_name, std::string metric_help, bool is_gauge)
+      : name(std::move(metric_name)), help(std::move(metric_help)), gauge(is_gauge) {}
+  std::string name;
+  std::string help;
+  bool gauge = false;
+  std::atomic<std::uint64_t> count{0};  // counters
+  std::atomic<double> value{0};         // gauges
+};
 
 class Counter {
  public:
@@ -47,6 +61,21 @@ struct ComponentMetrics {
     last_error = std::move(error);
   }
   void recovered() { retrying_since_ms.set(0); }
+
+  // Named metrics, in the order first asked for (a deque: they never move). Loop thread.
+  std::deque<NamedMetric> named;
+  // The metric called `name`, made on first use; nullptr when `name` is not
+  // [a-z][a-z0-9_]* or is taken by the other kind.
+  NamedMetric* named_metric(std::string_view metric_name, std::string_view help, bool gauge) {
+    if (metric_name.empty() || metric_name.front() < 'a' || metric_name.front() > 'z') return nullptr;
+    for (char c : metric_name) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return nullptr;
+    }
+    for (NamedMetric& m : named) {
+      if (m.name == metric_name) return m.gauge == gauge ? &m : nullptr;
+    }
+    return &named.emplace_back(std::string(metric_name), std::string(help), gauge);
+  }
 };
 
 }  // namespace weir

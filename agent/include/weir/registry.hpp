@@ -13,7 +13,7 @@
 #include "weir/options.hpp"
 #include "weir/result.hpp"
 
-#define WEIR_PLUGIN_API_VERSION 1
+struct weir_plugin;
 
 namespace weir {
 
@@ -22,6 +22,9 @@ struct ComponentType {
   std::string type;
   std::string summary;
   OptionSchema options;
+  // Where the type comes from: empty for built-ins; for a loaded plugin, its name, version
+  // and file (`weir list` shows it).
+  std::string origin;
   std::function<Result<std::unique_ptr<Source>>(const Options&)> make_source;
   std::function<Result<std::unique_ptr<Transform>>(const Options&)> make_transform;
   std::function<Result<std::unique_ptr<Sink>>(const Options&)> make_sink;
@@ -40,6 +43,11 @@ class Registry {
  private:
   std::vector<std::unique_ptr<ComponentType>> types_;
 };
+
+// Registers the transform types of a plugin descriptor built into weir (a built-in written
+// on the plugin SDK, weir/sdk.hpp), through the checks a loaded plugin passes; a refusal is
+// a bug in weir: reported, then abort(). See WEIR_REGISTER_SDK_TRANSFORMS below.
+bool register_builtin_plugin(const weir_plugin* descriptor);
 
 // Options every component of a kind accepts besides its own (type, inputs, buffer...).
 const OptionSchema& common_options(ComponentKind kind);
@@ -90,3 +98,8 @@ bool register_component(std::string type, std::string summary, OptionSchema opti
 #define WEIR_REGISTER_TRANSFORM(type, summary, schema, factory) \
   WEIR_REGISTER_COMPONENT(Transform, type, summary, schema, factory)
 #define WEIR_REGISTER_SINK(type, summary, schema, factory) WEIR_REGISTER_COMPONENT(Sink, type, summary, schema, factory)
+// A built-in written on the SDK alone, registered as a plugin would be (after including
+// weir/sdk.hpp): WEIR_REGISTER_SDK_TRANSFORMS(RequestId);
+#define WEIR_REGISTER_SDK_TRANSFORMS(...)                                         \
+  [[maybe_unused]] static const bool WEIR_CONCAT(weir_registered_, __LINE__) =     \
+      ::weir::register_builtin_plugin(::weir::sdk::describe<__VA_ARGS__>("weir", WEIR_VERSION, nullptr))
