@@ -38,11 +38,23 @@ constexpr std::size_t kFrozenHead = offsetof(weir_plugin, source_dir) + sizeof(c
 // What this major needs of a descriptor.
 constexpr std::size_t kMajorHead = offsetof(weir_plugin, init) + sizeof(weir_plugin::init);
 
+// Where this weir's SDK is: the prefix weir runs from when the SDK is installed beside it
+// (bin/weir next to lib/cmake/weir), else the prefix it was configured with.
+std::string sdk_prefix() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto prefix = exe.parent_path().parent_path();
+    if (std::filesystem::exists(prefix / "lib" / "cmake" / "weir" / "weirConfig.cmake", ec)) return prefix.string();
+  }
+  return WEIR_INSTALL_PREFIX;
+}
+
 std::string rebuild_hint(const weir_plugin* d) {
   std::string source = d->source_dir != nullptr && *d->source_dir ? d->source_dir : "<the plugin's source dir>";
   return fmt::format("rebuild it against this weir's SDK: cmake -S {0} -B {0}/build -DCMAKE_PREFIX_PATH={1} && "
                      "cmake --build {0}/build",
-                     source, WEIR_INSTALL_PREFIX);
+                     source, sdk_prefix());
 }
 
 // The plugin's struct copied into one of this weir's size, the rest zero (OBS's rule).
