@@ -1,5 +1,7 @@
 #include "plugin/host.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "weir/buffer.hpp"
@@ -31,6 +33,7 @@ BatchPtr HostBatch::take_compacted() {
   }
   gone.clear();
   removed = moved = 0;
+  arena = nullptr;  // the handle is spent
   return std::move(batch);
 }
 
@@ -53,7 +56,7 @@ const HostBatch& H(const weir_batch* b) { return *static_cast<const HostBatch*>(
 std::string_view S(weir_str s) { return {s.data, s.size}; }
 weir_str S(std::string_view s) { return {s.data(), s.size()}; }
 
-Arena& arena_of(weir_batch* b) { return H(b).batch->arena(); }
+Arena& arena_of(weir_batch* b) { return *H(b).arena; }
 Event* event_of(weir_batch* b, std::size_t i) {
   HostBatch& h = H(b);
   if (h.batch == nullptr || i >= h.batch->size()) return nullptr;
@@ -162,6 +165,21 @@ weir_value* path_ensure(weir_batch* b, const weir_path* p, weir_value* root) {
   return W(P(p)->find(*V(root)));
 }
 int path_remove(const weir_path* p, weir_value* root) { return P(p)->erase(*V(root)) ? 1 : 0; }
+weir_view view_of(Value* v) {
+  if (v == nullptr) return weir_view{nullptr, WEIR_NULL, 0, {nullptr, 0}};
+  weir_view view{W(v), static_cast<int32_t>(v->kind()), 0, {nullptr, 0}};
+  if (v->is_string()) view.string = S(v->as_string());
+  return view;
+}
+weir_view event_get(weir_batch* b, size_t i, const weir_path* p) {
+  HostBatch& h = H(b);
+  if (h.batch == nullptr || i >= h.batch->size()) return weir_view{};
+  std::vector<Event>& events = h.batch->events();
+  // Plugins mostly read the events in order: ask for the next ones' memory now, as the
+  // built-ins' loops do (the first touch of a decoded event is a cache miss).
+  prefetch_ahead(events, i);
+  return view_of(P(p)->find(events[i].fields));
+}
 
 void value_set_null(weir_batch*, weir_value* v) { *V(v) = Value::null(); }
 void value_set_bool(weir_batch*, weir_value* v, int b) { *V(v) = Value::boolean(b != 0); }
@@ -341,6 +359,7 @@ weir_host make_table() {
   h.path_find = path_find;
   h.path_ensure = path_ensure;
   h.path_remove = path_remove;
+  h.event_get = event_get;
   h.value_set_null = value_set_null;
   h.value_set_bool = value_set_bool;
   h.value_set_int = value_set_int;

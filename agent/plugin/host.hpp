@@ -44,8 +44,9 @@ struct HostContext : weir_context {
 
 struct HostBatch : weir_batch {
   HostBatch(BatchPtr b, HostContext* c, bool made_by_plugin)
-      : weir_batch{&host_table()}, batch(std::move(b)), context(c), heap(made_by_plugin) {}
+      : weir_batch{&host_table()}, batch(std::move(b)), arena(&batch->arena()), context(c), heap(made_by_plugin) {}
   BatchPtr batch;            // null once emitted
+  Arena* arena;              // the batch's, looked up once (every write allocates in it)
   HostContext* context;
   bool heap;                 // from batch_new: deleted when emitted or released
   std::vector<std::uint8_t> gone;  // per event: 1 removed (counted as discarded), 2 moved or rejected

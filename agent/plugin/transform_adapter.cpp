@@ -1,5 +1,7 @@
 #include "plugin/transform_adapter.hpp"
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include "plugin/host.hpp"
@@ -91,7 +93,9 @@ class PluginTransform final : public Transform {
   void failed(HostBatch& input, const std::string& reason, TransformContext& ctx) {
     ctx.metrics().errors.add();
     ctx.metrics().events_dropped.add(input.removed);
-    std::uint64_t now_ms = uv_now(ctx.loop());
+    // Log lines only (nothing that reaches an event), so the steady clock is fine here.
+    auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now().time_since_epoch()).count());
     ++failures_since_log_;
     if (last_failure_log_ms_ == 0 || now_ms - last_failure_log_ms_ >= 10'000) {
       log::error(ctx.name(), "plugin {} failed on a batch ({}x since the last such line): {}; its events are dead-lettered",

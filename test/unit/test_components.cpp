@@ -237,6 +237,8 @@ std::vector<std::string> TransformHarness::feed(const std::vector<std::string>& 
     if (i < metadata.size()) e.metadata = parser.parse(metadata[i], batch->arena()).value();
     batch->events().push_back(e);
   }
+  batch->add_ack(std::move(next_ack));
+  next_ack = nullptr;
   emitted_.clear();
   emitted_outputs_.clear();
   transform_->process(std::move(batch), *this);

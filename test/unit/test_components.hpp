@@ -51,6 +51,7 @@ class TransformHarness : public TransformContext {
   std::string snapshot() const { return transform_->snapshot(); }
   Status restore(std::string_view state) { return transform_->restore(state); }
 
+  AckRef next_ack;                // when set, the next feed's batch carries it (then it is cleared)
   std::vector<std::string> dead;  // "reason {event}"
   BatchPtr last;                  // the last batch emitted
   std::vector<std::size_t> outputs;  // output index of each emitted event in the last feed

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -20,7 +21,9 @@
 #include "topology/graph.hpp"
 #include "weir/codec.hpp"
 #include "weir/component.hpp"
+#include "weir/field_path.hpp"
 #include "weir/metrics.hpp"
+#include "weir/registry.hpp"
 
 namespace {
 
@@ -53,6 +56,47 @@ class ChainContext final : public TransformContext {
   SystemClock clock_;
   Random random_{1};
 };
+
+// The built-in side of the plugin-overhead comparison (tools/bench/plugins/ has the same
+// two on the SDK): a transform that passes batches on, and one that prefixes a field.
+class BenchNoop final : public Transform {
+ public:
+  static Result<std::unique_ptr<BenchNoop>> create(const Options&) { return std::make_unique<BenchNoop>(); }
+  void process(BatchPtr batch, TransformContext& ctx) override { ctx.emit(std::move(batch)); }
+};
+
+class BenchRewrite final : public Transform {
+ public:
+  static Result<std::unique_ptr<BenchRewrite>> create(const Options& o) {
+    auto self = std::make_unique<BenchRewrite>();
+    self->field_ = FieldPath(o.string("field"));
+    return self;
+  }
+  void process(BatchPtr batch, TransformContext& ctx) override {
+    Arena& arena = batch->arena();
+    std::vector<Event>& events = batch->events();
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      prefetch_ahead(events, i);  // as weir's own transforms do
+      Value* value = field_.find(events[i].fields);
+      if (value == nullptr || !value->is_string()) continue;
+      std::string_view text = value->as_string();
+      char* out = static_cast<char*>(arena.allocate(text.size() + 2, 1));
+      out[0] = 'u';
+      out[1] = '-';
+      std::memcpy(out + 2, text.data(), text.size());
+      *value = Value::string_view(std::string_view(out, text.size() + 2));
+    }
+    ctx.emit(std::move(batch));
+  }
+
+ private:
+  FieldPath field_;
+};
+
+const OptionSchema kRewriteSchema = {
+    {.name = "field", .type = OptionType::String, .default_value = "user_name", .doc = "The field."}};
+WEIR_REGISTER_TRANSFORM("bench_noop", "Passes batches on untouched (benchmark)", OptionSchema{}, BenchNoop::create);
+WEIR_REGISTER_TRANSFORM("bench_rewrite", "Prefixes a string field (benchmark)", kRewriteSchema, BenchRewrite::create);
 
 }  // namespace
 

@@ -60,6 +60,16 @@ typedef struct weir_str {
 } weir_str;
 
 typedef struct weir_host weir_host;
+typedef struct weir_value weir_value; /* one value inside an event */
+
+/* A value found and read in one call (event_get): its handle, its kind, and its text when
+ * it is a string (other contents through the value_* functions). */
+typedef struct weir_view {
+  weir_value* value; /* NULL when absent */
+  int32_t kind;      /* weir_kind; WEIR_NULL when absent */
+  int32_t reserved;
+  weir_str string;   /* WEIR_STRING: the text */
+} weir_view;
 
 /* Handles the host hands out. Each starts with the host's function table; the rest is the
  * host's own. */
@@ -74,7 +84,6 @@ typedef struct weir_options {
 } weir_options; /* a component's validated options, defaults applied */
 typedef struct weir_error weir_error;   /* where a callback that fails puts its reason */
 typedef struct weir_buffer weir_buffer; /* bytes the host collects (a state snapshot) */
-typedef struct weir_value weir_value;   /* one value inside an event */
 typedef struct weir_path weir_path;     /* a dotted field path, compiled once */
 typedef struct weir_metric weir_metric; /* a counter or gauge of one component */
 
@@ -247,6 +256,9 @@ struct weir_host {
   /* The value at the path, made (null) when absent, with objects made on the way. */
   weir_value* (*path_ensure)(weir_batch* batch, const weir_path* path, weir_value* root);
   int (*path_remove)(const weir_path* path, weir_value* root); /* nonzero when there was one */
+  /* The field at `path` of event `index`, found and read in one call (the fast way to read
+   * a field of every event). */
+  weir_view (*event_get)(weir_batch* batch, size_t index, const weir_path* path);
 
   /* Writing values: the batch holds the memory new values live in. */
   void (*value_set_null)(weir_batch* batch, weir_value* value);

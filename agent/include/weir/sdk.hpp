@@ -119,14 +119,21 @@ class Options {
   const weir_host* h_;
 };
 
-// A view of one value inside an event; false when absent.
+// A view of one value inside an event; false when absent. One that Event::get found holds
+// the kind and text it read then without asking weir again: after writing through it, get
+// the field again to read the new contents.
 class Value {
  public:
   Value() = default;
   Value(const weir_host* h, weir_value* v) : h_(h), v_(v) {}
+  Value(const weir_host* h, const weir_view& view) : h_(h), v_(view.value), view_(view), read_(true) {}
   explicit operator bool() const { return v_ != nullptr; }
-  Kind kind() const { return v_ == nullptr ? Kind::Null : static_cast<Kind>(h_->value_kind(v_)); }
+  Kind kind() const {
+    if (read_ || v_ == nullptr) return static_cast<Kind>(read_ ? view_.kind : WEIR_NULL);
+    return static_cast<Kind>(h_->value_kind(v_));
+  }
   bool is_null() const { return kind() == Kind::Null; }
+  bool is_bool() const { return kind() == Kind::Bool; }
   bool is_string() const { return kind() == Kind::String; }
   bool is_object() const { return kind() == Kind::Object; }
   bool is_array() const { return kind() == Kind::Array; }
@@ -135,7 +142,10 @@ class Value {
   std::int64_t as_int() const { return v_ == nullptr ? 0 : h_->value_int(v_); }
   std::uint64_t as_uint() const { return v_ == nullptr ? 0 : h_->value_uint(v_); }
   double as_number() const { return v_ == nullptr ? 0.0 : h_->value_number(v_); }
-  std::string_view as_string() const { return v_ == nullptr ? std::string_view() : to_view(h_->value_string(v_)); }
+  std::string_view as_string() const {
+    if (read_) return view_.kind == WEIR_STRING ? to_view(view_.string) : std::string_view();
+    return v_ == nullptr ? std::string_view() : to_view(h_->value_string(v_));
+  }
   std::size_t size() const { return v_ == nullptr ? 0 : h_->value_size(v_); }
   // Objects: a member by key, or by position with its key; arrays: an element.
   Value get(std::string_view key) const { return {h_, v_ == nullptr ? nullptr : h_->object_find(v_, to_str(key))}; }
@@ -148,6 +158,8 @@ class Value {
  private:
   const weir_host* h_ = nullptr;
   weir_value* v_ = nullptr;
+  weir_view view_{};
+  bool read_ = false;
 };
 
 // A dotted field path, compiled on first use; keep one per component (not thread-safe:
@@ -194,13 +206,15 @@ class Event {
  public:
   Event(Batch& batch, std::size_t index);
   std::size_t index() const { return index_; }
-  Value fields() const { return {h_, fields_}; }
+  Value fields() const { return {h_, fields_ptr()}; }
   Value metadata() const;
   Value get(const Path& path) const {
     const weir_path* p = path.compiled(h_);
-    return {h_, p == nullptr ? nullptr : h_->path_find(p, fields_)};
+    if (p == nullptr) return {};
+    return {h_, h_->event_get(b_, index_, p)};
   }
-  Value get(std::string_view key) const { return {h_, h_->object_find(fields_, to_str(key))}; }
+  // A top-level field by name, without a Path (one lookup; a Path is faster when reused).
+  Value field(std::string_view key) const { return {h_, h_->object_find(fields_ptr(), to_str(key))}; }
   Value get_metadata(const Path& path) const {
     const weir_path* p = path.compiled(h_);
     weir_value* metadata = h_->batch_metadata(b_, index_);
@@ -225,7 +239,7 @@ class Event {
   char* set_string(Value target, std::size_t size) { return h_->value_set_string_uninit(b_, target.raw(), size); }
   bool remove(const Path& path) {
     const weir_path* p = path.compiled(h_);
-    return p != nullptr && h_->path_remove(p, fields_) != 0;
+    return p != nullptr && h_->path_remove(p, fields_ptr()) != 0;
   }
   // Leaves the event out of what is emitted (counted as discarded).
   void drop() { h_->batch_remove(b_, index_); }
@@ -237,13 +251,17 @@ class Event {
   weir_value* slot(const Path& path) {
     const weir_path* p = path.compiled(h_);
     if (p == nullptr) throw std::invalid_argument("an empty field path");
-    return h_->path_ensure(b_, p, fields_);
+    return h_->path_ensure(b_, p, fields_ptr());
+  }
+  weir_value* fields_ptr() const {
+    if (fields_ == nullptr) fields_ = h_->batch_fields(b_, index_);
+    return fields_;
   }
   const weir_host* h_;
   weir_batch* b_;
   Batch* batch_;
   std::size_t index_;
-  weir_value* fields_;
+  mutable weir_value* fields_ = nullptr;  // asked for on first use
 };
 
 class Context;
@@ -312,7 +330,7 @@ class Batch {
 };
 
 inline Event::Event(Batch& batch, std::size_t index)
-    : h_(batch.host()), b_(batch.raw()), batch_(&batch), index_(index), fields_(h_->batch_fields(b_, index)) {}
+    : h_(batch.host()), b_(batch.raw()), batch_(&batch), index_(index) {}
 inline Value Event::metadata() const { return {h_, h_->batch_metadata(b_, index_)}; }
 inline Value Event::ensure(const Path& path) { return {h_, slot(path)}; }
 

@@ -123,6 +123,7 @@ class RequestId {
       text = std::string(field.as_string());
       std::string error;
       if (!ctx.parse_json(batch, text, field, &error)) return bad_json(event, ctx, error);
+      field = event.get(json_path_);  // read again: `field` holds what it was before
       if (!field.is_object()) {
         std::string kind = kind_text(field.kind());
         event.set(json_path_, text);

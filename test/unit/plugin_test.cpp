@@ -1,0 +1,233 @@
+// The plugin ABI and SDK from the host's side: transforms written on weir/sdk.hpp, registered
+// through the checks a loaded plugin passes, run by the engine's Transform interface.
+#include <catch2/catch.hpp>
+
+#include <dlfcn.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "config/config.hpp"
+#include "metrics/prometheus.hpp"
+#include "plugin/loader.hpp"
+#include "test_components.hpp"
+#include "topology/graph.hpp"
+#include "weir/registry.hpp"
+#include "weir/sdk.hpp"
+
+namespace {
+
+using namespace weir::sdk;
+
+struct Throwing {
+  static constexpr const char* type = "test_sdk_throwing";
+  static constexpr const char* summary = "Throws on every batch";
+  static inline const std::vector<Option> options = {};
+  explicit Throwing(const Options&) {}
+  void process(Batch&, Context&) { throw std::runtime_error("boom"); }
+};
+
+// .drop: dropped; .bad: rejected; else .seen = true (counted in seen_events_total).
+struct Mixed {
+  static constexpr const char* type = "test_sdk_mixed";
+  static constexpr const char* summary = "Drops, rejects and marks events";
+  static inline const std::vector<Option> options = {
+      {.name = "mark", .type = OptionType::String, .default_value = "seen", .doc = "The field set on kept events."},
+      {.name = "mode", .type = OptionType::Enum, .default_value = "all", .choices = {"all", "none"}, .doc = "A choice."}};
+  explicit Mixed(const Options& o) : mark_(o.string("mark")) {
+    if (mark_.text() == "inputs") o.fail("mark", "mark cannot be called inputs");
+  }
+  void process(Batch& batch, Context& ctx) {
+    Counter seen = ctx.counter("seen_events_total", "Events marked.");
+    for (Event event : batch) {
+      if (event.get("drop").as_bool()) {
+        event.drop();
+      } else if (event.get("bad")) {
+        event.reject("bad one: " + std::string(event.get("bad").as_string()));
+      } else {
+        event.set(mark_, true);
+        seen.add();
+      }
+    }
+    ctx.emit(batch);
+  }
+  Path mark_;
+};
+
+// Holds every event until flush, counting them in its state; odd .n go to output `odd`.
+struct Holding {
+  static constexpr const char* type = "test_sdk_holding";
+  static constexpr const char* summary = "Holds events until flush";
+  static inline const std::vector<Option> options = {};
+  static inline const std::vector<const char*> outputs = {"odd"};
+  explicit Holding(const Options&) {}
+  void process(Batch& batch, Context& ctx) {
+    if (!held_) held_.emplace(ctx.new_batch());
+    for (std::size_t i = 0; i < batch.size(); ++i) held_->move_from(batch, i);
+    count_ += batch.size();
+  }
+  void flush(Context& ctx) {
+    if (!held_) return;
+    Batch even = ctx.new_batch(), odd = ctx.new_batch();
+    for (std::size_t i = 0; i < held_->size(); ++i) {
+      ((*held_)[i].get("n").as_int() % 2 == 0 ? even : odd).move_from(*held_, i);
+    }
+    ctx.emit(even, 0);
+    ctx.emit(odd, 1);
+    held_.reset();
+  }
+  std::string snapshot() const { return std::to_string(count_); }
+  void restore(std::string_view state) { count_ = std::stoull(std::string(state)); }
+  std::optional<Batch> held_;
+  std::uint64_t count_ = 0;
+};
+
+WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding);
+
+using weir::testing::TransformHarness;
+
+}  // namespace
+
+TEST_CASE("plugin sdk: a transform that throws on every batch has every event dead-lettered and counted") {
+  TransformHarness h("test_sdk_throwing");
+  for (int round = 0; round < 3; ++round) {
+    auto out = h.feed({R"({"n":1})", R"({"n":2})"});
+    CHECK(out.empty());
+  }
+  CHECK(h.metrics().errors.get() == 3);
+  REQUIRE(h.dead.size() == 6);
+  CHECK(h.dead[0] == R"(transform failed: boom {"n":1})");
+}
+
+TEST_CASE("plugin sdk: drop, reject and set; removed events counted, rejected ones dead-lettered, metrics named") {
+  TransformHarness h("test_sdk_mixed");
+  auto out = h.feed({R"({"n":1})", R"({"n":2,"drop":true})", R"({"n":3,"bad":"x"})", R"({"n":4})"});
+  REQUIRE(out.size() == 2);
+  CHECK(out[0] == R"({"n":1,"seen":true})");
+  CHECK(out[1] == R"({"n":4,"seen":true})");
+  CHECK(h.metrics().events_dropped.get() == 1);
+  REQUIRE(h.dead.size() == 1);
+  CHECK(h.dead[0] == R"(bad one: x {"n":3,"bad":"x"})");
+  std::vector<weir::metrics::ComponentRow> rows = {{"t", "transform", "test_sdk_mixed", &h.metrics()}};
+  std::string text = weir::metrics::render_prometheus(rows, {});
+  CHECK(text.find("# TYPE weir_plugin_seen_events_total counter") != std::string::npos);
+  CHECK(text.find(R"(weir_plugin_seen_events_total{component_id="t",component_kind="transform",component_type="test_sdk_mixed"} 2)") !=
+        std::string::npos);
+}
+
+TEST_CASE("plugin sdk: an option error thrown by the constructor points at the option") {
+  weir::config::Diagnostics d;
+  auto cfg = weir::config::load_text(
+      "sources:\n  in: { type: stdin }\ntransforms:\n  t:\n    type: test_sdk_mixed\n    inputs: [in]\n    mark: inputs\n"
+      "sinks:\n  out: { type: blackhole, inputs: [t] }\n",
+      "p.yaml", d);
+  REQUIRE(d.ok());
+  weir::topology::build(std::move(cfg), d);
+  REQUIRE(d.errors.size() == 1);
+  CHECK(d.errors[0].to_string() == "p.yaml:7:5: error: mark cannot be called inputs");
+  // The schema is weir's: an enum value outside its choices is refused before the plugin sees it.
+  weir::config::Diagnostics d2;
+  weir::config::load_text("sources:\n  in: { type: stdin }\ntransforms:\n  t: { type: test_sdk_mixed, inputs: [in], mode: some }\n"
+                          "sinks:\n  out: { type: blackhole, inputs: [t] }\n",
+                          "q.yaml", d2);
+  REQUIRE(d2.errors.size() == 1);
+  CHECK(d2.errors[0].message().find("expected one of all, none") != std::string::npos);
+}
+
+TEST_CASE("plugin sdk: held events keep their source's acknowledgement until emitted; outputs and state") {
+  TransformHarness h("test_sdk_holding", "", "t.odd");
+  int acked = 0;
+  h.next_ack = weir::Acknowledgement::make([&](weir::DeliveryStatus, const std::string&) { ++acked; });
+  CHECK(h.feed({R"({"n":1})", R"({"n":2})", R"({"n":3})"}).empty());
+  CHECK(acked == 0);  // the events live on in the transform's own batch
+  CHECK(h.snapshot() == "3");
+  auto out = h.flush();
+  REQUIRE(out.size() == 3);
+  CHECK(h.outputs == std::vector<std::size_t>{0, 1, 1});
+  CHECK(acked == 0);
+  h.last.reset();
+  CHECK(h.flush().empty());  // the harness lets go of the other batch it kept
+  CHECK(acked == 1);         // released with the last batch holding its events
+  REQUIRE(h.restore("41").ok());
+  CHECK(h.snapshot() == "41");
+}
+
+namespace {
+
+weir_transform_type valid_type(const char* name) {
+  weir_transform_type t{};
+  t.type = name;
+  t.summary = "x";
+  t.create = [](const weir_options*, weir_error*) -> void* { return nullptr; };
+  t.destroy = [](void*) {};
+  t.process = [](void*, weir_context*, weir_batch*, weir_error*) { return static_cast<int>(WEIR_OK); };
+  return t;
+}
+
+weir_plugin descriptor(const weir_transform_type* types, std::size_t count) {
+  weir_plugin p{};
+  p.abi_major = WEIR_ABI_MAJOR;
+  p.abi_minor = WEIR_ABI_MINOR;
+  p.size = sizeof(weir_plugin);
+  p.name = "checks";
+  p.version = "0";
+  p.transform_type_size = sizeof(weir_transform_type);
+  p.option_size = sizeof(weir_option);
+  p.transforms = types;
+  p.transform_count = count;
+  return p;
+}
+
+std::string refusal(const weir_plugin& p) {
+  auto status = weir::plugin::register_plugin(&p, "/x/checks.so");
+  return status.ok() ? std::string("registered") : status.error().message();
+}
+
+}  // namespace
+
+TEST_CASE("plugin loader: malformed descriptors are refused whole, with the reason") {
+  weir_transform_type types[2] = {valid_type("test_check_a"), valid_type("request_id")};
+  CHECK(refusal(descriptor(types, 2)).find("transform type 'request_id': a built-in transform has that type") != std::string::npos);
+  CHECK(weir::Registry::global().find(weir::ComponentKind::Transform, "test_check_a") == nullptr);  // nothing half-loaded
+
+  weir_transform_type no_process = valid_type("test_check_b");
+  no_process.process = nullptr;
+  CHECK(refusal(descriptor(&no_process, 1)).find("create, destroy and process are required") != std::string::npos);
+
+  weir_transform_type stateful = valid_type("test_check_c");
+  stateful.keeps_state = 1;
+  CHECK(refusal(descriptor(&stateful, 1)).find("keeps_state needs snapshot and restore") != std::string::npos);
+
+  const char* const choices[] = {"a", "b", nullptr};
+  weir_option bad_default = {"mode", WEIR_OPTION_ENUM, 0, "c", choices, "doc"};
+  weir_transform_type with_option = valid_type("test_check_d");
+  with_option.options = &bad_default;
+  with_option.option_count = 1;
+  CHECK(refusal(descriptor(&with_option, 1)).find("option 'mode' defaults to 'c', not one of its choices") != std::string::npos);
+  weir_option reserved = {"inputs", WEIR_OPTION_STRING, 0, nullptr, nullptr, "doc"};
+  with_option.options = &reserved;
+  CHECK(refusal(descriptor(&with_option, 1)).find("option 'inputs' is weir's own") != std::string::npos);
+
+  weir_transform_type bad_name = valid_type("Bad Name");
+  CHECK(refusal(descriptor(&bad_name, 1)).find("[a-z][a-z0-9_]*") != std::string::npos);
+
+  weir_plugin short_one = descriptor(types, 1);
+  short_one.size = 40;
+  CHECK(refusal(short_one).find("shorter than ABI") != std::string::npos);
+
+  weir_transform_type ok = valid_type("test_check_ok");
+  CHECK(refusal(descriptor(&ok, 1)) == "registered");
+  CHECK(refusal(descriptor(&ok, 1)).find("already registered by plugin checks 0 (/x/checks.so)") != std::string::npos);
+}
+
+TEST_CASE("plugin loader: a file that is not a weir plugin is refused with its path") {
+  auto missing = weir::plugin::load_file("/nonexistent/plugin.so");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().message().find("plugin /nonexistent/plugin.so: ") == 0);
+  // A real shared library without the entry symbol: libc, found where dladdr lives.
+  Dl_info info{};
+  REQUIRE(dladdr(reinterpret_cast<void*>(&dladdr), &info) != 0);
+  auto foreign = weir::plugin::load_file(info.dli_fname);
+  REQUIRE_FALSE(foreign.ok());
+  CHECK(foreign.error().message().find("exports no weir_plugin_entry symbol") != std::string::npos);
+}
