@@ -44,7 +44,13 @@ Value* V(weir_value* v) { return reinterpret_cast<Value*>(v); }
 const Value* V(const weir_value* v) { return reinterpret_cast<const Value*>(v); }
 weir_value* W(Value* v) { return reinterpret_cast<weir_value*>(v); }
 const weir_value* W(const Value* v) { return reinterpret_cast<const weir_value*>(v); }
-const FieldPath* P(const weir_path* p) { return reinterpret_cast<const FieldPath*>(p); }
+// A plugin's path: a FieldPath, from the event's metadata when written with a leading '%'.
+struct HostPath {
+  FieldPath path;
+  bool metadata;
+};
+const FieldPath* P(const weir_path* p) { return &reinterpret_cast<const HostPath*>(p)->path; }
+const HostPath& HP(const weir_path* p) { return *reinterpret_cast<const HostPath*>(p); }
 ByteBuffer* B(weir_buffer* b) { return reinterpret_cast<ByteBuffer*>(b); }
 const ByteBuffer* B(const weir_buffer* b) { return reinterpret_cast<const ByteBuffer*>(b); }
 NamedMetric* M(weir_metric* m) { return reinterpret_cast<NamedMetric*>(m); }
@@ -154,9 +160,13 @@ weir_value* array_element(weir_value* a, size_t i) {
 
 weir_path* path_new(weir_str dotted) {
   if (dotted.size == 0) return nullptr;
-  return reinterpret_cast<weir_path*>(new FieldPath(S(dotted)));
+  std::string_view text = S(dotted);
+  bool metadata = text.front() == '%';
+  if (metadata) text.remove_prefix(1);
+  if (text.empty()) return nullptr;
+  return reinterpret_cast<weir_path*>(new HostPath{FieldPath(text), metadata});
 }
-void path_free(weir_path* p) { delete reinterpret_cast<FieldPath*>(p); }
+void path_free(weir_path* p) { delete reinterpret_cast<HostPath*>(p); }
 weir_value* path_find(const weir_path* p, weir_value* root) { return W(P(p)->find(*V(root))); }
 weir_value* path_ensure(weir_batch* b, const weir_path* p, weir_value* root) {
   if (Value* found = P(p)->find(*V(root))) return W(found);
@@ -171,14 +181,37 @@ weir_view view_of(Value* v) {
   if (v->is_string()) view.string = S(v->as_string());
   return view;
 }
-weir_view event_get(weir_batch* b, size_t i, const weir_path* p) {
+Value* find_in(Event& e, const weir_path* p) {
+  const HostPath& path = HP(p);
+  if (!path.metadata) return path.path.find(e.fields);
+  return e.metadata.is_object() ? path.path.find(e.metadata) : nullptr;
+}
+// The event a plugin reads, asking for the memory of the ones after it: plugins mostly go
+// through a batch in order, and the first touch of a decoded event is a cache miss (the
+// built-ins' loops prefetch the same way).
+Event* event_read(weir_batch* b, size_t i) {
   HostBatch& h = H(b);
-  if (h.batch == nullptr || i >= h.batch->size()) return weir_view{};
+  if (h.batch == nullptr || i >= h.batch->size()) return nullptr;
   std::vector<Event>& events = h.batch->events();
-  // Plugins mostly read the events in order: ask for the next ones' memory now, as the
-  // built-ins' loops do (the first touch of a decoded event is a cache miss).
   prefetch_ahead(events, i);
-  return view_of(P(p)->find(events[i].fields));
+  return &events[i];
+}
+weir_view event_get(weir_batch* b, size_t i, const weir_path* p) {
+  Event* e = event_read(b, i);
+  return view_of(e == nullptr ? nullptr : find_in(*e, p));
+}
+size_t batch_get_n(weir_batch* b, size_t first, size_t n, const weir_path* const* paths, size_t count, weir_view* out) {
+  HostBatch& h = H(b);
+  if (h.batch == nullptr || first >= h.batch->size()) return 0;
+  std::vector<Event>& events = h.batch->events();
+  n = std::min(n, events.size() - first);
+  for (size_t e = 0; e < n; ++e) {
+    const std::size_t i = first + e;
+    prefetch_ahead(events, i);
+    Event& event = events[i];
+    for (size_t k = 0; k < count; ++k) out[e * count + k] = view_of(paths[k] == nullptr ? nullptr : find_in(event, paths[k]));
+  }
+  return n;
 }
 
 void value_set_null(weir_batch*, weir_value* v) { *V(v) = Value::null(); }
@@ -197,6 +230,12 @@ char* value_set_string_uninit(weir_batch* b, weir_value* v, size_t size) {
 void value_set_object(weir_batch* b, weir_value* v) { *V(v) = Value::object(arena_of(b)); }
 void value_set_array(weir_batch* b, weir_value* v) { *V(v) = Value::array(arena_of(b)); }
 void value_copy(weir_batch* b, weir_value* to, const weir_value* from) { *V(to) = deep_copy(*V(from), arena_of(b)); }
+char* batch_alloc(weir_batch* b, size_t size) { return static_cast<char*>(arena_of(b).allocate(size == 0 ? 1 : size, 1)); }
+void values_set_strings(weir_batch*, weir_value* const* targets, const weir_str* texts, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (targets[i] != nullptr) *V(targets[i]) = Value::string_view(S(texts[i]));
+  }
+}
 weir_value* object_set(weir_batch* b, weir_value* o, weir_str key) {
   Value& object = *V(o);
   if (!object.is_object()) return nullptr;
@@ -308,10 +347,10 @@ void count_errors(weir_context* c, uint64_t n) {
 int64_t now(const weir_context* c) { return C(c).ctx == nullptr ? 0 : C(c).ctx->clock().now(); }
 int clock_follows_input(const weir_context* c) { return C(c).ctx != nullptr && C(c).ctx->clock().follows_input() ? 1 : 0; }
 uint64_t random_next(weir_context* c) { return C(c).ctx == nullptr ? 0 : C(c).ctx->random().next(); }
-void uuid_v4(weir_context* c, char* out) {
+void uuid_v4(weir_context* c, char* out, size_t count) {
   HostContext& context = C(c);
   if (!context.uuids.has_value()) context.uuids.emplace(random_next(c));
-  context.uuids->next_into(out);
+  for (size_t i = 0; i < count; ++i) context.uuids->next_into(out + 36 * i);
 }
 
 weir_host make_table() {
@@ -360,6 +399,7 @@ weir_host make_table() {
   h.path_ensure = path_ensure;
   h.path_remove = path_remove;
   h.event_get = event_get;
+  h.batch_get_n = batch_get_n;
   h.value_set_null = value_set_null;
   h.value_set_bool = value_set_bool;
   h.value_set_int = value_set_int;
@@ -370,6 +410,8 @@ weir_host make_table() {
   h.value_set_object = value_set_object;
   h.value_set_array = value_set_array;
   h.value_copy = value_copy;
+  h.batch_alloc = batch_alloc;
+  h.values_set_strings = values_set_strings;
   h.object_set = object_set;
   h.object_remove = object_remove;
   h.array_push = array_push;

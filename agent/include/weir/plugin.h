@@ -248,8 +248,11 @@ struct weir_host {
   weir_value* (*object_find)(weir_value* object, weir_str key);
   weir_value* (*array_element)(weir_value* array, size_t index);
 
-  /* Paths ("payload.request.id"). A path remembers where it found its field last time, so
-   * keep one per component and look it up in every event. */
+  /* Paths ("payload.request.id"; "%request_id" names the event's metadata, as in Vector's
+   * VRL). A path remembers where it found its field last time, so keep one per component
+   * and look it up in every event. path_find, path_ensure and path_remove work from the
+   * root given; event_get and batch_get_n start at the event's fields or, for "%" paths,
+   * at its metadata. */
   weir_path* (*path_new)(weir_str dotted);
   void (*path_free)(weir_path* path);
   weir_value* (*path_find)(const weir_path* path, weir_value* root); /* NULL when absent */
@@ -259,6 +262,11 @@ struct weir_host {
   /* The field at `path` of event `index`, found and read in one call (the fast way to read
    * a field of every event). */
   weir_view (*event_get)(weir_batch* batch, size_t index, const weir_path* path);
+  /* `count` fields of each of up to `events` events from `first` on, in one call:
+   * out[e * count + k] is field k of event first + e. For the hottest loops, where a call
+   * per event shows. Returns how many events it read (fewer at the batch's end). */
+  size_t (*batch_get_n)(weir_batch* batch, size_t first, size_t events, const weir_path* const* paths, size_t count,
+                        weir_view* out);
 
   /* Writing values: the batch holds the memory new values live in. */
   void (*value_set_null)(weir_batch* batch, weir_value* value);
@@ -272,6 +280,12 @@ struct weir_host {
   void (*value_set_object)(weir_batch* batch, weir_value* value); /* an empty object */
   void (*value_set_array)(weir_batch* batch, weir_value* value);  /* an empty array */
   void (*value_copy)(weir_batch* batch, weir_value* to, const weir_value* from); /* deep */
+  /* `size` bytes that live as long as the batch's events, for strings set without a copy. */
+  char* (*batch_alloc)(weir_batch* batch, size_t size);
+  /* Makes each targets[i] the string texts[i], without copying: the texts must be bytes of
+   * this batch (from batch_alloc, or strings of its events). One call for many values, for
+   * the hottest loops. */
+  void (*values_set_strings)(weir_batch* batch, weir_value* const* targets, const weir_str* texts, size_t count);
   weir_value* (*object_set)(weir_batch* batch, weir_value* object, weir_str key); /* the member, made null if new */
   int (*object_remove)(weir_value* object, weir_str key);
   weir_value* (*array_push)(weir_batch* batch, weir_value* array); /* a new null element */
@@ -314,9 +328,10 @@ struct weir_host {
   int (*clock_follows_input)(const weir_context* context);
   /* This component's random numbers: seeded from --seed under replay and test. */
   uint64_t (*random)(weir_context* context);
-  /* A random (version 4) UUID as 36 lower-case characters written at `out`, from a
-   * generator seeded once from random(). */
-  void (*uuid_v4)(weir_context* context, char* out);
+  /* `count` random (version 4) UUIDs, 36 lower-case characters each, written one after
+   * the other at `out`, from a generator seeded once from random(): the same sequence
+   * whether asked for one at a time or many. */
+  void (*uuid_v4)(weir_context* context, char* out, size_t count);
 };
 
 #ifdef __cplusplus

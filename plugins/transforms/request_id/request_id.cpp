@@ -67,22 +67,30 @@ class RequestId {
   }
 
   void process(Batch& batch, Context& ctx) {
+    // Both fields an event needs, read for many events per call into weir.
+    FieldReader<2> read(batch, json_field_.empty() ? target_path_ : json_path_, metadata_id_);
     for (Event event : batch) {
-      if (json_field_.empty()) tag_plain(event, ctx);
-      else tag_json(event, batch, ctx);
+      auto [field, request_id] = read(event);
+      if (json_field_.empty()) tag_plain(event, field, request_id, ctx);
+      else tag_json(event, field, request_id, batch, ctx);
     }
     ctx.emit(batch);
   }
 
  private:
-  // The id for this event: the HTTP request's, else a new one (into `scratch`).
-  std::string_view request_id_of(const Event& event, Context& ctx, char* scratch) {
-    if (Value id = event.get_metadata(metadata_id_); id.is_string()) return id.as_string();
-    ctx.uuid_v4(scratch);
-    if (!hex_) return {scratch, 36};
+  // The id for this event: the HTTP request's (`request_id`, read with the event's other
+  // field), else a new one (hex32: into `scratch`).
+  std::string_view request_id_of(const Value& request_id, Context& ctx, char* scratch) {
+    if (request_id.is_string()) return request_id.as_string();
+    if (next_uuid_ == kUuidsAhead) {  // weir makes them kUuidsAhead at a time: one call, the same sequence
+      ctx.uuid_v4(uuids_, kUuidsAhead);
+      next_uuid_ = 0;
+    }
+    const char* uuid = uuids_ + 36 * next_uuid_++;
+    if (!hex_) return {uuid, 36};
     std::size_t n = 0;
     for (std::size_t i = 0; i < 36; ++i) {
-      if (scratch[i] != '-') scratch[n++] = scratch[i];
+      if (uuid[i] != '-') scratch[n++] = uuid[i];
     }
     return {scratch, 32};
   }
@@ -100,18 +108,17 @@ class RequestId {
 
   static bool present(const Value& v) { return v && !v.is_null() && !(v.is_string() && v.as_string().empty()); }
 
-  void tag_plain(Event& event, Context& ctx) {
-    if (!overwrite_ && present(event.get(target_path_))) return;
-    set_id(event, ctx);
+  void tag_plain(Event& event, const Value& target, const Value& request_id, Context& ctx) {
+    if (!overwrite_ && present(target)) return;
+    set_id(event, request_id, ctx);
   }
 
-  void tag_json(Event& event, Batch& batch, Context& ctx) {
-    Value field = event.get(json_path_);
+  void tag_json(Event& event, Value field, const Value& request_id, Batch& batch, Context& ctx) {
     if (field.is_object()) {  // already structured (an upstream enrich parsed it): set in place
-      if (overwrite_ || !present(event.get(target_path_))) set_id(event, ctx);
+      if (overwrite_ || !present(event.get(target_path_))) set_id(event, request_id, ctx);
       return;
     }
-    if (field.is_string() && splice(event, field, ctx)) return;
+    if (field.is_string() && splice(event, field, request_id, ctx)) return;
     if (field && !field.is_null() && !field.is_string()) {
       bad_json(event, ctx, std::string("it is ") + kind_text(field.kind()));
       return;
@@ -136,14 +143,13 @@ class RequestId {
       event.set(json_path_, text);
       return;
     }
-    set_id(event, ctx);
+    set_id(event, request_id, ctx);
     event.set(json_path_, ctx.to_json(event.get(json_path_)));
   }
 
-  void set_id(Event& event, Context& ctx) {
+  void set_id(Event& event, const Value& request_id, Context& ctx) {
     char scratch[36];
-    std::string id(request_id_of(event, ctx, scratch));  // a copy: setting the target may move the metadata's
-    event.set(target_path_, id);
+    event.set(target_path_, request_id_of(request_id, ctx, scratch));
   }
 
   // A JSON field that is not an object: kept as it is (an error counted) or dead-lettered.
@@ -170,11 +176,11 @@ class RequestId {
   // The common case, a payload object without the first segment of the inner path (CVAT's
   // client events: no "request" yet): the id is spliced into the text before its closing
   // brace, which keeps the original text and skips decoding and re-encoding it.
-  bool splice(Event& event, Value field, Context& ctx) {
+  bool splice(Event& event, const Value& field, const Value& request_id, Context& ctx) {
     std::string_view text = field.as_string();
     if (ctx.json_object_has_key(text, first_key_) != 0) return false;  // errors and existing keys take the full path
     char scratch[36];
-    std::string_view id = request_id_of(event, ctx, scratch);
+    std::string_view id = request_id_of(request_id, ctx, scratch);
     if (needs_escaping(id)) return false;
     std::size_t close = text.find_last_of('}');
     bool empty = text.find_first_not_of(" \t\r\n", text.find('{') + 1) == close;
@@ -200,10 +206,13 @@ class RequestId {
   std::string target_;
   std::string json_field_;
   std::string first_key_, splice_open_, splice_close_;
-  Path json_path_, target_path_, metadata_id_{"request_id"};
+  Path json_path_, target_path_, metadata_id_{"%request_id"};
   bool hex_ = false;
   bool overwrite_ = false;
   bool dead_letter_bad_json_ = false;
+  static constexpr std::size_t kUuidsAhead = 64;
+  char uuids_[36 * kUuidsAhead];
+  std::size_t next_uuid_ = kUuidsAhead;
 };
 
 WEIR_REGISTER_SDK_TRANSFORMS(RequestId);

@@ -27,15 +27,18 @@ struct RewritePlugin {
       {.name = "field", .type = OptionType::String, .default_value = "user_name", .doc = "The field."}};
   explicit RewritePlugin(const Options& o) : field_(o.string("field")) {}
   void process(Batch& batch, Context& ctx) {
+    FieldReader<1> read(batch, field_);
+    StringWriter write(batch);
     for (Event event : batch) {
-      Value value = event.get(field_);
+      auto [value] = read(event);
       if (!value.is_string()) continue;
       std::string_view text = value.as_string();
-      char* out = event.set_string(value, text.size() + 2);
+      char* out = write.set(value, text.size() + 2);
       out[0] = 'u';
       out[1] = '-';
       std::memcpy(out + 2, text.data(), text.size());
     }
+    write.flush();
     ctx.emit(batch);
   }
   Path field_;
