@@ -10,6 +10,8 @@ pinned to one CPU core, with several runs each and the median reported:
                 decode untimed, only the transforms' process() calls)
   disk buffer   decode+encode and the transforms with the sink's input in a disk buffer,
                 with `sync: always` (fdatasync per group of batches) and `sync: os`
+  plugins       the plugin ABI's cost: a no-op and a field rewrite built in and loaded from
+                weir-bench-plugins.so (tools/bench/plugins/), alone and, for the no-ops, in a pipeline
 and prints events/s, MiB/s, peak RSS and each rate as a share of the parse limit.
 Peak RSS is also measured on a 3x larger input piped in, to show memory stays flat.
 """
@@ -194,6 +196,47 @@ def measure_lookup_load(weir, folder, tmp):
           % (os.path.getsize(table) / 2**20, statistics.median(secs), peak / 1024))
 
 
+def measure_plugin_overhead(weir, transform_bench, plugins_so, data, events, tmp, cpu, runs):
+    """The plugin ABI's cost: the same no-op and field rewrite (user_name -> "u-" + user_name)
+    built into weir-transform-bench and loaded from build/weir-bench-plugins.so, on the SDK.
+    The transforms alone (weir-transform-bench) and, for the no-ops, whole pipelines."""
+    import json
+    if not os.path.exists(plugins_so):
+        print("\nplugin overhead: %s not built" % plugins_so)
+        return
+    paths = {}
+    # weir itself has no no-op transform: in whole pipelines the built-in side is a filter
+    # that keeps every event (one field lookup per event: a little more than nothing).
+    transforms = {"bench_noop": "bench_noop", "bench_noop_plugin": "bench_noop_plugin", "bench_rewrite": "bench_rewrite",
+                  "bench_rewrite_plugin": "bench_rewrite_plugin",
+                  "filter": 'filter, condition: "exists(.scope)"'}
+    for name, t in transforms.items():
+        paths[name] = os.path.join(tmp, name + ".yaml")
+        with open(paths[name], "w") as f:
+            f.write("data_dir: %s\nplugins: [%s]\nsources:\n  in: { type: stdin }\ntransforms:\n"
+                    "  t: { type: %s, inputs: [in] }\nsinks:\n  out: { type: blackhole, inputs: [t] }\n" % (tmp, plugins_so, t))
+    alone = {t: [] for t in paths if t != "filter"}
+    pipeline = {t: [] for t in ("filter", "bench_noop_plugin")}
+    for _ in range(runs):  # interleaved, as above
+        for t in alone:
+            _, _, out = run_measured([transform_bench, "-c", paths[t], data], cpu=cpu)
+            alone[t].append(json.loads(out)["seconds"])
+        for t in pipeline:
+            s, _, _ = run_measured([weir, "run", "-c", paths[t], "--log-level", "warn"], stdin_path=data, cpu=cpu)
+            pipeline[t].append(s)
+    med = {t: statistics.median(v) for t, v in alone.items()}
+    print("\nplugin overhead (the same transforms built in and on the SDK, medians of %d):" % runs)
+    print("  no-op, transform alone:  built in %.1f us, plugin %.1f us for %d events (%.2f ns/event more)"
+          % (1e6 * med["bench_noop"], 1e6 * med["bench_noop_plugin"], events,
+             1e9 * (med["bench_noop_plugin"] - med["bench_noop"]) / events))
+    a, b = statistics.median(pipeline["filter"]), statistics.median(pipeline["bench_noop_plugin"])
+    print("  decode -> t -> blackhole:  built-in filter keeping all %.3f s, no-op plugin %.3f s (%+.1f%%)"
+          % (a, b, 100 * (b - a) / a))
+    print("  field rewrite, transform alone:  built in %.1f ns/event, plugin %.1f ns/event (%.2fx)"
+          % (1e9 * med["bench_rewrite"] / events, 1e9 * med["bench_rewrite_plugin"] / events,
+             med["bench_rewrite_plugin"] / med["bench_rewrite"]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -313,6 +356,8 @@ def main():
              ", ".join("%s %.0f ns/event" % (n, 1e9 * s / events) for n, s in per_transform.items())))
     print("  in the pipeline (difference):  %s events/s" % "{:,.0f}".format(transform_rate))
     measure_lookup_load(weir, os.path.dirname(data), tmp)
+    measure_plugin_overhead(weir, transform_bench, os.path.abspath(os.path.join(args.build, "weir-bench-plugins.so")), data, events, tmp,
+                            cpu, args.runs)
     if not args.skip_sources:
         measure_http(weir, data, tmp, args.http_seconds)
     print("\n3x input (%d events) piped through decode -> encode: %.2f s, peak RSS %.1f MiB"
