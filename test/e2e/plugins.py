@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Transform plugins end to end: weir's SDK installed with `cmake --install`, the example
-plugins (pseudonymise in C++, stamp in plain C) and a throwing one built out of tree
+plugins (pseudonymise and upper in C++, stamp in plain C) and a throwing one built out of tree
 against it with their own CMake, their own tests run (`weir test`), then loaded by weir:
 `weir list`, `weir validate` (file:line:col), `weir graph`, a live pipeline through both
 examples with /metrics and a reload, a plugin that throws on every batch (weir keeps
@@ -78,6 +78,13 @@ try:
     # The plugin's own tests, through weir test.
     t = run(["ctest", "--test-dir", ps, "--output-on-failure"], check_rc=False)
     check("pseudonymise's own tests pass (weir test, RFC 4231 vector)", t.returncode == 0, t.stdout + t.stderr)
+
+    # docs/plugins.md's complete example, with its own weir test.
+    upper = build_plugin(os.path.join(EXAMPLES, "upper"), "upper")
+    t = run([WEIR, "test", "--plugin", os.path.join(upper, "upper.so"), "-c",
+             os.path.join(EXAMPLES, "upper", "tests", "upper.yaml")], check_rc=False)
+    check("the documented example (upper, under 50 lines) builds and passes its weir test", t.returncode == 0,
+          t.stdout + t.stderr)
 
     # weir list, with --plugin and from a config's plugins_dir.
     listed = run([WEIR, "list", "--plugin", PS, "--plugin", STAMP, "pseudonymise", "stamp"]).stdout
