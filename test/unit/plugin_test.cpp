@@ -82,7 +82,28 @@ struct Holding {
   std::uint64_t count_ = 0;
 };
 
-WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding);
+// Prefixes .name with the metadata's %source through the bulk reader and writer.
+struct Bulk {
+  static constexpr const char* type = "test_sdk_bulk";
+  static constexpr const char* summary = "Bulk reads and writes";
+  static inline const std::vector<Option> options = {};
+  explicit Bulk(const Options&) {}
+  void process(Batch& batch, Context& ctx) {
+    FieldReader<2> read(batch, name_, source_);
+    StringWriter write(batch);
+    for (Event event : batch) {
+      auto [name, source] = read(event);
+      if (!name.is_string()) continue;
+      std::string text = std::string(source.is_string() ? source.as_string() : "none") + ":" + std::string(name.as_string());
+      std::memcpy(write.set(name, text.size()), text.data(), text.size());
+    }
+    write.flush();
+    ctx.emit(batch);
+  }
+  Path name_{"name"}, source_{"%source"};
+};
+
+WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk);
 
 using weir::testing::TransformHarness;
 
@@ -230,4 +251,21 @@ TEST_CASE("plugin loader: a file that is not a weir plugin is refused with its p
   auto foreign = weir::plugin::load_file(info.dli_fname);
   REQUIRE_FALSE(foreign.ok());
   CHECK(foreign.error().message().find("exports no weir_plugin_entry symbol") != std::string::npos);
+}
+
+TEST_CASE("plugin sdk: FieldReader and StringWriter across their chunks, metadata through % paths") {
+  TransformHarness h("test_sdk_bulk");
+  std::vector<std::string> events, metadata;
+  for (int i = 0; i < 100; ++i) {  // several reader and writer chunks
+    events.push_back(i % 10 == 3 ? R"({"n":)" + std::to_string(i) + "}" : R"({"name":"u)" + std::to_string(i) + R"("})");
+    metadata.push_back(i % 2 == 0 ? R"({"source":"s)" + std::to_string(i) + R"("})" : "null");
+  }
+  auto out = h.feed(events, metadata);
+  REQUIRE(out.size() == 100);
+  for (int i = 0; i < 100; ++i) {
+    std::string want = i % 10 == 3 ? R"({"n":)" + std::to_string(i) + "}"
+                                   : R"({"name":")" + (i % 2 == 0 ? "s" + std::to_string(i) : std::string("none")) + ":u" +
+                                         std::to_string(i) + R"("})";
+    CHECK(out[i] == want);
+  }
 }
