@@ -170,6 +170,22 @@ Status register_plugin(const weir_plugin* d, const std::string& file) {
   return {};
 }
 
+Status check_abi(const weir_plugin* d, const std::string& file) {
+  if (d->size < kFrozenHead) return Error(fmt::format("plugin {}: its descriptor is {} bytes, too short to be one", file, d->size));
+  if (d->abi_major != WEIR_ABI_MAJOR) {
+    return Error(fmt::format("plugin {} ({} {}) was built for weir plugin ABI {}.{}, but this weir ({}) has ABI {}.{}; {}", file,
+                             text(d->name), text(d->version), d->abi_major, d->abi_minor, WEIR_VERSION, WEIR_ABI_MAJOR,
+                             WEIR_ABI_MINOR, rebuild_hint(d)));
+  }
+  if (d->abi_minor > WEIR_ABI_MINOR) {
+    return Error(fmt::format("plugin {} ({} {}) needs weir plugin ABI {}.{}, newer than this weir's ({}, ABI {}.{}): "
+                             "upgrade weir, or {}",
+                             file, text(d->name), text(d->version), d->abi_major, d->abi_minor, WEIR_VERSION, WEIR_ABI_MAJOR,
+                             WEIR_ABI_MINOR, rebuild_hint(d)));
+  }
+  return {};
+}
+
 Status load_file(const std::string& path) {
   std::error_code ec;
   std::filesystem::path real = std::filesystem::canonical(path, ec);
@@ -191,20 +207,7 @@ Status load_file(const std::string& path) {
   }
   const weir_plugin* d = entry();
   if (d == nullptr) return close(Error(fmt::format("plugin {}: {} returned no descriptor", real.string(), WEIR_PLUGIN_ENTRY_SYMBOL)));
-  if (d->size < kFrozenHead) {
-    return close(Error(fmt::format("plugin {}: its descriptor is {} bytes, too short to be one", real.string(), d->size)));
-  }
-  if (d->abi_major != WEIR_ABI_MAJOR) {
-    return close(Error(fmt::format("plugin {} ({} {}) was built for weir plugin ABI {}.{}, but this weir ({}) has ABI {}.{}; {}",
-                                   real.string(), text(d->name), text(d->version), d->abi_major, d->abi_minor,
-                                   WEIR_VERSION, WEIR_ABI_MAJOR, WEIR_ABI_MINOR, rebuild_hint(d))));
-  }
-  if (d->abi_minor > WEIR_ABI_MINOR) {
-    return close(Error(fmt::format("plugin {} ({} {}) needs weir plugin ABI {}.{}, newer than this weir's ({}, ABI {}.{}): "
-                                   "upgrade weir, or {}",
-                                   real.string(), text(d->name), text(d->version), d->abi_major, d->abi_minor,
-                                   WEIR_VERSION, WEIR_ABI_MAJOR, WEIR_ABI_MINOR, rebuild_hint(d))));
-  }
+  if (Status compatible = check_abi(d, real.string()); !compatible.ok()) return close(compatible.error());
   // Once registered, the library stays loaded for the life of the process: its types'
   // callbacks and strings live in it.
   if (Status registered = register_plugin(d, real.string()); !registered.ok()) return close(registered.error());

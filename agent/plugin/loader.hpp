@@ -16,6 +16,10 @@ namespace weir::plugin {
 // from, empty for a transform built into weir on the SDK (listed as built in).
 Status register_plugin(const weir_plugin* descriptor, const std::string& file);
 
+// Whether this weir can load a plugin with descriptor `d` (from `file`): the ABI major equal,
+// the minor not newer; the refusal names the file, both versions and how to rebuild it.
+Status check_abi(const weir_plugin* d, const std::string& file);
+
 // Loads one library. Loading the same file again (by its real path) does nothing.
 Status load_file(const std::string& path);
 // Loads every *.so in `dir`, in name order.

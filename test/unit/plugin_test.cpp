@@ -269,3 +269,30 @@ TEST_CASE("plugin sdk: FieldReader and StringWriter across their chunks, metadat
     CHECK(out[i] == want);
   }
 }
+
+TEST_CASE("plugin loader: the ABI check names the file, both versions and the rebuild; a failing init refuses") {
+  weir_transform_type ok = valid_type("test_check_init");
+  weir_plugin p = descriptor(&ok, 1);
+  p.source_dir = "/src/mine";
+  CHECK(weir::plugin::check_abi(&p, "/x/mine.so").ok());
+  p.abi_major = WEIR_ABI_MAJOR + 1;
+  auto major = weir::plugin::check_abi(&p, "/x/mine.so");
+  REQUIRE_FALSE(major.ok());
+  CHECK(major.error().message().find("plugin /x/mine.so (checks 0) was built for weir plugin ABI " +
+                                     std::to_string(WEIR_ABI_MAJOR + 1) + ".") == 0);
+  CHECK(major.error().message().find("rebuild it against this weir's SDK: cmake -S /src/mine -B /src/mine/build") !=
+        std::string::npos);
+  p.abi_major = WEIR_ABI_MAJOR;
+  p.abi_minor = WEIR_ABI_MINOR + 1;
+  auto minor = weir::plugin::check_abi(&p, "/x/mine.so");
+  REQUIRE_FALSE(minor.ok());
+  CHECK(minor.error().message().find("newer than this weir's") != std::string::npos);
+
+  p.abi_minor = WEIR_ABI_MINOR;
+  p.init = [](const weir_host* host, weir_error* error) {
+    host->error_set(error, weir_str{"no licence file", 15});
+    return static_cast<int>(WEIR_FAILED);
+  };
+  CHECK(refusal(p) == "plugin /x/checks.so: failed to initialise: no licence file");
+  CHECK(weir::Registry::global().find(weir::ComponentKind::Transform, "test_check_init") == nullptr);
+}
