@@ -51,7 +51,7 @@ for t in "source stdin" "source demo" "sink console" "sink file" "sink blackhole
 done
 grep -qE '^ +decoding.codec +json\|text +default json' "$WORK/list" || fail "weir list lacks stdin's options"
 grep -qE '^ +path +string +required' "$WORK/list" || fail "weir list lacks file.path"
-"$WEIR" --version | grep -qE '^weir [0-9]+\.[0-9]+\.[0-9]+ \(plugin API 1\)$' || fail "--version"
+"$WEIR" --version | grep -qE '^weir [0-9]+\.[0-9]+\.[0-9]+ \(plugin ABI [0-9]+\.[0-9]+\)$' || fail "--version"
 "$WEIR" help | grep -q "weir validate" || fail "help"
 set +e
 "$WEIR" frobnicate >/dev/null 2>&1
