@@ -205,6 +205,14 @@ size_t batch_get_n(weir_batch* b, size_t first, size_t n, const weir_path* const
   if (h.batch == nullptr || first >= h.batch->size()) return 0;
   std::vector<Event>& events = h.batch->events();
   n = std::min(n, events.size() - first);
+  if (count == 1 && paths[0] != nullptr && !HP(paths[0]).metadata) {  // the common case, without the general loop's checks
+    const FieldPath& path = *P(paths[0]);
+    for (size_t e = 0; e < n; ++e) {
+      prefetch_ahead(events, first + e);
+      out[e] = view_of(path.find(events[first + e].fields));
+    }
+    return n;
+  }
   for (size_t e = 0; e < n; ++e) {
     const std::size_t i = first + e;
     prefetch_ahead(events, i);
