@@ -26,6 +26,10 @@
 // that was not emitted dead-lettered.
 #pragma once
 
+#if __cplusplus < 202002L
+#error "weir/sdk.hpp needs C++20 (weir_add_plugin sets it; by hand: -std=c++20)"
+#endif
+
 #include <array>
 #include <concepts>
 #include <cstdint>
@@ -204,8 +208,9 @@ class Path {
 
 class Batch;
 
-// One event of a batch. Setting a field may move the event's other values: read again
-// after writing rather than keeping a Value across a set.
+// One event of a batch, valid until events are added to that batch. Setting a field may
+// move the event's other values: read again after writing rather than keeping a Value
+// across a set.
 class Event {
  public:
   Event(Batch& batch, std::size_t index);
