@@ -4,7 +4,8 @@ plugins (pseudonymise and upper in C++, stamp in plain C) and a throwing one bui
 against it with their own CMake, their own tests run (`weir test`), then loaded by weir:
 `weir list`, `weir validate` (file:line:col), `weir graph`, a live pipeline through both
 examples with /metrics and a reload, a plugin that throws on every batch (weir keeps
-running, every event counted), and the refusals: another ABI major (with the rebuild
+running, every event counted), a stateful one killed with -9 (its state comes back), and
+the refusals: another ABI major (with the rebuild
 command), a duplicate type, a file that is not a plugin."""
 import hashlib, hmac, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
@@ -16,7 +17,7 @@ BUILD = os.path.dirname(WEIR_BUILT)
 WORK = tempfile.mkdtemp(prefix="weir-plugins-")
 PREFIX = os.path.join(WORK, "prefix")
 EXAMPLES = os.path.join(harness.ROOT, "examples", "plugins")
-FIXTURE = os.path.join(harness.ROOT, "test", "e2e", "fixtures", "plugins", "throwing")
+FIXTURE = os.path.join(harness.ROOT, "test", "e2e", "fixtures", "plugins", "fixture")
 
 
 def run(argv, env=None, check_rc=True):
@@ -64,9 +65,9 @@ try:
 
     ps = build_plugin(os.path.join(EXAMPLES, "pseudonymise"), "pseudonymise")
     stamp = build_plugin(os.path.join(EXAMPLES, "minimal-c"), "minimal-c", ["-DCMAKE_C_FLAGS=-Wall -Wextra -Werror"])
-    explode = build_plugin(FIXTURE, "throwing")
-    PS, STAMP, EXPLODE = (os.path.join(ps, "pseudonymise.so"), os.path.join(stamp, "stamp.so"),
-                          os.path.join(explode, "explode.so"))
+    fixture = build_plugin(FIXTURE, "fixture")
+    PS, STAMP, FIXTURE_SO = (os.path.join(ps, "pseudonymise.so"), os.path.join(stamp, "stamp.so"),
+                          os.path.join(fixture, "fixture.so"))
     nm = run(["nm", "-D", "--defined-only", PS]).stdout
     exported = [l.split()[-1] for l in nm.splitlines() if l.split()[-2] in ("T", "D", "B", "W")]
     check("a plugin exports its entry symbol and nothing else of its own",
@@ -187,7 +188,7 @@ transforms:
   boom: { type: explode, inputs: [in] }
 sinks:
   out: { type: blackhole, inputs: [boom] }
-""" % (WORK, api2, EXPLODE, port2))
+""" % (WORK, api2, FIXTURE_SO, port2))
     w = subprocess.Popen([WEIR, "run", "-c", cfg2, "--log-level", "warn"], stderr=subprocess.PIPE, text=True)
     procs.append(w)
     check("weir runs a pipeline with a throwing plugin", harness.wait_for(lambda: metrics(api2) is not None, 20))
@@ -208,7 +209,44 @@ sinks:
     rc = w.wait(timeout=30)
     err = w.stderr.read()
     check("and stops cleanly, having logged the failures rate-limited",
-          rc == 0 and err.count("plugin explode 0.0.1 failed on a batch") == 1, err[-2000:])
+          rc == 0 and err.count("plugin fixture 0.0.1 failed on a batch") == 1, err[-2000:])
+
+    # A stateful plugin's state survives kill -9: acknowledged requests are covered by the
+    # saved state, so the numbering goes on where it was.
+    api3, port3 = free_port(), free_port()
+    cfg3 = os.path.join(WORK, "count.yaml")
+    counted = os.path.join(WORK, "counted.ndjson")
+    with open(cfg3, "w") as f:
+        f.write("""data_dir: %s/data3
+api: { address: "127.0.0.1:%d" }
+plugins: [%s]
+sources:
+  in: { type: http_server, address: "127.0.0.1:%d", acknowledgements: true }
+transforms:
+  numbered: { type: count, inputs: [in] }
+sinks:
+  out: { type: file, inputs: [numbered], path: "%s" }
+""" % (WORK, api3, FIXTURE_SO, port3, counted))
+
+    def seqs():
+        with open(counted) as f:
+            return [json.loads(l)["seq"] for l in f if l.strip()]
+
+    w = subprocess.Popen([WEIR, "run", "-c", cfg3, "--log-level", "warn"])
+    procs.append(w)
+    check("weir runs a stateful plugin", harness.wait_for(lambda: metrics(api3) is not None, 20))
+    codes = [post(port3, [{"n": r * 2 + i} for i in range(2)]) for r in range(3)]
+    check("acknowledged requests through the stateful plugin", codes == [200] * 3 and seqs() == [1, 2, 3, 4, 5, 6], seqs())
+    w.kill()
+    w.wait(timeout=30)
+    w = subprocess.Popen([WEIR, "run", "-c", cfg3, "--log-level", "warn"])
+    procs.append(w)
+    check("weir restarts after kill -9", harness.wait_for(lambda: metrics(api3) is not None, 20))
+    post(port3, [{"n": 100}, {"n": 101}])
+    check("the plugin's state came back: numbering goes on after kill -9",
+          harness.wait_for(lambda: seqs()[-2:] == [7, 8], 20) and seqs() == list(range(1, 9)), seqs())
+    w.send_signal(signal.SIGTERM)
+    w.wait(timeout=30)
 
     # Refusals, before anything starts.
     major2 = build_plugin(os.path.join(EXAMPLES, "minimal-c"), "minimal-c-abi2", ["-DCMAKE_C_FLAGS=-DWEIR_ABI_MAJOR=2"])
