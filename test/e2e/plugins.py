@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Transform plugins end to end: weir's SDK installed with `cmake --install`, the example
-plugins (pseudonymise and upper in C++, stamp in plain C) and a throwing one built out of tree
-against it with their own CMake, their own tests run (`weir test`), then loaded by weir:
-`weir list`, `weir validate` (file:line:col), `weir graph`, a live pipeline through both
-examples with /metrics and a reload, a plugin that throws on every batch (weir keeps
+"""Transform plugins end to end: weir's SDK installed with `cmake --install`; the example
+plugins (pseudonymise and upper in C++, stamp in plain C) and a fixture plugin built out of
+tree against it with their own CMake; their own tests run (`weir test`); then loaded by
+weir: `weir list`, `weir validate` (file:line:col), `weir graph`, a live pipeline through
+both examples with /metrics and a reload, a plugin that throws on every batch (weir keeps
 running, every event counted), a stateful one killed with -9 (its state comes back), and
-the refusals: another ABI major (with the rebuild
-command), a duplicate type, a file that is not a plugin."""
+the refusals: another ABI major (with the rebuild command), a duplicate type, a file that
+is not a plugin."""
 import hashlib, hmac, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
 import harness
