@@ -44,7 +44,8 @@ struct HostContext : weir_context {
 
 struct HostBatch : weir_batch {
   HostBatch(BatchPtr b, HostContext* c, bool made_by_plugin)
-      : weir_batch{&host_table()}, batch(std::move(b)), arena(&batch->arena()), context(c), heap(made_by_plugin) {}
+      : weir_batch{&host_table()}, batch(std::move(b)), arena(&batch->arena()), context(c), heap(made_by_plugin),
+        serial(++serials) {}
   BatchPtr batch;            // null once emitted
   Arena* arena;              // the batch's, looked up once (every write allocates in it)
   HostContext* context;
@@ -52,12 +53,18 @@ struct HostBatch : weir_batch {
   std::vector<std::uint8_t> gone;  // per event: 1 removed (counted as discarded), 2 moved or rejected
   std::size_t removed = 0;   // events marked 1
   std::size_t moved = 0;     // events marked 2
-  const EventBatch* last_adopted = nullptr;  // batch_move_event's last source
+  // batch_move_event's last source, by serial (an address could be reused by the next
+  // batch): its arenas and acknowledgements are taken on once per source.
+  std::uint64_t last_adopted = 0;
+  std::uint64_t serial;
+  static inline std::uint64_t serials = 0;  // loop thread only
 
   bool is_gone(std::size_t i) const { return i < gone.size() && gone[i] != 0; }
   void mark(std::size_t i, std::uint8_t how);
   // The batch without its removed, moved and rejected events.
   BatchPtr take_compacted();
+  // Events still in it (not removed, moved or rejected).
+  std::size_t remaining() const { return batch == nullptr ? 0 : batch->size() - removed - moved; }
 };
 
 }  // namespace weir::plugin

@@ -47,9 +47,9 @@ class PluginTransform final : public Transform {
     weir_error error;
     int status = type_->callbacks.process(instance_, &context_, &input, &error);
     if (status != WEIR_OK) return failed(input, reason_of(error, "process"), ctx);
-    // Left unemitted on purpose (an aggregation that only counts, say): released, and what
-    // the plugin removed counted as discarded.
-    ctx.metrics().events_dropped.add(input.removed);
+    // What the plugin removed or did not emit (an aggregation that only counts, say) goes
+    // nowhere on purpose: counted as discarded, as a filter's events are.
+    ctx.metrics().events_dropped.add(input.removed + input.remaining());
   }
 
   void flush(TransformContext& ctx) override {
@@ -64,19 +64,21 @@ class PluginTransform final : public Transform {
 
   bool keeps_state() const override { return type_->callbacks.keeps_state != 0; }
 
-  std::string snapshot() const override {
+  std::optional<std::string> try_snapshot() const override {
     ByteBuffer out;
     weir_error error;
     if (type_->callbacks.snapshot(instance_, &context_, reinterpret_cast<weir_buffer*>(&out), &error) != WEIR_OK) {
-      // A state that cannot be saved cannot cover any acknowledgement: stop rather than
-      // tell sources their events are safe.
+      // A state that cannot be saved covers no acknowledgement: nothing is saved (those
+      // stay held), and the pipeline stops rather than run on without a state.
       std::string reason = fmt::format("plugin {}: snapshot: {}", type_->plugin, reason_of(error, "snapshot"));
       if (context_.ctx != nullptr) context_.ctx->fail_pipeline(reason);
-      return last_snapshot_;
+      return std::nullopt;
     }
     last_snapshot_ = std::string(out.view());
     return last_snapshot_;
   }
+  // For a reload's hand-over: the last state made (the pipeline is stopping if it failed).
+  std::string snapshot() const override { return try_snapshot().value_or(last_snapshot_); }
 
   Status restore(std::string_view snapshot) override {
     weir_error error;

@@ -146,7 +146,7 @@ Status Runtime::Impl::load_transform_state(Node& node) {
                                                 coverage_);
   node.state->on_idle = [this] { complete_when_states_idle(); };
   Node* owner = &node;  // the transform may be replaced on reload: asked through the node
-  node.state->take_snapshot = [owner] { return owner->graph_node->transform->snapshot(); };
+  node.state->take_snapshot = [owner] { return owner->graph_node->transform->try_snapshot(); };
   auto loaded = node.state->load();
   if (!loaded.ok()) return loaded.error();
   node.loaded_state = std::move(loaded.value());

@@ -157,8 +157,10 @@ void TransformState::processed() {
 void TransformState::snapshot_now() {
   if (covered_ == next_ || closed_ || !take_snapshot) return;
   last_snapshot_ms_ = uv_now(loop_);
+  std::optional<std::string> state = take_snapshot();
+  if (!state) return;  // nothing covers these batches: their acknowledgements stay held
   covered_ = next_;
-  snapshots_.push_back({next_, encode_snapshot(next_, take_snapshot())});
+  snapshots_.push_back({next_, encode_snapshot(next_, *state)});
   maybe_write();
 }
 

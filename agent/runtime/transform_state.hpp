@@ -74,7 +74,7 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
   // Before process(batch): the batch's acknowledgements are held until a snapshot covers it.
   void hold(EventBatch& batch);
   // Asks the transform for its state; set by the runtime, called on the loop between batches.
-  std::function<std::string()> take_snapshot;
+  std::function<std::optional<std::string>()> take_snapshot;  // nullopt: the transform could not make one
   // After the transform processed batches: a snapshot now, or soon (the rate limit).
   void processed();
   // At the end (after the transform's flush): a snapshot now.

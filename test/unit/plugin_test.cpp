@@ -103,7 +103,59 @@ struct Bulk {
   Path name_{"name"}, source_{"%source"};
 };
 
-WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk);
+// Emits nothing: its events go nowhere, counted.
+struct Swallow {
+  static constexpr const char* type = "test_sdk_swallow";
+  static constexpr const char* summary = "Emits nothing";
+  static inline const std::vector<Option> options = {};
+  explicit Swallow(const Options&) {}
+  void process(Batch&, Context&) {}
+};
+
+// Moves the events into a batch of its own, then throws.
+struct Unwinding {
+  static constexpr const char* type = "test_sdk_unwinding";
+  static constexpr const char* summary = "Throws holding events";
+  static inline const std::vector<Option> options = {};
+  explicit Unwinding(const Options&) {}
+  void process(Batch& batch, Context& ctx) {
+    Batch mine = ctx.new_batch();
+    for (std::size_t i = 0; i < batch.size(); ++i) mine.move_from(batch, i);
+    throw std::runtime_error("gone wrong");
+  }
+};
+
+// Writes metadata through a "%" path and strings through a writer it never flushes itself.
+struct Writing {
+  static constexpr const char* type = "test_sdk_writing";
+  static constexpr const char* summary = "Writes metadata and strings";
+  static inline const std::vector<Option> options = {};
+  explicit Writing(const Options&) {}
+  void process(Batch& batch, Context& ctx) {
+    FieldReader<1> read(batch, name_);
+    StringWriter write(batch);
+    for (Event event : batch) {
+      event.set(seen_, true);
+      auto [name] = read(event);
+      if (name.is_string()) std::memcpy(write.set(name, 2), "ok", 2);
+    }
+    ctx.emit(batch);  // the writer's pending strings land before the batch leaves
+  }
+  Path name_{"name"}, seen_{"%seen"};
+};
+
+// Its snapshot fails.
+struct BadState {
+  static constexpr const char* type = "test_sdk_bad_state";
+  static constexpr const char* summary = "Cannot save its state";
+  static inline const std::vector<Option> options = {};
+  explicit BadState(const Options&) {}
+  void process(Batch& batch, Context& ctx) { ctx.emit(batch); }
+  std::string snapshot() const { throw std::runtime_error("disk of the mind is full"); }
+  void restore(std::string_view) {}
+};
+
+WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, BadState);
 
 using weir::testing::TransformHarness;
 
@@ -295,4 +347,43 @@ TEST_CASE("plugin loader: the ABI check names the file, both versions and the re
   };
   CHECK(refusal(p) == "plugin /x/checks.so: failed to initialise: no licence file");
   CHECK(weir::Registry::global().find(weir::ComponentKind::Transform, "test_check_init") == nullptr);
+}
+
+TEST_CASE("plugin sdk: nothing goes unseen: unemitted events are counted, an unwound batch of its own dead-lettered") {
+  TransformHarness swallow("test_sdk_swallow");
+  CHECK(swallow.feed({R"({"n":1})", R"({"n":2})"}).empty());
+  CHECK(swallow.metrics().events_dropped.get() == 2);
+
+  TransformHarness unwinding("test_sdk_unwinding");
+  CHECK(unwinding.feed({R"({"n":1})", R"({"n":2})"}).empty());
+  REQUIRE(unwinding.dead.size() == 2);
+  CHECK(unwinding.dead[0] == R"(transform failed: an exception unwound the batch holding the event {"n":1})");
+  CHECK(unwinding.metrics().errors.get() == 1);
+}
+
+TEST_CASE("plugin sdk: held events from many batches keep every source's acknowledgement (not one batch's address)") {
+  TransformHarness h("test_sdk_holding", "", "t.odd");
+  int acked = 0;
+  for (int b = 0; b < 5; ++b) {  // each input batch is freed after process: the next may reuse its address
+    h.next_ack = weir::Acknowledgement::make([&](weir::DeliveryStatus, const std::string&) { ++acked; });
+    h.feed({R"({"n":)" + std::to_string(2 * b) + "}", R"({"n":)" + std::to_string(2 * b + 1) + "}"});
+  }
+  CHECK(acked == 0);
+  CHECK(h.flush().size() == 10);
+  h.last.reset();
+  h.flush();
+  CHECK(acked == 5);
+}
+
+TEST_CASE("plugin sdk: % paths write metadata; a writer's strings land when its batch is emitted; a failed snapshot saves nothing") {
+  TransformHarness h("test_sdk_writing");
+  auto out = h.feed({R"({"name":"x"})", R"({"n":1})"});
+  REQUIRE(out.size() == 2);
+  CHECK(out[0] == R"({"name":"ok"})");
+  CHECK(out[1] == R"({"n":1})");
+  REQUIRE(h.last != nullptr);
+  CHECK(weir::to_json(h.last->events()[1].metadata) == R"({"seen":true})");
+
+  TransformHarness bad("test_sdk_bad_state");
+  CHECK_FALSE(bad.try_snapshot().has_value());
 }

@@ -49,6 +49,7 @@ class TransformHarness : public TransformContext {
   std::vector<std::string> flush();
   // The transform's durable state (Transform::snapshot / restore).
   std::string snapshot() const { return transform_->snapshot(); }
+  std::optional<std::string> try_snapshot() const { return transform_->try_snapshot(); }
   Status restore(std::string_view state) { return transform_->restore(state); }
 
   AckRef next_ack;                // when set, the next feed's batch carries it (then it is cleared)

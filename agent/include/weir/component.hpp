@@ -131,6 +131,9 @@ class Transform {
   // error: logged and counted, and the transform starts empty.
   virtual bool keeps_state() const { return false; }
   virtual std::string snapshot() const { return {}; }
+  // The same for a transform whose snapshot can fail (a plugin's): nullopt saves nothing,
+  // so the acknowledgements a snapshot would have covered stay held.
+  virtual std::optional<std::string> try_snapshot() const { return snapshot(); }
   virtual Status restore(std::string_view /*snapshot*/) { return {}; }
 };
 

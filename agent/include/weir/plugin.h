@@ -23,9 +23,15 @@
  *
  * Threading: weir calls a plugin on its event loop thread only; calls never overlap.
  * Lifetimes: a weir_value* stays valid until its event's object or array is changed
- * (adding a member may move the others) or its batch is emitted or released; strings
- * (weir_str) returned by the host live as long as the value they came from; strings the
- * plugin passes in are copied by the host unless said otherwise.
+ * (adding a member may move the others), an event is added to its batch (the events may
+ * move), or its batch is emitted or released; strings (weir_str) returned by the host
+ * live as long as the value they came from; strings the plugin passes in are copied by
+ * the host unless said otherwise. A batch handle is spent once emitted: writes through it
+ * are ignored (for a batch from batch_new the handle is freed: do not use it at all).
+ * Host functions do not throw; on out-of-memory weir terminates, as it does anywhere.
+ * Callbacks must not throw either (the C++ SDK catches everything at its boundary).
+ * weir_str and weir_view are frozen for the whole major (they are passed by value and in
+ * arrays, so they cannot grow).
  */
 #ifndef WEIR_PLUGIN_H
 #define WEIR_PLUGIN_H
@@ -158,13 +164,15 @@ typedef struct weir_transform_type {
    * and after process returns the host releases what was not emitted. Events removed or
    * rejected are left out of what is emitted. WEIR_FAILED: weir counts an error and
    * dead-letters every event of the batch still in it (not emitted, removed or rejected),
-   * with the reason; weir keeps running. */
+   * with the reason; weir keeps running. Events neither emitted nor dead-lettered are
+   * counted as discarded. */
   int (*process)(void* instance, weir_context* context, weir_batch* batch, weir_error* error);
   /* Every input has ended: emit whatever is held back. */
   int (*flush)(void* instance, weir_context* context, weir_error* error);
   /* The state, appended to `out` with host->buffer_append. */
   int (*snapshot)(void* instance, weir_context* context, weir_buffer* out, weir_error* error);
-  /* Called before start(), so the context offers its host table only. */
+  /* After start() and before the first batch (and on reload, with the state of the
+   * instance this one replaces). */
   int (*restore)(void* instance, weir_context* context, weir_str snapshot, weir_error* error);
 } weir_transform_type;
 
@@ -228,12 +236,17 @@ struct weir_host {
   int (*batch_is_removed)(const weir_batch* batch, size_t index);
   /* A new empty batch; the plugin's until it emits or releases it. */
   weir_batch* (*batch_new)(weir_context* context);
-  /* Adds event `index` of `from` to `to` and returns its index in `to`; `to` takes on
-   * `from`'s acknowledgements, so the sources hear of the event only once `to` is
-   * delivered. `from`'s copy is removed. */
+  /* Adds event `index` of `from` to `to` and returns its index in `to` (SIZE_MAX for no
+   * such event, one already gone, or to == from); `to` takes on `from`'s
+   * acknowledgements, so the sources hear of the event only once `to` is delivered.
+   * Acknowledgements are per batch: a batch holding events keeps every source batch they
+   * came from unacknowledged until it is emitted or released, so emit held batches
+   * regularly. `from`'s copy is removed. */
   size_t (*batch_move_event)(weir_batch* to, weir_batch* from, size_t index);
   weir_value* (*batch_add_event)(weir_batch* batch); /* a new event: its fields, an empty object */
-  void (*batch_release)(weir_batch* batch); /* a batch from batch_new that will not be emitted */
+  /* A batch from batch_new that will not be emitted: its events go nowhere (counted as
+   * discarded). */
+  void (*batch_release)(weir_batch* batch);
 
   /* Reading values. Asking a value of the wrong kind returns 0 / an empty string. */
   int32_t (*value_kind)(const weir_value* value); /* weir_kind */

@@ -32,6 +32,7 @@
 
 #include <array>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -188,6 +189,7 @@ class Path {
   ~Path() { reset(); }
   const std::string& text() const { return text_; }
   bool empty() const { return text_.empty(); }
+  bool in_metadata() const { return !text_.empty() && text_.front() == '%'; }
   const weir_path* compiled(const weir_host* h) const {
     if (compiled_ == nullptr && !text_.empty()) {
       host_ = h;
@@ -207,6 +209,7 @@ class Path {
 };
 
 class Batch;
+class StringWriter;
 
 // One event of a batch, valid until events are added to that batch. Setting a field may
 // move the event's other values: read again after writing rather than keeping a Value
@@ -238,12 +241,13 @@ class Event {
   void set_array(const Path& path) { h_->value_set_array(b_, slot(path)); }    // an empty array
   // Makes the field a string of `size` bytes and returns them to fill (no copy).
   char* set_string(const Path& path, std::size_t size) { return h_->value_set_string_uninit(b_, slot(path), size); }
-  // The same for a value already found in this event.
-  void set(const Value& target, std::string_view text) { h_->value_set_string(b_, target.raw(), to_str(text)); }
-  char* set_string(const Value& target, std::size_t size) { return h_->value_set_string_uninit(b_, target.raw(), size); }
+  // The same for a value already found in this event (it must be there: a false Value
+  // has no place to write to; set it by path instead).
+  void set(const Value& target, std::string_view text) { h_->value_set_string(b_, present(target), to_str(text)); }
+  char* set_string(const Value& target, std::size_t size) { return h_->value_set_string_uninit(b_, present(target), size); }
   bool remove(const Path& path) {
     const weir_path* p = path.compiled(h_);
-    return p != nullptr && h_->path_remove(p, fields_ptr()) != 0;
+    return p != nullptr && h_->path_remove(p, root_of(path, false)) != 0;
   }
   // Leaves the event out of what is emitted (counted as discarded).
   void drop() { h_->batch_remove(b_, index_); }
@@ -255,7 +259,19 @@ class Event {
   weir_value* slot(const Path& path) {
     const weir_path* p = path.compiled(h_);
     if (p == nullptr) throw std::invalid_argument("an empty field path");
-    return h_->path_ensure(b_, p, fields_ptr());
+    return h_->path_ensure(b_, p, root_of(path, true));
+  }
+  // The object a path starts from: the fields, or for "%" paths the metadata (made an
+  // object first when writing to an event that has none).
+  weir_value* root_of(const Path& path, bool writing) {
+    if (!path.in_metadata()) return fields_ptr();
+    weir_value* metadata = h_->batch_metadata(b_, index_);
+    if (writing && metadata != nullptr && h_->value_kind(metadata) != WEIR_OBJECT) h_->value_set_object(b_, metadata);
+    return metadata;
+  }
+  static weir_value* present(const Value& target) {
+    if (!target) throw std::invalid_argument("writing through an absent value: set the field by its path");
+    return target.raw();
   }
   weir_value* fields_ptr() const {
     if (fields_ == nullptr) fields_ = h_->batch_fields(b_, index_);
@@ -301,7 +317,11 @@ class Batch {
     return Event(*this, size() - 1);
   }
   // Moves event `index` of `from` here (with the acknowledgements it needs).
-  Event move_from(Batch& from, std::size_t index) { return Event(*this, h_->batch_move_event(b_, from.b_, index)); }
+  Event move_from(Batch& from, std::size_t index) {
+    std::size_t at = h_->batch_move_event(b_, from.b_, index);
+    if (at == SIZE_MAX) throw std::out_of_range("move_from: no such event, or one already moved, removed or rejected");
+    return Event(*this, at);
+  }
 
   class iterator {
    public:
@@ -320,17 +340,30 @@ class Batch {
   weir_batch* raw() const { return b_; }
   weir_context* context() const { return c_; }
   const weir_host* host() const { return h_; }
-  weir_batch* take() { return std::exchange(b_, nullptr); }
+  // The handle, given up (to Context::emit): a StringWriter on the batch flushes first.
+  weir_batch* take();
 
  private:
+  friend class StringWriter;
   void release() {
-    if (b_ != nullptr && owned_) h_->batch_release(b_);
+    if (b_ != nullptr && owned_) {
+      // An exception is unwinding through the plugin's own batch: its events are set aside
+      // with a reason, not dropped unseen.
+      if (std::uncaught_exceptions() > 0) {
+        for (std::size_t i = 0, n = size(); i < n; ++i) {
+          static constexpr char kReason[] = "transform failed: an exception unwound the batch holding the event";
+          if (!is_removed(i)) h_->reject(c_, b_, i, weir_str{kReason, sizeof kReason - 1});
+        }
+      }
+      h_->batch_release(b_);
+    }
     b_ = nullptr;
   }
   weir_batch* b_;
   weir_context* c_;
   const weir_host* h_;
   bool owned_;
+  StringWriter* writer_ = nullptr;
 };
 
 // Reads the same fields of every event of a batch, dozens of events per call into weir: for
@@ -370,15 +403,20 @@ class FieldReader {
 
 // Sets strings in the batch's memory, dozens per call into weir: the writing half of
 // FieldReader. set() hands back the bytes to fill; the value takes them when the writer
-// flushes (every few dozen values and when it goes out of scope), so read such a value
-// again only after that.
+// flushes (every few dozen values, when the batch is emitted, and when the writer goes
+// out of scope), so read such a value again only after that. One writer per batch.
 class StringWriter {
  public:
-  explicit StringWriter(Batch& batch) : batch_(batch) {}
+  explicit StringWriter(Batch& batch) : batch_(&batch) { batch.writer_ = this; }
   StringWriter(const StringWriter&) = delete;
   StringWriter& operator=(const StringWriter&) = delete;
-  ~StringWriter() { flush(); }
+  ~StringWriter() {
+    flush();
+    if (batch_ != nullptr && batch_->writer_ == this) batch_->writer_ = nullptr;
+  }
   char* set(const Value& target, std::size_t size) {
+    if (batch_ == nullptr || batch_->raw() == nullptr) throw std::logic_error("StringWriter: its batch was emitted");
+    if (!target) throw std::invalid_argument("StringWriter: writing through an absent value");
     if (size > left_) refill(size);
     char* out = cursor_;
     cursor_ += size;
@@ -389,23 +427,39 @@ class StringWriter {
     return out;
   }
   void flush() {
-    if (count_ != 0) batch_.host()->values_set_strings(batch_.raw(), targets_, texts_, count_);
+    if (count_ != 0 && batch_ != nullptr && batch_->raw() != nullptr) {
+      batch_->host()->values_set_strings(batch_->raw(), targets_, texts_, count_);
+    }
     count_ = 0;
+  }
+  // The batch is being emitted: what is pending lands now, and nothing after.
+  void detach() {
+    flush();
+    batch_ = nullptr;
   }
 
  private:
   void refill(std::size_t size) {
     std::size_t block = size > kBlock ? size : kBlock;
-    cursor_ = batch_.host()->batch_alloc(batch_.raw(), block);
+    cursor_ = batch_->host()->batch_alloc(batch_->raw(), block);
+    if (cursor_ == nullptr) throw std::logic_error("StringWriter: its batch was emitted");
     left_ = block;
   }
   static constexpr std::size_t kChunk = 32, kBlock = 16 * 1024;
-  Batch& batch_;
+  Batch* batch_;
   char* cursor_ = nullptr;
   std::size_t left_ = 0, count_ = 0;
   weir_value* targets_[kChunk];
   weir_str texts_[kChunk];
 };
+
+inline weir_batch* Batch::take() {
+  if (writer_ != nullptr) {
+    writer_->detach();
+    writer_ = nullptr;
+  }
+  return std::exchange(b_, nullptr);
+}
 
 inline Event::Event(Batch& batch, std::size_t index)
     : h_(batch.host()), b_(batch.raw()), batch_(&batch), index_(index) {}
@@ -591,6 +645,10 @@ constexpr bool keeps_state = requires(const T& t, T& m, std::string_view s) {
 
 template <typename T>
 const weir_transform_type& transform_type() {
+  constexpr bool has_snapshot = requires(T& t) { t.snapshot(); };
+  constexpr bool has_restore = requires(T& t, std::string_view s) { t.restore(s); };
+  static_assert(has_snapshot == has_restore && (!has_snapshot || keeps_state<T>),
+                "state needs both `std::string snapshot() const` and `void restore(std::string_view)`");
   static const std::vector<std::vector<const char*>> choices = [] {
     std::vector<std::vector<const char*>> out;
     for (const Option& o : T::options) {
@@ -662,7 +720,7 @@ const weir_plugin* describe(const char* name, const char* version, const char* s
 }  // namespace weir::sdk
 
 // Exports the entry symbol of a plugin holding the transform types given.
-#define WEIR_PLUGIN(name, version, ...)                                         \
-  extern "C" WEIR_PLUGIN_EXPORT const weir_plugin* weir_plugin_entry(void) {    \
+#define WEIR_PLUGIN(name, version, ...)                                                 \
+  extern "C" WEIR_PLUGIN_EXPORT const weir_plugin* weir_plugin_entry(void) noexcept {   \
     return ::weir::sdk::describe<__VA_ARGS__>(name, version, WEIR_PLUGIN_SOURCE_DIR); \
   }

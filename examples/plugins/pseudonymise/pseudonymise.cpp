@@ -75,7 +75,9 @@ class Pseudonymise {
     unsigned int size = 0;
     if (HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(text.data()),
              text.size(), digest, &size) == nullptr) {
-      throw std::runtime_error("HMAC-SHA256 failed");  // weir dead-letters the batch: nothing leaves unhashed
+      // weir dead-letters the batch's events: none goes downstream unhashed (the dead
+      // letters keep the originals: protect the dead-letter file as the input).
+      throw std::runtime_error("HMAC-SHA256 failed");
     }
     static constexpr char kDigits[] = "0123456789abcdef";
     for (std::size_t i = 0; i < length_; ++i) out[i] = kDigits[(digest[i / 2] >> (i % 2 == 0 ? 4 : 0)) & 0xF];

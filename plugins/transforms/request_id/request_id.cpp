@@ -46,8 +46,10 @@ class RequestId {
       json_field_ = json_field;
       json_path_ = Path(json_field);
       const std::string inner = target_.substr(json_field.size() + 1);
-      // "request.id" -> `"request":{"id":` ... `}`: the text spliced around the id.
+      // "request.id" -> `"request":{"id":` ... `}`: the text spliced around the id. A
+      // segment JSON would escape turns splicing off (every event takes the full path).
       std::string_view rest = inner;
+      splice_ok_ = !needs_escaping(inner);
       first_key_ = std::string(rest.substr(0, rest.find('.')));
       while (true) {
         auto dot = rest.find('.');
@@ -118,7 +120,7 @@ class RequestId {
       if (overwrite_ || !present(event.get(target_path_))) set_id(event, request_id, ctx);
       return;
     }
-    if (field.is_string() && splice(event, field, request_id, ctx)) return;
+    if (field.is_string() && splice_ok_ && splice(event, field, request_id, ctx)) return;
     if (field && !field.is_null() && !field.is_string()) {
       bad_json(event, ctx, std::string("it is ") + kind_text(field.kind()));
       return;
@@ -181,6 +183,8 @@ class RequestId {
     if (ctx.json_object_has_key(text, first_key_) != 0) return false;  // errors and existing keys take the full path
     char scratch[36];
     std::string_view id = request_id_of(request_id, ctx, scratch);
+    // Only a metadata id can need escaping (ids made here never do, and the HTTP source
+    // accepts none that would): such an event takes the full path, which escapes it.
     if (needs_escaping(id)) return false;
     std::size_t close = text.find_last_of('}');
     bool empty = text.find_first_not_of(" \t\r\n", text.find('{') + 1) == close;
@@ -210,6 +214,7 @@ class RequestId {
   bool hex_ = false;
   bool overwrite_ = false;
   bool dead_letter_bad_json_ = false;
+  bool splice_ok_ = false;
   static constexpr std::size_t kUuidsAhead = 64;
   char uuids_[36 * kUuidsAhead];
   std::size_t next_uuid_ = kUuidsAhead;
