@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <chrono>
 #include <cstring>
 
@@ -59,6 +60,14 @@ std::int64_t fraction_nanos(std::string_view text, std::size_t& at) {
 }
 
 constexpr std::int64_t kNanosPerSecond = 1'000'000'000;
+// The last whole second int64 nanoseconds hold with any fraction after it (2262-04-11).
+constexpr std::int64_t kMaxEpochSeconds = INT64_MAX / kNanosPerSecond - 1;
+
+unsigned days_in_month(unsigned year, unsigned month) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return month == 2 && leap ? 29 : kDays[month - 1];
+}
 
 bool two_digits(std::string_view text, std::size_t at, unsigned& out) {
   unsigned a = static_cast<unsigned>(text[at]) - '0', b = static_cast<unsigned>(text[at + 1]) - '0';
@@ -93,7 +102,9 @@ Result<EpochNanos> parse_iso8601(std::string_view text) {
         !digits(text, 8, 2, day)) {
       return malformed();
     }
-    if (month < 1 || month > 12 || day < 1 || day > 31) return Error(fmt::format("'{}' has a field out of range", text));
+    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)) {
+      return Error(fmt::format("'{}' has a field out of range", text));
+    }
     days = days_from_civil(year, month, day);
     std::memcpy(parsed_date.date, text.data(), 10);
     parsed_date.days = days;
@@ -146,8 +157,9 @@ Result<EpochNanos> parse_epoch_seconds(std::string_view text) {
   std::size_t int_start = at;
   std::int64_t seconds = 0;
   while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
-    if (seconds > 9'000'000'000) return Error(fmt::format("'{}' is out of range for epoch seconds", text));
     seconds = seconds * 10 + (text[at++] - '0');
+    // Checked per digit, so neither this product nor the one below can overflow.
+    if (seconds > kMaxEpochSeconds) return Error(fmt::format("'{}' is out of range for epoch seconds", text));
   }
   if (at == int_start) return Error(fmt::format("'{}' is not a number of epoch seconds", text));
   std::int64_t nanos = 0;

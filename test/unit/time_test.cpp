@@ -81,3 +81,28 @@ TEST_CASE("time: memoised dates never leak between timestamps", "[time]") {
     REQUIRE(text.view().substr(0, 10) == std::string_view(expected, 10));
   }
 }
+
+TEST_CASE("time: dates that do not exist are refused, leap days by the Gregorian rule") {
+  CHECK_FALSE(parse_iso8601("2024-02-30T00:00:00Z").ok());
+  CHECK_FALSE(parse_iso8601("2023-02-29T00:00:00Z").ok());
+  CHECK_FALSE(parse_iso8601("2024-04-31T00:00:00Z").ok());
+  CHECK_FALSE(parse_iso8601("1900-02-29T00:00:00Z").ok());
+  CHECK(parse_iso8601("2000-02-29T00:00:00Z").ok());
+  CHECK(parse_iso8601("2024-02-29T00:00:00Z").ok());
+  CHECK(parse_iso8601("2024-12-31T00:00:00Z").ok());
+  auto refused = parse_iso8601("2024-02-30T10:00:00Z");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message() == "'2024-02-30T10:00:00Z' has a field out of range");
+}
+
+TEST_CASE("time: epoch seconds past what int64 nanoseconds hold are refused, not overflowed") {
+  // 9,223,372,036 s is the last whole second int64 nanoseconds reach (2262-04-11).
+  CHECK(parse_epoch_seconds("9223372035").value() == 9223372035LL * 1'000'000'000);
+  CHECK(parse_epoch_seconds("-9223372035").value() == -9223372035LL * 1'000'000'000);
+  CHECK_FALSE(parse_epoch_seconds("9223372037").ok());
+  CHECK_FALSE(parse_epoch_seconds("90000000000").ok());
+  CHECK_FALSE(parse_epoch_seconds("99999999999999999999").ok());
+  CHECK_FALSE(parse_timestamp(Value::floating(9.5e10)).ok());
+  CHECK_FALSE(parse_timestamp(Value::uinteger(18'000'000'000'000'000'000ULL)).ok());
+  CHECK(parse_epoch_seconds("90000000000").error().message() == "'90000000000' is out of range for epoch seconds");
+}

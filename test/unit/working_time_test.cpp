@@ -275,3 +275,13 @@ TEST_CASE("working_time: a snapshot restored into a new instance carries on exac
   CHECK_FALSE(second.restore("{\"texts\":[],\"users\":[[1]]}").ok());
   CHECK_FALSE(second.restore("not json").ok());
 }
+
+TEST_CASE("working_time: a client's absurd duration is held to a year, not overflowed") {
+  constexpr std::int64_t kYearMs = 366LL * 86'400'000;
+  CHECK(one_by_one({frame(kStart, 9'000'000'000'000'000)}) == kYearMs);  // x 1e6 would overflow int64
+  CHECK(one_by_one({frame(kStart, kYearMs - 1)}) == kYearMs - 1);
+  Harness h;
+  std::string huge_double = frame(kStart, 1);
+  huge_double.replace(huge_double.find("\"duration\":1"), 12, "\"duration\":1e300");
+  CHECK(h.feed_ms({huge_double}) + h.flush_ms() == kYearMs);
+}

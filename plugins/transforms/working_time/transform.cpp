@@ -2,7 +2,9 @@
 // the pipeline and emitted as `send:working_time` events exactly as CVAT stores them.
 // Every input event passes through; a row goes right after the event that closed it (see
 // working_time.hpp for when that is).
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <optional>
 #include <queue>
 #include <unordered_map>
@@ -316,10 +318,17 @@ class WorkingTime final : public Transform {
     return std::find(list.begin(), list.end(), value) != list.end();
   }
 
+  // A client's `duration` (ms) in ns, held to +-1 year: longer is no time a person
+  // worked, and the bound keeps the product (and timestamp + duration) inside int64. Not
+  // a number (NaN, infinite, text) counts as 0, as an absent one does.
   static EpochNanos duration_nanos(const Value* d) {
+    constexpr std::int64_t kMaxMs = 366LL * 86'400'000;
     if (d == nullptr) return 0;
-    if (d->is_int()) return d->as_int() * 1'000'000;
-    if (d->is_double()) return static_cast<EpochNanos>(d->as_double() * 1e6);
+    if (d->is_int()) return std::clamp<std::int64_t>(d->as_int(), -kMaxMs, kMaxMs) * 1'000'000;
+    if (d->is_uint()) return kMaxMs * 1'000'000;  // above INT64_MAX
+    if (d->is_double() && std::isfinite(d->as_double())) {
+      return static_cast<EpochNanos>(std::clamp(d->as_double(), -double(kMaxMs), double(kMaxMs)) * 1e6);
+    }
     return 0;
   }
 
