@@ -19,6 +19,11 @@
 
 namespace weir::http {
 
+// Percent-decoding (libcurl's): of a URL path, where '+' is a plus sign, and of a query
+// component (application/x-www-form-urlencoded), where '+' is a space.
+std::string decode_path(std::string_view text);
+std::string decode_query_component(std::string_view text);
+
 struct Header {
   std::string name;  // lower case
   std::string value;

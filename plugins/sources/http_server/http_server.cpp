@@ -1,6 +1,8 @@
 // `http_server` source: events POSTed over HTTP/1.1. A drop-in for the Vector source in
 // CVAT's analytics stack (same address, JSON bodies, 200 on success), plus NDJSON, text and
 // CVAT client batches, gzip/zstd bodies, auth, request ids, and acknowledgement mode.
+#include <openssl/evp.h>
+
 #include <fmt/format.h>
 
 #include "body_decoder.hpp"
@@ -58,21 +60,12 @@ bool same_secret(std::string_view a, std::string_view b) {
   return diff == 0 && !b.empty();
 }
 
+// Standard base64 with padding (libcrypto's EVP_EncodeBlock), for the Basic credentials.
 std::string base64_encode(std::string_view in) {
-  static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
-    out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], table[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    unsigned v = (unsigned char)in[i] << 16;
-    out += {table[v >> 18], table[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
-    out += {table[v >> 18], table[(v >> 12) & 63], table[(v >> 6) & 63], '='};
-  }
+  std::string out(4 * ((in.size() + 2) / 3), '\0');
+  int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(written < 0 ? 0 : static_cast<std::size_t>(written));
   return out;
 }
 
