@@ -348,6 +348,10 @@ class Loader {
   }
 
   std::optional<std::string> scalar(const YAML::Node& node, std::string_view what) {
+    if (node.IsNull()) {  // `null`, `~`, `Null` or nothing: YAML's null, not the text
+      error(fmt::format("{} is YAML's null (null, ~ or nothing): quote it (\"null\") if you mean the text", what), at(node));
+      return std::nullopt;
+    }
     if (!node.IsScalar()) {
       error(fmt::format("{} must be a scalar, got {}", what, yaml_type_name(node)), at(node));
       return std::nullopt;
@@ -409,6 +413,13 @@ class Loader {
     for (auto entry : section) {
       std::string name = entry.first.Scalar();
       SourceLocation where = at(entry.first);
+      if (entry.first.IsNull()) {
+        error(fmt::format("a {} is named with YAML's null (null, ~ or nothing), which YAML reads as no name: quote it "
+                          "(\"null\") to use it as a name",
+                          kind_name),
+              where);
+        continue;
+      }
       bool valid = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
       });

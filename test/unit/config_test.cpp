@@ -286,3 +286,16 @@ TEST_CASE("config: a bad condition is reported at load with its position") {
                     "transforms:\n  r: { type: route, inputs: [in], route: { a: \".x == 1\" } }\nsinks:\n  out: { type: console, inputs: [r] }\n") ==
         "p.yaml:6:34: error: 'r' has no output '' (input of sink 'out'); its outputs are r.a, r._unmatched");
 }
+
+TEST_CASE("config: a name or an input that YAML read as null says so, and that quoting fixes it") {
+  for (const char* spelling : {"null", "~", "Null", "NULL"}) {
+    std::string yaml = std::string(kHeader) + "sinks:\n  " + spelling + ": { type: blackhole, inputs: [in] }\n";
+    CHECK(first_error(yaml) == "p.yaml:4:3: error: a sink is named with YAML's null (null, ~ or nothing), which YAML "
+                               "reads as no name: quote it (\"null\") to use it as a name");
+  }
+  CHECK(first_error(std::string(kHeader) + "sinks:\n  out: { type: blackhole, inputs: [null] }\n") ==
+        "p.yaml:4:36: error: an input of sink 'out' (type blackhole) is YAML's null (null, ~ or nothing): quote it (\"null\") if you mean the text");
+  auto d = check(std::string(kHeader) + "transforms:\n  \"null\": { type: filter, inputs: [in], condition: '.a == 1' }\n"
+                 "sinks:\n  out: { type: blackhole, inputs: [\"null\"] }\n");
+  CHECK(d.ok());
+}
