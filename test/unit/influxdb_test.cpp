@@ -120,7 +120,11 @@ TEST_CASE("influxdb: the LUNA points from the seed document", "[influxdb]") {
   CHECK(encode(R"({"series":"requests","time":"2018-09-12T11:22:25.123Z","tags":{"service":"luna-faces","route":"POST:/faces","status_code":204},"fields":{"request_id":"1536751345,6a5c2191-3e9b-f5a4-fc45-3abf43625c5f","execution_time":1.234}})") ==
         "requests,route=POST:/faces,service=luna-faces,status_code=204 "
         "request_id=\"1536751345,6a5c2191-3e9b-f5a4-fc45-3abf43625c5f\",execution_time=1.234 1536751345123");
-  CHECK(encode(R"({"series":"errors","time":1536751345.5,"tags":{"service":"luna-faces","route":"POST:/faces","status_code":400,"error_code":13037},"fields":{"request_id":"r1"}})") ==
+  // A number counts timestamp.unit: named seconds here, written at the precision (ms).
+  PointMapping seconds = luna_mapping();
+  seconds.number_unit = Precision::Seconds;
+  Encoding in_seconds(std::move(seconds));
+  CHECK(in_seconds(R"({"series":"errors","time":1536751345.5,"tags":{"service":"luna-faces","route":"POST:/faces","status_code":400,"error_code":13037},"fields":{"request_id":"r1"}})") ==
         "errors,error_code=13037,route=POST:/faces,service=luna-faces,status_code=400 request_id=\"r1\" 1536751345500");
 }
 
@@ -245,4 +249,24 @@ TEST_CASE("influxdb: answers sorted into delivered, retry, refused lines, bisect
   auto overloaded = classify(Dialect::V1, u, with_header);
   CHECK(overloaded.outcome == http::Outcome::Retry);
   CHECK(overloaded.message == "engine: cache-max-memory-size exceeded");
+}
+
+TEST_CASE("influxdb: numeric timestamps are read in timestamp.unit (default: the precision), with a hint when off", "[influxdb]") {
+  Encoding ms(luna_mapping());  // precision ms, no unit: numbers are milliseconds
+  CHECK(ms(R"({"series":"s","time":1704110400123,"fields":{"x":1}})") == "s x=1i 1704110400123");
+  CHECK(ms(R"({"series":"s","time":"1704110400123","fields":{"x":1}})") == "s x=1i 1704110400123");
+  CHECK(ms(R"({"series":"s","time":"2024-01-01T12:00:00.123Z","fields":{"x":1}})") == "s x=1i 1704110400123");
+  PointMapping seconds_in = luna_mapping();
+  seconds_in.number_unit = Precision::Seconds;  // numbers are seconds, written at ms
+  Encoding s_to_ms(std::move(seconds_in));
+  CHECK(s_to_ms(R"({"series":"s","time":1704110400.5,"fields":{"x":1}})") == "s x=1i 1704110400500");
+  CHECK(s_to_ms(R"({"series":"s","time":1704110400,"fields":{"x":1}})") == "s x=1i 1704110400000");
+  std::string refused = s_to_ms(R"({"series":"s","time":1704110400123,"fields":{"x":1}})");
+  CHECK(refused.rfind("!timestamp field 'time': 1704110400123 is out of range for epoch seconds", 0) == 0);
+  CHECK(refused.find("it looks like milliseconds: set timestamp.unit: ms") != std::string::npos);
+  PointMapping ns = luna_mapping();
+  ns.precision = Precision::Nanoseconds;
+  Encoding nanos(std::move(ns));
+  CHECK(nanos(R"({"series":"s","time":1704110400123456789,"fields":{"x":1}})") == "s x=1i 1704110400123456789");
+  CHECK(nanos(R"({"series":"s","time":18446744073709551615,"fields":{"x":1}})").rfind("!timestamp field 'time'", 0) == 0);
 }

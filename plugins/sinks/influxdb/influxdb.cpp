@@ -46,7 +46,12 @@ OptionSchema schema() {
       {.name = "separator", .type = OptionType::String, .default_value = "_",
        .doc = "Joins the keys of nested objects: {\"http\":{\"status\":200}} -> http_status."},
       {.name = "timestamp.field", .type = OptionType::String,
-       .doc = "Field (path) with the point's time (ISO-8601 or epoch seconds); absent: the server's time."},
+       .doc = "Field (path) with the point's time (ISO-8601, or a number of `timestamp.unit`s since the epoch); absent: "
+              "the server's time."},
+      {.name = "timestamp.unit", .type = OptionType::Enum, .default_value = "precision",
+       .choices = {"precision", "s", "ms", "us", "ns"},
+       .doc = "What a numeric timestamp counts (numbers, and text that is only a number): `precision` (the default) "
+              "reads it in timestamp.precision."},
       {.name = "timestamp.precision", .type = OptionType::Enum, .default_value = "ns", .choices = {"ns", "us", "ms", "s"},
        .doc = "Precision of the written timestamps (finer digits are cut)."},
       {.name = "healthcheck.enabled", .type = OptionType::Bool, .default_value = "true",
@@ -80,6 +85,7 @@ class InfluxDbSink final : public http::BatchSink {
     for (const std::string& field : o.strings("fields")) mapping.fields.emplace_back(field);
     if (!o.string("timestamp.field").empty()) mapping.timestamp_field = FieldPath(o.string("timestamp.field"));
     mapping.precision = influxdb::parse_precision(o.string("timestamp.precision")).value();
+    if (o.string("timestamp.unit") != "precision") mapping.number_unit = influxdb::parse_precision(o.string("timestamp.unit")).value();
     mapping.separator = std::string(o.string("separator"));
     if (const Value* types = o.find("field_types"); types != nullptr) {
       for (const Member& member : types->members()) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <cmath>
 #include <limits>
 
@@ -76,7 +77,96 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
 constexpr double kTwoTo63 = 9223372036854775808.0;
 constexpr double kTwoTo64 = 18446744073709551616.0;
 
+std::int64_t nanos_per(Precision unit) {
+  switch (unit) {
+    case Precision::Seconds: return 1'000'000'000;
+    case Precision::Milliseconds: return 1'000'000;
+    case Precision::Microseconds: return 1'000;
+    case Precision::Nanoseconds: return 1;
+  }
+  return 1;
+}
+
+const char* unit_name(Precision unit) {
+  switch (unit) {
+    case Precision::Seconds: return "seconds";
+    case Precision::Milliseconds: return "milliseconds";
+    case Precision::Microseconds: return "microseconds";
+    case Precision::Nanoseconds: return "nanoseconds";
+  }
+  return "?";
+}
+
+const char* unit_option(Precision unit) {
+  switch (unit) {
+    case Precision::Seconds: return "s";
+    case Precision::Milliseconds: return "ms";
+    case Precision::Microseconds: return "us";
+    case Precision::Nanoseconds: return "ns";
+  }
+  return "?";
+}
+
+// A number of `unit`s since the epoch, in nanoseconds; out of int64's range: an error that
+// names the unit the number would be a present-day time in (2001 to 2286), if one.
+Result<EpochNanos> numeric_time(double magnitude, std::string_view text, Precision unit,
+                                const std::function<std::optional<EpochNanos>(std::int64_t factor)>& scaled) {
+  std::int64_t factor = nanos_per(unit);
+  if (auto nanos = scaled(factor)) return *nanos;
+  std::string hint;
+  for (Precision other : {Precision::Seconds, Precision::Milliseconds, Precision::Microseconds, Precision::Nanoseconds}) {
+    double seconds = std::fabs(magnitude) * static_cast<double>(nanos_per(other)) / 1e9;
+    if (other != unit && seconds >= 1e9 && seconds < 1e10) {
+      hint = fmt::format(" (it looks like {}: set timestamp.unit: {})", unit_name(other), unit_option(other));
+    }
+  }
+  return Error(fmt::format("{} is out of range for epoch {}{}", text, unit_name(unit), hint));
+}
+
 }  // namespace
+
+Result<EpochNanos> read_timestamp(const Value& v, Precision unit) {
+  auto never = [](std::int64_t) -> std::optional<EpochNanos> { return std::nullopt; };
+  switch (v.kind()) {
+    case Kind::Int: {
+      std::int64_t n = v.as_int();
+      return numeric_time(static_cast<double>(n), std::to_string(n), unit, [n](std::int64_t f) -> std::optional<EpochNanos> {
+        if (n > INT64_MAX / f || n < INT64_MIN / f) return std::nullopt;
+        return n * f;
+      });
+    }
+    case Kind::Uint:  // above INT64_MAX: no unit holds it
+      return numeric_time(static_cast<double>(v.as_uint()), std::to_string(v.as_uint()), unit, never);
+    case Kind::Double: {
+      double d = v.as_double();
+      if (unit == Precision::Seconds) {  // exactly, from its shortest decimal form
+        auto exact = parse_timestamp(v);
+        return exact.ok() ? exact : numeric_time(d, fmt::format("{}", d), unit, never);
+      }
+      return numeric_time(d, fmt::format("{}", d), unit, [d](std::int64_t f) -> std::optional<EpochNanos> {
+        double nanos = d * static_cast<double>(f);
+        if (!std::isfinite(nanos) || std::fabs(nanos) > 9.2e18) return std::nullopt;  // int64 holds < 9.22e18
+        return static_cast<EpochNanos>(std::llround(nanos));
+      });
+    }
+    case Kind::String: {  // text that is only a number is read as that number
+      std::string_view text = v.as_string();
+      std::int64_t n = 0;
+      if (auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+          ec == std::errc() && end == text.data() + text.size() && !text.empty()) {
+        return read_timestamp(Value::integer(n), unit);
+      }
+      double d = 0;
+      if (auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+          ec == std::errc() && end == text.data() + text.size() && !text.empty() && std::isfinite(d)) {
+        return read_timestamp(Value::floating(d), unit);
+      }
+      break;
+    }
+    default: break;
+  }
+  return parse_timestamp(v);  // ISO-8601, or a refusal that says what it got
+}
 
 void append_measurement(std::string_view name, Dialect dialect, ByteBuffer& out) {
   append_escaped(name, ", ", dialect, out);
@@ -363,7 +453,7 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
   if (!m_.timestamp_field.empty()) {
     const Value* v = m_.timestamp_field.find(event.fields);
     if (v != nullptr && !v->is_null()) {
-      auto time = parse_timestamp(*v);
+      auto time = read_timestamp(*v, m_.number_unit.value_or(m_.precision));
       if (!time.ok()) {
         return fail(Error(fmt::format("timestamp field '{}': {}", m_.timestamp_field.text(), time.error().message())));
       }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,6 +26,7 @@
 #include "weir/field_path.hpp"
 #include "weir/http_batch_sink.hpp"
 #include "weir/result.hpp"
+#include "weir/time.hpp"
 
 namespace weir::plugins::influxdb {
 
@@ -35,6 +37,10 @@ enum class Precision { Nanoseconds, Microseconds, Milliseconds, Seconds };
 std::string_view field_type_name(FieldType type);
 Result<FieldType> parse_field_type(std::string_view name);
 Result<Precision> parse_precision(std::string_view name);  // ns | us | ms | s
+// A point's time: a number (or text that is only a number) counts `unit`s since the
+// epoch; other text is ISO-8601. Out of range: an error naming the unit the number would
+// fit, if one.
+Result<EpochNanos> read_timestamp(const Value& value, Precision unit);
 
 // The elements, escaped for `dialect`.
 void append_measurement(std::string_view name, Dialect dialect, ByteBuffer& out);
@@ -59,6 +65,9 @@ struct PointMapping {
   std::vector<FieldPath> fields;      // empty: every field that is not a tag, the time or the measurement
   FieldPath timestamp_field;          // empty: no timestamp (the server's time)
   Precision precision = Precision::Nanoseconds;
+  // The unit of numeric timestamps (numbers, and text that is only a number); unset: the
+  // precision. ISO-8601 text is read as what it says.
+  std::optional<Precision> number_unit;
   std::string separator = "_";        // joins the keys of nested objects: {"a":{"b":1}} -> a_b=1
   TextMap<FieldType> field_types;  // pinned types, by field key
   Dialect dialect = Dialect::V1;
