@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -166,17 +167,40 @@ class FileSink final : public Sink {
     std::unique_ptr<FdWriter> writer;
     std::uint64_t last_write = 0;
     bool needs_header = false;
+    dev_t device = 0;  // what the path named when it was opened
+    ino_t inode = 0;
+    std::uint64_t checked_ms = 0;
   };
 
   std::size_t pending_bytes() const {
     std::size_t total = 0;
     for (const auto& [path, file] : files_) total += file.writer->pending_bytes();
+    for (const OpenFile& file : retired_) total += file.writer->pending_bytes();
     return total;
+  }
+
+  // Whether the path no longer names the open file: logrotate (or anyone) moved or removed
+  // it. Asked at most once a second per file; a rotation that copies and truncates keeps
+  // the file, and appending goes on at its new end.
+  bool moved_away(const std::string& path, OpenFile& file) {
+    std::uint64_t now = uv_now(ctx_->loop());
+    if (now - file.checked_ms < kRotationCheckMs) return false;
+    file.checked_ms = now;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return true;
+    return st.st_dev != file.device || st.st_ino != file.inode;
   }
 
   OpenFile* open_file(const std::string& path) {
     auto it = files_.find(path);
-    if (it != files_.end()) return &it->second;
+    if (it != files_.end()) {
+      if (!moved_away(path, it->second)) return &it->second;
+      // What is queued goes on into the moved file; new writes go to a new one at the path.
+      log::info(ctx_->name(), "'{}' was moved or removed: writing to a new file there", path);
+      retired_.push_back(std::move(it->second));
+      files_.erase(it);
+    }
+    std::erase_if(retired_, [](const OpenFile& f) { return f.writer->idle(); });
     int fd = open_for_append(path);
     if (fd < 0) {
       log::error(ctx_->name(), "cannot open '{}': {}", path, uv_error_text(fd));
@@ -185,7 +209,12 @@ class FileSink final : public Sink {
     OpenFile file;
     file.writer = std::make_unique<FdWriter>(ctx_->loop(), fd, true);
     struct stat st {};
-    file.needs_header = csv_ && csv_header_ && fstat(fd, &st) == 0 && st.st_size == 0;
+    if (fstat(fd, &st) == 0) {
+      file.needs_header = csv_ && csv_header_ && st.st_size == 0;
+      file.device = st.st_dev;
+      file.inode = st.st_ino;
+    }
+    file.checked_ms = uv_now(ctx_->loop());
     return &files_.emplace(path, std::move(file)).first->second;
   }
 
@@ -205,7 +234,14 @@ class FileSink final : public Sink {
         return;
       }
     }
+    for (OpenFile& file : retired_) {
+      if (!file.writer->idle()) {
+        file.writer->when_idle([this] { check_drained(); });
+        return;
+      }
+    }
     files_.clear();
+    retired_.clear();
     if (drain_done_) {
       auto done = std::move(drain_done_);
       drain_done_ = nullptr;
@@ -250,7 +286,9 @@ class FileSink final : public Sink {
   SinkContext* ctx_ = nullptr;
   UvTimer idle_timer_;
   std::map<std::string, OpenFile> files_;
+  std::vector<OpenFile> retired_;  // moved away, still writing what was queued for them
   std::function<void()> drain_done_;
+  static constexpr std::uint64_t kRotationCheckMs = 1000;
 };
 
 }  // namespace
