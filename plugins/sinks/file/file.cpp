@@ -128,7 +128,9 @@ class FileSink final : public Sink {
     }
     delivery->acks = batch->take_acks();
     batch.reset();
-    for (auto& [path, bytes] : by_path) {
+    for (auto& entry : by_path) {
+      const std::string& path = entry.first;  // not a structured binding: the write's callback captures it
+      ByteBuffer& bytes = entry.second;
       if (bytes.empty()) continue;
       OpenFile* file = open_file(path);
       if (file == nullptr) {

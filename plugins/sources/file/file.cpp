@@ -351,7 +351,8 @@ class FileSource final : public Source {
       if (auto file = open(path, initial && from_end_)) next[path] = std::move(file);
     }
     // Files no longer matched under any name: read what is left, then close.
-    for (auto& [path, file] : files_) {
+    for (auto& watched : files_) {
+      auto& file = watched.second;  // not a structured binding: the lambda below captures it (clang 14)
       bool kept = std::any_of(next.begin(), next.end(), [&](const auto& entry) { return entry.second == file; });
       if (!kept) {
         log::info(ctx_->name(), "{} was rotated or deleted: reading it to its end", file->path);
