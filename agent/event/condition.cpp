@@ -110,6 +110,11 @@ struct Condition::Program {
   // ---- parsing (recursive descent) ----
   std::vector<Token> tokens;
   std::size_t at = 0;
+  // Bounds on what a condition may hold, so that neither the parser's nor the evaluator's
+  // recursion can run out of stack on hostile text (found by fuzzing: 1,254 '(').
+  static constexpr int kMaxNesting = 64;       // parentheses and `not`s, one in another
+  static constexpr std::size_t kMaxNodes = 1024;  // terms in all (an `and` chain is that deep)
+  int nesting = 0;
   const Token& peek() const { return tokens[at]; }
   bool accept(std::string_view symbol) {
     if ((peek().kind == Token::Symbol || peek().kind == Token::Word) && peek().text == symbol) {
@@ -135,6 +140,7 @@ struct Condition::Program {
     if (!first.ok()) return first;
     int left = first.value();
     while (accept(word)) {
+      if (nodes.size() >= kMaxNodes) return error(fmt::format("a condition of more than {} terms", kMaxNodes));
       auto right = (this->*next)();
       if (!right.ok()) return right;
       left = add(Node{op, {left, right.value()}, {}, {}, {}, nullptr});
@@ -143,7 +149,9 @@ struct Condition::Program {
   }
   Result<int> parse_not() {
     if (accept("not") || accept("!")) {
+      if (++nesting > kMaxNesting) return error(fmt::format("more than {} levels of nesting", kMaxNesting));
       auto inner = parse_not();
+      --nesting;
       if (!inner.ok()) return inner;
       return add(Node{Op::Not, {inner.value()}, {}, {}, {}, nullptr});
     }
@@ -228,7 +236,9 @@ struct Condition::Program {
 
   Result<int> parse_comparison() {
     if (accept("(")) {
+      if (++nesting > kMaxNesting) return error(fmt::format("more than {} levels of nesting", kMaxNesting));
       auto inner = parse_or();
+      --nesting;
       if (!inner.ok()) return inner;
       if (!accept(")")) return error("expected ')'");
       return inner;

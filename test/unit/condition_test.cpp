@@ -65,3 +65,18 @@ TEST_CASE("filter and route transforms") {
   CHECK(out == std::vector<std::string>{R"({"n":2})", R"({"n":3})", R"({"n":1})", R"({"n":3})", R"({"n":0})"});
   CHECK(route.outputs == std::vector<std::size_t>{0, 0, 1, 1, 2});
 }
+
+TEST_CASE("condition: hostile nesting and length are refused, not a stack overflow (found by fuzzing)") {
+  auto nested = Condition::compile(std::string(1254, '('));
+  REQUIRE_FALSE(nested.ok());
+  CHECK(nested.error().message().find("more than 64 levels of nesting") != std::string::npos);
+  std::string nots;
+  for (int i = 0; i < 100000; ++i) nots += "not ";
+  CHECK_FALSE(Condition::compile(nots + ".a == 1").ok());
+  std::string chain = ".a == 1";
+  for (int i = 0; i < 100000; ++i) chain += " and .a == 1";
+  auto long_chain = Condition::compile(chain);
+  REQUIRE_FALSE(long_chain.ok());
+  CHECK(long_chain.error().message().find("more than 1024 terms") != std::string::npos);
+  CHECK(Condition::compile(std::string(60, '(') + ".a == 1" + std::string(60, ')')).ok());  // deep but sane
+}
