@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tools/fuzz.sh TARGET SECONDS: runs one libFuzzer target of test/fuzz/ (json_lines,
+# tools/fuzz.sh TARGET SECONDS: runs one libFuzzer target of test/fuzz/ (answers, json_lines,
 # timestamp, condition, config, http_body) for SECONDS, from its committed corpus. The
 # targets are built with clang, ASan and UBSan in build-fuzz/. New inputs libFuzzer finds go
 # to build-fuzz/found/TARGET (copy the interesting ones to test/fuzz/corpus/TARGET/); a
