@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <functional>
 #include <cmath>
 #include <limits>
 
@@ -31,13 +30,6 @@ Result<FieldType> parse_field_type(std::string_view name) {
   return Error(fmt::format("unknown field type '{}' (float, integer, unsigned, boolean or string)", name));
 }
 
-Result<Precision> parse_precision(std::string_view name) {
-  if (name == "ns") return Precision::Nanoseconds;
-  if (name == "us") return Precision::Microseconds;
-  if (name == "ms") return Precision::Milliseconds;
-  if (name == "s") return Precision::Seconds;
-  return Error(fmt::format("unknown precision '{}' (ns, us, ms or s)", name));
-}
 
 namespace {
 
@@ -77,77 +69,65 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
 constexpr double kTwoTo63 = 9223372036854775808.0;
 constexpr double kTwoTo64 = 18446744073709551616.0;
 
-std::int64_t nanos_per(Precision unit) {
-  switch (unit) {
-    case Precision::Seconds: return 1'000'000'000;
-    case Precision::Milliseconds: return 1'000'000;
-    case Precision::Microseconds: return 1'000;
-    case Precision::Nanoseconds: return 1;
+// Each precision's option text, name and length in nanoseconds, in one place.
+struct Unit {
+  Precision precision;
+  const char* option;
+  const char* name;
+  std::int64_t nanos;
+};
+constexpr Unit kUnits[] = {{Precision::Seconds, "s", "seconds", 1'000'000'000},
+                           {Precision::Milliseconds, "ms", "milliseconds", 1'000'000},
+                           {Precision::Microseconds, "us", "microseconds", 1'000},
+                           {Precision::Nanoseconds, "ns", "nanoseconds", 1}};
+const Unit& unit_of(Precision precision) {
+  for (const Unit& u : kUnits) {
+    if (u.precision == precision) return u;
   }
-  return 1;
+  return kUnits[3];
 }
 
-const char* unit_name(Precision unit) {
-  switch (unit) {
-    case Precision::Seconds: return "seconds";
-    case Precision::Milliseconds: return "milliseconds";
-    case Precision::Microseconds: return "microseconds";
-    case Precision::Nanoseconds: return "nanoseconds";
-  }
-  return "?";
-}
-
-const char* unit_option(Precision unit) {
-  switch (unit) {
-    case Precision::Seconds: return "s";
-    case Precision::Milliseconds: return "ms";
-    case Precision::Microseconds: return "us";
-    case Precision::Nanoseconds: return "ns";
-  }
-  return "?";
-}
-
-// A number of `unit`s since the epoch, in nanoseconds; out of int64's range: an error that
-// names the unit the number would be a present-day time in (2001 to 2286), if one.
-Result<EpochNanos> numeric_time(double magnitude, std::string_view text, Precision unit,
-                                const std::function<std::optional<EpochNanos>(std::int64_t factor)>& scaled) {
-  std::int64_t factor = nanos_per(unit);
-  if (auto nanos = scaled(factor)) return *nanos;
+// A number out of int64 nanoseconds' range in `unit`: the error names the unit it would be a
+// present-day time in (2001 to 2286), if one.
+Error out_of_range(double magnitude, std::string_view text, Precision unit) {
   std::string hint;
-  for (Precision other : {Precision::Seconds, Precision::Milliseconds, Precision::Microseconds, Precision::Nanoseconds}) {
-    double seconds = std::fabs(magnitude) * static_cast<double>(nanos_per(other)) / 1e9;
-    if (other != unit && seconds >= 1e9 && seconds < 1e10) {
-      hint = fmt::format(" (it looks like {}: set timestamp.unit: {})", unit_name(other), unit_option(other));
+  for (const Unit& other : kUnits) {
+    double seconds = std::fabs(magnitude) * static_cast<double>(other.nanos) / 1e9;
+    if (other.precision != unit && seconds >= 1e9 && seconds < 1e10) {
+      hint = fmt::format(" (it looks like {}: set timestamp.unit: {})", other.name, other.option);
     }
   }
-  return Error(fmt::format("{} is out of range for epoch {}{}", text, unit_name(unit), hint));
+  return Error(fmt::format("{} is out of range for epoch {}{}", text, unit_of(unit).name, hint));
 }
 
 }  // namespace
 
+Result<Precision> parse_precision(std::string_view name) {
+  for (const Unit& u : kUnits) {
+    if (name == u.option) return u.precision;
+  }
+  return Error(fmt::format("unknown precision '{}' (ns, us, ms or s)", name));
+}
+
 Result<EpochNanos> read_timestamp(const Value& v, Precision unit) {
-  auto never = [](std::int64_t) -> std::optional<EpochNanos> { return std::nullopt; };
+  const std::int64_t factor = unit_of(unit).nanos;
   switch (v.kind()) {
     case Kind::Int: {
       std::int64_t n = v.as_int();
-      return numeric_time(static_cast<double>(n), std::to_string(n), unit, [n](std::int64_t f) -> std::optional<EpochNanos> {
-        if (n > INT64_MAX / f || n < INT64_MIN / f) return std::nullopt;
-        return n * f;
-      });
+      if (n > INT64_MAX / factor || n < INT64_MIN / factor) return out_of_range(static_cast<double>(n), std::to_string(n), unit);
+      return n * factor;
     }
     case Kind::Uint:  // above INT64_MAX: no unit holds it
-      return numeric_time(static_cast<double>(v.as_uint()), std::to_string(v.as_uint()), unit, never);
+      return out_of_range(static_cast<double>(v.as_uint()), std::to_string(v.as_uint()), unit);
     case Kind::Double: {
       double d = v.as_double();
       if (unit == Precision::Seconds) {  // exactly, from its shortest decimal form
         auto exact = parse_timestamp(v);
-        return exact.ok() ? exact : numeric_time(d, fmt::format("{}", d), unit, never);
+        return exact.ok() ? exact : Result<EpochNanos>(out_of_range(d, fmt::format("{}", d), unit));
       }
-      return numeric_time(d, fmt::format("{}", d), unit, [d](std::int64_t f) -> std::optional<EpochNanos> {
-        double nanos = d * static_cast<double>(f);
-        if (!std::isfinite(nanos) || std::fabs(nanos) > 9.2e18) return std::nullopt;  // int64 holds < 9.22e18
-        return static_cast<EpochNanos>(std::llround(nanos));
-      });
+      double nanos = d * static_cast<double>(factor);
+      if (!std::isfinite(nanos) || std::fabs(nanos) > 9.2e18) return out_of_range(d, fmt::format("{}", d), unit);  // int64 holds < 9.22e18
+      return static_cast<EpochNanos>(std::llround(nanos));
     }
     case Kind::String: {  // text that is only a number is read as that number
       std::string_view text = v.as_string();
@@ -458,12 +438,8 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
         return fail(Error(fmt::format("timestamp field '{}': {}", m_.timestamp_field.text(), time.error().message())));
       }
       std::int64_t nanos = time.value();
-      std::int64_t divisor = m_.precision == Precision::Seconds        ? 1'000'000'000
-                             : m_.precision == Precision::Milliseconds ? 1'000'000
-                             : m_.precision == Precision::Microseconds ? 1'000
-                                                                       : 1;
       out.push_back(' ');
-      append_number(floor_div(nanos, divisor), out);
+      append_number(floor_div(nanos, unit_of(m_.precision).nanos), out);
     }
   }
   out.push_back('\n');
