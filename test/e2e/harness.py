@@ -40,8 +40,16 @@ def free_port():
 
 def server(kind, verb, directory, env=None):
     """tools/<kind>/server.sh VERB DIRECTORY: its last line on stdout (the port or URL)."""
-    out = subprocess.run(["bash", os.path.join(ROOT, "tools", kind, "server.sh"), verb, directory],
-                         capture_output=True, text=True, env=env)
+    # server.sh bounds itself (start 60 s, stop 20 s, waiting for its lock 90 s); this bound
+    # turns a hang of it into a failure that says where, not a ctest timeout that says nothing.
+    try:
+        out = subprocess.run(["bash", os.path.join(ROOT, "tools", kind, "server.sh"), verb, directory],
+                             capture_output=True, text=True, env=env, timeout=240)
+    except subprocess.TimeoutExpired as e:
+        def text(x):  # TimeoutExpired holds bytes even when text=True
+            return x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+        print(text(e.stdout)[-3000:], text(e.stderr)[-3000:])
+        raise SystemExit("%s %s %s: no answer after 240 s" % (kind, verb, directory))
     if out.returncode != 0:
         print(out.stdout[-3000:], out.stderr[-3000:])
         raise SystemExit("%s %s failed" % (kind, verb))

@@ -90,13 +90,27 @@ running_pid() {
   pid=$(<"$dir/pid")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against a recycled pid: the command line must name this DIR's config.
+  # Guard against a recycled pid: the command line must name this DIR's config. While a
+  # process is inside execve, its /proc/PID/cmdline reads empty (the new image's arguments
+  # are not mapped yet), and the launcher execs the server right after writing DIR/pid:
+  # an empty command line is read again, not taken for another process.
   if [[ -r /proc/$pid/cmdline ]]; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(cmdline_marker "$dir")" || return 1
+    local cmdline="" tries
+    for tries in 1 2 3 4 5 6 7 8 9 10; do
+      cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+      [[ -n $cmdline ]] && break
+      sleep 0.1
+    done
+    [[ $cmdline == *"$(cmdline_marker "$dir")"* ]] || return 1
     # A zombie or exiting process does not count.
     [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
   fi
   echo "$pid"
+}
+
+# Whether PID is a live process (a zombie, exited but not yet waited for, is not).
+process_alive() {
+  kill -0 "$1" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
 }
 
 # Start the server of an initialised DIR and wait for it to answer. 0 ok, 1 failed, 3 port in use.
@@ -125,8 +139,11 @@ launch() {
       say "started (pid $pid, http $http, $(started_detail "$dir")) in $(( $(now_ms) - t0 )) ms"
       return 0
     fi
-    if [[ -s $dir/pid ]] && ! running_pid "$dir" >/dev/null; then
-      wait 2>/dev/null
+    # Exited: the launcher (our child, a zombie until waited for; it execs the server, so
+    # it is the server unless setsid had to fork) is gone and DIR/pid names no live server.
+    # Only the launcher is waited for: a bare `wait` would wait for the server, forever.
+    if ! process_alive "$launcher" && ! running_pid "$dir" >/dev/null; then
+      wait "$launcher" 2>/dev/null
       port_taken "$dir" && return 3
       say "server exited during start-up"
       log_tail "$dir"
