@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <fmt/format.h>
 
@@ -15,15 +16,19 @@ Result<std::string> gzip_decompress(std::string_view input, std::size_t max_outp
   out.resize(std::min<std::size_t>(max_output + 1, std::max<std::size_t>(input.size() * 4, 4096)));
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
   stream.avail_in = static_cast<uInt>(input.size());
+  // Where the output goes on: zlib's total_out starts again at 0 with each gzip member.
+  std::size_t produced = 0;
   int rc = Z_OK;
   while (true) {
-    if (stream.total_out == out.size()) {
+    if (produced == out.size()) {
       if (out.size() > max_output) break;
       out.resize(std::min<std::size_t>(out.size() * 2, max_output + 1));
     }
-    stream.next_out = reinterpret_cast<Bytef*>(out.data() + stream.total_out);
-    stream.avail_out = static_cast<uInt>(out.size() - stream.total_out);
+    stream.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
+    stream.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - produced, UINT32_MAX));
+    uInt room = stream.avail_out;
     rc = inflate(&stream, Z_NO_FLUSH);
+    produced += room - stream.avail_out;
     if (rc == Z_STREAM_END) {
       // Concatenated gzip members are one body (what `cat a.gz b.gz` makes).
       if (stream.avail_in == 0) break;
@@ -33,7 +38,6 @@ Result<std::string> gzip_decompress(std::string_view input, std::size_t max_outp
     if (rc != Z_OK && rc != Z_BUF_ERROR) break;
     if (rc == Z_BUF_ERROR && stream.avail_in == 0) break;
   }
-  std::size_t produced = stream.total_out;
   inflateEnd(&stream);
   if (produced > max_output) return Error(std::string(kTooLarge));
   if (rc != Z_STREAM_END) return Error(fmt::format("gzip: corrupt or truncated body ({})", stream.msg ? stream.msg : "incomplete"));
@@ -41,9 +45,24 @@ Result<std::string> gzip_decompress(std::string_view input, std::size_t max_outp
   return out;
 }
 
+namespace {
+Error zstd_error(std::size_t code) {
+  if (ZSTD_getErrorCode(code) == ZSTD_error_frameParameter_windowTooLarge) {
+    return Error(fmt::format("zstd: the frame needs a window over {} MiB (compressed with --long or an ultra "
+                             "level); compress with a level up to 19 and no --long",
+                             (std::size_t{1} << kZstdWindowLogMax) >> 20));
+  }
+  return Error(fmt::format("zstd: {}", ZSTD_getErrorName(code)));
+}
+}  // namespace
+
 Result<std::string> zstd_decompress(std::string_view input, std::size_t max_output) {
   std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), ZSTD_freeDStream);
   if (!stream) return Error("zstd: cannot create a decompression stream");
+  // The window a frame may ask the decoder to allocate: zstd's default limit is 128 MiB
+  // (windowLog 27), which one small hostile body could claim. Levels up to 19 need at most
+  // 8 MiB; --long and the ultra levels are refused.
+  ZSTD_DCtx_setParameter(stream.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax);
   std::string out;
   ZSTD_inBuffer in{input.data(), input.size(), 0};
   std::size_t last = 1;
@@ -51,7 +70,7 @@ Result<std::string> zstd_decompress(std::string_view input, std::size_t max_outp
   while (in.pos < in.size) {
     ZSTD_outBuffer o{chunk, sizeof chunk, 0};
     last = ZSTD_decompressStream(stream.get(), &o, &in);
-    if (ZSTD_isError(last)) return Error(fmt::format("zstd: {}", ZSTD_getErrorName(last)));
+    if (ZSTD_isError(last)) return zstd_error(last);
     if (out.size() + o.pos > max_output) return Error(std::string(kTooLarge));
     out.append(chunk, o.pos);
     if (o.pos == 0 && in.pos < in.size && last == 0) continue;
@@ -60,7 +79,7 @@ Result<std::string> zstd_decompress(std::string_view input, std::size_t max_outp
   while (last != 0) {
     ZSTD_outBuffer o{chunk, sizeof chunk, 0};
     last = ZSTD_decompressStream(stream.get(), &o, &in);
-    if (ZSTD_isError(last)) return Error(fmt::format("zstd: {}", ZSTD_getErrorName(last)));
+    if (ZSTD_isError(last)) return zstd_error(last);
     if (out.size() + o.pos > max_output) return Error(std::string(kTooLarge));
     out.append(chunk, o.pos);
     if (o.pos == 0) break;

@@ -20,5 +20,7 @@ Result<std::string> decode_content(std::string_view encoding, std::string body, 
 
 // Messages of the errors above that mean "the output would pass max_output".
 inline constexpr std::string_view kTooLarge = "decompressed body larger than the limit";
+// zstd frames may ask for a window of at most 2^this bytes (16 MiB).
+inline constexpr int kZstdWindowLogMax = 24;
 
 }  // namespace weir::compression
