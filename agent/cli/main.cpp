@@ -1,4 +1,6 @@
 // weir's command line: run | validate | list | graph | replay | buffer check | help | --version.
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -278,7 +280,18 @@ int replay_command(const Args& args) {
 
 }  // namespace
 
+// The soft limit on open files up to the hard one (as Go's runtime and nginx's
+// worker_rlimit_nofile do): Debian's default soft 1024 is less than http_server's
+// max_connections plus its files and sockets to sinks.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  (void)setrlimit(RLIMIT_NOFILE, &limit);  // if refused, the old limit stands: EMFILE is handled
+}
+
 int main(int argc, char** argv) {
+  raise_open_file_limit();
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGHUP, SIG_IGN);  // until the runtime's handler reloads: never fatal
   if (const char* env_level = std::getenv("WEIR_LOG")) {

@@ -85,7 +85,8 @@ std::string render_prometheus(const std::vector<ComponentRow>& components, const
     out += fmt::format("weir_component_batch_latency_seconds_count{{{}}} {}\n", labels,
                        c.metrics->batch_latency_count.get());
   }
-  // Plugins' own metrics: one family per name, over every component that has it.
+  // Components' own metrics (plugins' are plugin_<name>): one family per name, over every
+  // component that has it.
   std::vector<std::pair<std::string, std::string>> named;  // name, help; in first-seen order
   for (const ComponentRow& c : components) {
     for (const NamedMetric& m : c.metrics->named) {
@@ -100,16 +101,16 @@ std::string render_prometheus(const std::vector<ComponentRow>& components, const
       for (const NamedMetric& m : c.metrics->named) {
         if (m.name != name) continue;
         if (!header) {
-          out += fmt::format("# HELP weir_plugin_{} {}\n# TYPE weir_plugin_{} {}\n", name, label(help), name,
+          out += fmt::format("# HELP weir_{} {}\n# TYPE weir_{} {}\n", name, label(help), name,
                              m.gauge ? "gauge" : "counter");
           header = true;
         }
         std::string labels = fmt::format("component_id=\"{}\",component_kind=\"{}\",component_type=\"{}\"",
                                          label(c.id), c.kind, label(c.type));
         if (m.gauge) {
-          out += fmt::format("weir_plugin_{}{{{}}} {}\n", name, labels, m.value.load(std::memory_order_relaxed));
+          out += fmt::format("weir_{}{{{}}} {}\n", name, labels, m.value.load(std::memory_order_relaxed));
         } else {
-          out += fmt::format("weir_plugin_{}{{{}}} {}\n", name, labels, m.count.load(std::memory_order_relaxed));
+          out += fmt::format("weir_{}{{{}}} {}\n", name, labels, m.count.load(std::memory_order_relaxed));
         }
       }
     }

@@ -12,8 +12,17 @@ Result<std::string> gzip_decompress(std::string_view input, std::size_t max_outp
   z_stream stream{};
   // 16 + MAX_WBITS: a gzip header and trailer, not a raw zlib stream.
   if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) return Error("gzip: cannot initialise zlib");
+  // The first size: the gzip trailer's ISIZE (the last member's length mod 2^32; exact for
+  // the usual one member) when it says more than the input, else 4x the input; never past
+  // the limit. A lie only changes where the buffer starts: it grows, or stops at the limit.
+  std::size_t hint = std::max<std::size_t>(input.size() * 4, 4096);
+  if (input.size() >= 18) {
+    const auto* tail = reinterpret_cast<const unsigned char*>(input.data() + input.size() - 4);
+    std::size_t isize = tail[0] | (tail[1] << 8) | (tail[2] << 16) | (std::size_t{tail[3]} << 24);
+    if (isize >= input.size()) hint = isize + 1;  // + 1: the end is seen without a resize
+  }
   std::string out;
-  out.resize(std::min<std::size_t>(max_output + 1, std::max<std::size_t>(input.size() * 4, 4096)));
+  out.resize(std::min<std::size_t>(max_output + 1, hint));
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
   stream.avail_in = static_cast<uInt>(input.size());
   // Where the output goes on: zlib's total_out starts again at 0 with each gzip member.
@@ -64,6 +73,11 @@ Result<std::string> zstd_decompress(std::string_view input, std::size_t max_outp
   // 8 MiB; --long and the ultra levels are refused.
   ZSTD_DCtx_setParameter(stream.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax);
   std::string out;
+  // The frame's content size, when it states one, as the first capacity (never past the limit).
+  unsigned long long stated = ZSTD_getFrameContentSize(input.data(), input.size());
+  if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated != ZSTD_CONTENTSIZE_ERROR) {
+    out.reserve(static_cast<std::size_t>(std::min<unsigned long long>(stated, max_output)));
+  }
   ZSTD_inBuffer in{input.data(), input.size(), 0};
   std::size_t last = 1;
   char chunk[64 * 1024];

@@ -373,8 +373,10 @@ int log_enabled(const weir_context*, int32_t level) noexcept { return level_of(l
 
 weir_metric* metric(weir_context* c, const char* name, const char* help, bool gauge) noexcept {
   HostContext& context = C(c);
-  if (context.ctx == nullptr || name == nullptr) return nullptr;
-  return reinterpret_cast<weir_metric*>(context.ctx->metrics().named_metric(name, help == nullptr ? "" : help, gauge));
+  if (context.ctx == nullptr || name == nullptr || *name == '\0') return nullptr;
+  // Exported as weir_plugin_<name>: a plugin's names never meet a built-in's.
+  return reinterpret_cast<weir_metric*>(
+      context.ctx->metrics().named_metric(std::string("plugin_") + name, help == nullptr ? "" : help, gauge));
 }
 weir_metric* counter(weir_context* c, const char* name, const char* help) noexcept { return metric(c, name, help, false); }
 weir_metric* gauge(weir_context* c, const char* name, const char* help) noexcept { return metric(c, name, help, true); }

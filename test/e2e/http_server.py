@@ -184,11 +184,35 @@ slow.settimeout(5)
 answer = slow.recv(4096)
 check("slowloris client answered 408 and closed at header_timeout", b" 408 " in answer and time.time() - start < 3, answer[:80])
 slow.close()
-held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+w.stop()
+
+# max_connections: idle ones make room, busy ones do not.
+port = free_port()
+w = Weir("""data_dir: %s/data
+sources:
+  in: { type: http_server, address: "127.0.0.1:%d", header_timeout: 5s, max_connections: 4 }
+sinks:
+  out: { type: blackhole, inputs: [in] }
+""" % (WORK, port))
+w.wait_port(port)
+silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+time.sleep(0.3)
+s, _, _ = post(port, b'{}')
+silent[0].settimeout(5)
+check("at max_connections, a real client is served: the longest-silent connection is shed",
+      s == 200 and silent[0].recv(4096) == b"", s)
+for c in silent:
+    c.close()
 time.sleep(0.2)
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+for c in held:
+    c.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # mid-request: not idle, never shed
+time.sleep(0.3)
 extra = socket.create_connection(("127.0.0.1", port))
 extra.settimeout(5)
-check("connection over max_connections -> 503", b" 503 " in extra.recv(4096))
+answer = extra.recv(4096)
+check("connection over max_connections with none idle -> 503 with Retry-After",
+      b" 503 " in answer and b"retry-after: 1" in answer.lower(), answer[:200])
 for c in held + [extra]:
     c.close()
 time.sleep(0.2)

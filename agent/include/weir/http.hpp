@@ -1,7 +1,9 @@
 // An HTTP/1.1 server on the libuv loop, with Node's http-parser doing the parsing.
 // Keep-alive, chunked bodies, Expect: 100-continue, gzip/zstd request bodies, body size
-// limits, and timeouts that a slow client cannot stretch (header, body, idle). Requests on
-// one connection are answered in order; a handler may answer later (acknowledgements).
+// limits per request and across connections, connection limits per server and per client
+// address (idle connections shed first), and timeouts that a slow client cannot stretch
+// (header from accept, body, idle). Requests on one connection are answered in order; a
+// handler may answer later (acknowledgements).
 // Used by the http_server source and by the agent's own API (/health, /metrics).
 #pragma once
 
@@ -88,16 +90,38 @@ struct AnsweredRequest {
 // The text of an error response's {"error": ...}, or "".
 std::string error_text(const Response& response);
 
+// A bound that cost a client its connection or its request, for the owner's metrics.
+enum class Limit {
+  Connections,            // max_connections reached with nothing idle to shed: 503, closed
+  ConnectionsPerAddress,  // max_connections_per_address: 503, closed
+  IdleShed,               // an idle connection closed to make room for a new one
+  BufferedBytes,          // max_buffered_bytes: 503 with Retry-After
+  HeaderTimeout,          // headers not complete in time (silent sockets included): 408, closed
+  BodyTimeout,            // body not complete in time: 408, closed
+};
+std::string_view limit_name(Limit limit);
+
 struct ServerOptions {
   std::string address = "127.0.0.1:0";  // host:port, [v6]:port; port 0 picks a free one
-  std::size_t max_body_bytes = 10 << 20;  // after decompression
+  std::size_t max_body_bytes = 10 << 20;  // one request, after decompression
+  // Request bytes held by all connections together: bodies as they arrive and their
+  // decompressed form, until the handler has taken them. A request that would pass it is
+  // answered 503 with Retry-After, before its body is read when Content-Length says so.
+  std::size_t max_buffered_bytes = 128 << 20;
   std::size_t max_connections = 1024;
-  std::chrono::milliseconds header_timeout{10'000};  // first byte of a request to end of headers
+  // Connections from one client address (0: no limit). Behind a proxy every client has the
+  // proxy's address: raise it there.
+  std::size_t max_connections_per_address = 256;
+  // From accept (a new connection) or from a request's first byte (keep-alive) to the end
+  // of the headers: a socket that connects and says nothing is closed after this.
+  std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds body_timeout{30'000};    // end of headers to end of body
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: between requests
   std::string log_name = "http";
   // Called after each answer is written out (not for connections refused before a request).
   std::function<void(const AnsweredRequest&)> on_answered;
+  std::function<void(Limit)> on_limit;
+  std::function<void(std::size_t bytes)> on_buffered;  // each change of what max_buffered_bytes counts
 };
 
 class Server {
@@ -113,6 +137,7 @@ class Server {
   void stop(std::function<void()> done);
   std::uint16_t port() const;  // the bound port
   std::size_t connection_count() const;
+  std::size_t buffered_bytes() const;  // counted against max_buffered_bytes now
 
   struct State;
 

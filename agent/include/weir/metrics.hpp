@@ -10,8 +10,8 @@
 
 namespace weir {
 
-// A counter or gauge a component names itself (plugins: host->counter and host->gauge),
-// exported as weir_plugin_<name> under the component's labels.
+// A counter or gauge a component names itself, exported as weir_<name> under the
+// component's labels (plugins' through host->counter and host->gauge: plugin_<name>).
 struct NamedMetric {
   NamedMetric(std::string metric_name, std::string metric_help, bool is_gauge)
       : name(std::move(metric_name)), help(std::move(metric_help)), gauge(is_gauge) {}

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <array>
+
 #include "body_decoder.hpp"
 #include "request_records.hpp"
 #include "weir/http.hpp"
@@ -28,10 +30,19 @@ const OptionSchema kSchema = {
             "`cvat_client`: CVAT's client event batches (clock-corrected)."},
     {.name = "max_body_bytes", .type = OptionType::Bytes, .default_value = "10MiB",
      .doc = "Larger bodies (after decompression) are refused with 413."},
+    {.name = "max_buffered_bytes", .type = OptionType::Bytes, .default_value = "128MiB",
+     .doc = "Request bytes held by all connections together (bodies as they arrive and decompressed); a request "
+            "that would pass it is answered 503 with Retry-After, before its body is read when it has a "
+            "Content-Length."},
     {.name = "max_connections", .type = OptionType::Integer, .default_value = "1024",
-     .doc = "Connections beyond this are answered 503 and closed."},
+     .doc = "Open connections. From 7/8 of it on, the connection idle the longest is closed for each new one; "
+            "beyond it, with none idle, new ones are answered 503 and closed."},
+    {.name = "max_connections_per_address", .type = OptionType::Integer, .default_value = "256",
+     .doc = "Open connections from one client address (0: no limit); beyond it that address's longest idle one is "
+            "closed, or the new one answered 503. Behind a proxy every client has the proxy's address: raise it."},
     {.name = "header_timeout", .type = OptionType::Duration, .default_value = "10s",
-     .doc = "Time from a request's first byte to the end of its headers."},
+     .doc = "Time from accept (a new connection) or from a request's first byte (keep-alive) to the end of its "
+            "headers: a socket that connects and says nothing is closed after it."},
     {.name = "body_timeout", .type = OptionType::Duration, .default_value = "30s",
      .doc = "Time from the end of the headers to the end of the body."},
     {.name = "idle_timeout", .type = OptionType::Duration, .default_value = "60s",
@@ -102,6 +113,15 @@ class HttpServerSource final : public Source {
     }
     self->server_options_.max_body_bytes = options.bytes("max_body_bytes");
     self->server_options_.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, options.integer("max_connections")));
+    self->server_options_.max_buffered_bytes = options.bytes("max_buffered_bytes");
+    if (self->server_options_.max_buffered_bytes < self->server_options_.max_body_bytes) {
+      return options.error_at("max_buffered_bytes",
+                              fmt::format("max_buffered_bytes ({}) is below max_body_bytes ({}): no body that large "
+                                          "could ever be taken",
+                                          self->server_options_.max_buffered_bytes, self->server_options_.max_body_bytes));
+    }
+    self->server_options_.max_connections_per_address =
+        static_cast<std::size_t>(std::max<std::int64_t>(0, options.integer("max_connections_per_address")));
     auto ms = [&](std::string_view key) {
       return std::chrono::duration_cast<std::chrono::milliseconds>(options.duration(key));
     };
@@ -155,6 +175,21 @@ class HttpServerSource final : public Source {
         if (h.name == "x-request-id") request_id = h.value;  // as handle() sets it
       }
       requests_->record(a, request_id, ctx_->clock().now());
+    };
+    // weir_http_limit_<bound>_total: what each bound refused or closed.
+    for (http::Limit limit : {http::Limit::Connections, http::Limit::ConnectionsPerAddress, http::Limit::IdleShed,
+                              http::Limit::BufferedBytes, http::Limit::HeaderTimeout, http::Limit::BodyTimeout}) {
+      limit_counters_[static_cast<std::size_t>(limit)] = ctx.metrics().named_metric(
+          fmt::format("http_limit_{}_total", http::limit_name(limit)),
+          fmt::format("Connections or requests refused or closed by {}", http::limit_name(limit)), false);
+    }
+    NamedMetric* buffered = ctx.metrics().named_metric(
+        "http_buffered_bytes", "Request bytes held now, counted against max_buffered_bytes", true);
+    server_options_.on_buffered = [buffered](std::size_t bytes) {
+      if (buffered != nullptr) buffered->value.store(static_cast<double>(bytes), std::memory_order_relaxed);
+    };
+    server_options_.on_limit = [this](http::Limit limit) {
+      if (NamedMetric* m = limit_counters_[static_cast<std::size_t>(limit)]) m->count.fetch_add(1, std::memory_order_relaxed);
     };
     server_ = std::make_unique<http::Server>(
         ctx.loop(), server_options_, [this](http::Request& r, http::Responder responder) { handle(r, std::move(responder)); },
@@ -234,6 +269,15 @@ class HttpServerSource final : public Source {
 
   void handle(http::Request& request, http::Responder responder) {
     std::string id = request_id(request);
+    // Asked again now that the body is in: many requests may have passed check() before
+    // any of them was emitted. So what is accepted passes the channel bound by at most
+    // this one batch; the client keeps the rest and sends it again.
+    if (!ctx_->downstream_ready()) {
+      http::Response r = http::Response::error(503, "pipeline is full, retry later");
+      r.headers.push_back({"retry-after", "1"});
+      r.headers.push_back({"x-request-id", id});
+      return responder.send(std::move(r));
+    }
     auto body = std::make_shared<std::string>(std::move(request.body));
     auto batch = EventBatch::create();
     std::vector<BodyRejection> rejected;
@@ -304,6 +348,7 @@ class HttpServerSource final : public Source {
 
   SourceContext* ctx_ = nullptr;
   http::ServerOptions server_options_;
+  std::array<NamedMetric*, 6> limit_counters_{};  // by http::Limit
   std::unique_ptr<RequestRecords> requests_;  // before server_: its answers may come while it closes
   std::unique_ptr<http::Server> server_;
   std::string path_;
