@@ -309,4 +309,47 @@ got = {e["n"]: json.loads(e["payload"])["request"]["id"] for e in lines(rid_out)
 check("request_id: every event of one request carries the id echoed to the client",
       got.get(1) == got.get(2) == answers[0] and got.get(3) == got.get(4) == answers[1] and answers[0] != answers[1], (got, answers))
 
+# ---- shutdown: every request answered has its `requests` record, the last ones included -------
+port = free_port()
+events_out, records_out = os.path.join(WORK, "shut-events.ndjson"), os.path.join(WORK, "shut-records.ndjson")
+w = Weir("""data_dir: %s/shutdown-data
+sources:
+  in: { type: http_server, address: "127.0.0.1:%d", acknowledgements: true }
+sinks:
+  out: { type: file, inputs: [in], path: "%s" }
+  records: { type: file, inputs: [in.requests], path: "%s" }
+""" % (WORK, port, events_out, records_out))
+w.wait_port(port)
+import threading
+statuses = []
+
+
+def client():
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for i in range(2000):
+        try:
+            s, _, _ = post(port, b'{"n":%d}' % i, conn=conn)
+            statuses.append(s)
+        except (OSError, http.client.HTTPException):
+            return  # the server closed: shutting down
+
+
+threads = [threading.Thread(target=client) for _ in range(4)]
+for t in threads:
+    t.start()
+time.sleep(0.5)
+rc = w.stop()
+for t in threads:
+    t.join()
+records = lines(records_out)
+by_status = {}
+for r in records:
+    by_status[r["status_code"]] = by_status.get(r["status_code"], 0) + 1
+answered = {}
+for st in statuses:
+    answered[st] = answered.get(st, 0) + 1
+check("shutdown mid-stream: exit 0, every answered request has its record, the last ones too",
+      rc == 0 and answered.get(200, 0) > 0 and by_status.get(200, 0) == answered.get(200, 0)
+      and by_status.get(200, 0) == len(lines(events_out)), (rc, answered, by_status, len(lines(events_out))))
+
 finish("http_server")
