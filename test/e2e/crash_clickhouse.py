@@ -352,7 +352,7 @@ def fnv1a(data):
 
 def checkpointed():
     """File mode: how many lines of the log files lie before weir's saved checkpoints (the
-    newest whole slot of <data_dir>/in/checkpoints.{0,1}, keyed by the fingerprints)."""
+    newest whole slot of <data_dir>/in/checkpoints.{0,1}, keyed by device:inode:fingerprint)."""
     newest, offsets = -1, {}
     for slot in (0, 1):
         try:
@@ -369,11 +369,14 @@ def checkpointed():
             newest, offsets = int(m.group(1)), {k: v["offset"] for k, v in json.loads(body).items()}
     lines = 0
     for name in os.listdir(LOGS):
-        with open(os.path.join(LOGS, name), "rb") as f:
+        path = os.path.join(LOGS, name)
+        with open(path, "rb") as f:
             data = f.read()
+        st = os.stat(path)
         end = data.find(b"\n")
-        if end >= 0 and fnv1a(data[:min(end, 256)]) in offsets:
-            lines += data.count(b"\n", 0, offsets[fnv1a(data[:min(end, 256)])])
+        key = "%d:%d:%s" % (st.st_dev, st.st_ino, fnv1a(data[:min(end, 256)])) if end >= 0 else None
+        if key in offsets:
+            lines += data.count(b"\n", 0, offsets[key])
     return lines
 
 

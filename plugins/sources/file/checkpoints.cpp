@@ -81,7 +81,7 @@ Status Checkpoints::open_slots() {
   return {};
 }
 
-Status Checkpoints::load() {
+Status Checkpoints::load(std::int64_t now) {
   if (Status opened = open_slots(); !opened.ok()) return opened;
   std::string texts[2];
   std::string_view best_body;
@@ -117,9 +117,11 @@ Status Checkpoints::load() {
   for (const Member& m : parsed.value().members()) {
     const Value* offset = m.value.find("offset");
     const Value* file = m.value.find("file");
+    const Value* seen = m.value.find("seen");
     if (offset == nullptr || !offset->is_int()) continue;
     entries_[std::string(m.key)] = Entry{static_cast<std::uint64_t>(offset->as_int()),
-                                          file && file->is_string() ? std::string(file->as_string()) : std::string()};
+                                          file && file->is_string() ? std::string(file->as_string()) : std::string(),
+                                          seen && seen->is_int() ? seen->as_int() : now};
   }
   return {};
 }
@@ -135,7 +137,7 @@ Status Checkpoints::save() {
     first = false;
     body.append("\n");
     write_json_string(fingerprint, body);
-    body.append(fmt::format(":{{\"offset\":{},\"file\":", entry.offset));
+    body.append(fmt::format(":{{\"offset\":{},\"seen\":{},\"file\":", entry.offset, entry.seen));
     write_json_string(entry.file, body);
     body.push_back('}');
   }
@@ -160,18 +162,46 @@ Status Checkpoints::save() {
   return {};
 }
 
-std::uint64_t Checkpoints::offset(const std::string& fingerprint, bool& found) const {
-  auto it = entries_.find(fingerprint);
-  found = it != entries_.end();
-  return found ? it->second.offset : 0;
+std::string Checkpoints::key(std::uint64_t device, std::uint64_t inode, const std::string& fingerprint) {
+  return fmt::format("{}:{}:{}", device, inode, fingerprint);
 }
 
-void Checkpoints::set(const std::string& fingerprint, std::uint64_t offset, const std::string& path) {
-  Entry& entry = entries_[fingerprint];
+std::uint64_t Checkpoints::offset(const std::string& key, const std::string& fingerprint, bool& found) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    auto legacy = entries_.find(fingerprint);
+    if (legacy == entries_.end()) {
+      found = false;
+      return 0;
+    }
+    it = entries_.emplace(key, legacy->second).first;
+    entries_.erase(legacy);
+    dirty_ = true;
+  }
+  found = true;
+  return it->second.offset;
+}
+
+void Checkpoints::set(const std::string& key, std::uint64_t offset, const std::string& path, std::int64_t now) {
+  Entry& entry = entries_[key];
+  entry.seen = now;
   if (entry.offset == offset && entry.file == path) return;
   entry.offset = offset;
   entry.file = path;
   dirty_ = true;
+}
+
+void Checkpoints::seen(const std::string& key, std::int64_t now, std::int64_t stale) {
+  auto it = entries_.find(key);
+  if (it == entries_.end() || now - it->second.seen < stale) return;
+  it->second.seen = now;
+  dirty_ = true;
+}
+
+std::size_t Checkpoints::prune(std::int64_t now, std::int64_t retention) {
+  std::size_t removed = std::erase_if(entries_, [&](const auto& entry) { return now - entry.second.seen > retention; });
+  if (removed > 0) dirty_ = true;
+  return removed;
 }
 
 }  // namespace weir::plugins

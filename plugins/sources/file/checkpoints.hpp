@@ -1,4 +1,8 @@
-// File source checkpoints: fingerprint -> offset of the first byte not yet delivered.
+// File source checkpoints: file identity -> offset of the first byte not yet delivered.
+// The identity is "<device>:<inode>:<fingerprint of the first line>": two files whose
+// first lines are equal (a CSV header, a banner) are two files, and a file renamed by
+// rotation keeps its checkpoint. Keys of older versions (the fingerprint alone) are taken
+// over by the first file with that fingerprint. Entries not seen for `retention` are pruned.
 //
 // Kept in two slot files, <data_dir>/<component>/checkpoints.{0,1}, written in turn. Each
 // holds a header line with a sequence number, the body's length and its CRC-32, then the
@@ -27,16 +31,27 @@ class Checkpoints {
   Checkpoints(const Checkpoints&) = delete;
   Checkpoints& operator=(const Checkpoints&) = delete;
 
-  Status load();
+  static std::string key(std::uint64_t device, std::uint64_t inode, const std::string& fingerprint);
+
+  // `now`: the pipeline clock (ns since the epoch), stamped on entries loaded without one.
+  Status load(std::int64_t now);
   Status save();  // only when something changed
-  std::uint64_t offset(const std::string& fingerprint, bool& found) const;
-  void set(const std::string& fingerprint, std::uint64_t offset, const std::string& path);
+  // The offset saved for `key`, else for the fingerprint alone (an older version's key,
+  // moved to `key` then); `found` says whether either was there.
+  std::uint64_t offset(const std::string& key, const std::string& fingerprint, bool& found);
+  void set(const std::string& key, std::uint64_t offset, const std::string& path, std::int64_t now);
+  // Marks `key` as seen now (a file still tailed); saved only when older than `stale`.
+  void seen(const std::string& key, std::int64_t now, std::int64_t stale);
+  // Removes entries not seen since `now - retention`; returns how many.
+  std::size_t prune(std::int64_t now, std::int64_t retention);
+  std::size_t size() const { return entries_.size(); }
   std::string slot_path(int slot) const;
 
  private:
   struct Entry {
     std::uint64_t offset = 0;
     std::string file;  // last path seen, for people reading the file
+    std::int64_t seen = 0;  // last set() or seen(), pipeline clock
   };
   struct Slot {
     int fd = -1;

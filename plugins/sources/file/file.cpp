@@ -1,7 +1,8 @@
 // `file` source: tails files matched by globs. Reads run on the thread pool; growth is
 // found by polling (portable, and immune to missed inotify events). Checkpoints are keyed
-// by a fingerprint of the file's first line, advance only when the sinks acknowledged the
-// events, and survive a crash. Handles rename-and-create rotation (the old file is read to
+// by device, inode and a fingerprint of the file's first line, advance only when the sinks
+// acknowledged the events (a batch a sink gave up on is dead-lettered from the file, so
+// later ones still advance), survive a crash, and are pruned once unseen for a while. Handles rename-and-create rotation (the old file is read to
 // its end, the new one from its start), copytruncate (the shrink is noticed and reading
 // starts again at 0) and deletion (read to the end, then closed).
 #include <fcntl.h>
@@ -40,8 +41,11 @@ const OptionSchema kSchema = {
     {.name = "poll_interval", .type = OptionType::Duration, .default_value = "250ms",
      .doc = "How often files are checked for new data."},
     {.name = "fingerprint_bytes", .type = OptionType::Bytes, .default_value = "256",
-     .doc = "A file is identified by a hash of its first line, up to this many bytes; it is read once that "
-            "much (or a whole first line) is there."},
+     .doc = "A file is identified by its device, inode and a hash of its first line, up to this many bytes; it "
+            "is read once that much (or a whole first line) is there. A copy (copytruncate's .1 file) is another "
+            "file: read from its start if watched."},
+    {.name = "checkpoint_retention", .type = OptionType::Duration, .default_value = "7d",
+     .doc = "A checkpoint of a file not seen for this long (deleted, rotated away) is removed."},
     {.name = "max_line_bytes", .type = OptionType::Bytes, .default_value = "100KiB",
      .doc = "A longer line is dead-lettered whole, not split."},
     {.name = "read_bytes", .type = OptionType::Bytes, .default_value = "256KiB", .doc = "Size of one read."},
@@ -92,6 +96,7 @@ struct TailedFile {
   int fd = -1;
   std::uint64_t device = 0, inode = 0;
   std::string fingerprint;  // empty until the first line is there
+  std::string key;          // its checkpoint's: Checkpoints::key(device, inode, fingerprint)
   std::unique_ptr<LineStream> stream;
   std::uint64_t stream_start = 0;  // file offset where `stream` began
   std::uint64_t read_offset = 0;   // next byte to read
@@ -105,12 +110,13 @@ struct TailedFile {
   std::atomic<bool> hold{false};   // the loop wants no more reads (downstream full, or stopping)
   // Batches in flight, in order: their end offsets, and whether the sinks have them.
   struct InFlight {
-    std::uint64_t end;
+    std::uint64_t start, end;  // the batch's bytes in the file
     bool acked;
   };
   std::deque<InFlight> in_flight;
   std::uint64_t first_sequence = 0;  // sequence number of in_flight.front()
   std::uint64_t generation = 0;      // bumped on truncation: acks of older batches are stale
+  std::uint64_t committed = 0;       // the end of the last batch acknowledged (or where reading began)
 
   void cancel_read();
   // Never while a read is in flight: the job holds the file.
@@ -192,6 +198,8 @@ class FileSource final : public Source {
     self->glob_ms_ = std::max<std::uint64_t>(10, ms("glob_interval"));
     self->poll_ms_ = std::max<std::uint64_t>(10, ms("poll_interval"));
     self->fingerprint_bytes_ = std::max<std::uint64_t>(1, options.bytes("fingerprint_bytes"));
+    self->retention_ns_ = std::max<std::int64_t>(
+        1'000'000'000, std::chrono::duration_cast<std::chrono::nanoseconds>(options.duration("checkpoint_retention")).count());
     self->max_line_bytes_ = options.bytes("max_line_bytes");
     if (self->max_line_bytes_ == 0) return options.error_at("max_line_bytes", "max_line_bytes must be above 0");
     self->read_bytes_ = std::clamp<std::uint64_t>(options.bytes("read_bytes"), 4096, 64 << 20);
@@ -211,7 +219,7 @@ class FileSource final : public Source {
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
     checkpoints_ = std::make_unique<Checkpoints>(ctx.data_dir() + "/" + ctx.name());
-    if (Status loaded = checkpoints_->load(); !loaded.ok()) return loaded;
+    if (Status loaded = checkpoints_->load(ctx.clock().now()); !loaded.ok()) return loaded;
     if (int rc = uv_async_init(ctx.loop(), wake_.get(), [](uv_async_t* a) {
           if (a->data != nullptr) static_cast<FileSource*>(a->data)->deliver_decoded();
         });
@@ -260,13 +268,17 @@ class FileSource final : public Source {
   void acknowledged(TailedFile& file, std::uint64_t generation, std::uint64_t sequence, DeliveryStatus status,
                     const std::string& reason) {
     if (generation != file.generation || sequence < file.first_sequence) return;
+    TailedFile::InFlight& done = file.in_flight[sequence - file.first_sequence];
     if (status != DeliveryStatus::Delivered) {
-      // Left unacknowledged: the checkpoint stays before it, so a restart reads it again.
-      log::error(ctx_->name(), "{}: delivery failed ({}); the checkpoint stays before it", file.path, reason);
+      // A sink gave up on it for good: its lines go to the dead-letter file, read again from
+      // the file, and the checkpoint moves on past them with the batches after it. (Left
+      // unacknowledged, it held the checkpoint back for ever and in_flight grew without end.)
       ctx_->metrics().errors.add();
-      return;
+      std::size_t lines = dead_letter_range(file, done.start, done.end, reason);
+      log::error(ctx_->name(), "{}: delivery failed ({}): bytes {}-{} ({} lines) dead-lettered", file.path, reason,
+                 done.start, done.end, lines);
     }
-    file.in_flight[sequence - file.first_sequence].acked = true;
+    done.acked = true;
     std::uint64_t committed = 0;
     bool moved = false;
     while (!file.in_flight.empty() && file.in_flight.front().acked) {
@@ -275,8 +287,9 @@ class FileSource final : public Source {
       ++file.first_sequence;
       moved = true;
     }
-    if (moved && !file.fingerprint.empty()) {
-      checkpoints_->set(file.fingerprint, committed, file.path);
+    if (moved && !file.key.empty()) {
+      file.committed = committed;
+      checkpoints_->set(file.key, committed, file.path, ctx_->clock().now());
       // Saved on the next loop turn: acknowledgements that land together cost one write,
       // and a crash still re-delivers only what was acknowledged in that one turn (a file
       // sink completes one write at a time).
@@ -294,6 +307,33 @@ class FileSource final : public Source {
   }
 
  private:
+  // The lines of bytes [start, end) of `file`, dead-lettered with `reason`; how many.
+  std::size_t dead_letter_range(TailedFile& file, std::uint64_t start, std::uint64_t end, const std::string& reason) {
+    std::string bytes(end > start ? end - start : 0, '\0');
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+      ssize_t n = ::pread(file.fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(start + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    bytes.resize(got);
+    std::string why = fmt::format("{}: delivery failed: {}", file.path, reason);
+    std::size_t lines = 0;
+    std::string_view rest = bytes;
+    while (!rest.empty()) {
+      auto newline = rest.find('\n');
+      std::string_view line = rest.substr(0, newline);
+      if (!line.empty()) {
+        ctx_->dead_letter_raw(line, 0, why);
+        ++lines;
+      }
+      if (newline == std::string_view::npos) break;
+      rest.remove_prefix(newline + 1);
+    }
+    return lines;
+  }
+
   // Every file being read: those the globs name, then those rotated away or deleted and
   // still read to their end (over a copy of that list, which `visit` may shorten).
   template <typename Visit>
@@ -362,6 +402,15 @@ class FileSource final : public Source {
     }
     std::erase_if(detached_, [&](const auto& file) { return !file->detached; });
     files_ = std::move(next);
+    // Checkpoints: those of files still here are seen; those unseen for the retention go.
+    std::int64_t now = ctx_->clock().now();
+    each_file([&](const std::shared_ptr<TailedFile>& file) {
+      if (!file->key.empty()) checkpoints_->seen(file->key, now, retention_ns_ / 8);
+    });
+    if (std::size_t pruned = checkpoints_->prune(now, retention_ns_); pruned > 0) {
+      log::info(ctx_->name(), "removed {} checkpoint(s) of files not seen for checkpoint_retention", pruned);
+      save_checkpoints();
+    }
   }
 
   std::shared_ptr<TailedFile> open(const std::string& path, bool from_end) {
@@ -382,6 +431,7 @@ class FileSource final : public Source {
     file->inode = static_cast<std::uint64_t>(st.st_ino);
     file->read_offset = from_end ? static_cast<std::uint64_t>(st.st_size) : 0;
     file->stream_start = file->read_offset;
+    file->committed = file->read_offset;
     file->stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
     fingerprint(*file);
     log::info(ctx_->name(), "watching {}{}", path, from_end ? " from its end" : "");
@@ -401,14 +451,16 @@ class FileSource final : public Source {
     auto newline = head.find('\n');
     if (newline == std::string::npos && head.size() < fingerprint_bytes_) return;  // wait for more
     file.fingerprint = fnv1a_hex(newline == std::string::npos ? head : head.substr(0, newline));
+    file.key = Checkpoints::key(file.device, file.inode, file.fingerprint);
     bool found = false;
-    std::uint64_t offset = checkpoints_->offset(file.fingerprint, found);
+    std::uint64_t offset = checkpoints_->offset(file.key, file.fingerprint, found);
     if (found && file.read_offset == file.stream_start && file.in_flight.empty()) {
       struct stat st {};
       fstat(file.fd, &st);
       // A checkpoint past the end means the file was truncated since: start over.
       file.read_offset = offset <= static_cast<std::uint64_t>(st.st_size) ? offset : 0;
       file.stream_start = file.read_offset;
+      file.committed = file.read_offset;
       file.stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
       log::info(ctx_->name(), "{}: resuming at byte {} from the checkpoint", file.path, file.read_offset);
     }
@@ -435,10 +487,12 @@ class FileSource final : public Source {
       file->in_flight.clear();
       file->read_offset = 0;
       file->stream_start = 0;
+      file->committed = 0;
       file->stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
       // New content, new identity. The old fingerprint keeps its checkpoint: a copy of the
       // old content (copytruncate's .1 file), if it is watched, continues from there.
       file->fingerprint.clear();
+      file->key.clear();
       return;  // read once the new first line is there
     }
     if (size > file->read_offset) return read(file);
@@ -575,7 +629,8 @@ class FileSource final : public Source {
     }
     std::uint64_t end = file->stream_start + consumed;
     std::uint64_t sequence = file->first_sequence + file->in_flight.size();
-    file->in_flight.push_back({end, false});
+    std::uint64_t start = file->in_flight.empty() ? std::min(end, file->committed) : file->in_flight.back().end;
+    file->in_flight.push_back({start, end, false});
     std::weak_ptr<TailedFile> weak = file;
     std::uint64_t generation = file->generation;
     batch->add_ack(Acknowledgement::make([weak, generation, sequence](DeliveryStatus status, const std::string& reason) {
@@ -590,6 +645,7 @@ class FileSource final : public Source {
   std::vector<std::string> include_, exclude_;
   bool from_end_ = false;
   std::uint64_t glob_ms_ = 1000, poll_ms_ = 250;
+  std::int64_t retention_ns_ = 0;
   std::size_t fingerprint_bytes_ = 256, max_line_bytes_ = 100 << 10, read_bytes_ = 256 << 10;
   Codec codec_ = Codec::Json;
   std::string file_key_, offset_key_;
