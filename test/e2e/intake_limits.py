@@ -49,17 +49,18 @@ sinks:
                 return float(line.rsplit(" ", 1)[1])
         return None
 
-    def peak_rss_mib(self):
+    def status_mib(self, field):
+        """VmHWM (peak RSS) or VmRSS of weir, in MiB."""
         for line in open("/proc/%d/status" % self.proc.pid):
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return None
 
+    def peak_rss_mib(self):
+        return self.status_mib("VmHWM")
+
     def rss_mib(self):
-        for line in open("/proc/%d/status" % self.proc.pid):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return None
+        return self.status_mib("VmRSS")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
