@@ -237,7 +237,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   bool stopping = false;
   std::vector<std::shared_ptr<Connection>> connections;
   std::unordered_map<std::string, std::size_t> per_address;  // counted connections by client address
-  std::size_t held_bytes = 0;  // Connection::hold, over all connections
+  std::size_t held_bytes = 0;  // Connection::hold_exactly, over all connections
   std::function<void()> on_stopped;
   std::chrono::steady_clock::time_point last_refusal_log{};
   std::size_t refusals_not_logged = 0;

@@ -344,8 +344,8 @@ bool Runtime::Impl::has_room(Node& producer) {
 
 void Runtime::Impl::enqueue(Node& consumer, BatchPtr batch) {
   if (consumer.drop_newest && consumer.input->full()) {
-    // Not delivered: an acknowledging source answers 503 for it, a file source keeps its
-    // checkpoint before it.
+    // Not delivered: an acknowledging source answers 503 for it, a file source reads its
+    // lines again into the dead-letter file and moves its checkpoint past them.
     consumer.metrics.events_dropped.add(batch->size());
     batch->fail("dropped: the buffer of " + consumer.config->name + " is full (when_full: drop_newest)");
     std::uint64_t n = ++consumer.drop_logs;

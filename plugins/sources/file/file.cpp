@@ -489,8 +489,8 @@ class FileSource final : public Source {
       file->stream_start = 0;
       file->committed = 0;
       file->stream = std::make_unique<LineStream>(codec_, max_line_bytes_, read_bytes_);
-      // New content, new identity. The old fingerprint keeps its checkpoint: a copy of the
-      // old content (copytruncate's .1 file), if it is watched, continues from there.
+      // New content, new identity. The old key's entry stays until pruned; a copy of the
+      // old content (copytruncate's .1 file) is another inode, read from its start if watched.
       file->fingerprint.clear();
       file->key.clear();
       return;  // read once the new first line is there
