@@ -196,14 +196,16 @@ class Loader {
         for (const auto& item : items) {
           auto path = scalar(item, "a plugin file");
           if (!path) continue;
-          if (Status loaded = plugin::load_file(resolved(*path)); !loaded.ok()) error(loaded.error().message(), at(item));
-          else out_.plugins.push_back(resolved(*path));
+          std::string where = resolved(*path);
+          if (Status loaded = plugin::load_file(where); !loaded.ok()) error(loaded.error().message(), at(item));
+          else out_.plugins.push_back(std::move(where));
         }
       } else if (key == "plugins_dir") {
         auto dir = scalar(value, "'plugins_dir'");
         if (!dir) continue;
-        if (Status loaded = plugin::load_dir(resolved(*dir)); !loaded.ok()) error(loaded.error().message(), at(value));
-        else out_.plugins.push_back(resolved(*dir));
+        std::string where = resolved(*dir);
+        if (Status loaded = plugin::load_dir(where); !loaded.ok()) error(loaded.error().message(), at(value));
+        else out_.plugins.push_back(std::move(where));
       }
     }
   }

@@ -239,8 +239,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::unordered_map<std::string, std::size_t> per_address;  // counted connections by client address
   std::size_t held_bytes = 0;  // Connection::hold_exactly, over all connections
   std::function<void()> on_stopped;
-  std::chrono::steady_clock::time_point last_refusal_log{};
-  std::size_t refusals_not_logged = 0;
+  log::Throttle refusal_log{std::chrono::seconds(1)};
 
   void report(Limit limit) const {
     if (options.on_limit) options.on_limit(limit);
@@ -275,18 +274,13 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   // Answers 503 and closes; logged at most once a second, with the count of the others.
   void refuse(std::shared_ptr<Connection> connection, Limit limit, std::string message) {
     report(limit);
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_refusal_log >= std::chrono::seconds(1)) {
-      if (refusals_not_logged > 0) {
+    if (auto held_back = refusal_log.pass()) {
+      if (*held_back > 0) {
         log::warn(options.log_name, "refusing a connection from {}: {} ({} more refused since the last such line)",
-                  connection->address(), message, refusals_not_logged);
+                  connection->address(), message, *held_back);
       } else {
         log::warn(options.log_name, "refusing a connection from {}: {}", connection->address(), message);
       }
-      last_refusal_log = now;
-      refusals_not_logged = 0;
-    } else {
-      ++refusals_not_logged;
     }
     connections.push_back(connection);
     auto refused = Response::error(503, message);
@@ -546,10 +540,7 @@ void Connection::hold_exactly(std::size_t bytes) {
 }
 
 void Connection::release_held() {
-  if (held_ == 0 || server_ == nullptr) return;
-  server_->held_bytes -= held_;
-  held_ = 0;
-  if (server_->options.on_buffered) server_->options.on_buffered(server_->held_bytes);
+  if (held_ != 0 && server_ != nullptr) hold_exactly(0);
 }
 
 std::size_t Connection::buffered_room() const {

@@ -290,11 +290,15 @@ weir_value* array_push(weir_batch* b, weir_value* a) noexcept {
   return W(&array.elements().back());
 }
 
-int json_parse(weir_context* c, weir_batch* b, weir_str text, weir_value* into, weir_buffer* reason) noexcept {
+// The context's JSON parser, made on first use (its buffers are kept between calls).
+JsonParser& parser_of(weir_context* c) noexcept {
   HostContext& context = C(c);
-  if (!writable(b, into)) return WEIR_FAILED;
   if (context.parser == nullptr) context.parser = std::make_unique<JsonParser>();
-  auto parsed = context.parser->parse(S(text), *arena_of(b));
+  return *context.parser;
+}
+int json_parse(weir_context* c, weir_batch* b, weir_str text, weir_value* into, weir_buffer* reason) noexcept {
+  if (!writable(b, into)) return WEIR_FAILED;
+  auto parsed = parser_of(c).parse(S(text), *arena_of(b));
   if (!parsed.ok()) {
     if (reason != nullptr) B(reason)->append(parsed.error().message());
     return WEIR_FAILED;
@@ -304,9 +308,7 @@ int json_parse(weir_context* c, weir_batch* b, weir_str text, weir_value* into, 
 }
 void json_write(const weir_value* v, weir_buffer* out) noexcept { write_json(*V(v), *B(out)); }
 int json_object_has_key(weir_context* c, weir_str text, weir_str key) noexcept {
-  HostContext& context = C(c);
-  if (context.parser == nullptr) context.parser = std::make_unique<JsonParser>();
-  auto has = context.parser->object_has_key(S(text), S(key));
+  auto has = parser_of(c).object_has_key(S(text), S(key));
   return !has.ok() ? -1 : has.value() ? 1 : 0;
 }
 

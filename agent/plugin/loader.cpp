@@ -242,4 +242,4 @@ bool register_builtin_plugin(const weir_plugin* descriptor) {
   return true;
 }
 
-}  // namespace weir::plugin
+}  // namespace weir

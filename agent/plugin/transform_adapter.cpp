@@ -95,15 +95,9 @@ class PluginTransform final : public Transform {
   void failed(HostBatch& input, const std::string& reason, TransformContext& ctx) {
     ctx.metrics().errors.add();
     ctx.metrics().events_dropped.add(input.removed);
-    // Log lines only (nothing that reaches an event), so the steady clock is fine here.
-    auto now_ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 std::chrono::steady_clock::now().time_since_epoch()).count());
-    ++failures_since_log_;
-    if (last_failure_log_ms_ == 0 || now_ms - last_failure_log_ms_ >= 10'000) {
+    if (auto held_back = failure_log_.pass()) {
       log::error(ctx.name(), "plugin {} failed on a batch ({}x since the last such line): {}; its events are dead-lettered",
-                 type_->plugin, failures_since_log_, reason);
-      last_failure_log_ms_ = now_ms == 0 ? 1 : now_ms;
-      failures_since_log_ = 0;
+                 type_->plugin, *held_back + 1, reason);
     }
     if (input.batch == nullptr) return;  // emitted before it failed
     std::string dead_letter_reason = fmt::format("transform failed: {}", reason);
@@ -117,8 +111,7 @@ class PluginTransform final : public Transform {
   void* instance_;
   mutable HostContext context_;
   mutable std::string last_snapshot_;
-  std::uint64_t last_failure_log_ms_ = 0;
-  std::uint64_t failures_since_log_ = 0;
+  log::Throttle failure_log_{std::chrono::seconds(10)};
 };
 
 }  // namespace

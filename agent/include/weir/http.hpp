@@ -99,6 +99,7 @@ enum class Limit {
   HeaderTimeout,          // headers not complete in time (silent sockets included): 408, closed
   BodyTimeout,            // body not complete in time: 408, closed
 };
+inline constexpr std::size_t kLimitCount = static_cast<std::size_t>(Limit::BodyTimeout) + 1;
 std::string_view limit_name(Limit limit);
 
 struct ServerOptions {

@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace weir::log {
@@ -28,5 +31,32 @@ template <typename... Args>
 void warn(std::string_view target, fmt::format_string<Args...> f, Args&&... a) { emit(Level::Warn, target, f, std::forward<Args>(a)...); }
 template <typename... Args>
 void error(std::string_view target, fmt::format_string<Args...> f, Args&&... a) { emit(Level::Error, target, f, std::forward<Args>(a)...); }
+
+// A line that may come in a flood (refused connections, a plugin failing on every batch):
+// let through at most once per `interval`, with the count of those held back meanwhile.
+// Log lines only, never anything that reaches an event: the steady clock is fine here.
+class Throttle {
+ public:
+  explicit Throttle(std::chrono::milliseconds interval) : interval_(interval) {}
+  // When this occurrence may be logged: how many were held back since the last one that was.
+  std::optional<std::uint64_t> pass() {
+    auto now = std::chrono::steady_clock::now();
+    if (logged_ && now - last_ < interval_) {
+      ++held_back_;
+      return std::nullopt;
+    }
+    logged_ = true;
+    last_ = now;
+    std::uint64_t held = held_back_;
+    held_back_ = 0;
+    return held;
+  }
+
+ private:
+  std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point last_{};
+  bool logged_ = false;
+  std::uint64_t held_back_ = 0;
+};
 
 }  // namespace weir::log

@@ -177,11 +177,11 @@ class HttpServerSource final : public Source {
       requests_->record(a, request_id, ctx_->clock().now());
     };
     // weir_http_limit_<bound>_total: what each bound refused or closed.
-    for (http::Limit limit : {http::Limit::Connections, http::Limit::ConnectionsPerAddress, http::Limit::IdleShed,
-                              http::Limit::BufferedBytes, http::Limit::HeaderTimeout, http::Limit::BodyTimeout}) {
-      limit_counters_[static_cast<std::size_t>(limit)] = ctx.metrics().named_metric(
-          fmt::format("http_limit_{}_total", http::limit_name(limit)),
-          fmt::format("Connections or requests refused or closed by {}", http::limit_name(limit)), false);
+    for (std::size_t i = 0; i < http::kLimitCount; ++i) {
+      std::string_view limit = http::limit_name(static_cast<http::Limit>(i));
+      limit_counters_[i] = ctx.metrics().named_metric(fmt::format("http_limit_{}_total", limit),
+                                                      fmt::format("Connections or requests refused or closed by {}", limit),
+                                                      false);
     }
     NamedMetric* buffered = ctx.metrics().named_metric(
         "http_buffered_bytes", "Request bytes held now, counted against max_buffered_bytes", true);
@@ -348,7 +348,7 @@ class HttpServerSource final : public Source {
 
   SourceContext* ctx_ = nullptr;
   http::ServerOptions server_options_;
-  std::array<NamedMetric*, 6> limit_counters_{};  // by http::Limit
+  std::array<NamedMetric*, http::kLimitCount> limit_counters_{};  // by http::Limit
   std::unique_ptr<RequestRecords> requests_;  // before server_: its answers may come while it closes
   std::unique_ptr<http::Server> server_;
   std::string path_;
