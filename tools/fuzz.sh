@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tools/fuzz.sh TARGET SECONDS: runs one libFuzzer target of test/fuzz/ (answers, json_lines,
-# timestamp, condition, config, http_body) for SECONDS, from its committed corpus. The
+# timestamp, condition, config, http_body, http_request, lookup_table, line_protocol) for SECONDS, from its committed corpus. The
 # targets are built with clang, ASan and UBSan in build-fuzz/. New inputs libFuzzer finds go
 # to build-fuzz/found/TARGET (copy the interesting ones to test/fuzz/corpus/TARGET/); a
 # crash is written as build-fuzz/crash-* and the run exits non-zero: make it a unit test.

@@ -186,6 +186,12 @@ TEST_CASE("influxdb: points that cannot be written are refused with a reason", "
   CHECK(encode(R"({"series":"s","fields":{"x":null}})").rfind("!the point has no fields", 0) == 0);
   CHECK(encode(R"({"series":"#s","fields":{"x":1}})").rfind("!a measurement must not start with '#'", 0) == 0);
   CHECK(encode(R"({"series":"s","time":"yesterday","fields":{"x":1}})").rfind("!timestamp field 'time'", 0) == 0);
+  // Found by fuzz_line_protocol: names that are empty or a comment once control characters
+  // are dropped. The server refused the whole request for ` =1i`, and read `#s x=1i` as a comment.
+  CHECK(encode(R"({"series":"\u0001#s","fields":{"x":1}})").rfind("!a measurement must not start with '#'", 0) == 0);
+  CHECK(encode(R"({"series":"s","fields":{"\u0001\u0002":1,"x":2}})") ==
+        "!the field key \"\\u0001\\u0002\" is empty once control characters are dropped");
+  CHECK(encode(R"({"series":"s","fields":{"a\u0001":1}})") == "s a=1i");
   // No time: the server's.
   CHECK(encode(R"({"series":"s","fields":{"x":1}})") == "s x=1i");
   // Precision floors: 1.9999 s at ms is 1999, before 1970 too.

@@ -303,7 +303,14 @@ Status PointEncoder::add_field(std::string_view key, const Value& value, std::st
 
   std::size_t start = out.size();
   if (!first) out.push_back(',');
+  std::size_t key_start = out.size();
   append_tag_or_key(key, m_.dialect, out);
+  if (out.size() == key_start) {  // ` =1i` would make the server refuse the whole request
+    out.truncate(start);
+    ByteBuffer quoted;
+    write_json_string(key, quoted);
+    return Error(fmt::format("the field key {} is empty once control characters are dropped", quoted.view()));
+  }
   out.push_back('=');
   auto conflict = [&]() {
     out.truncate(start);
@@ -381,10 +388,11 @@ Status PointEncoder::encode_row(const Event& event, ByteBuffer& out) {
     return Error(fmt::format("no measurement: field '{}' is absent and no static measurement is set",
                              m_.measurement_field.text()));
   }
-  if (measurement.front() == '#') return Error("a measurement must not start with '#' (a comment line)");
   if (measurement.data() == m_.measurement.data()) out.append(escaped_measurement_);
   else append_measurement(measurement, m_.dialect, out);
   if (out.size() == start) return Error("the measurement is empty once control characters are dropped");
+  // Checked on what is written: control characters before a '#' are dropped.
+  if (out.view()[start] == '#') return fail(Error("a measurement must not start with '#' (a comment line)"));
 
   // Tags, sorted by key (bytewise, as the server keeps them).
   tags_.clear();

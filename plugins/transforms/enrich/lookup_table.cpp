@@ -144,7 +144,12 @@ const Value* LookupTable::find(std::string_view key) const {
 Result<std::shared_ptr<LookupTable>> LookupTable::load(const std::string& path, const std::string& key_column) {
   auto read = read_file(path);
   if (!read.ok()) return read.error();
-  const std::string& text = read.value();
+  bool csv = path.size() >= 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
+  return parse(read.value(), csv ? Format::Csv : Format::Ndjson, key_column, path);
+}
+
+Result<std::shared_ptr<LookupTable>> LookupTable::parse(std::string_view text, Format format, const std::string& key_column,
+                                                        std::string_view path) {
   auto table = std::make_shared<LookupTable>();
   Arena& arena = table->arena_;
   auto add = [&](Value row, std::size_t line) -> Status {
@@ -155,8 +160,7 @@ Result<std::shared_ptr<LookupTable>> LookupTable::load(const std::string& path, 
     table->insert_or_assign(stable_key_text(*key, arena), row);
     return {};
   };
-  bool csv = path.size() >= 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
-  if (csv) {
+  if (format == Format::Csv) {
     std::size_t at = 0, line = 1;
     std::vector<std::string_view> header, cells;
     std::deque<std::string> quoted, header_quoted;

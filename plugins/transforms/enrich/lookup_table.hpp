@@ -16,6 +16,10 @@ class LookupTable {
  public:
   // CSV cells that are integers become integers, empty cells null; NDJSON keeps its types.
   static Result<std::shared_ptr<LookupTable>> load(const std::string& path, const std::string& key_column);
+  // The same from the file's text; `name` is what errors call it (its path).
+  enum class Format { Csv, Ndjson };
+  static Result<std::shared_ptr<LookupTable>> parse(std::string_view text, Format format, const std::string& key_column,
+                                                    std::string_view name);
 
   const Value* find(std::string_view key) const;  // the row (an object), or null
   std::size_t size() const { return rows_.size(); }
