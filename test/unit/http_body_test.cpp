@@ -60,3 +60,21 @@ TEST_CASE("http body: CVAT client batches are clock-corrected and marked as clie
   CHECK(decode(BodyCodec::CvatClient, R"({"no":"events"})").rejected[0].reason ==
         "a CVAT client body is an object with an \"events\" array");
 }
+
+TEST_CASE("http body: a CVAT client clock offset past what int64 nanoseconds hold is refused, not overflowed") {
+  // Found by fuzz_http_body: sent in 1729 and received in 2023, the offset is over 292 years.
+  EpochNanos received = 1'700'000'000'000'000'000;
+  auto far = decode(BodyCodec::CvatClient,
+                    R"({"events":[{"scope":"a","timestamp":"2020-01-01T00:00:00Z"}],"timestamp":"1729-01-01T00:00:02Z"})", received);
+  CHECK(far.events.empty());
+  REQUIRE(far.rejected.size() == 1);
+  CHECK(far.rejected[0].reason == "body timestamp: the client's clock is too far off to correct (over 292 years)");
+  // An offset that fits, moving an event past 2262.
+  auto past = decode(BodyCodec::CvatClient,
+                     R"({"events":[{"scope":"a","timestamp":"2262-01-01T00:00:00Z"},{"scope":"b","timestamp":"2000-01-01T00:00:00Z"}],)"
+                     R"("timestamp":"1900-01-01T00:00:00Z"})",
+                     received);
+  REQUIRE(past.events.size() == 1);
+  REQUIRE(past.rejected.size() == 1);
+  CHECK(past.rejected[0].reason == "event 1: corrected by the client's clock offset it is past the years 1677..2262");
+}

@@ -90,7 +90,12 @@ void BodyDecoder::decode_cvat(const std::string& body, EpochNanos received_at, E
       rejected.push_back({0, "body timestamp: " + sent_at.error().message(), body.substr(0, kRawLimit)});
       return;
     }
-    correction = received_at - sent_at.value();
+    // Both fit 1677..2262, their difference may not (found by fuzz_http_body).
+    if (__builtin_sub_overflow(received_at, sent_at.value(), &correction)) {
+      rejected.push_back({0, "body timestamp: the client's clock is too far off to correct (over 292 years)",
+                          body.substr(0, kRawLimit)});
+      return;
+    }
   }
   std::uint64_t index = 0;
   for (Value item : events->elements()) {
@@ -106,8 +111,14 @@ void BodyDecoder::decode_cvat(const std::string& body, EpochNanos received_at, E
       rejected.push_back({index, fmt::format("event {}: {}", index, at.error().message()), to_json(item).substr(0, kRawLimit)});
       continue;
     }
+    EpochNanos corrected;
+    if (__builtin_add_overflow(at.value(), correction, &corrected)) {
+      rejected.push_back({index, fmt::format("event {}: corrected by the client's clock offset it is past the years 1677..2262", index),
+                          to_json(item).substr(0, kRawLimit)});
+      continue;
+    }
     ByteBuffer shifted;
-    format_iso8601(at.value() + correction, 6, shifted);
+    format_iso8601(corrected, 6, shifted);
     item.set(arena, "timestamp", Value::string(arena, shifted.view()));
     item.set(arena, "source", Value::string_view("client"));
     batch.events().push_back(Event{item, Value::null()});
