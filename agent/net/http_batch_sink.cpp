@@ -392,7 +392,8 @@ void BatchSink::bad_rows(Upload upload, const Verdict& verdict) {
     while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
     if (!dead_letter_row(row, verdict.message)) fail_upload(upload, verdict.message);
     held_rows_ -= 1;
-    return;  // a dead letter counts as delivered for the acknowledgements
+    ctx_->hold_until_dead_letters_written(upload.acks);
+    return;  // a dead letter counts as delivered for the acknowledgements, once it is in the file
   }
   if (upload.id.find('/') == std::string::npos) {
     log::warn(ctx_->name(), "{} refused {} rows at {} ({}); splitting them to find the bad rows", describe_write(), rows,
@@ -421,6 +422,7 @@ void BatchSink::some_rows_refused(Upload upload, const Verdict& verdict) {
   }
   log::warn(ctx_->name(), "{} at {} refused {} of {} rows ({}); they are dead-lettered, the rest was written",
             describe_write(), settings_.endpoints[upload.endpoint], counted, upload.encoded_rows(), verdict.message);
+  ctx_->hold_until_dead_letters_written(upload.acks);
   delivered(upload, counted);
   reuse_body(std::move(upload.body));
 }

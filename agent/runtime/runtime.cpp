@@ -75,7 +75,7 @@ Runtime::Impl::Impl(topology::Graph& graph, RunOptions options)
     seed_ = (static_cast<std::uint64_t>(entropy()) << 32) ^ entropy();
   }
   dead_letters_.set_clock(clock_.get());
-  if (uv_loop_init(&loop_) == 0) loop_ready_ = true;
+  if (uv_loop_init(&loop_) == 0) loop_ready_ = dead_letters_.attach(&loop_).ok();
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     nodes_.push_back(make_node(graph_.nodes[i], graph_.component(graph_.nodes[i]), i));
   }
@@ -224,6 +224,8 @@ Runtime::Impl::~Impl() {
   sighup_.close();
   deadline_.close();
   watch_timer_.close();
+  dead_letters_.flush();  // its last callbacks release acknowledgements: before the components go
+  dead_letters_.detach();
   // Through the runtime's nodes: components added by a reload live in that reload's graph.
   for (auto& node : nodes_) node->graph_node->source.reset();
   for (auto& node : nodes_) node->next_source.reset();
@@ -372,6 +374,9 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
       batch->fail(producer.dead_letter_failure);
       producer.dead_letter_failure.clear();
     }
+    // A source's dead letters (its undecodable lines) come before the batch it emits next:
+    // that batch's acknowledgement (a file's checkpoint) waits until they are in the file.
+    hold_until_dead_letters_written(producer, batch->acks());
     producer.metrics.events_received.add(batch->size());
     producer.metrics.bytes_received.add(batch->byte_size());
   }
@@ -552,7 +557,10 @@ void Runtime::Impl::note_dead_letter(Node& node, std::string_view reason) {
 bool Runtime::Impl::dead_letter_event(Node& node, const Event& event, std::string_view reason) {
   note_dead_letter(node, reason);
   if (route_dead_letter(node, &event, {}, 0, reason)) return true;
-  if (dead_letters_.write_event(node.config->name, node.config->type, event, reason)) return true;
+  if (dead_letters_.write_event(node.config->name, node.config->type, event, reason)) {
+    if (node.current_acks) hold_until_dead_letters_written(node, *node.current_acks);
+    return true;
+  }
   dead_letter_failed(node, reason);
   return false;
 }
@@ -560,9 +568,25 @@ bool Runtime::Impl::dead_letter_event(Node& node, const Event& event, std::strin
 bool Runtime::Impl::dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason) {
   note_dead_letter(node, line > 0 ? fmt::format("line {}: {}", line, reason) : std::string(reason));
   if (route_dead_letter(node, nullptr, raw, line, reason)) return true;
-  if (dead_letters_.write_raw(node.config->name, node.config->type, raw, line, reason)) return true;
+  if (dead_letters_.write_raw(node.config->name, node.config->type, raw, line, reason)) {
+    if (node.current_acks) hold_until_dead_letters_written(node, *node.current_acks);
+    return true;
+  }
   dead_letter_failed(node, reason);
   return false;
+}
+
+// The dead-letter file is written off the loop: an acknowledgement that covers a queued
+// dead letter is held (copies of its references) until the letter is in the file, and
+// fails if it could not be written. A dead letter counts as delivered only once it is safe.
+void Runtime::Impl::hold_until_dead_letters_written(Node& node, const std::vector<AckRef>& acks) {
+  if (acks.empty() || !dead_letters_.pending()) return;
+  dead_letters_.after_written([node = &node, held = acks](bool written) {
+    if (!written) {
+      node->metrics.errors.add();
+      for (const AckRef& ack : held) ack->fail("a dead letter could not be written");
+    }
+  });
 }
 
 // `NAME.dead_letter` (every component's last output) read by a sink: the dead letter is an
@@ -705,6 +729,7 @@ int Runtime::Impl::run() {
     log::error("weir", "event loop stopped before every sink drained");
     exit_code_ = 1;
   }
+  dead_letters_.flush();  // the summary counts what is in the file
   if (options_.print_summary) print_summary();
   return exit_code_;
 }

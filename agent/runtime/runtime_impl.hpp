@@ -86,6 +86,7 @@ class Runtime::Impl {
   void on_signal(int signum);
   bool dead_letter_event(Node& node, const Event& event, std::string_view reason);
   bool dead_letter_raw(Node& node, std::string_view raw, std::uint64_t line, std::string_view reason);
+  void hold_until_dead_letters_written(Node& node, const std::vector<AckRef>& acks);
   bool route_dead_letter(Node& node, const Event* event, std::string_view raw, std::uint64_t line, std::string_view reason);
   void dead_letter_failed(Node& node, std::string_view reason);
   void note_dead_letter(Node& node, std::string_view reason);
@@ -185,6 +186,7 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   bool dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) override {
     return rt_.dead_letter_raw(node_, raw, line, reason);
   }
+  void hold_until_dead_letters_written(std::vector<AckRef> acks) override { rt_.hold_until_dead_letters_written(node_, acks); }
   void fail_pipeline(std::string_view reason) override;
   Result<std::optional<std::string>> load_state() override;
   Status save_state(std::string_view state) override;

@@ -71,6 +71,7 @@ class TransformHarness : public TransformContext {
     dead.emplace_back(reason);
     return true;
   }
+  void hold_until_dead_letters_written(std::vector<AckRef>) override {}  // kept in `dead`, at once
   void fail_pipeline(std::string_view) override {}
   void emit(BatchPtr batch, std::size_t output) override;
 

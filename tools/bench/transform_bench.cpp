@@ -45,6 +45,7 @@ class ChainContext final : public TransformContext {
   Random& random() override { return random_; }
   bool dead_letter(const Event&, std::string_view) override { return ++dead_letters, true; }
   bool dead_letter_raw(std::string_view, std::uint64_t, std::string_view) override { return ++dead_letters, true; }
+  void hold_until_dead_letters_written(std::vector<AckRef>) override {}  // nothing is written
   void fail_pipeline(std::string_view reason) override {
     std::fprintf(stderr, "%s failed the pipeline: %.*s\n", name_.c_str(), static_cast<int>(reason.size()), reason.data());
   }

@@ -49,6 +49,12 @@ class ComponentContext {
   // The same for input that never became an event (an undecodable line, an oversized body):
   // the event carries `raw` and `line` instead.
   virtual bool dead_letter_raw(std::string_view raw, std::uint64_t line, std::string_view reason) = 0;
+  // Dead letters reach the file off the loop. One set aside outside process() or consume()
+  // (a sink's rows refused in a server's answer) is not yet safe when the call returns: a
+  // component that is about to release the acknowledgements of what it dead-lettered hands
+  // them here first, and they are held until every dead letter so far is in the file (and
+  // failed if one could not be written).
+  virtual void hold_until_dead_letters_written(std::vector<AckRef> acks) = 0;
 
   // A failure the component cannot work around (its output is gone, say): logs the reason
   // and drains the whole pipeline, which then exits non-zero.
