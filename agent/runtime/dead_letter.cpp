@@ -101,12 +101,14 @@ bool DeadLetterFile::write_raw(std::string_view component, std::string_view type
 }
 
 void DeadLetterFile::after_written(std::function<void(bool)> done) {
-  std::uint64_t target, after;
+  std::uint64_t target;
   {
     std::lock_guard lock(mutex_);
     target = queued_seq_;
-    after = done_seq_;
   }
+  // Records the writer is done with but whose results the loop has not taken yet are this
+  // callback's concern too: one may have failed.
+  const std::uint64_t after = seen_seq_;
   if (target == after && waiters_.empty()) return done(true);
   // A waiting callback keeps the loop running (a source's last acknowledgement may wait on
   // nothing else).
@@ -116,7 +118,7 @@ void DeadLetterFile::after_written(std::function<void(bool)> done) {
 
 bool DeadLetterFile::pending() const {
   std::lock_guard lock(mutex_);
-  return done_seq_ < queued_seq_;
+  return seen_seq_ < queued_seq_;
 }
 
 void DeadLetterFile::flush() {
@@ -143,6 +145,7 @@ void DeadLetterFile::complete_written() {
                            [&](const auto& f) { return f.first <= w.target && f.second > w.after; });
     w.done(ok);
   }
+  seen_seq_ = done;
   if (waiters_.empty() && wake_loop_.initialized()) uv_unref(wake_loop_.base());
   // A failed chunk matters only to waiters that cover it.
   std::uint64_t oldest = waiters_.empty() ? done : waiters_.front().after;

@@ -63,7 +63,7 @@ class DeadLetterFile {
   // Runs `done(true)` once every record queued so far is in the file (now, if none is
   // waiting), or `done(false)` if one of them could not be written.
   void after_written(std::function<void(bool written)> done);
-  bool pending() const;  // records queued and not yet written
+  bool pending() const;  // on the loop: records queued whose results it has not taken yet
   // Waits until what is queued is written and runs the callbacks due (shutdown, summaries).
   void flush();
 
@@ -106,11 +106,12 @@ class DeadLetterFile {
 
   // The loop's.
   struct Waiter {
-    std::uint64_t after;   // done_seq_ when it was registered: records before are not its concern
+    std::uint64_t after;   // seen_seq_ when it was registered: records up to it are not its concern
     std::uint64_t target;  // queued_seq_ then
     std::function<void(bool)> done;
   };
   std::deque<Waiter> waiters_;
+  std::uint64_t seen_seq_ = 0;  // records whose results (written or failed) the loop has taken
   std::vector<std::pair<std::uint64_t, std::uint64_t>> failed_seen_;
   UvAsync wake_loop_;
   std::uint64_t not_queued_ = 0;
