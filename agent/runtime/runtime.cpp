@@ -584,6 +584,7 @@ void Runtime::Impl::hold_until_dead_letters_written(Node& node, const std::vecto
   dead_letters_.after_written([node = &node, held = acks](bool written) {
     if (!written) {
       node->metrics.errors.add();
+      node->metrics.dead_letters_unwritten.add();
       for (const AckRef& ack : held) ack->fail("a dead letter could not be written");
     }
   });
@@ -624,6 +625,7 @@ bool Runtime::Impl::route_dead_letter(Node& node, const Event* event, std::strin
 // A dead letter that could not be written is not delivered: the batch it came from fails.
 void Runtime::Impl::dead_letter_failed(Node& node, std::string_view reason) {
   node.metrics.errors.add();
+  node.metrics.dead_letters_unwritten.add();
   std::string why = fmt::format("a dead letter could not be written ({})", reason);
   if (node.current_acks) {
     for (const AckRef& ack : *node.current_acks) ack->fail(why);

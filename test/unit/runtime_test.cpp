@@ -261,6 +261,7 @@ TEST_CASE("dead letters: a dead-letter file that cannot be written fails the ack
   CHECK(probe.failed_acks == 3);  // every batch had a seven
   CHECK(probe.last_failure.find("a dead letter could not be written") != std::string::npos);
   CHECK(rt.metrics(node_named(graph, "split")).errors.get() == 3);
+  CHECK(rt.metrics(node_named(graph, "split")).dead_letters_unwritten.get() == 3);  // one per batch held
 }
 
 TEST_CASE("dead letters: the default file is capped and rotated") {

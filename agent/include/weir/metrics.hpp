@@ -39,6 +39,7 @@ struct ComponentMetrics {
   Counter bytes_sent;
   Counter errors;                // error occurrences of any stage (decode, request, write)
   Counter events_dead_lettered;  // rejected with a reason and written to the dead-letter file
+  Counter dead_letters_unwritten;  // not written: each refused by a full queue, each batch whose letters the file refused
   Counter events_dropped;        // discarded without a dead letter (when_full: drop_newest, damaged disk buffer)
   Counter buffer_events;         // gauge: events waiting in this component's input buffer
   Counter buffer_bytes;          // gauge: bytes it holds (memory: input size; disk: segment files)
