@@ -94,12 +94,22 @@ std::string exchange(Fixture& f, const std::uint8_t* data, std::size_t size) {
   to.sin_family = AF_INET;
   to.sin_port = htons(f.server->port());
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(client, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) fail("connect:", std::strerror(errno));
+  // Non-blocking, so that a signal (libFuzzer's timer) cannot cut the connect short.
+  fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
+  if (connect(client, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    if (errno != EINPROGRESS) fail("connect:", std::strerror(errno));
+    pollfd writable{client, POLLOUT, 0};
+    while (poll(&writable, 1, 10'000) < 0 && errno == EINTR) {
+    }
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(client, SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) fail("connect:", std::strerror(error));
+  }
   // Closed with RST once the answer is read: no TIME_WAIT, so millions of runs do not use
   // up the ephemeral ports (seen after 875k runs: connect failed).
   linger abort_on_close{1, 0};
   setsockopt(client, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
-  fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
   std::size_t sent = 0;
   bool shut = false;
   std::string answer;
@@ -108,7 +118,7 @@ std::string exchange(Fixture& f, const std::uint8_t* data, std::size_t size) {
     if (sent < size) {
       ssize_t n = send(client, data + sent, size - sent, MSG_NOSIGNAL);
       if (n > 0) sent += static_cast<std::size_t>(n);
-      else if (n < 0 && errno != EAGAIN) sent = size;  // the server has closed: what is left is not read
+      else if (n < 0 && errno != EAGAIN && errno != EINTR) sent = size;  // the server has closed: what is left is not read
     }
     if (sent == size && !shut) {
       shutdown(client, SHUT_WR);
@@ -120,7 +130,7 @@ std::string exchange(Fixture& f, const std::uint8_t* data, std::size_t size) {
       answer.append(buffer, static_cast<std::size_t>(n));
       continue;
     }
-    if (n == 0 || (n < 0 && errno != EAGAIN)) break;  // closed (or reset after the answer)
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;  // closed (or reset after the answer)
     pollfd fds[2] = {{uv_backend_fd(&f.loop), POLLIN, 0}, {client, POLLIN, 0}};
     int timeout = uv_backend_timeout(&f.loop);
     poll(fds, 2, timeout < 0 || timeout > 5 ? 5 : timeout);
