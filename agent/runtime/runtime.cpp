@@ -416,6 +416,10 @@ void Runtime::Impl::pump(Node& node) {
         node.current_acks = &acks;
         node.graph_node->transform->process(std::move(batch), *node.context);
         node.current_acks = nullptr;
+        if (node.queued_dead_letters) {  // once per batch, after its last dead letter
+          node.queued_dead_letters = false;
+          hold_until_dead_letters_written(node, acks);
+        }
       }
     }
     take_snapshot(node, false);
@@ -428,6 +432,10 @@ void Runtime::Impl::pump(Node& node) {
         node.current_acks = &acks;
         sink.consume(std::move(batch));
         node.current_acks = nullptr;
+        if (node.queued_dead_letters) {  // once per batch, after its last dead letter
+          node.queued_dead_letters = false;
+          hold_until_dead_letters_written(node, acks);
+        }
       }
     }
     if (input.readable() && !sink.ready()) return;  // the sink calls ready_again()
@@ -558,7 +566,7 @@ bool Runtime::Impl::dead_letter_event(Node& node, const Event& event, std::strin
   note_dead_letter(node, reason);
   if (route_dead_letter(node, &event, {}, 0, reason)) return true;
   if (dead_letters_.write_event(node.config->name, node.config->type, event, reason)) {
-    if (node.current_acks) hold_until_dead_letters_written(node, *node.current_acks);
+    if (node.current_acks) node.queued_dead_letters = true;  // pump() holds the batch's acknowledgements
     return true;
   }
   dead_letter_failed(node, reason);
@@ -569,7 +577,7 @@ bool Runtime::Impl::dead_letter_raw(Node& node, std::string_view raw, std::uint6
   note_dead_letter(node, line > 0 ? fmt::format("line {}: {}", line, reason) : std::string(reason));
   if (route_dead_letter(node, nullptr, raw, line, reason)) return true;
   if (dead_letters_.write_raw(node.config->name, node.config->type, raw, line, reason)) {
-    if (node.current_acks) hold_until_dead_letters_written(node, *node.current_acks);
+    if (node.current_acks) node.queued_dead_letters = true;  // pump() holds the batch's acknowledgements
     return true;
   }
   dead_letter_failed(node, reason);

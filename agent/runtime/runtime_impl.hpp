@@ -230,6 +230,7 @@ struct Runtime::Impl::Node {
   // The acknowledgements of the batch being processed or consumed (dead letters take them),
   // and a dead-letter failure a source met before its next emit.
   const std::vector<AckRef>* current_acks = nullptr;
+  bool queued_dead_letters = false;  // to the file, while current_acks was set
   std::string dead_letter_failure;
 
   std::vector<std::string> outputs;  // as the running instance names them
