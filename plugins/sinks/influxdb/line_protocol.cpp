@@ -307,9 +307,8 @@ Status PointEncoder::add_field(std::string_view key, const Value& value, std::st
   append_tag_or_key(key, m_.dialect, out);
   if (out.size() == key_start) {  // ` =1i` would make the server refuse the whole request
     out.truncate(start);
-    ByteBuffer quoted;
-    write_json_string(key, quoted);
-    return Error(fmt::format("the field key {} is empty once control characters are dropped", quoted.view()));
+    return Error(fmt::format("the field key {} is empty once control characters are dropped",
+                             to_json(Value::string_view(key))));
   }
   out.push_back('=');
   auto conflict = [&]() {
