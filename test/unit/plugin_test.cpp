@@ -3,6 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fmt/format.h>
 
 #include <cstring>
 #include <stdexcept>
@@ -155,7 +159,37 @@ struct BadState {
   void restore(std::string_view) {}
 };
 
-WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, BadState);
+// Uses the rest of the host: removes .secret, lists the fields' keys and kinds, stamps the
+// pipeline's time and a random number, sets a gauge to the batch's last .n and logs a line.
+struct Inspecting {
+  static constexpr const char* type = "test_sdk_inspecting";
+  static constexpr const char* summary = "Removes, iterates, stamps, logs";
+  static inline const std::vector<Option> options = {};
+  explicit Inspecting(const Options&) {}
+  void process(Batch& batch, Context& ctx) {
+    Gauge last_n = ctx.gauge("last_n", "The last .n seen.");
+    std::size_t removed = 0;
+    for (Event event : batch) {
+      if (event.remove(secret_)) ++removed;
+      std::string keys;
+      Value fields = event.fields();
+      for (std::size_t i = 0; i < fields.size(); ++i) {
+        static constexpr const char* kKinds[] = {"null", "bool", "int", "uint", "double", "string", "array", "object"};
+        keys += std::string(keys.empty() ? "" : ",") + std::string(fields.key(i)) + ":" +
+                kKinds[static_cast<int>(fields.member(i).kind())];
+      }
+      event.set(keys_, keys);
+      event.set(at_, ctx.now());
+      event.set(random_, static_cast<std::int64_t>(ctx.random() >> 1));
+      last_n.set(static_cast<double>(event.get("n").as_int()));
+    }
+    ctx.warn("removed " + std::to_string(removed) + " secrets");
+    ctx.emit(batch);
+  }
+  Path secret_{"secret"}, keys_{"keys"}, at_{"at"}, random_{"random"};
+};
+
+WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, BadState, Inspecting);
 
 using weir::testing::TransformHarness;
 
@@ -386,4 +420,37 @@ TEST_CASE("plugin sdk: % paths write metadata; a writer's strings land when its 
 
   TransformHarness bad("test_sdk_bad_state");
   CHECK_FALSE(bad.try_snapshot().has_value());
+}
+
+TEST_CASE("plugin sdk: remove by path, members with their kinds, the pipeline's clock and random source, gauges, log") {
+  TransformHarness h("test_sdk_inspecting");
+  h.clock_.advance_to(1700000000123456789);
+  // The log goes to stderr: catch it in a file for the length of the call.
+  std::FILE* caught = std::tmpfile();
+  REQUIRE(caught != nullptr);
+  std::fflush(stderr);
+  int saved = dup(2);
+  dup2(fileno(caught), 2);
+  auto out = h.feed({R"({"n":1,"secret":"s","o":{"a":[1]}})", R"({"n":7,"x":-2,"y":2.5,"z":null,"b":true})"});
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::string log(4096, '\0');
+  std::rewind(caught);
+  log.resize(std::fread(log.data(), 1, log.size(), caught));
+  std::fclose(caught);
+  CHECK(log.find("removed 1 secrets") != std::string::npos);
+  CHECK(log.find(" t: ") != std::string::npos);  // under the component's name
+
+  weir::Random expected(1);  // the harness's random source, seeded 1: the plugin draws from it
+  std::uint64_t first = expected.next() >> 1, second = expected.next() >> 1;
+  REQUIRE(out.size() == 2);
+  CHECK(out[0] == fmt::format(R"({{"n":1,"o":{{"a":[1]}},"keys":"n:int,o:object","at":1700000000123456789,"random":{}}})", first));
+  CHECK(out[1] == fmt::format(R"({{"n":7,"x":-2,"y":2.5,"z":null,"b":true,"keys":"n:int,x:int,y:double,z:null,b:bool",)"
+                              R"("at":1700000000123456789,"random":{}}})", second));
+  std::vector<weir::metrics::ComponentRow> rows = {{"t", "transform", "test_sdk_inspecting", &h.metrics()}};
+  std::string text = weir::metrics::render_prometheus(rows, {});
+  CHECK(text.find("# TYPE weir_plugin_last_n gauge") != std::string::npos);
+  CHECK(text.find(R"(weir_plugin_last_n{component_id="t",component_kind="transform",component_type="test_sdk_inspecting"} 7)") !=
+        std::string::npos);
 }
