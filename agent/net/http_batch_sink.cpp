@@ -79,6 +79,7 @@ Upload part_of(const Upload& whole, std::size_t from, std::size_t to, const char
   p.event_ids = whole.event_ids;
   p.endpoint = whole.endpoint;
   p.acks = whole.acks;
+  p.encoder = whole.encoder;
   std::uint32_t start = from == 0 ? 0 : whole.row_ends[from - 1];
   p.body.append(whole.body.view().substr(start, whole.row_ends[to - 1] - start));
   for (std::size_t i = from; i < to; ++i) p.row_ends.push_back(whole.row_ends[i] - start);
@@ -228,8 +229,14 @@ void BatchSink::seal() {
   start_encoding();
 }
 
+void BatchSink::resume_encoding() {
+  encoding_paused_ = false;
+  start_encoding();
+  pump();
+}
+
 void BatchSink::start_encoding() {
-  if (encoding_ != nullptr || to_encode_.empty()) return;
+  if (encoding_ != nullptr || to_encode_.empty() || encoding_paused_) return;
   auto job = std::make_unique<EncodeJob>();
   job->work.data = job.get();
   job->self = this;
@@ -237,6 +244,7 @@ void BatchSink::start_encoding() {
   job->compression = settings_.compression;
   job->reserve = encode_reserve_;
   job->upload = std::move(to_encode_.front());
+  job->upload.encoder = encoder_;
   to_encode_.pop_front();
   if (!spare_bodies_.empty()) {
     job->upload.body = std::move(spare_bodies_.back());
@@ -388,9 +396,7 @@ void BatchSink::bad_rows(Upload upload, const Verdict& verdict) {
   ctx_->metrics().errors.add();
   std::size_t rows = upload.encoded_rows();
   if (rows == 1) {
-    std::string_view row = upload.row(0);
-    while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
-    if (!dead_letter_row(row, verdict.message)) fail_upload(upload, verdict.message);
+    if (!dead_letter_row(upload, upload.row(0), verdict.message)) fail_upload(upload, verdict.message);
     held_rows_ -= 1;
     ctx_->hold_until_dead_letters_written(upload.acks);
     return;  // a dead letter counts as delivered for the acknowledgements, once it is in the file
@@ -415,9 +421,7 @@ void BatchSink::some_rows_refused(Upload upload, const Verdict& verdict) {
   std::size_t counted = 0;
   for (std::uint32_t i : refused) {
     if (i >= upload.encoded_rows()) continue;
-    std::string_view row = upload.row(i);
-    while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
-    if (!dead_letter_row(row, verdict.message)) fail_upload(upload, verdict.message);
+    if (!dead_letter_row(upload, upload.row(i), verdict.message)) fail_upload(upload, verdict.message);
     ++counted;
   }
   log::warn(ctx_->name(), "{} at {} refused {} of {} rows ({}); they are dead-lettered, the rest was written",
@@ -447,7 +451,8 @@ void BatchSink::save_encoder_state() {
   }
 }
 
-bool BatchSink::dead_letter_row(std::string_view row, const std::string& reason) {
+bool BatchSink::dead_letter_row(const Upload&, std::string_view row, const std::string& reason) {
+  while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
   return ctx_->dead_letter_raw(row, 0, fmt::format("{}: {}", ctx_->type(), reason));
 }
 

@@ -106,6 +106,7 @@ struct Upload {
   std::size_t rows = 0;                 // rows taken from the slices
   std::uint64_t input_bytes = 0;        // their size as the sources read them
   std::vector<UnwritableEvent> unwritable;
+  std::shared_ptr<RowEncoder> encoder;  // the one that wrote `body` (a sink may change encoders)
   std::vector<std::uint32_t> row_ends;  // end of each encoded row in `body`
   ByteBuffer body;                      // uncompressed
   std::string compressed;               // with compression: the body as sent, made once
@@ -114,7 +115,7 @@ struct Upload {
   std::chrono::steady_clock::time_point not_before{};
 
   std::size_t encoded_rows() const { return row_ends.size(); }
-  std::string_view row(std::size_t i) const;  // with its '\n'
+  std::string_view row(std::size_t i) const;  // as encoded (a text row with its '\n')
   // What goes on the wire: the compressed body, or the rows themselves without compression.
   std::string_view sent_body(const std::string& compression) const {
     return compression == "none" ? body.view() : std::string_view(compressed);
@@ -156,9 +157,17 @@ class BatchSink : public Sink {
   virtual Verdict classify(const Upload& upload, const ClientResponse& response) = 0;
   // What the log calls the destination, e.g. "insert into db.table".
   virtual std::string describe_write() const = 0;
-  // The dead letter of a row the server refused (its text as sent, without '\n'). False
-  // when it could not be written: the upload's acknowledgements then fail.
-  virtual bool dead_letter_row(std::string_view row, const std::string& reason);
+  // The dead letter of a row of `upload` the server refused (its bytes as encoded; the
+  // default writes a text row without its '\n'). False when it could not be written: the
+  // upload's acknowledgements then fail.
+  virtual bool dead_letter_row(const Upload& upload, std::string_view row, const std::string& reason);
+
+  // Uploads sealed from now on are encoded by `encoder` (one being encoded keeps its own).
+  void set_encoder(std::shared_ptr<RowEncoder> encoder) { encoder_ = std::move(encoder); }
+  // While paused, sealed uploads wait unencoded (they count against the rows held, so the
+  // sink stops taking batches when they fill up): e.g. until the server's schema is known.
+  void pause_encoding() { encoding_paused_ = true; }
+  void resume_encoding();
 
   SinkContext& context() { return *ctx_; }
   void save_encoder_state();
@@ -204,6 +213,7 @@ class BatchSink : public Sink {
   bool flush_timer_armed_ = false;
   bool problem_reported_ = false;
   bool draining_ = false;
+  bool encoding_paused_ = false;
   std::function<void()> drain_done_;
 };
 

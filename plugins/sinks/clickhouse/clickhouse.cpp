@@ -1,14 +1,18 @@
-// `clickhouse` sink: rows inserted over ClickHouse's HTTP interface as JSONEachRow, through
-// the HTTP batch sink engine (weir/http_batch_sink.hpp: batching, encoding on the thread
-// pool, retries with backoff, bisecting bad rows). This file knows ClickHouse: the insert
-// query and its settings, insert_deduplication_token (stable across retries, so replicated
-// tables drop duplicates), what its error codes mean (errors.hpp), and the healthcheck.
+// `clickhouse` sink: rows inserted over ClickHouse's HTTP interface, in RowBinary built from
+// the table's schema (row_binary.hpp) or as JSONEachRow, through the HTTP batch sink engine
+// (weir/http_batch_sink.hpp: batching, encoding on the thread pool, retries with backoff,
+// bisecting bad rows). This file knows ClickHouse: what the server is (version, time zone,
+// settings) and the table's columns, read at start and again when an insert is refused for
+// a schema change; the insert query and its settings; insert_deduplication_token (stable
+// across retries, so replicated tables drop duplicates); what its error codes mean
+// (errors.hpp); and the healthcheck.
 #include <chrono>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "errors.hpp"
+#include "row_binary.hpp"
 #include "weir/field_path.hpp"
 #include "weir/http_batch_sink.hpp"
 #include "weir/json.hpp"
@@ -28,8 +32,11 @@ OptionSchema schema() {
     {.name = "table", .type = OptionType::String, .required = true, .doc = "Table to insert into."},
     {.name = "auth.user", .type = OptionType::String, .doc = "User (HTTP basic auth); use ${ENV} for secrets."},
     {.name = "auth.password", .type = OptionType::String, .doc = "Password; never logged."},
-    {.name = "format", .type = OptionType::Enum, .default_value = "JSONEachRow", .choices = {"JSONEachRow"},
-     .doc = "Insert format."},
+    {.name = "format", .type = OptionType::Enum, .default_value = "auto", .choices = {"auto", "RowBinary", "JSONEachRow"},
+     .doc = "Insert format. RowBinary: binary rows built from the table's schema (read from system.columns at start), "
+            "the cheapest for the server to take; a table it cannot describe is a setup error until fixed. auto: "
+            "RowBinary where the table allows it, else JSONEachRow with a warning naming the column. The luna layout "
+            "is always JSONEachRow."},
     {.name = "layout", .type = OptionType::Enum, .default_value = "rows", .choices = {"rows", "luna"},
      .doc = "rows: each event is a row (its fields are the columns); luna: LUNA's monitoring layout, a row of "
             "`time` and `data` (the JSON text of the luna.data objects merged: the points' tags and fields)."},
@@ -170,11 +177,14 @@ class ClickHouseSink final : public http::BatchSink {
     self->use_token_ = o.boolean("deduplication_token");
     self->healthcheck_ = o.boolean("healthcheck.enabled");
     self->healthcheck_required_ = o.boolean("healthcheck.required");
-    std::string query = fmt::format("INSERT INTO {}.{} FORMAT JSONEachRow", quoted_identifier(self->database_),
-                                    quoted_identifier(self->table_));
-    self->query_params_ = "/?query=" + http::url_encode(query);
-    if (o.boolean("skip_unknown_fields")) self->query_params_ += "&input_format_skip_unknown_fields=1";
-    if (o.boolean("date_time_best_effort")) self->query_params_ += "&date_time_input_format=best_effort";
+    self->json_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} FORMAT JSONEachRow",
+                                                                  quoted_identifier(self->database_),
+                                                                  quoted_identifier(self->table_)));
+    if (o.boolean("skip_unknown_fields")) self->json_query_ += "&input_format_skip_unknown_fields=1";
+    if (o.boolean("date_time_best_effort")) self->json_query_ += "&date_time_input_format=best_effort";
+    self->format_ = o.string("layout") == "luna" ? "JSONEachRow" : std::string(o.string("format"));
+    self->only_fields_ = o.strings("encoding.only_fields");
+    self->skip_unknown_fields_ = o.boolean("skip_unknown_fields");
     return self;
   }
 
@@ -183,9 +193,132 @@ class ClickHouseSink final : public http::BatchSink {
 
   Status on_start() override {
     token_prefix_ = fmt::format("weir-{}-{:016x}", context().name(), rng()());
-    if (healthcheck_ && healthcheck_required_) return check_blocking();
-    if (healthcheck_) check_async();
+    if (healthcheck_ && healthcheck_required_) {
+      if (Status healthy = check_blocking(); !healthy.ok()) return healthy;
+    }
+    if (healthcheck_ && !healthcheck_required_) check_async();
+    // Nothing is encoded until the server is known: its settings decide the insert's, its
+    // schema the rows' bytes (and no probe insert is refused in its log).
+    pause_encoding();
+    learn_server();
     return {};
+  }
+
+  // ---- what the server is, and the table's columns --------------------------------------
+  // One query for the version, the time zone (of DateTime columns that name none) and
+  // whether insert_deduplication_token is a setting (from 22.2; Debian's 18.16 lacks it).
+  void learn_server() {
+    std::string query =
+        "SELECT version(), timezone(), (SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token') "
+        "FORMAT TabSeparated";
+    client().send(check_request(endpoints()[0] + "/?query=" + http::url_encode(query)), [this](http::ClientResponse r) {
+      if (r.status == 0) return learn_again(fmt::format("the server is not answering ({})", r.transport_error));
+      std::vector<std::string_view> fields;
+      std::string_view line = std::string_view(r.body).substr(0, r.body.find('\n'));
+      for (std::size_t at = 0; at <= line.size();) {
+        std::size_t tab = std::min(line.find('\t', at), line.size());
+        fields.push_back(line.substr(at, tab - at));
+        at = tab + 1;
+      }
+      if (r.status != 200 || fields.size() != 3) {
+        // Not a ClickHouse we can ask (or not allowed to): insert as before, and let a
+        // refusal of the token turn it off.
+        log::warn(context().name(), "cannot ask the server what it is (HTTP {}: {}); inserting JSONEachRow", r.status,
+                  line.substr(0, 200));
+        return use_json("the server's version is unknown");
+      }
+      version_ = std::string(fields[0]);
+      server_zone_ = std::string(fields[1]);
+      if (use_token_ && fields[2] == "0") {
+        log::info(context().name(), "ClickHouse {} has no insert_deduplication_token: inserts go without it "
+                                    "(retries still resend the same rows in the same order)", version_);
+        use_token_ = false;
+      }
+      if (format_ == "JSONEachRow") return use_json({});
+      learn_columns();
+    });
+  }
+
+  void learn_again(const std::string& why) {
+    if (!learn_problem_reported_) {
+      log::warn(context().name(), "{}; rows are kept until it does", why);
+      learn_problem_reported_ = true;
+    }
+    start_timer(learn_timer_, context().loop(), this, [](uv_timer_t* t) { static_cast<ClickHouseSink*>(t->data)->learn_server(); },
+                static_cast<std::uint64_t>(std::min<std::int64_t>(settings().max_backoff.count(), 2000)));
+  }
+
+  void learn_columns() {
+    std::string query = fmt::format(
+        "SELECT name, type, default_kind, default_expression FROM system.columns WHERE database = '{}' AND table = '{}' "
+        "FORMAT JSONEachRow",
+        escape_literal(database_), escape_literal(table_));
+    client().send(check_request(endpoints()[0] + "/?query=" + http::url_encode(query)), [this](http::ClientResponse r) {
+      if (r.status == 0) return learn_again(fmt::format("the server is not answering ({})", r.transport_error));
+      std::vector<clickhouse::ColumnInfo> columns;
+      Arena arena;
+      std::string_view body = r.body;
+      for (std::size_t at = 0; r.status == 200 && at < body.size();) {
+        std::size_t end = std::min(body.find('\n', at), body.size());
+        auto row = parser_.parse(body.substr(at, end - at), arena);
+        at = end + 1;
+        if (!row.ok()) continue;
+        auto text = [&](const char* key) {
+          const Value* v = row.value().find(key);
+          return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+        };
+        columns.push_back({text("name"), text("type"), text("default_kind"), text("default_expression")});
+      }
+      if (r.status != 200) {
+        std::string why = fmt::format("reading the columns of {}.{} failed (HTTP {}: {})", database_, table_, r.status,
+                                      r.body.substr(0, r.body.find('\n')));
+        if (format_ == "RowBinary") return learn_again(why + "; format is RowBinary");
+        return use_json(why);
+      }
+      if (columns.empty()) {
+        // No table yet: inserts are refused as a setup problem until it exists (the engine
+        // logs that); its columns are read again when the first insert is refused.
+        if (format_ == "RowBinary") return learn_again(fmt::format("table {}.{} does not exist", database_, table_));
+        return use_json({});
+      }
+      auto binary = clickhouse::binary_columns(columns, server_zone_);
+      if (!binary.ok()) {
+        if (format_ == "RowBinary") {
+          return learn_again(fmt::format("{}.{} cannot be written in RowBinary: {} (format is RowBinary)", database_,
+                                         table_, binary.error().message()));
+        }
+        log::warn(context().name(), "{}.{} cannot be written in RowBinary ({}): inserting JSONEachRow", database_, table_,
+                  binary.error().message());
+        return use_json({});
+      }
+      std::string names;
+      for (const clickhouse::Column& c : binary.value()) names += (names.empty() ? "" : ", ") + c.name + " " + c.type;
+      log::info(context().name(), "inserting RowBinary into {}.{} (ClickHouse {}): {}", database_, table_, version_, names);
+      auto encoder = std::make_shared<clickhouse::RowBinaryEncoder>(std::move(binary.value()), only_fields_, skip_unknown_fields_);
+      binary_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} {} FORMAT RowBinary", quoted_identifier(database_),
+                                                                quoted_identifier(table_), encoder->column_list()));
+      set_encoder(std::move(encoder));
+      learned();
+    });
+  }
+
+  void use_json(const std::string& why) {
+    if (!why.empty() && format_ == "auto") log::warn(context().name(), "{}: inserting JSONEachRow", why);
+    learned();
+  }
+
+  void learned() {
+    learn_problem_reported_ = false;
+    relearn_pending_ = false;
+    resume_encoding();
+  }
+
+  // After an insert was refused for what may be a change of the table: read it again (once
+  // at a time); uploads encoded from then on follow the new schema.
+  void relearn() {
+    if (relearn_pending_ || format_ == "JSONEachRow") return;
+    relearn_pending_ = true;
+    learn_columns();
   }
 
   std::string describe_write() const override { return fmt::format("insert into {}.{}", database_, table_); }
@@ -194,7 +327,8 @@ class ClickHouseSink final : public http::BatchSink {
   http::ClientRequest make_request(const http::Upload& insert) override {
     http::ClientRequest request;
     request.method = "POST";
-    request.url = endpoints()[insert.endpoint] + query_params_;
+    const bool binary = dynamic_cast<const clickhouse::RowBinaryEncoder*>(insert.encoder.get()) != nullptr;
+    request.url = endpoints()[insert.endpoint] + (binary ? binary_query_ : json_query_);
     // Rows from a disk buffer: a token made of their event ids alone, so an insert re-sent
     // after a crash is the same insert to a server that deduplicates. Otherwise the
     // process's own prefix keeps tokens of two runs apart.
@@ -203,7 +337,7 @@ class ClickHouseSink final : public http::BatchSink {
     if (use_token_) request.url += "&insert_deduplication_token=" + http::url_encode(token);
     request.user = user_;
     request.password = password_;
-    request.headers.push_back({"Content-Type", "application/x-ndjson"});
+    request.headers.push_back({"Content-Type", binary ? "application/octet-stream" : "application/x-ndjson"});
     return request;
   }
 
@@ -220,14 +354,21 @@ class ClickHouseSink final : public http::BatchSink {
       }
       return {.outcome = http::Outcome::SendAgainNow, .message = verdict.message};
     }
+    if (clickhouse::is_schema_change(verdict.code)) relearn();
     return {.outcome = verdict.outcome, .message = std::move(verdict.message)};
   }
 
   // The dead letter of a refused row: the row as sent (the columns the server saw).
-  bool dead_letter_row(std::string_view row, const std::string& reason) override {
+  bool dead_letter_row(const http::Upload& insert, std::string_view row, const std::string& reason) override {
     Arena arena;
-    auto parsed = parser_.parse(row, arena);
     std::string why = fmt::format("clickhouse: {}", reason);
+    if (auto* binary = dynamic_cast<const clickhouse::RowBinaryEncoder*>(insert.encoder.get())) {
+      auto decoded = binary->decode_row(row, arena);
+      if (decoded.ok()) return context().dead_letter(Event{decoded.value(), Value::null()}, why);
+      return context().dead_letter_raw(row, 0, why);
+    }
+    while (!row.empty() && row.back() == '\n') row.remove_suffix(1);
+    auto parsed = parser_.parse(row, arena);
     if (parsed.ok()) return context().dead_letter(Event{parsed.value(), Value::null()}, why);
     return context().dead_letter_raw(row, 0, why);
   }
@@ -298,14 +439,20 @@ class ClickHouseSink final : public http::BatchSink {
     }
   }
 
-  std::string database_, table_, user_, password_, query_params_, token_prefix_;
+  std::string database_, table_, user_, password_, json_query_, binary_query_, token_prefix_;
+  std::string format_, version_, server_zone_;
+  std::vector<std::string> only_fields_;
+  bool skip_unknown_fields_ = false;
   bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
+  bool learn_problem_reported_ = false, relearn_pending_ = false;
+  UvTimer learn_timer_;
   JsonParser parser_;
 };
 
 }  // namespace
 
-WEIR_REGISTER_SINK("clickhouse", "Inserts rows into ClickHouse over HTTP (JSONEachRow), with retries and dead letters",
+WEIR_REGISTER_SINK("clickhouse", "Inserts rows into ClickHouse over HTTP (RowBinary from the table's schema, or JSONEachRow), "
+                   "with retries and dead letters",
                    schema(), ClickHouseSink::create);
 
 }  // namespace weir::plugins

@@ -77,6 +77,18 @@ std::string first_line(std::string_view text) {
 
 }  // namespace
 
+bool is_schema_change(int code) {
+  switch (code) {
+    case 10:   // NOT_FOUND_COLUMN_IN_BLOCK
+    case 16:   // NO_SUCH_COLUMN_IN_TABLE
+    case 47:   // UNKNOWN_IDENTIFIER
+    case 60:   // UNKNOWN_TABLE
+    case 81:   // UNKNOWN_DATABASE
+      return true;
+    default: return false;
+  }
+}
+
 std::optional<int> exception_code(std::string_view body) {
   std::size_t at = body.find("Code: ");
   if (at == std::string_view::npos || at > 64) return std::nullopt;  // must open the body

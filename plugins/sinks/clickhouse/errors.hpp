@@ -27,6 +27,10 @@ struct Verdict {
 // as Debian's 18.16 sends).
 std::optional<int> exception_code(std::string_view body);
 
+// Codes that may mean the table changed (a column or the table itself gone): its columns are
+// read again.
+bool is_schema_change(int code);
+
 // `status` 0 means no HTTP answer; `header_code` is X-ClickHouse-Exception-Code if sent.
 Verdict classify(int status, const std::string* header_code, std::string_view body, std::string_view transport_error);
 
