@@ -37,7 +37,16 @@ class FakeClickHouse(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_GET = do_POST
+    def do_GET(self):
+        # What weir asks at start: the server's version, time zone and whether it knows
+        # insert_deduplication_token (a current server does); the table's columns (none
+        # here, so weir inserts JSONEachRow, which this fake reads).
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("query", [""])[0]
+        body = b"24.3.1.1\tUTC\t1\n" if "version()" in query else b""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
