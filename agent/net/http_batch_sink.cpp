@@ -67,9 +67,13 @@ namespace {
 // Makes what goes on the wire, once per upload. Without compression that is the encoded
 // rows themselves (a copy of 10 MiB per request cost as much as encoding a field).
 void prepare_for_sending(const std::string& compression, Upload& upload) {
-  if (!upload.compressed.empty()) return;  // made already (a compressed body is never empty)
-  if (compression == "gzip") upload.compressed = compression::gzip_compress(upload.body.view(), 3);
-  if (compression == "zstd") upload.compressed = compression::zstd_compress(upload.body.view(), 1);
+  if (!upload.compressed.empty()) return;  // made already (a body as sent is never empty)
+  std::string_view rows = upload.body.view();
+  ByteBuffer wire;
+  if (upload.encoder && upload.encoder->wire_body(upload, wire)) rows = wire.view();
+  if (compression == "gzip") upload.compressed = compression::gzip_compress(rows, 3);
+  else if (compression == "zstd") upload.compressed = compression::zstd_compress(rows, 1);
+  else if (rows.data() != upload.body.data()) upload.compressed = std::string(rows);
 }
 
 // Rows [from, to) of `whole` as an upload of their own (a half of a split).

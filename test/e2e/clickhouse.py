@@ -127,13 +127,13 @@ try:
     dead_path = os.path.join(WORK, "malformed-data", "dead_letter.ndjson")
     dead = [json.loads(l) for l in open(dead_path)] if os.path.exists(dead_path) else []
     check("malformed: 5 dead letters", len(dead) == 5, dead[:2])
-    # In RowBinary (format auto) weir converts each value to its column itself: a bad one is
+    # In Native or RowBinary (format auto: Native) weir converts each value to its column itself: a bad one is
     # refused before it is sent, with the column, its type and the value.
     check("malformed: each is dead-lettered by weir naming the column, the type and the value",
           sorted(d["event"]["n"] for d in dead) == sorted(bad) and
           all(d["reason"] == 'clickhouse: column `user_id` (Nullable(UInt64)): "abc" is not an integer (UInt64)' for d in dead),
           [d.get("reason") for d in dead][:2])
-    check("malformed: inserted as RowBinary", "inserting RowBinary into weir_test.malformed" in text, text[-1500:])
+    check("malformed: inserted as Native (format auto)", "inserting Native into weir_test.malformed" in text, text[-1500:])
 
     # The same in JSONEachRow: the server refuses the insert, weir splits it to find the rows.
     execute("TRUNCATE TABLE weir_test.malformed")
@@ -155,7 +155,7 @@ try:
                "id UUID, e8 Enum8('a' = 1, 'b' = 2), e16 Enum16('x' = -300, 'y' = 1000), ns Nullable(String), "
                "ni Nullable(Int32), nd Nullable(DateTime), au Array(UInt32), ans Array(Nullable(String)), k UInt64")
     names = [c.split(" ")[0] for c in columns.split(", ")]
-    for t in ("types_bin", "types_json"):
+    for t in ("types_bin", "types_native", "types_json"):
         execute("CREATE TABLE weir_test.%s (%s) ENGINE = MergeTree ORDER BY k" % (t, columns))
     typed = []
     for k in range(2000):
@@ -178,19 +178,23 @@ sources:
   in: { type: stdin }
 sinks:
   bin: { type: clickhouse, inputs: [in], endpoint: "http://127.0.0.1:%s", database: weir_test, table: types_bin, format: RowBinary }
+  native: { type: clickhouse, inputs: [in], endpoint: "http://127.0.0.1:%s", database: weir_test, table: types_native, format: Native }
   json: { type: clickhouse, inputs: [in], endpoint: "http://127.0.0.1:%s", database: weir_test, table: types_json, format: JSONEachRow }
-""" % (WORK, PORT, PORT))
+""" % (WORK, PORT, PORT, PORT))
     rc, text = run_stdin(path, "".join(typed))
     check("types: exit 0, nothing dead-lettered", rc == 0 and not os.path.exists(os.path.join(WORK, "types-data", "dead_letter.ndjson")),
           text[-2000:])
-    counts = [int(query("SELECT count() FROM weir_test.%s FORMAT TSV" % t)) for t in ("types_bin", "types_json")]
+    counts = [int(query("SELECT count() FROM weir_test.%s FORMAT TSV" % t)) for t in ("types_bin", "types_native", "types_json")]
     # Float64 aside: 18.16 reads some decimal texts to a neighbour of the nearest double (it
     # has no correctly rounded parser), weir's RowBinary carries the nearest one itself.
     same = [n for n in names if n != "f64"]
     differ = query("SELECT %s, count() AS c FROM (SELECT %s FROM weir_test.types_bin UNION ALL SELECT %s FROM weir_test.types_json) "
                    "GROUP BY %s HAVING c != 2 LIMIT 5 FORMAT TSV" % ((", ".join(same),) * 4))
     check("types: RowBinary's rows equal JSONEachRow's, column by column (2,000 rows, 23 columns)",
-          counts == [2000, 2000] and differ == "", (counts, differ[:1500]))
+          counts == [2000, 2000, 2000] and differ == "", (counts, differ[:1500]))
+    native_differ = query("SELECT %s, count() AS c FROM (SELECT * FROM weir_test.types_bin UNION ALL SELECT * FROM weir_test.types_native) "
+                          "GROUP BY %s HAVING c != 2 LIMIT 5 FORMAT TSV" % (", ".join(names), ", ".join(names)))
+    check("types: Native's rows equal RowBinary's, every column", native_differ == "", native_differ[:1500])
     # The server prints a Float64 as the shortest text that reads back to the same double.
     bits = {int(k): struct.pack("<d", float(v)) for k, v in
             (line.split("\t") for line in query("SELECT k, f64 FROM weir_test.types_bin FORMAT TSV").splitlines())}

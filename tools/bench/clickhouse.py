@@ -8,7 +8,7 @@ pipeline's timestamp normalisation (enrich) in between, into:
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
 Environment: WEIR_BENCH_BATCH (batch.max_events), WEIR_BENCH_CONCURRENCY, WEIR_BENCH_READ (the file source read_bytes)."""
-import os, subprocess, sys, tempfile, time, urllib.request
+import os, statistics, subprocess, sys, tempfile, time, urllib.request
 
 from sinkbench import free_port, parse_arguments, report, run_until_delivered, start_discard_receiver
 
@@ -17,7 +17,7 @@ BATCH = int(os.environ.get("WEIR_BENCH_BATCH", "10000"))
 CONCURRENCY = int(os.environ.get("WEIR_BENCH_CONCURRENCY", "2"))
 
 
-def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None, enrich=True):
+def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None, enrich=True, fmt="auto", table="events"):
     api = free_port()
     cfg = os.path.join(tmp, "bench.yaml")
     with open(cfg, "w") as f:
@@ -34,7 +34,8 @@ sinks:
     inputs: [%s]
     endpoint: %s
     database: cvat
-    table: events
+    table: %s
+    format: %s
     compression: %s
     skip_unknown_fields: true
     healthcheck: { enabled: false }
@@ -45,7 +46,7 @@ sinks:
     request: { concurrency: %d }
 """ % (tmp, time.monotonic_ns(), api, data, os.environ.get("WEIR_BENCH_READ", "256KiB"),
        "  ts: { type: enrich, inputs: [wt], timestamp: { field: timestamp, format: datetime } }" if enrich else "",
-       "ts" if enrich else "wt", endpoint, compression, BATCH, CONCURRENCY))
+       "ts" if enrich else "wt", endpoint, table, fmt, compression, BATCH, CONCURRENCY))
     return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
 
 
@@ -79,7 +80,9 @@ def main():
     report("file -> working_time -> enrich -> receiver", enriched, events, mib, rows_note(enriched))
 
     if not args.skip_server:
-        server_dir = os.path.join(tmp, "clickhouse")
+        # Its data on a tmpfs: on ext4 the server's CPU for the same insert swung 3x from run
+        # to run (scanning the inodes of the previous run's dropped parts).
+        server_dir = tempfile.mkdtemp(prefix="weir-bench-ch-server-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp)
         script = os.path.join(ROOT, "tools", "clickhouse", "server.sh")
         port = subprocess.run(["bash", script, "start", server_dir], capture_output=True, text=True,
                               check=True).stdout.strip().splitlines()[-1]
@@ -88,11 +91,27 @@ def main():
             subprocess.run(["bash", os.path.join(ROOT, "tools", "clickhouse", "apply-schema.sh"), url,
                             os.path.join(ROOT, "tools", "schema", "cvat-events-18.16.sql")], check=True)
             server_pid = int(open(os.path.join(server_dir, "pid")).read())
-            samples = []
+            execute = lambda sql: urllib.request.urlopen(urllib.request.Request(url + "/", data=sql.encode())).read()
+            # The server's parse cost alone (a Null table keeps nothing) and with MergeTree's
+            # parts and merges, for each insert format; interleaved by round.
+            execute("CREATE TABLE cvat.events_null AS cvat.events ENGINE = Null")
+            cases = [(fmt, table) for table in ("events_null", "events") for fmt in ("JSONEachRow", "RowBinary", "Native")]
+            samples = {case: [] for case in cases}
             for _ in range(args.runs):
-                urllib.request.urlopen(urllib.request.Request(url + "/", data=b"TRUNCATE TABLE cvat.events")).read()
-                samples.append(run_once(weir, data, events, url, args.compression, tmp, server_pid))
-            report("file -> working_time -> enrich -> ClickHouse 18.16", samples, events, mib, rows_note(samples))
+                for fmt, table in cases:
+                    execute("TRUNCATE TABLE cvat.events")
+                    samples[(fmt, table)].append(run_once(weir, data, events, url, args.compression, tmp, server_pid, fmt=fmt,
+                                                          table=table))
+            for fmt, table in cases:
+                report("file -> wt -> enrich -> ClickHouse 18.16 %s, %s" % ("Null" if table == "events_null" else "MergeTree", fmt),
+                       samples[(fmt, table)], events, mib, rows_note(samples[(fmt, table)]))
+            for table in ("events_null", "events"):
+                server = lambda fmt: statistics.median(s[2] for s in samples[(fmt, table)])
+                speed = lambda fmt: statistics.median(s[0] for s in samples[(fmt, table)])
+                for fmt in ("RowBinary", "Native"):
+                    print("  %s: the server's CPU for %s is %.2fx JSONEachRow's (%.2f s / %.2f s); events/s %.2fx"
+                          % ("Null" if table == "events_null" else "MergeTree", fmt, server(fmt) / server("JSONEachRow"),
+                             server(fmt), server("JSONEachRow"), speed("JSONEachRow") / speed(fmt)))
         finally:
             subprocess.run(["bash", script, "stop", server_dir], capture_output=True)
 

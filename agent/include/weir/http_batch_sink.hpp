@@ -76,6 +76,9 @@ class RowEncoder {
   virtual std::uint64_t state_version() const { return 0; }
   virtual std::string state() const { return {}; }
   virtual Status restore(std::string_view /*state*/) { return {}; }
+  // The body to send for `upload`'s rows when it is not the rows themselves (a columnar
+  // format made from them): written to `out`, true. Runs where encode_row runs.
+  virtual bool wire_body(const struct Upload& /*upload*/, ByteBuffer& /*out*/) const { return false; }
 };
 
 // Rows of one batch that go into one upload.
@@ -109,7 +112,7 @@ struct Upload {
   std::shared_ptr<RowEncoder> encoder;  // the one that wrote `body` (a sink may change encoders)
   std::vector<std::uint32_t> row_ends;  // end of each encoded row in `body`
   ByteBuffer body;                      // uncompressed
-  std::string compressed;               // with compression: the body as sent, made once
+  std::string compressed;               // the body as sent when it is not `body` (compressed, or the encoder's wire_body), made once
   std::vector<AckRef> acks;
   int failures = 0;
   std::chrono::steady_clock::time_point not_before{};
@@ -117,8 +120,8 @@ struct Upload {
   std::size_t encoded_rows() const { return row_ends.size(); }
   std::string_view row(std::size_t i) const;  // as encoded (a text row with its '\n')
   // What goes on the wire: the compressed body, or the rows themselves without compression.
-  std::string_view sent_body(const std::string& compression) const {
-    return compression == "none" ? body.view() : std::string_view(compressed);
+  std::string_view sent_body(const std::string& /*compression*/) const {
+    return compressed.empty() ? body.view() : std::string_view(compressed);
   }
 };
 

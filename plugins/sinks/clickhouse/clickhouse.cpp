@@ -32,11 +32,12 @@ OptionSchema schema() {
     {.name = "table", .type = OptionType::String, .required = true, .doc = "Table to insert into."},
     {.name = "auth.user", .type = OptionType::String, .doc = "User (HTTP basic auth); use ${ENV} for secrets."},
     {.name = "auth.password", .type = OptionType::String, .doc = "Password; never logged."},
-    {.name = "format", .type = OptionType::Enum, .default_value = "auto", .choices = {"auto", "RowBinary", "JSONEachRow"},
-     .doc = "Insert format. RowBinary: binary rows built from the table's schema (read from system.columns at start), "
-            "the cheapest for the server to take; a table it cannot describe is a setup error until fixed. auto: "
-            "RowBinary where the table allows it, else JSONEachRow with a warning naming the column. The luna layout "
-            "is always JSONEachRow."},
+    {.name = "format", .type = OptionType::Enum, .default_value = "auto", .choices = {"auto", "Native", "RowBinary", "JSONEachRow"},
+     .doc = "Insert format. Native: each insert one block of columns built from the table's schema (read from "
+            "system.columns at start), the cheapest for the server to take; RowBinary: binary rows from the same "
+            "schema; with either, a table weir cannot describe is a setup error until fixed. auto: Native where the "
+            "table allows it, else RowBinary (LowCardinality columns), else JSONEachRow with a warning naming the "
+            "column. The luna layout is always JSONEachRow."},
     {.name = "layout", .type = OptionType::Enum, .default_value = "rows", .choices = {"rows", "luna"},
      .doc = "rows: each event is a row (its fields are the columns); luna: LUNA's monitoring layout, a row of "
             "`time` and `data` (the JSON text of the luna.data objects merged: the points' tags and fields)."},
@@ -225,7 +226,7 @@ class ClickHouseSink final : public http::BatchSink {
         // refusal of the token turn it off.
         log::warn(context().name(), "cannot ask the server what it is (HTTP {}: {}); inserting JSONEachRow", r.status,
                   line.substr(0, 200));
-        return use_json("the server's version is unknown");
+        return use_json({});
       }
       version_ = std::string(fields[0]);
       server_zone_ = std::string(fields[1]);
@@ -272,31 +273,43 @@ class ClickHouseSink final : public http::BatchSink {
       if (r.status != 200) {
         std::string why = fmt::format("reading the columns of {}.{} failed (HTTP {}: {})", database_, table_, r.status,
                                       r.body.substr(0, r.body.find('\n')));
-        if (format_ == "RowBinary") return learn_again(why + "; format is RowBinary");
+        if (format_ != "auto") return learn_again(why + "; format is " + format_);
         return use_json(why);
       }
       if (columns.empty()) {
         // No table yet: inserts are refused as a setup problem until it exists (the engine
         // logs that); its columns are read again when the first insert is refused.
-        if (format_ == "RowBinary") return learn_again(fmt::format("table {}.{} does not exist", database_, table_));
+        if (format_ != "auto") return learn_again(fmt::format("table {}.{} does not exist", database_, table_));
         return use_json({});
       }
       auto binary = clickhouse::binary_columns(columns, server_zone_);
       if (!binary.ok()) {
-        if (format_ == "RowBinary") {
-          return learn_again(fmt::format("{}.{} cannot be written in RowBinary: {} (format is RowBinary)", database_,
-                                         table_, binary.error().message()));
+        if (format_ != "auto") {
+          return learn_again(fmt::format("{}.{} cannot be written in {}: {}", database_, table_, format_,
+                                         binary.error().message()));
         }
         log::warn(context().name(), "{}.{} cannot be written in RowBinary ({}): inserting JSONEachRow", database_, table_,
                   binary.error().message());
         return use_json({});
       }
       std::string names;
-      for (const clickhouse::Column& c : binary.value()) names += (names.empty() ? "" : ", ") + c.name + " " + c.type;
-      log::info(context().name(), "inserting RowBinary into {}.{} (ClickHouse {}): {}", database_, table_, version_, names);
+      bool native = format_ != "RowBinary";
+      for (const clickhouse::Column& c : binary.value()) {
+        names += (names.empty() ? "" : ", ") + c.name + " " + c.type;
+        if (!clickhouse::native_can_write(c.type)) {
+          if (format_ == "Native") {
+            return learn_again(fmt::format("{}.{} cannot be written in Native: column `{}` is {} (format RowBinary can)",
+                                           database_, table_, c.name, c.type));
+          }
+          native = false;
+        }
+      }
+      const char* chosen = native ? "Native" : "RowBinary";
+      log::info(context().name(), "inserting {} into {}.{} (ClickHouse {}): {}", chosen, database_, table_, version_, names);
       auto encoder = std::make_shared<clickhouse::RowBinaryEncoder>(std::move(binary.value()), only_fields_, skip_unknown_fields_);
-      binary_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} {} FORMAT RowBinary", quoted_identifier(database_),
-                                                                quoted_identifier(table_), encoder->column_list()));
+      encoder->send_native(native);
+      binary_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} {} FORMAT {}", quoted_identifier(database_),
+                                                                quoted_identifier(table_), encoder->column_list(), chosen));
       set_encoder(std::move(encoder));
       learned();
     });
@@ -451,7 +464,7 @@ class ClickHouseSink final : public http::BatchSink {
 
 }  // namespace
 
-WEIR_REGISTER_SINK("clickhouse", "Inserts rows into ClickHouse over HTTP (RowBinary from the table's schema, or JSONEachRow), "
+WEIR_REGISTER_SINK("clickhouse", "Inserts rows into ClickHouse over HTTP (Native or RowBinary from the table's schema, or JSONEachRow), "
                    "with retries and dead letters",
                    schema(), ClickHouseSink::create);
 

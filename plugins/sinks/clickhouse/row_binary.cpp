@@ -557,7 +557,124 @@ bool is_type_default(const ColumnType& t, std::string_view expression) {
   return expression == "0" || expression == "0." || expression == "0.0";
 }
 
+// ---- Native: the same values, column by column -------------------------------------------
+
+// The size of one RowBinary value of `t` at `data` (written by put_value, so well formed).
+std::size_t value_size(const ColumnType& t, const char* data) {
+  auto varint = [](const char* p, std::uint64_t& n) {
+    std::size_t used = 0;
+    n = 0;
+    for (int shift = 0;; shift += 7) {
+      auto b = static_cast<std::uint8_t>(p[used++]);
+      n |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return used;
+    }
+  };
+  std::size_t at = 0;
+  if (t.nullable) {
+    if (data[0] != 0) return 1;
+    at = 1;
+  }
+  std::uint64_t n = 0;
+  switch (t.kind) {
+    case TypeKind::String: { std::size_t used = varint(data + at, n); return at + used + n; }
+    case TypeKind::FixedString: return at + t.size;
+    case TypeKind::Int8: case TypeKind::UInt8: case TypeKind::Enum8: return at + 1;
+    case TypeKind::Int16: case TypeKind::UInt16: case TypeKind::Date: case TypeKind::Enum16: return at + 2;
+    case TypeKind::Int32: case TypeKind::UInt32: case TypeKind::DateTime: case TypeKind::Float32: return at + 4;
+    case TypeKind::Int64: case TypeKind::UInt64: case TypeKind::DateTime64: case TypeKind::Float64: return at + 8;
+    case TypeKind::UUID: return at + 16;
+    case TypeKind::Array: {
+      at += varint(data + at, n);
+      for (std::uint64_t i = 0; i < n; ++i) at += value_size(*t.element, data + at);
+      return at;
+    }
+  }
+  return at;
+}
+
+// A column of `values` (each one RowBinary value of `t`) in Native's layout: Nullable as the
+// null map, then every value of the inner type (a default where null); Array as the
+// cumulative offsets, then the column of all elements; everything else as its bytes.
+void write_column(const ColumnType& t, const std::vector<std::string_view>& values, ByteBuffer& out) {
+  if (t.nullable) {
+    ColumnType inner = t;
+    inner.nullable = false;
+    ByteBuffer defaults;
+    put_default(inner, defaults);
+    std::vector<std::string_view> present;
+    present.reserve(values.size());
+    char* map = out.ensure(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      const bool is_null = values[i][0] != 0;
+      map[i] = is_null ? 1 : 0;
+      present.push_back(is_null ? std::string_view(defaults.data(), defaults.size()) : values[i].substr(1));
+    }
+    out.commit(values.size());
+    // `defaults` outlives the inner column's writing, which copies from it.
+    write_column(inner, present, out);
+    return;
+  }
+  if (t.kind == TypeKind::Array) {
+    std::vector<std::string_view> elements;
+    std::uint64_t total = 0;
+    for (std::string_view v : values) {
+      std::uint64_t n = 0;
+      std::size_t at = 0;
+      for (int shift = 0;; shift += 7) {
+        auto b = static_cast<std::uint8_t>(v[at++]);
+        n |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) break;
+      }
+      for (std::uint64_t i = 0; i < n; ++i) {
+        std::size_t size = value_size(*t.element, v.data() + at);
+        elements.push_back(v.substr(at, size));
+        at += size;
+      }
+      total += n;
+      put(out, total);
+    }
+    write_column(*t.element, elements, out);
+    return;
+  }
+  std::size_t bytes = 0;
+  for (std::string_view v : values) bytes += v.size();
+  char* p = out.ensure(bytes);
+  for (std::string_view v : values) {
+    std::memcpy(p, v.data(), v.size());
+    p += v.size();
+  }
+  out.commit(bytes);
+}
+
 }  // namespace
+
+bool native_can_write(std::string_view type) { return type.find("LowCardinality") == std::string_view::npos; }
+
+bool RowBinaryEncoder::wire_body(const http::Upload& upload, ByteBuffer& out) const {
+  if (!native_) return false;
+  const std::size_t rows = upload.encoded_rows();
+  // Each row cut into its columns' values, then each column written whole.
+  std::vector<std::vector<std::string_view>> columns(columns_.size());
+  for (auto& c : columns) c.reserve(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::string_view row = upload.row(r);
+    std::size_t at = 0;
+    for (std::size_t c = 0; c < columns_.size(); ++c) {
+      std::size_t size = value_size(columns_[c].parsed, row.data() + at);
+      columns[c].push_back(row.substr(at, size));
+      at += size;
+    }
+  }
+  put_varint(out, columns_.size());
+  put_varint(out, rows);
+  for (std::size_t c = 0; c < columns_.size(); ++c) {
+    put_string(out, columns_[c].name);
+    put_string(out, columns_[c].type);
+    write_column(columns_[c].parsed, columns[c], out);
+  }
+  return true;
+}
 
 Result<ColumnType> parse_column_type(std::string_view type, std::string_view server_zone) {
   return parse_type(type, server_zone);

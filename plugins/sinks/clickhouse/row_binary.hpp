@@ -56,6 +56,9 @@ struct ColumnInfo {
 // it row by row). The message names the column.
 Result<std::vector<Column>> binary_columns(const std::vector<ColumnInfo>& columns, std::string_view server_zone);
 
+// Whether Native can carry the column (LowCardinality has a serialization of its own there).
+bool native_can_write(std::string_view type);
+
 class RowBinaryEncoder final : public http::RowEncoder {
  public:
   // `only_fields`: the fields sent (by path, each the column of its own name); empty: every
@@ -64,6 +67,14 @@ class RowBinaryEncoder final : public http::RowEncoder {
   RowBinaryEncoder(std::vector<Column> columns, const std::vector<std::string>& only_fields, bool skip_unknown_fields);
 
   Status encode_row(const Event& event, ByteBuffer& out) override;
+
+  // The rows of `upload` (RowBinary, as encode_row wrote them) as one Native block, when this
+  // encoder was made for Native: the same values column by column, which the server copies
+  // into its columns without a call per value. Rows stay RowBinary in the upload, so a split
+  // and a dead letter work on them as on any rows.
+  bool wire_body(const http::Upload& upload, ByteBuffer& out) const override;
+  void send_native(bool native) { native_ = native; }
+  bool native() const { return native_; }
 
   // A row as sent, back as an object of its columns (for its dead letter).
   Result<Value> decode_row(std::string_view row, Arena& arena) const;
@@ -77,6 +88,7 @@ class RowBinaryEncoder final : public http::RowEncoder {
   std::vector<FieldPath> unlisted_;  // only_fields that are no column
   bool only_fields_ = false;
   bool skip_unknown_ = false;
+  bool native_ = false;
   std::string column_list_;
 };
 
