@@ -654,24 +654,51 @@ bool native_can_write(std::string_view type) { return type.find("LowCardinality"
 bool RowBinaryEncoder::wire_body(const http::Upload& upload, ByteBuffer& out) const {
   if (!native_) return false;
   const std::size_t rows = upload.encoded_rows();
-  // Each row cut into its columns' values, then each column written whole.
-  std::vector<std::vector<std::string_view>> columns(columns_.size());
-  for (auto& c : columns) c.reserve(rows);
-  for (std::size_t r = 0; r < rows; ++r) {
-    std::string_view row = upload.row(r);
-    std::size_t at = 0;
-    for (std::size_t c = 0; c < columns_.size(); ++c) {
-      std::size_t size = value_size(columns_[c].parsed, row.data() + at);
-      columns[c].push_back(row.substr(at, size));
-      at += size;
-    }
-  }
+  const char* body = upload.body.data();
+  // Where each row's next column starts; each column is then copied out of all rows in one
+  // pass (two for Nullable: the null map, then the values), without a list of values.
+  std::vector<std::uint32_t> at(rows);
+  for (std::size_t r = 0; r < rows; ++r) at[r] = r == 0 ? 0 : upload.row_ends[r - 1];
+  out.reserve(upload.body.size() + upload.body.size() / 8 + 1024);
   put_varint(out, columns_.size());
   put_varint(out, rows);
-  for (std::size_t c = 0; c < columns_.size(); ++c) {
-    put_string(out, columns_[c].name);
-    put_string(out, columns_[c].type);
-    write_column(columns_[c].parsed, columns[c], out);
+  std::vector<std::string_view> values;
+  for (const Column& column : columns_) {
+    put_string(out, column.name);
+    put_string(out, column.type);
+    const ColumnType& t = column.parsed;
+    if (t.kind == TypeKind::Array) {  // offsets and nested columns: through the general writer
+      values.clear();
+      for (std::size_t r = 0; r < rows; ++r) {
+        std::size_t size = value_size(t, body + at[r]);
+        values.emplace_back(body + at[r], size);
+        at[r] += static_cast<std::uint32_t>(size);
+      }
+      write_column(t, values, out);
+      continue;
+    }
+    ColumnType inner = t;
+    inner.nullable = false;
+    ByteBuffer defaults;
+    put_default(inner, defaults);
+    if (t.nullable) {
+      char* map = out.ensure(rows);
+      for (std::size_t r = 0; r < rows; ++r) map[r] = body[at[r]] != 0 ? 1 : 0;
+      out.commit(rows);
+    }
+    for (std::size_t r = 0; r < rows; ++r) {
+      const char* p = body + at[r];
+      if (t.nullable) {
+        ++at[r];
+        if (*p++ != 0) {
+          out.append(defaults.view());
+          continue;
+        }
+      }
+      std::size_t size = value_size(inner, p);
+      out.append(std::string_view(p, size));
+      at[r] += static_cast<std::uint32_t>(size);
+    }
   }
   return true;
 }
