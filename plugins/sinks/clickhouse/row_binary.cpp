@@ -559,17 +559,19 @@ bool is_type_default(const ColumnType& t, std::string_view expression) {
 
 // ---- Native: the same values, column by column -------------------------------------------
 
+// A varint that put_varint wrote (so well formed): its value, and the bytes it takes.
+std::size_t varint(const char* p, std::uint64_t& n) {
+  std::size_t used = 0;
+  n = 0;
+  for (int shift = 0;; shift += 7) {
+    auto b = static_cast<std::uint8_t>(p[used++]);
+    n |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return used;
+  }
+}
+
 // The size of one RowBinary value of `t` at `data` (written by put_value, so well formed).
 std::size_t value_size(const ColumnType& t, const char* data) {
-  auto varint = [](const char* p, std::uint64_t& n) {
-    std::size_t used = 0;
-    n = 0;
-    for (int shift = 0;; shift += 7) {
-      auto b = static_cast<std::uint8_t>(p[used++]);
-      n |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return used;
-    }
-  };
   std::size_t at = 0;
   if (t.nullable) {
     if (data[0] != 0) return 1;
@@ -620,12 +622,7 @@ void write_column(const ColumnType& t, const std::vector<std::string_view>& valu
     std::uint64_t total = 0;
     for (std::string_view v : values) {
       std::uint64_t n = 0;
-      std::size_t at = 0;
-      for (int shift = 0;; shift += 7) {
-        auto b = static_cast<std::uint8_t>(v[at++]);
-        n |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) break;
-      }
+      std::size_t at = varint(v.data(), n);
       for (std::uint64_t i = 0; i < n; ++i) {
         std::size_t size = value_size(*t.element, v.data() + at);
         elements.push_back(v.substr(at, size));
