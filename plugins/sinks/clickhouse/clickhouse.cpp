@@ -169,8 +169,8 @@ class ClickHouseSink final : public http::BatchSink {
     } else {
       encoder = std::make_shared<JsonEachRowEncoder>(o.strings("encoding.only_fields"));
     }
-    auto self = std::unique_ptr<ClickHouseSink>(
-        new ClickHouseSink(std::move(settings.value()), std::move(encoder)));
+    auto self = std::unique_ptr<ClickHouseSink>(new ClickHouseSink(std::move(settings.value()), encoder));
+    self->text_encoder_ = std::move(encoder);
     self->database_ = std::string(o.string("database"));
     self->table_ = std::string(o.string("table"));
     self->user_ = std::string(o.string("auth.user"));
@@ -315,8 +315,10 @@ class ClickHouseSink final : public http::BatchSink {
     });
   }
 
+  // Uploads sealed from now on go as JSONEachRow (a table read again may no longer fit).
   void use_json(const std::string& why) {
     if (!why.empty() && format_ == "auto") log::warn(context().name(), "{}: inserting JSONEachRow", why);
+    set_encoder(text_encoder_);
     learned();
   }
 
@@ -459,6 +461,7 @@ class ClickHouseSink final : public http::BatchSink {
   bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
   bool learn_problem_reported_ = false, relearn_pending_ = false;
   UvTimer learn_timer_;
+  std::shared_ptr<http::RowEncoder> text_encoder_;  // JSONEachRow (or the luna layout)
   JsonParser parser_;
 };
 
