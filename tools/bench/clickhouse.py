@@ -17,7 +17,8 @@ BATCH = int(os.environ.get("WEIR_BENCH_BATCH", "10000"))
 CONCURRENCY = int(os.environ.get("WEIR_BENCH_CONCURRENCY", "2"))
 
 
-def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None, enrich=True, fmt="auto", table="events"):
+def run_once(weir, data, events, endpoint, compression, tmp, server_pid=None, enrich=True, fmt="auto", table="events",
+             cvat=False):
     api = free_port()
     cfg = os.path.join(tmp, "bench.yaml")
     with open(cfg, "w") as f:
@@ -26,7 +27,7 @@ api: { address: "127.0.0.1:%d" }
 sources:
   in: { type: file, include: ["%s"], poll_interval: 10ms, read_bytes: %s }
 transforms:
-  wt: { type: working_time, inputs: [in] }
+%s  wt: { type: working_time, inputs: [%s] }
 %s
 sinks:
   ch:
@@ -45,6 +46,7 @@ sinks:
     batch: { max_events: %d, timeout: 100ms }  # the file source never ends: the last insert waits this long
     request: { concurrency: %d }
 """ % (tmp, time.monotonic_ns(), api, data, os.environ.get("WEIR_BENCH_READ", "256KiB"),
+       "  ids: { type: request_id, inputs: [in] }\n" if cvat else "", "ids" if cvat else "in",
        "  ts: { type: enrich, inputs: [wt], timestamp: { field: timestamp, format: datetime } }" if enrich else "",
        "ts" if enrich else "wt", endpoint, table, fmt, compression, BATCH, CONCURRENCY))
     return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
@@ -105,6 +107,16 @@ def main():
             for fmt, table in cases:
                 report("file -> wt -> enrich -> ClickHouse 18.16 %s, %s" % ("Null" if table == "events_null" else "MergeTree", fmt),
                        samples[(fmt, table)], events, mib, rows_note(samples[(fmt, table)]))
+            # The whole CVAT pipeline (request_id -> working_time -> enrich), as
+            # pipelines/cvat-analytics.yaml runs it, into MergeTree.
+            whole = {fmt: [] for fmt in ("JSONEachRow", "auto")}
+            for _ in range(args.runs):
+                for fmt in whole:
+                    execute("TRUNCATE TABLE cvat.events")
+                    whole[fmt].append(run_once(weir, data, events, url, args.compression, tmp, server_pid, fmt=fmt, cvat=True))
+            for fmt in whole:
+                report("file -> request_id -> wt -> enrich -> ClickHouse MergeTree, %s" % fmt, whole[fmt], events, mib,
+                       rows_note(whole[fmt]))
             for table in ("events_null", "events"):
                 server = lambda fmt: statistics.median(s[2] for s in samples[(fmt, table)])
                 speed = lambda fmt: statistics.median(s[0] for s in samples[(fmt, table)])
