@@ -7,7 +7,7 @@ pipeline equal to the transform's own totals."""
 import json, os, struct, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 import harness
-from harness import ROOT, check, finish, wait_for
+from harness import ROOT, check, finish, free_port, wait_for
 
 WEIR = os.path.abspath(sys.argv[1])
 WORK = tempfile.mkdtemp(prefix="weir-clickhouse-")
@@ -214,7 +214,7 @@ sinks:
           (rc, count, text[-1500:]))
 
     # ---- wrong password: clear error, nothing dropped ------------------------------------------
-    api_port = 20000 + os.getpid() % 20000
+    api_port = free_port()  # not derived from the pid: that collided with another test's port in a parallel run
     config = pipeline("password", "exact", extra_sink="auth: { user: weir, password: not-the-password }",
                       top='api: { address: "127.0.0.1:%d" }\n' % api_port)
     log = open(os.path.join(WORK, "password.log"), "w")

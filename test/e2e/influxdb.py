@@ -8,7 +8,7 @@ monitoring pipeline (pipelines/service-monitoring.yaml) with a real ClickHouse t
 seed document's `requests` and `errors` points in both, and weir's own requests."""
 import base64, json, os, subprocess, sys, tempfile, threading, time, urllib.error, urllib.parse, urllib.request
 
-from harness import ROOT, check, finish, server, wait_for
+from harness import ROOT, check, finish, free_port, server, wait_for
 
 WEIR = os.path.abspath(sys.argv[1])
 WORK = tempfile.mkdtemp(prefix="weir-influxdb-")
@@ -281,14 +281,14 @@ sinks:
     subprocess.run(["bash", os.path.join(ROOT, "tools", "clickhouse", "apply-schema.sh"), "http://127.0.0.1:%s/" % ch_port,
                     os.path.join(ROOT, "tools", "schema", "luna-monitoring.sql")], check=True)
     influx("CREATE DATABASE monitoring", method="POST")
-    listen = 20000 + os.getpid() % 20000
+    listen, api = free_port(), free_port()  # not derived from the pid: that can collide in a parallel run
     env = dict(os.environ, INFLUXDB_URL=URL, CLICKHOUSE_HOST="127.0.0.1", CLICKHOUSE_PORT=str(ch_port),
-               WEIR_LISTEN="127.0.0.1:%d" % listen, WEIR_API_ADDRESS="127.0.0.1:%d" % (listen + 1),
+               WEIR_LISTEN="127.0.0.1:%d" % listen, WEIR_API_ADDRESS="127.0.0.1:%d" % api,
                WEIR_DATA_DIR=os.path.join(WORK, "luna-data"))
     log = open(os.path.join(WORK, "luna.log"), "w")
     p = subprocess.Popen([WEIR, "run", "-c", os.path.join(ROOT, "pipelines", "service-monitoring.yaml")], env=env, stderr=log)
     try:
-        wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/health" % (listen + 1), timeout=2).status == 200, 20)
+        wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:%d/health" % api, timeout=2).status == 200, 20)
         rid = "1536751345,6a5c2191-3e9b-f5a4-fc45-3abf43625c5f"
         records = [
             {"service": "luna-faces", "method": "POST", "resource": "/faces", "status_code": 204, "request_id": rid,
