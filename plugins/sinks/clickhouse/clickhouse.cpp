@@ -64,17 +64,6 @@ OptionSchema schema() {
   return options;
 }
 
-// A quoted identifier for the query text: `name`, with ` and \ escaped.
-std::string quoted_identifier(std::string_view name) {
-  std::string out = "`";
-  for (char c : name) {
-    if (c == '`' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  out.push_back('`');
-  return out;
-}
-
 // Rows as JSONEachRow: the whole event, or only the configured fields.
 class JsonEachRowEncoder final : public http::RowEncoder {
  public:
@@ -179,8 +168,8 @@ class ClickHouseSink final : public http::BatchSink {
     self->healthcheck_ = o.boolean("healthcheck.enabled");
     self->healthcheck_required_ = o.boolean("healthcheck.required");
     self->json_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} FORMAT JSONEachRow",
-                                                                  quoted_identifier(self->database_),
-                                                                  quoted_identifier(self->table_)));
+                                                                  clickhouse::quoted_identifier(self->database_),
+                                                                  clickhouse::quoted_identifier(self->table_)));
     if (o.boolean("skip_unknown_fields")) self->json_query_ += "&input_format_skip_unknown_fields=1";
     if (o.boolean("date_time_best_effort")) self->json_query_ += "&date_time_input_format=best_effort";
     self->format_ = o.string("layout") == "luna" ? "JSONEachRow" : std::string(o.string("format"));
@@ -308,8 +297,8 @@ class ClickHouseSink final : public http::BatchSink {
       log::info(context().name(), "inserting {} into {}.{} (ClickHouse {}): {}", chosen, database_, table_, version_, names);
       auto encoder = std::make_shared<clickhouse::RowBinaryEncoder>(std::move(binary.value()), only_fields_, skip_unknown_fields_);
       encoder->send_native(native);
-      binary_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} {} FORMAT {}", quoted_identifier(database_),
-                                                                quoted_identifier(table_), encoder->column_list(), chosen));
+      binary_query_ = "/?query=" + http::url_encode(fmt::format("INSERT INTO {}.{} {} FORMAT {}", clickhouse::quoted_identifier(database_),
+                                                                clickhouse::quoted_identifier(table_), encoder->column_list(), chosen));
       set_encoder(std::move(encoder));
       learned();
     });

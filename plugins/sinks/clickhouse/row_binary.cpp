@@ -646,6 +646,16 @@ void write_column(const ColumnType& t, const std::vector<std::string_view>& valu
 
 }  // namespace
 
+std::string quoted_identifier(std::string_view name) {
+  std::string out = "`";
+  for (char c : name) {
+    if (c == '`' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('`');
+  return out;
+}
+
 bool native_can_write(std::string_view type) { return type.find("LowCardinality") == std::string_view::npos; }
 
 bool RowBinaryEncoder::wire_body(const http::Upload& upload, ByteBuffer& out) const {
@@ -726,12 +736,7 @@ RowBinaryEncoder::RowBinaryEncoder(std::vector<Column> columns, const std::vecto
   column_list_ = "(";
   for (const Column& c : columns_) {
     if (column_list_.size() > 1) column_list_ += ", ";
-    column_list_ += "`";
-    for (char ch : c.name) {
-      if (ch == '`' || ch == '\\') column_list_ += '\\';
-      column_list_ += ch;
-    }
-    column_list_ += "`";
+    column_list_ += quoted_identifier(c.name);
     // With only_fields, a column's value is the field of that path, when it is listed (as
     // JSONEachRow writes the key "a.b" from the path a.b); otherwise the top-level member.
     bool listed = !only_fields_;

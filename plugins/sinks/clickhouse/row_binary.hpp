@@ -56,6 +56,9 @@ struct ColumnInfo {
 // it row by row). The message names the column.
 Result<std::vector<Column>> binary_columns(const std::vector<ColumnInfo>& columns, std::string_view server_zone);
 
+// A quoted identifier for the query text: `name`, with ` and \ escaped.
+std::string quoted_identifier(std::string_view name);
+
 // Whether Native can carry the column (LowCardinality has a serialization of its own there).
 bool native_can_write(std::string_view type);
 
