@@ -148,6 +148,35 @@ struct Writing {
   Path name_{"name"}, seen_{"%seen"};
 };
 
+// Writes "ok" into every .name, then moves the batch away and tries one more write through
+// the same writer: the writer lands what it holds on the move and refuses after it.
+struct Late {
+  static constexpr const char* type = "test_sdk_late";
+  static constexpr const char* summary = "Writes after its batch moved";
+  static inline const std::vector<Option> options = {};
+  explicit Late(const Options&) {}
+  void process(Batch& batch, Context& ctx) {
+    FieldReader<1> read(batch, name_);
+    StringWriter write(batch);
+    Value last;
+    for (Event event : batch) {
+      auto [name] = read(event);
+      if (!name.is_string()) continue;
+      std::memcpy(write.set(name, 2), "ok", 2);
+      last = name;
+    }
+    Batch moved = std::move(batch);
+    try {
+      std::memcpy(write.set(last, 2), "no", 2);
+    } catch (const std::logic_error& e) {
+      refusals.push_back(e.what());
+    }
+    ctx.emit(moved);
+  }
+  static inline std::vector<std::string> refusals;
+  Path name_{"name"};
+};
+
 // Its snapshot fails.
 struct BadState {
   static constexpr const char* type = "test_sdk_bad_state";
@@ -189,7 +218,7 @@ struct Inspecting {
   Path secret_{"secret"}, keys_{"keys"}, at_{"at"}, random_{"random"};
 };
 
-WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, BadState, Inspecting);
+WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, Late, BadState, Inspecting);
 
 using weir::testing::TransformHarness;
 
@@ -342,13 +371,14 @@ TEST_CASE("plugin loader: a file that is not a weir plugin is refused with its p
 TEST_CASE("plugin sdk: FieldReader and StringWriter across their chunks, metadata through % paths") {
   TransformHarness h("test_sdk_bulk");
   std::vector<std::string> events, metadata;
-  for (int i = 0; i < 100; ++i) {  // several reader and writer chunks
+  constexpr int kEvents = 300;  // several reader and writer chunks (64 values each), the last one partial
+  for (int i = 0; i < kEvents; ++i) {
     events.push_back(i % 10 == 3 ? R"({"n":)" + std::to_string(i) + "}" : R"({"name":"u)" + std::to_string(i) + R"("})");
     metadata.push_back(i % 2 == 0 ? R"({"source":"s)" + std::to_string(i) + R"("})" : "null");
   }
   auto out = h.feed(events, metadata);
-  REQUIRE(out.size() == 100);
-  for (int i = 0; i < 100; ++i) {
+  REQUIRE(out.size() == kEvents);
+  for (int i = 0; i < kEvents; ++i) {
     std::string want = i % 10 == 3 ? R"({"n":)" + std::to_string(i) + "}"
                                    : R"({"name":")" + (i % 2 == 0 ? "s" + std::to_string(i) : std::string("none")) + ":u" +
                                          std::to_string(i) + R"("})";
@@ -417,6 +447,19 @@ TEST_CASE("plugin sdk: % paths write metadata; a writer's strings land when its 
   CHECK(out[1] == R"({"n":1})");
   REQUIRE(h.last != nullptr);
   CHECK(weir::to_json(h.last->events()[1].metadata) == R"({"seen":true})");
+
+  // A writer whose batch moved away landed its 70 values (more than one chunk) first and
+  // takes no more: the late write is refused, not written into a batch it no longer knows.
+  TransformHarness late("test_sdk_late");
+  std::vector<std::string> names(70, R"({"name":"x"})");
+  names.push_back(R"({"n":1})");
+  auto written = late.feed(names);
+  REQUIRE(written.size() == 71);
+  for (std::size_t i = 0; i < 70; ++i) CHECK(written[i] == R"({"name":"ok"})");
+  CHECK(written[70] == R"({"n":1})");
+  REQUIRE(Late::refusals.size() == 1);
+  CHECK(Late::refusals[0] == std::string("StringWriter: its batch was emitted"));
+  CHECK(late.metrics().errors.get() == 0);
 
   TransformHarness bad("test_sdk_bad_state");
   CHECK_FALSE(bad.try_snapshot().has_value());

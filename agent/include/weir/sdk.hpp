@@ -291,11 +291,14 @@ class Context;
 class Batch {
  public:
   Batch(weir_batch* b, weir_context* c, bool owned) : b_(b), c_(c), h_(b->host), owned_(owned) {}
-  Batch(Batch&& other) noexcept
-      : b_(std::exchange(other.b_, nullptr)), c_(other.c_), h_(other.h_), owned_(other.owned_) {}
+  Batch(Batch&& other) noexcept : c_(other.c_), h_(other.h_), owned_(other.owned_) {
+    other.detach_writer();
+    b_ = std::exchange(other.b_, nullptr);
+  }
   Batch& operator=(Batch&& other) noexcept {
     if (this != &other) {
       release();
+      other.detach_writer();
       b_ = std::exchange(other.b_, nullptr);
       c_ = other.c_;
       h_ = other.h_;
@@ -345,7 +348,10 @@ class Batch {
 
  private:
   friend class StringWriter;
+  // A StringWriter on this batch lands what it holds and takes no more: the handle goes.
+  void detach_writer();
   void release() {
+    detach_writer();
     if (b_ != nullptr && owned_) {
       // An exception is unwinding through the plugin's own batch: its events are set aside
       // with a reason, not dropped unseen.
@@ -394,7 +400,7 @@ class FieldReader {
   std::array<Value, N> values(const weir_view* views, std::index_sequence<K...>) const {
     return {Value(batch_.host(), views[K])...};
   }
-  static constexpr std::size_t kChunk = 16;
+  static constexpr std::size_t kChunk = 64;
   Batch& batch_;
   const weir_path* paths_[N];
   weir_view views_[kChunk * N];
@@ -415,9 +421,8 @@ class StringWriter {
     if (batch_ != nullptr && batch_->writer_ == this) batch_->writer_ = nullptr;
   }
   char* set(const Value& target, std::size_t size) {
-    if (batch_ == nullptr || batch_->raw() == nullptr) throw std::logic_error("StringWriter: its batch was emitted");
     if (!target) throw std::invalid_argument("StringWriter: writing through an absent value");
-    if (size > left_) refill(size);
+    if (size >= left_) refill(size);  // also once detached: left_ is 0 then
     char* out = cursor_;
     cursor_ += size;
     left_ -= size;
@@ -436,16 +441,19 @@ class StringWriter {
   void detach() {
     flush();
     batch_ = nullptr;
+    cursor_ = nullptr;
+    left_ = 0;
   }
 
  private:
   void refill(std::size_t size) {
+    if (batch_ == nullptr || batch_->raw() == nullptr) throw std::logic_error("StringWriter: its batch was emitted");
     std::size_t block = size > kBlock ? size : kBlock;
     cursor_ = batch_->host()->batch_alloc(batch_->raw(), block);
     if (cursor_ == nullptr) throw std::logic_error("StringWriter: its batch was emitted");
     left_ = block;
   }
-  static constexpr std::size_t kChunk = 32, kBlock = 16 * 1024;
+  static constexpr std::size_t kChunk = 64, kBlock = 16 * 1024;
   Batch* batch_;
   char* cursor_ = nullptr;
   std::size_t left_ = 0, count_ = 0;
@@ -453,11 +461,15 @@ class StringWriter {
   weir_str texts_[kChunk];
 };
 
-inline weir_batch* Batch::take() {
+inline void Batch::detach_writer() {
   if (writer_ != nullptr) {
     writer_->detach();
     writer_ = nullptr;
   }
+}
+
+inline weir_batch* Batch::take() {
+  detach_writer();
   return std::exchange(b_, nullptr);
 }
 
