@@ -8,7 +8,7 @@ pipeline's timestamp normalisation (enrich) in between, into:
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
 Environment: WEIR_BENCH_BATCH (batch.max_events), WEIR_BENCH_CONCURRENCY, WEIR_BENCH_READ (the file source read_bytes)."""
-import os, statistics, subprocess, sys, tempfile, time, urllib.request
+import json, os, re, statistics, subprocess, sys, tempfile, time, urllib.request
 
 from sinkbench import free_port, parse_arguments, report, run_until_delivered, start_discard_receiver
 
@@ -58,6 +58,19 @@ transforms:
     return run_until_delivered(weir, cfg, api, "ch", events, server_pid)
 
 
+def schema_columns(sql):
+    """The columns of the CREATE TABLE in `sql` as system.columns describes them."""
+    body = open(sql).read().split("CREATE TABLE", 1)[1]
+    body = body[body.index("(") + 1:body.index("\n)")]
+    columns = []
+    for line in body.splitlines():
+        m = re.match(r"\s+(\w+) (.+?)(?: DEFAULT (.+?))?,?$", line)
+        if m:
+            columns.append({"name": m.group(1), "type": m.group(2), "default_kind": "DEFAULT" if m.group(3) else "",
+                            "default_expression": m.group(3) or ""})
+    return columns
+
+
 def rows_note(samples):
     return "   (%d rows with working time)" % samples[0][4]
 
@@ -74,8 +87,13 @@ def main():
     print("input: %d events, %.1f MiB; compression %s; medians of %d runs; not pinned (weir and the receiver "
           "share the 2 cores)\n" % (events, mib, args.compression, args.runs))
 
-    # A C++ receiver (weir-discard-receiver) that reads bodies and drops them.
-    receiver, endpoint = start_discard_receiver(args.build)
+    # A C++ receiver (weir-discard-receiver) that reads bodies and drops them, answering the
+    # sink's start-up questions with CVAT's 18.16 table, so the sink takes its default
+    # (binary) path as it does against a real server.
+    columns = os.path.join(tmp, "columns.jsonl")
+    with open(columns, "w") as f:
+        f.writelines(json.dumps(c) + "\n" for c in schema_columns(os.path.join(ROOT, "tools", "schema", "cvat-events-18.16.sql")))
+    receiver, endpoint = start_discard_receiver(args.build, columns)
     try:
         # Interleaved, so a slower spell of the machine weighs on both alike.
         passthrough, plain, enriched, whole = [], [], [], []

@@ -2,6 +2,11 @@
 // throws it away, answering 200 "Ok.". The far end for measuring a sink's own ceiling
 // (tools/bench/clickhouse.py): written in C++ so that the receiver is not the bottleneck.
 // Prints its port on stdout; one thread per connection; keep-alive; Content-Length bodies.
+// With `--clickhouse COLUMNS`, it also answers the clickhouse sink's two questions at start
+// as ClickHouse 18.16 would (the version query: "18.16.1, Etc/UTC, no dedup token"; the
+// system.columns query: the file COLUMNS, JSONEachRow rows of name, type, default_kind,
+// default_expression), so that the sink picks the binary format it would pick against a
+// real server: the ceiling measured is that of the sink's default path.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,12 +15,21 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <strings.h>
 #include <thread>
 #include <vector>
 
 namespace {
+
+std::string g_columns;  // --clickhouse: the system.columns answer
+bool g_clickhouse = false;
+
+std::string answer(std::string_view body) {
+  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
 
 void serve(int fd) {
   std::vector<char> buffer(1 << 20);
@@ -54,13 +68,30 @@ void serve(int fd) {
       if (n <= 0) return ::close(fd), void();
       left -= static_cast<std::size_t>(n);
     }
-    if (::write(fd, kAnswer, sizeof kAnswer - 1) < 0) return ::close(fd), void();
+    std::string_view request_line = headers.substr(0, headers.find("\r\n"));
+    std::string reply = kAnswer;
+    if (g_clickhouse && request_line.find("version%28%29") != std::string_view::npos) {
+      reply = answer("18.16.1\tEtc/UTC\t0\n");
+    } else if (g_clickhouse && request_line.find("system.columns") != std::string_view::npos) {
+      reply = answer(g_columns);
+    }
+    if (::write(fd, reply.data(), reply.size()) < 0) return ::close(fd), void();
   }
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string_view(argv[1]) == "--clickhouse") {
+    std::ifstream in(argv[2]);
+    if (!in) return std::fprintf(stderr, "weir-discard-receiver: cannot read %s\n", argv[2]), 2;
+    std::ostringstream text;
+    text << in.rdbuf();
+    g_columns = text.str();
+    g_clickhouse = true;
+  } else if (argc != 1) {
+    return std::fprintf(stderr, "usage: weir-discard-receiver [--clickhouse COLUMNS.jsonl]\n"), 2;
+  }
   int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;

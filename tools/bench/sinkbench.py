@@ -87,9 +87,12 @@ def run_until_delivered(weir, config, api, sink, events, server_pid=None, source
     return seconds, weir_cpu, server_cpu, rss, received
 
 
-def start_discard_receiver(build):
-    """weir-discard-receiver (reads request bodies and drops them): (process, endpoint URL)."""
-    receiver = subprocess.Popen([os.path.join(build, "weir-discard-receiver")], stdout=subprocess.PIPE, text=True)
+def start_discard_receiver(build, columns=None):
+    """weir-discard-receiver (reads request bodies and drops them): (process, endpoint URL).
+    columns: a file of system.columns rows (JSONEachRow); the receiver then answers the
+    clickhouse sink's start-up questions as ClickHouse 18.16 does, so the sink goes binary."""
+    receiver = subprocess.Popen([os.path.join(build, "weir-discard-receiver")] + (["--clickhouse", columns] if columns else []),
+                                stdout=subprocess.PIPE, text=True)
     return receiver, "http://127.0.0.1:%s" % receiver.stdout.readline().strip()
 
 

@@ -94,6 +94,10 @@ class WorkingTime final : public Transform {
     std::vector<Event>& events = batch->events();
     rows_.clear();
     std::size_t kept = 0;
+    // Live, the whole batch is seen at one instant: one clock read, not one per event (it
+    // was 1.6% of the CVAT pipeline's CPU). Under replay the time is the input's, per event.
+    const bool follows_input = ctx.clock().follows_input();
+    const EpochNanos batch_now = follows_input ? 0 : ctx.clock().now();
     for (std::size_t i = 0; i < events.size(); ++i) {
       prefetch_ahead(events, i);  // the batch was decoded on another core
       Event& event = events[i];
@@ -119,7 +123,7 @@ class WorkingTime final : public Transform {
       events[kept++] = event;
       EpochNanos at = timestamp.value();
       watermark_ = std::max(watermark_, at);
-      EpochNanos now = pipeline_now(ctx);
+      EpochNanos now = follows_input ? watermark_ : batch_now;
       EpochNanos end = at;
       if (scope != nullptr && listed(compressed_, scope_text)) end += duration_nanos(duration_.find(event.fields));
       UserClock& clock = clock_of(*user);
