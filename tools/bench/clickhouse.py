@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""The clickhouse sink's benchmark: file -> working_time -> clickhouse on the 1M-event
-CVAT-like log (the one tools/bench/run generates), as the issue words it and with the CVAT
-pipeline's timestamp normalisation (enrich) in between, into:
+"""The clickhouse sink's benchmark on the 1M-event CVAT-like log (the one tools/bench/run
+generates): file -> clickhouse as a passthrough (enrich's timestamp normalisation only),
+through working_time (as the issue words it, with and without enrich), and through the
+whole CVAT pipeline (request_id -> working_time -> enrich), into:
   receiver   into weir-discard-receiver, a minimal C++ HTTP server that reads and drops request
-             bodies (weir's own ceiling: reading, decoding, working time, encoding, sending)
+             bodies and answers the sink's start-up queries as ClickHouse 18.16 with CVAT's
+             table, so the sink sends Native (weir's own ceiling: reading, decoding, the
+             transforms, encoding, sending)
   clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
