@@ -1,5 +1,10 @@
 #include "weir/compression.hpp"
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include <isa-l/igzip_lib.h>
 #include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -103,17 +108,36 @@ Result<std::string> zstd_decompress(std::string_view input, std::size_t max_outp
 }
 
 std::string gzip_compress(std::string_view input, int level) {
-  z_stream stream{};
-  deflateInit2(&stream, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  // ISA-L's igzip, not zlib: at its levels 1-2 it writes gzip 4x as fast as zlib's level 3
+  // for 15% larger bodies (CVAT rows, tools/bench/clickhouse.py --compression gzip), and
+  // every gzip reader (zlib in ClickHouse and InfluxDB) takes what it writes.
+  level = std::clamp(level, 0, ISAL_DEF_MAX_LEVEL);
+  static constexpr std::uint32_t kLevelBufferSize[] = {ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT,
+                                                      ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
+  std::vector<std::uint8_t> level_buffer(kLevelBufferSize[level]);
+  isal_zstream stream;
+  isal_deflate_init(&stream);
+  stream.level = static_cast<std::uint32_t>(level);
+  stream.level_buf = level_buffer.empty() ? nullptr : level_buffer.data();
+  stream.level_buf_size = static_cast<std::uint32_t>(level_buffer.size());
+  stream.gzip_flag = IGZIP_GZIP;
+  stream.end_of_stream = 1;
+  stream.flush = NO_FLUSH;
+  stream.next_in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(input.data()));
+  stream.avail_in = static_cast<std::uint32_t>(input.size());  // bodies are far below 4 GiB
   std::string out;
-  out.resize(deflateBound(&stream, static_cast<uLong>(input.size())));
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
-  stream.avail_in = static_cast<uInt>(input.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  deflate(&stream, Z_FINISH);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
+  // Incompressible input becomes stored blocks: a few bytes per 64 KiB over the input.
+  out.resize(input.size() + input.size() / 64 + 1024);
+  std::size_t produced = 0;
+  while (stream.internal_state.state != ZSTATE_END) {
+    if (produced == out.size()) out.resize(out.size() * 2);
+    stream.next_out = reinterpret_cast<std::uint8_t*>(out.data() + produced);
+    stream.avail_out = static_cast<std::uint32_t>(std::min<std::size_t>(out.size() - produced, UINT32_MAX));
+    std::uint32_t room = stream.avail_out;
+    if (isal_deflate(&stream) != COMP_OK) return {};  // only for invalid parameters, which these are not
+    produced += room - stream.avail_out;
+  }
+  out.resize(produced);
   return out;
 }
 

@@ -71,7 +71,7 @@ void prepare_for_sending(const std::string& compression, Upload& upload) {
   std::string_view rows = upload.body.view();
   ByteBuffer wire;
   if (upload.encoder && upload.encoder->wire_body(upload, wire)) rows = wire.view();
-  if (compression == "gzip") upload.compressed = compression::gzip_compress(rows, 3);
+  if (compression == "gzip") upload.compressed = compression::gzip_compress(rows, 1);
   else if (compression == "zstd") upload.compressed = compression::zstd_compress(rows, 1);
   else if (rows.data() != upload.body.data()) upload.compressed = std::string(rows);
 }

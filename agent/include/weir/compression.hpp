@@ -1,5 +1,6 @@
-// Whole-buffer compression for HTTP bodies: gzip (zlib) and zstd. Decompression takes a
-// limit on the output, so a small malicious body cannot expand without bound.
+// Whole-buffer compression for HTTP bodies: gzip (written by ISA-L's igzip, read by zlib) and
+// zstd. Decompression takes a limit on the output, so a small malicious body cannot expand
+// without bound.
 #pragma once
 
 #include <string>
@@ -11,7 +12,8 @@ namespace weir::compression {
 
 Result<std::string> gzip_decompress(std::string_view input, std::size_t max_output);
 Result<std::string> zstd_decompress(std::string_view input, std::size_t max_output);
-std::string gzip_compress(std::string_view input, int level = 6);
+// level: igzip's, 0 (fastest) to 3 (smallest).
+std::string gzip_compress(std::string_view input, int level = 1);
 std::string zstd_compress(std::string_view input, int level = 3);
 
 // Undoes a Content-Encoding ("gzip", "x-gzip", "zstd", "identity" or empty).
