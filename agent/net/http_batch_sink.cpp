@@ -25,7 +25,10 @@ OptionSchema batch_sink_options(const BatchSinkDefaults& d) {
       {.name = "request.retry_max_backoff", .type = OptionType::Duration, .default_value = "30s",
        .doc = "Longest wait between retries (also the wait after setup errors such as a wrong password)."},
       {.name = "compression", .type = OptionType::Enum, .default_value = d.compression,
-       .choices = {"none", "gzip", "zstd"}, .doc = "Request body compression (Content-Encoding)."},
+       .choices = {"auto", "none", "gzip", "zstd"},
+       .doc = "Request body compression (Content-Encoding). `auto`: none when every endpoint is on this machine "
+              "(a sidecar: compressing costs both sides CPU and saves no network), else gzip (what every "
+              "ClickHouse and InfluxDB takes; zstd needs a newer server than Debian's)."},
   };
 }
 
@@ -54,6 +57,12 @@ Result<BatchSinkSettings> BatchSinkSettings::from(const Options& o) {
   s.initial_backoff = duration_cast<milliseconds>(o.duration("request.retry_initial_backoff"));
   s.max_backoff = std::max(s.initial_backoff, duration_cast<milliseconds>(o.duration("request.retry_max_backoff")));
   s.compression = std::string(o.string("compression"));
+  if (s.compression == "auto") {
+    bool all_loopback = std::all_of(s.endpoints.begin(), s.endpoints.end(), [](const std::string& url) {
+      return url_host_is_loopback(url);
+    });
+    s.compression = all_loopback ? "none" : "gzip";
+  }
   return s;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The influxdb sink against a small fake InfluxDB 2.x (Debian has no 2.x server; the real
 1.6 is tested in influxdb.py): the v2 request (path, org, bucket, precision, token, gzip,
-two-character escapes, unsigned integers), 429 with Retry-After and 503 retried, 413 split
+two-character escapes, unsigned integers), `compression: auto` uncompressed on loopback, 429 with Retry-After and 503 retried, 413 split
 into halves, and 401 kept until the server lets the points in."""
 import calendar, gzip, json, os, subprocess, sys, tempfile, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,7 +99,7 @@ def written_lines():
 # ---- the v2 request ------------------------------------------------------------------------
 events = [{"host": "a b", "t": "2025-11-29T10:00:00.123Z", "u": 18446744073709551615, "s": "x\ny\"z\\", "f": 0.5}]
 millis = calendar.timegm((2025, 11, 29, 10, 0, 0)) * 1000 + 123
-rc, log, _ = run("v2", events)
+rc, log, _ = run("v2", events, extra="    compression: gzip\n")
 path, headers, lines = fake.requests[-1] if fake.requests else ("", {}, [])
 check("v2: weir exits 0", rc == 0, log[-1500:])
 check("v2: POST /api/v2/write with org, bucket and precision, url-encoded",
@@ -109,6 +109,13 @@ check("v2: Authorization: Token, gzip, text/plain", headers.get("Authorization")
 check("v2: the line (escaped tag, u suffix, two-character escapes, ms timestamp)",
       lines == ['m,host=a\\ b u=18446744073709551615u,s="x\\ny\\"z\\\\",f=0.5 %d' % millis], lines)
 check("v2: the token is not in the log", "secret-token" not in log)
+
+# ---- compression: auto (the default) sends plain bodies to a server on this machine ---------
+fake.requests.clear()
+rc, log, _ = run("auto", events)
+_, auto_headers, auto_lines = fake.requests[-1] if fake.requests else ("", {}, [])
+check("auto: a loopback endpoint gets the lines uncompressed (no Content-Encoding)",
+      rc == 0 and "Content-Encoding" not in auto_headers and auto_lines == lines, (rc, auto_headers, auto_lines))
 
 # ---- 429 with Retry-After, then 503: retried, nothing lost ------------------------------------
 fake.requests.clear()

@@ -8,7 +8,9 @@ whole CVAT pipeline (request_id -> working_time -> enrich), into:
              table, so the sink sends Native (weir's own ceiling: reading, decoding, the
              transforms, encoding, sending)
   clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
-and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server.
+and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server; then the
+CVAT pipeline into the receiver with each request compression (none, gzip, zstd), as ratios
+to none (--compression sets the one the other runs use).
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
 Environment: WEIR_BENCH_BATCH (batch.max_events), WEIR_BENCH_CONCURRENCY, WEIR_BENCH_READ (the file source read_bytes)."""
 import json, os, re, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -117,6 +119,23 @@ def main():
           % (median(whole, 1) / median(passthrough, 1), median(whole, 1), median(passthrough, 1),
              (events / median(whole, 0)) / (events / median(passthrough, 0)), events / median(whole, 0),
              events / median(passthrough, 0)))
+
+    # What each request compression costs weir on the CVAT pipeline (the receiver does not
+    # decompress: weir's side alone; ADR 013), interleaved by round.
+    codecs = {codec: [] for codec in ("none", "gzip", "zstd")}
+    receiver, endpoint = start_discard_receiver(args.build, columns)
+    try:
+        for _ in range(args.runs):
+            for codec in codecs:
+                codecs[codec].append(run_once(weir, data, events, endpoint, codec, tmp, receiver.pid, cvat=True))
+    finally:
+        receiver.kill()
+    for codec in codecs:
+        report("file -> request_id -> wt -> enrich -> receiver, %s" % codec, codecs[codec], events, mib)
+    for codec in ("gzip", "zstd"):
+        print("  compression %s: weir CPU %.2fx none's (%.2f s / %.2f s), events/s %.2fx"
+              % (codec, median(codecs[codec], 1) / median(codecs["none"], 1), median(codecs[codec], 1),
+                 median(codecs["none"], 1), median(codecs["none"], 0) / median(codecs[codec], 0)))
 
     if not args.skip_server:
         # Its data on a tmpfs: on ext4 the server's CPU for the same insert swung 3x from run

@@ -43,7 +43,7 @@ struct BatchSinkDefaults {
   std::string max_bytes = "10MiB";
   std::string timeout = "1s";
   std::string concurrency = "2";
-  std::string compression = "gzip";
+  std::string compression = "auto";
 };
 
 // batch.*, request.* and compression: appended to a sink's own option schema.
@@ -56,7 +56,7 @@ struct BatchSinkSettings {
   std::uint64_t batch_timeout_ms = 1000;
   std::size_t concurrency = 2;
   std::chrono::milliseconds timeout{30000}, initial_backoff{500}, max_backoff{30000};
-  std::string compression = "gzip";  // none | gzip | zstd
+  std::string compression = "none";  // none | gzip | zstd (auto is resolved by from())
 
   // Reads `endpoint` (a list of http:// or https:// URLs) and the options of batch_sink_options().
   static Result<BatchSinkSettings> from(const Options& options);

@@ -67,4 +67,8 @@ ClientResponse send_blocking(const ClientRequest& request);
 // Percent-encodes `text` for a URL query value.
 std::string url_encode(std::string_view text);
 
+// Whether the URL's host is this machine: localhost, 127.0.0.0/8 or [::1] (as libcurl's URL
+// parser reads the host). False for a URL it cannot parse.
+bool url_host_is_loopback(const std::string& url);
+
 }  // namespace weir::http
