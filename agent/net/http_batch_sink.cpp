@@ -108,24 +108,27 @@ std::string describe(const Verdict& verdict, int status) {
 
 }  // namespace
 
+// Encodes the slices an upload took since the last job into its body (which the job holds
+// meanwhile), and, once the upload is sealed and nothing of it is left to encode, makes what
+// goes on the wire.
 struct BatchSink::EncodeJob {
   uv_work_t work{};
   BatchSink* self = nullptr;  // nulled if the sink goes away first
-  std::shared_ptr<RowEncoder> encoder;
+  std::uint64_t serial = 0;   // the upload's
   std::string compression;
   std::uint64_t reserve = 0;
-  Upload upload;
+  bool prepare = false;
+  Upload upload;  // the slices to encode, and the upload's body, row ends and encoder
 
   // On the thread pool.
   void run() {
     upload.body.reserve(reserve);
-    upload.row_ends.reserve(upload.rows);
     for (std::uint32_t s = 0; s < upload.slices.size(); ++s) {
       const BatchSlice& slice = upload.slices[s];
       const std::vector<Event>& events = slice.batch->events();
       for (std::uint32_t i = slice.from; i < slice.to; ++i) {
         std::size_t before = upload.body.size();
-        if (Status written = encoder->encode_row(events[i], upload.body); !written.ok()) {
+        if (Status written = upload.encoder->encode_row(events[i], upload.body); !written.ok()) {
           upload.body.truncate(before);
           upload.unwritable.push_back(UnwritableEvent{s, i, written.error().message()});
           continue;
@@ -133,7 +136,7 @@ struct BatchSink::EncodeJob {
         upload.row_ends.push_back(static_cast<std::uint32_t>(upload.body.size()));
       }
     }
-    if (!upload.row_ends.empty()) prepare_for_sending(compression, upload);
+    if (prepare && !upload.row_ends.empty()) prepare_for_sending(compression, upload);
   }
 };
 
@@ -206,6 +209,7 @@ void BatchSink::consume(BatchPtr batch) {
       seal();
     }
   }
+  start_encoding();
   if (filling_.rows > 0 && !flush_timer_armed_) {
     flush_timer_armed_ = true;
     start_timer(flush_timer_, ctx_->loop(), this, [](uv_timer_t* t) {
@@ -235,6 +239,7 @@ void BatchSink::seal() {
   }
   Upload upload = std::move(filling_);
   filling_ = Upload{};
+  filling_.serial = ++last_serial_;
   upload.id = upload.event_ids ? fmt::format("{}-{}", upload.first_event, upload.end_event)
                                : fmt::format("{}", next_sequence_++);
   upload.endpoint = next_endpoint_++ % settings_.endpoints.size();
@@ -248,26 +253,39 @@ void BatchSink::resume_encoding() {
   pump();
 }
 
+// Batches are encoded as they arrive, not when their upload is sealed: a batch is let go
+// once its rows are in the upload's body, so the sink holds encoded rows (about a third of
+// the memory of decoded events) rather than up to max_events x (concurrency + 2) events.
+// One job at a time, oldest upload first: an encoder sees rows in order.
 void BatchSink::start_encoding() {
-  if (encoding_ != nullptr || to_encode_.empty() || encoding_paused_) return;
+  if (encoding_ != nullptr || encoding_paused_) return;
+  // A sealed upload first (the rest of its rows, then its wire body), else the filling one.
+  const bool sealed = !to_encode_.empty();
+  Upload* target = sealed ? &to_encode_.front() : &filling_;
+  if (!sealed && target->slices.empty()) return;
+  if (!target->encoder) target->encoder = encoder_;  // an upload is written by one encoder throughout
   auto job = std::make_unique<EncodeJob>();
   job->work.data = job.get();
   job->self = this;
-  job->encoder = encoder_;
+  job->serial = target->serial;
   job->compression = settings_.compression;
-  job->reserve = encode_reserve_;
-  job->upload = std::move(to_encode_.front());
-  job->upload.encoder = encoder_;
-  to_encode_.pop_front();
-  if (!spare_bodies_.empty()) {
-    job->upload.body = std::move(spare_bodies_.back());
+  job->prepare = sealed;
+  job->upload.encoder = target->encoder;
+  job->upload.slices = std::move(target->slices);
+  target->slices.clear();
+  job->upload.row_ends = std::move(target->row_ends);
+  target->row_ends.clear();
+  if (target->body.capacity() == 0 && !spare_bodies_.empty()) {
+    target->body = std::move(spare_bodies_.back());
     spare_bodies_.pop_back();
   }
+  if (target->body.capacity() == 0) job->reserve = encode_reserve_;
+  job->upload.body = std::move(target->body);
   int rc = uv_queue_work(
       ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<EncodeJob*>(w->data)->run(); },
       [](uv_work_t* w, int) {
         std::unique_ptr<EncodeJob> j(static_cast<EncodeJob*>(w->data));
-        if (j->self != nullptr) j->self->encoded(std::move(j->upload));
+        if (j->self != nullptr) j->self->encoded(*j);
       });
   if (rc == 0) {
     encoding_ = job.release();
@@ -276,24 +294,37 @@ void BatchSink::start_encoding() {
   // No thread pool: encode here.
   job->run();
   encoding_ = job.get();
-  encoded(std::move(job->upload));
+  encoded(*job);
 }
 
-void BatchSink::encoded(Upload upload) {
+void BatchSink::encoded(EncodeJob& job) {
   encoding_ = nullptr;
-  encode_reserve_ = std::max<std::uint64_t>(64 << 10, upload.body.size() + upload.body.size() / 8);
-  for (const UnwritableEvent& bad : upload.unwritable) {
-    if (!ctx_->dead_letter(upload.slices[bad.slice].batch->events()[bad.index], fmt::format("{}: {}", ctx_->type(), bad.reason))) {
-      fail_upload(upload, bad.reason);
-    }
+  // The upload is where the job found it, or sealed since (then the oldest of to_encode_:
+  // the job took the filling one only while none was sealed).
+  if (filling_.serial != job.serial && (to_encode_.empty() || to_encode_.front().serial != job.serial)) {
+    log::error(ctx_->name(), "an encoded piece found no upload (serial {}): a bug, its rows are lost", job.serial);
+    ctx_->metrics().errors.add();
+    encoding_ = nullptr;
+    return;
+  }
+  Upload& upload = filling_.serial == job.serial ? filling_ : to_encode_.front();
+  upload.body = std::move(job.upload.body);
+  upload.row_ends = std::move(job.upload.row_ends);
+  upload.compressed = std::move(job.upload.compressed);
+  for (const UnwritableEvent& bad : job.upload.unwritable) {
+    const Event& event = job.upload.slices[bad.slice].batch->events()[bad.index];
+    if (!ctx_->dead_letter(event, fmt::format("{}: {}", ctx_->type(), bad.reason))) fail_upload(upload, bad.reason);
     ctx_->metrics().errors.add();
   }
-  held_rows_ -= upload.unwritable.size();
-  upload.unwritable.clear();
+  held_rows_ -= job.upload.unwritable.size();
   save_encoder_state();
-  upload.slices.clear();  // the batches (and their input buffers) go, on the loop
-  if (!upload.row_ends.empty()) waiting_.push_back(std::move(upload));
-  // else: nothing to send; dropping the upload releases its acknowledgements
+  job.upload.slices.clear();  // the batches (and their input buffers) go, on the loop
+  if (job.prepare) {
+    encode_reserve_ = std::max<std::uint64_t>(64 << 10, upload.body.size() + upload.body.size() / 8);
+    if (!upload.row_ends.empty()) waiting_.push_back(std::move(upload));
+    // else: nothing to send; dropping the upload releases its acknowledgements
+    to_encode_.pop_front();
+  }
   start_encoding();
   pump();
 }

@@ -1,6 +1,7 @@
 // Batches: derive shares, clone copies, absorb merges; acknowledgements follow the data.
 #include <catch2/catch.hpp>
 
+#include "weir/buffer.hpp"
 #include "weir/event.hpp"
 #include "weir/json.hpp"
 #include "weir/field_path.hpp"
@@ -113,4 +114,19 @@ TEST_CASE("FieldPath: finds, sets and erases through nested objects, whatever th
   CHECK(to_json(second) == R"({"payload":{"x":1,"request":{"other":2}},"y":0,"user_id":2})");
   CHECK_FALSE(id.erase(second));
   CHECK_FALSE(FieldPath("nothing.here").erase(second));
+}
+
+TEST_CASE("ByteBuffer: a moved-from buffer is empty and takes appends again") {
+  ByteBuffer a;
+  a.append("rows of an upload");
+  ByteBuffer b = std::move(a);
+  CHECK(b.view() == "rows of an upload");
+  CHECK(a.size() == 0);  // NOLINT(bugprone-use-after-move): what is checked
+  CHECK(a.capacity() == 0);
+  a.append("again");  // wrote through a null pointer when the move kept the capacity
+  CHECK(a.view() == "again");
+  ByteBuffer c(64);
+  c = std::move(b);
+  CHECK(c.view() == "rows of an upload");
+  CHECK(b.empty());
 }

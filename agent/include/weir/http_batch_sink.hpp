@@ -4,9 +4,10 @@
 // (RowEncoder), what a request looks like and what an answer means (BatchSink's hooks).
 //
 // Rows collect into an upload until batch.max_events, batch.max_bytes or batch.timeout;
-// uploads are encoded (and compressed) on the thread pool, one at a time, so the loop's core
-// only gathers batches and sends; up to request.concurrency uploads are in flight. What an
-// answer means (Verdict):
+// each batch's rows are encoded into the upload on the thread pool as the batch arrives, and
+// a sealed upload's wire body (compressed, or transposed by the encoder) made there too, one
+// job at a time, so the loop's core only gathers batches and sends; up to
+// request.concurrency uploads are in flight. What an answer means (Verdict):
 // - delivered: the uploads' acknowledgements are released;
 // - retry (transport errors, overload, timeouts): the same rows, in the same order, under the
 //   same upload id, after an exponential backoff with jitter (or the server's Retry-After);
@@ -93,10 +94,10 @@ struct UnwritableEvent {
   std::string reason;
 };
 
-// The rows that go out in one HTTP request: first the batch slices they come from, then
-// (once encoded) the rows as text, in order; and the acknowledgements of the batches.
-// Batches are let go as soon as their rows are encoded (holding them would hold their input
-// buffers too); a row refused on its own is dead-lettered from its text. A split upload
+// The rows that go out in one HTTP request: the batch slices they come from, encoded into
+// the body as they arrive, in order; and the acknowledgements of the batches. Batches are
+// let go as soon as their rows are encoded (holding them would hold their input buffers
+// too, and decoded events take about three times the memory of their encoded rows); a row refused on its own is dead-lettered from its text. A split upload
 // shares its acknowledgements with its halves.
 struct Upload {
   std::string id;  // stable across retries; the halves of a split get id + "/a" and "/b"
@@ -105,7 +106,8 @@ struct Upload {
   bool event_ids = false;
   std::uint64_t first_event = 0, end_event = 0;
   std::size_t endpoint = 0;
-  std::vector<BatchSlice> slices;       // before encoding
+  std::uint64_t serial = 0;             // which upload an encoding job belongs to (loop only)
+  std::vector<BatchSlice> slices;       // taken, not yet encoded
   std::size_t rows = 0;                 // rows taken from the slices
   std::uint64_t input_bytes = 0;        // their size as the sources read them
   std::vector<UnwritableEvent> unwritable;
@@ -165,7 +167,7 @@ class BatchSink : public Sink {
   // upload's acknowledgements then fail.
   virtual bool dead_letter_row(const Upload& upload, std::string_view row, const std::string& reason);
 
-  // Uploads sealed from now on are encoded by `encoder` (one being encoded keeps its own).
+  // Uploads begun from now on are encoded by `encoder` (one begun already keeps its own).
   void set_encoder(std::shared_ptr<RowEncoder> encoder) { encoder_ = std::move(encoder); }
   // While paused, sealed uploads wait unencoded (they count against the rows held, so the
   // sink stops taking batches when they fill up): e.g. until the server's schema is known.
@@ -183,7 +185,7 @@ class BatchSink : public Sink {
   struct EncodeJob;
   void seal();
   void start_encoding();
-  void encoded(Upload upload);
+  void encoded(EncodeJob& job);
   void pump();
   void send(Upload upload);
   void answered(Upload upload, const ClientResponse& response);
@@ -204,7 +206,8 @@ class BatchSink : public Sink {
   std::size_t max_held_rows_;
   std::uint64_t encode_reserve_ = 1 << 20;  // about what the last upload needed
   Upload filling_;
-  std::deque<Upload> to_encode_;  // sealed, waiting for the encoder
+  std::uint64_t last_serial_ = 0;
+  std::deque<Upload> to_encode_;  // sealed, not yet wholly encoded (or their wire body not made)
   EncodeJob* encoding_ = nullptr;  // the upload being encoded
   std::deque<Upload> waiting_;     // encoded, not yet sent (or waiting to be retried)
   std::vector<ByteBuffer> spare_bodies_;  // buffers of delivered uploads, for the next ones
