@@ -76,13 +76,13 @@ namespace {
 // Makes what goes on the wire, once per upload. Without compression that is the encoded
 // rows themselves (a copy of 10 MiB per request cost as much as encoding a field).
 void prepare_for_sending(const std::string& compression, Upload& upload) {
-  if (!upload.compressed.empty()) return;  // made already (a body as sent is never empty)
+  if (!upload.compressed.empty() || !upload.wire.empty()) return;  // made already (a body as sent is never empty)
   std::string_view rows = upload.body.view();
   ByteBuffer wire;
   if (upload.encoder && upload.encoder->wire_body(upload, wire)) rows = wire.view();
   if (compression == "gzip") upload.compressed = compression::gzip_compress(rows, 1);
   else if (compression == "zstd") upload.compressed = compression::zstd_compress(rows, 1);
-  else if (rows.data() != upload.body.data()) upload.compressed = std::string(rows);
+  else if (!wire.empty()) upload.wire = std::move(wire);  // kept as made: a copy cost 2% of the CVAT pipeline
 }
 
 // Rows [from, to) of `whole` as an upload of their own (a half of a split).
@@ -311,6 +311,7 @@ void BatchSink::encoded(EncodeJob& job) {
   upload.body = std::move(job.upload.body);
   upload.row_ends = std::move(job.upload.row_ends);
   upload.compressed = std::move(job.upload.compressed);
+  upload.wire = std::move(job.upload.wire);
   for (const UnwritableEvent& bad : job.upload.unwritable) {
     const Event& event = job.upload.slices[bad.slice].batch->events()[bad.index];
     if (!ctx_->dead_letter(event, fmt::format("{}: {}", ctx_->type(), bad.reason))) fail_upload(upload, bad.reason);

@@ -114,16 +114,18 @@ struct Upload {
   std::shared_ptr<RowEncoder> encoder;  // the one that wrote `body` (a sink may change encoders)
   std::vector<std::uint32_t> row_ends;  // end of each encoded row in `body`
   ByteBuffer body;                      // uncompressed
-  std::string compressed;               // the body as sent when it is not `body` (compressed, or the encoder's wire_body), made once
+  std::string compressed;               // the body as sent when compressed (the rows or the encoder's wire body), made once
+  ByteBuffer wire;                      // the encoder's wire body as sent uncompressed, made once
   std::vector<AckRef> acks;
   int failures = 0;
   std::chrono::steady_clock::time_point not_before{};
 
   std::size_t encoded_rows() const { return row_ends.size(); }
   std::string_view row(std::size_t i) const;  // as encoded (a text row with its '\n')
-  // What goes on the wire: the compressed body, or the rows themselves without compression.
+  // What goes on the wire: the compressed body, else the encoder's wire body, else the rows.
   std::string_view sent_body(const std::string& /*compression*/) const {
-    return compressed.empty() ? body.view() : std::string_view(compressed);
+    if (!compressed.empty()) return compressed;
+    return wire.empty() ? body.view() : wire.view();
   }
 };
 
