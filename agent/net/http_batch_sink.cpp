@@ -109,15 +109,12 @@ std::string describe(const Verdict& verdict, int status) {
 }  // namespace
 
 // Encodes the slices an upload took since the last job into its body (which the job holds
-// meanwhile), and, once the upload is sealed and nothing of it is left to encode, makes what
-// goes on the wire.
+// meanwhile).
 struct BatchSink::EncodeJob {
   uv_work_t work{};
   BatchSink* self = nullptr;  // nulled if the sink goes away first
   std::uint64_t serial = 0;   // the upload's
-  std::string compression;
   std::uint64_t reserve = 0;
-  bool prepare = false;
   Upload upload;  // the slices to encode, and the upload's body, row ends and encoder
 
   // On the thread pool.
@@ -136,8 +133,18 @@ struct BatchSink::EncodeJob {
         upload.row_ends.push_back(static_cast<std::uint32_t>(upload.body.size()));
       }
     }
-    if (prepare && !upload.row_ends.empty()) prepare_for_sending(compression, upload);
   }
+};
+
+// Makes a sealed, wholly encoded upload's wire body (the encoder's, compressed). Runs beside
+// the next upload's encoding: wire_body() reads only what the encoder fixed at its start.
+struct BatchSink::PrepareJob {
+  uv_work_t work{};
+  BatchSink* self = nullptr;  // nulled if the sink goes away first
+  std::string compression;
+  Upload upload;
+
+  void run() { prepare_for_sending(compression, upload); }  // on the thread pool
 };
 
 BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder)
@@ -147,6 +154,7 @@ BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> enc
 
 BatchSink::~BatchSink() {
   if (encoding_ != nullptr) encoding_->self = nullptr;  // its result is dropped when it lands
+  if (preparing_ != nullptr) preparing_->self = nullptr;
 }
 
 Status BatchSink::start(SinkContext& ctx) {
@@ -256,20 +264,28 @@ void BatchSink::resume_encoding() {
 // Batches are encoded as they arrive, not when their upload is sealed: a batch is let go
 // once its rows are in the upload's body, so the sink holds encoded rows (about a third of
 // the memory of decoded events) rather than up to max_events x (concurrency + 2) events.
-// One job at a time, oldest upload first: an encoder sees rows in order.
+// One job at a time, oldest upload first: an encoder sees rows in order. A sealed upload
+// whose rows are all in has its wire body made by a job of its own (compressing took as long
+// as encoding, and batches waited behind it, decoded, for the encoder).
 void BatchSink::start_encoding() {
-  if (encoding_ != nullptr || encoding_paused_) return;
-  // A sealed upload first (the rest of its rows, then its wire body), else the filling one.
-  const bool sealed = !to_encode_.empty();
-  Upload* target = sealed ? &to_encode_.front() : &filling_;
-  if (!sealed && target->slices.empty()) return;
+  if (encoding_ != nullptr) return;  // it may hold the body of the oldest sealed upload
+  while (!to_encode_.empty() && to_encode_.front().slices.empty()) {
+    Upload& done = to_encode_.front();
+    encode_reserve_ = std::max<std::uint64_t>(64 << 10, done.body.size() + done.body.size() / 8);
+    if (!done.row_ends.empty()) to_prepare_.push_back(std::move(done));
+    // else: nothing to send; dropping the upload releases its acknowledgements
+    to_encode_.pop_front();
+  }
+  start_preparing();
+  if (encoding_paused_) return;
+  // A sealed upload first (the rest of its rows), else the filling one.
+  Upload* target = to_encode_.empty() ? &filling_ : &to_encode_.front();
+  if (target->slices.empty()) return;
   if (!target->encoder) target->encoder = encoder_;  // an upload is written by one encoder throughout
   auto job = std::make_unique<EncodeJob>();
   job->work.data = job.get();
   job->self = this;
   job->serial = target->serial;
-  job->compression = settings_.compression;
-  job->prepare = sealed;
   job->upload.encoder = target->encoder;
   job->upload.slices = std::move(target->slices);
   target->slices.clear();
@@ -310,8 +326,6 @@ void BatchSink::encoded(EncodeJob& job) {
   Upload& upload = filling_.serial == job.serial ? filling_ : to_encode_.front();
   upload.body = std::move(job.upload.body);
   upload.row_ends = std::move(job.upload.row_ends);
-  upload.compressed = std::move(job.upload.compressed);
-  upload.wire = std::move(job.upload.wire);
   for (const UnwritableEvent& bad : job.upload.unwritable) {
     const Event& event = job.upload.slices[bad.slice].batch->events()[bad.index];
     if (!ctx_->dead_letter(event, fmt::format("{}: {}", ctx_->type(), bad.reason))) fail_upload(upload, bad.reason);
@@ -320,13 +334,37 @@ void BatchSink::encoded(EncodeJob& job) {
   held_rows_ -= job.upload.unwritable.size();
   save_encoder_state();
   job.upload.slices.clear();  // the batches (and their input buffers) go, on the loop
-  if (job.prepare) {
-    encode_reserve_ = std::max<std::uint64_t>(64 << 10, upload.body.size() + upload.body.size() / 8);
-    if (!upload.row_ends.empty()) waiting_.push_back(std::move(upload));
-    // else: nothing to send; dropping the upload releases its acknowledgements
-    to_encode_.pop_front();
-  }
   start_encoding();
+  pump();
+}
+
+void BatchSink::start_preparing() {
+  if (preparing_ != nullptr || to_prepare_.empty()) return;
+  auto job = std::make_unique<PrepareJob>();
+  job->work.data = job.get();
+  job->self = this;
+  job->compression = settings_.compression;
+  job->upload = std::move(to_prepare_.front());
+  to_prepare_.pop_front();
+  int rc = uv_queue_work(
+      ctx_->loop(), &job->work, [](uv_work_t* w) { static_cast<PrepareJob*>(w->data)->run(); },
+      [](uv_work_t* w, int) {
+        std::unique_ptr<PrepareJob> j(static_cast<PrepareJob*>(w->data));
+        if (j->self != nullptr) j->self->prepared(std::move(j->upload));
+      });
+  if (rc == 0) {
+    preparing_ = job.release();
+    return;
+  }
+  job->run();  // no thread pool: here
+  preparing_ = job.get();
+  prepared(std::move(job->upload));
+}
+
+void BatchSink::prepared(Upload upload) {
+  preparing_ = nullptr;
+  waiting_.push_back(std::move(upload));  // in sealing order: one is prepared at a time
+  start_preparing();
   pump();
 }
 
@@ -508,7 +546,10 @@ void BatchSink::fail_upload(Upload& upload, const std::string& reason) {
 void BatchSink::check_drained() {
   if (!draining_ || !drain_done_) return;
   if (filling_.rows > 0) seal();
-  if (!waiting_.empty() || in_flight_ > 0 || filling_.rows > 0 || !to_encode_.empty() || encoding_ != nullptr) return;
+  if (!waiting_.empty() || in_flight_ > 0 || filling_.rows > 0 || !to_encode_.empty() || encoding_ != nullptr ||
+      !to_prepare_.empty() || preparing_ != nullptr) {
+    return;
+  }
   auto done = std::move(drain_done_);
   drain_done_ = nullptr;
   done();

@@ -5,8 +5,9 @@
 //
 // Rows collect into an upload until batch.max_events, batch.max_bytes or batch.timeout;
 // each batch's rows are encoded into the upload on the thread pool as the batch arrives, and
-// a sealed upload's wire body (compressed, or transposed by the encoder) made there too, one
-// job at a time, so the loop's core only gathers batches and sends; up to
+// a sealed upload's wire body (compressed, or transposed by the encoder) made there too, by a
+// job of its own beside the next upload's encoding, so the loop's core only gathers batches
+// and sends; up to
 // request.concurrency uploads are in flight. What an answer means (Verdict):
 // - delivered: the uploads' acknowledgements are released;
 // - retry (transport errors, overload, timeouts): the same rows, in the same order, under the
@@ -185,9 +186,12 @@ class BatchSink : public Sink {
 
  private:
   struct EncodeJob;
+  struct PrepareJob;
   void seal();
   void start_encoding();
   void encoded(EncodeJob& job);
+  void start_preparing();
+  void prepared(Upload upload);
   void pump();
   void send(Upload upload);
   void answered(Upload upload, const ClientResponse& response);
@@ -211,6 +215,8 @@ class BatchSink : public Sink {
   std::uint64_t last_serial_ = 0;
   std::deque<Upload> to_encode_;  // sealed, not yet wholly encoded (or their wire body not made)
   EncodeJob* encoding_ = nullptr;  // the upload being encoded
+  std::deque<Upload> to_prepare_;  // wholly encoded, waiting for their wire body
+  PrepareJob* preparing_ = nullptr;
   std::deque<Upload> waiting_;     // encoded, not yet sent (or waiting to be retried)
   std::vector<ByteBuffer> spare_bodies_;  // buffers of delivered uploads, for the next ones
   std::size_t in_flight_ = 0;
