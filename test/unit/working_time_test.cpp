@@ -285,3 +285,24 @@ TEST_CASE("working_time: a client's absurd duration is held to a year, not overf
   huge_double.replace(huge_double.find("\"duration\":1"), 12, "\"duration\":1e300");
   CHECK(h.feed_ms({huge_double}) + h.flush_ms() == kYearMs);
 }
+
+TEST_CASE("working_time: the user and copied fields come out as they went in, of every kind") {
+  Harness h(", copy_fields: [a, b, c, d, e, f, g, h, i]");
+  const std::string values =
+      R"("a":"plain","b":"quote \" and \\ and \n","c":-42,"d":18446744073709551615,"e":2.5,"f":true,)"
+      R"("g":{"k":[1,"x"]},"h":"","i":null)";
+  auto event = [&](EpochNanos at) {
+    ByteBuffer ts;
+    format_iso8601(at, 3, ts);
+    return fmt::format(R"({{"scope":"click:element","source":"client","timestamp":"{}","job_id":1,)"
+                       R"("task_id":2,"project_id":3,"user_id":"u-\"7\"",{}}})",
+                       ts.view(), values);
+  };
+  h.feed({event(kStart), event(kStart + 1000 * kMs)});
+  auto rows = h.flush();
+  REQUIRE(rows.size() == 1);
+  INFO(rows[0]);
+  CHECK(rows[0].find(R"("duration":1000)") != std::string::npos);
+  CHECK(rows[0].find(R"("user_id":"u-\"7\"")") != std::string::npos);
+  CHECK(rows[0].find(values) != std::string::npos);
+}
