@@ -6,6 +6,7 @@
 #include <emmintrin.h>
 #endif
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -17,6 +18,7 @@ namespace weir {
 struct JsonParser::Impl {
   simdjson::dom::parser parser;
   std::vector<char> scratch;  // padded copy for text without readable padding
+  std::vector<std::size_t> ends;  // objects_have_key: where each text ends in `scratch`
 };
 
 JsonParser::JsonParser() : impl_(std::make_unique<Impl>()) {}
@@ -134,6 +136,71 @@ Result<bool> JsonParser::object_has_key(std::string_view text, std::string_view 
     if (field.key == key) return true;
   }
   return false;
+}
+
+namespace {
+
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+}  // namespace
+
+void JsonParser::objects_have_key(std::span<const std::string_view> texts, std::string_view key, std::span<int> results) {
+  constexpr int kUnknown = 2;
+  std::fill(results.begin(), results.end(), kUnknown);
+  if (texts.size() > 1) {
+    // The texts one per line, read as one stream of documents. Only a prefix is trusted:
+    // text k counts once every text before it was one whole object (so the parser's state at
+    // text k's start is outside any string) and a document starts at text k's first
+    // non-space byte and ends within it, followed by spaces only. The first text that is not
+    // ends the stream's part; it and the rest are parsed one by one.
+    std::vector<char>& joined = impl_->scratch;
+    std::vector<std::size_t>& ends = impl_->ends;
+    std::size_t total = 0;
+    for (std::string_view text : texts) total += text.size() + 1;
+    joined.resize(total + simdjson::SIMDJSON_PADDING);
+    ends.clear();
+    std::size_t at = 0;
+    for (std::string_view text : texts) {
+      if (!text.empty()) std::memcpy(joined.data() + at, text.data(), text.size());
+      at += text.size();
+      ends.push_back(at);
+      joined[at++] = '\n';
+    }
+    std::memset(joined.data() + at, 0, simdjson::SIMDJSON_PADDING);
+    simdjson::dom::document_stream stream;
+    // One batch for the whole stream (no second thread, no document cut at a batch's end).
+    const std::size_t batch_size = std::max<std::size_t>(total, simdjson::dom::MINIMAL_BATCH_SIZE);
+    if (!impl_->parser.parse_many(joined.data(), total, batch_size).get(stream)) {
+      std::size_t k = 0, start = 0;
+      for (auto it = stream.begin(); it != stream.end() && k < texts.size(); ++it) {
+        std::size_t first = start;
+        while (first < ends[k] && json_space(joined[first])) ++first;
+        if (it.current_index() != first) break;
+        simdjson::dom::element element;
+        simdjson::dom::object object;
+        if ((*it).get(element) || element.get_object().get(object)) break;
+        std::size_t end = first + it.source().size();
+        if (end > ends[k]) break;
+        while (end < ends[k] && json_space(joined[end])) ++end;
+        if (end != ends[k]) break;
+        int has = 0;
+        for (auto field : object) {
+          if (field.key == key) {
+            has = 1;
+            break;
+          }
+        }
+        results[k] = has;
+        start = ends[k] + 1;
+        ++k;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (results[i] != kUnknown) continue;
+    auto has = object_has_key(texts[i], key);
+    results[i] = !has.ok() ? -1 : has.value() ? 1 : 0;
+  }
 }
 
 // ---- encoding ---------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 #include "plugin/host.hpp"
 
 #include <algorithm>
+#include <span>
+#include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -312,6 +315,12 @@ int json_object_has_key(weir_context* c, weir_str text, weir_str key) noexcept {
   return !has.ok() ? -1 : has.value() ? 1 : 0;
 }
 
+void json_objects_have_key(weir_context* c, const weir_str* texts, size_t count, weir_str key, int* results) noexcept {
+  std::vector<std::string_view> views(count);
+  for (size_t i = 0; i < count; ++i) views[i] = S(texts[i]);
+  parser_of(c).objects_have_key(views, S(key), std::span<int>(results, count));
+}
+
 void buffer_append(weir_buffer* b, const void* bytes, size_t size) noexcept {
   B(b)->append(std::string_view(static_cast<const char*>(bytes), size));
 }
@@ -465,6 +474,7 @@ weir_host make_table() {
   h.json_parse = json_parse;
   h.json_write = json_write;
   h.json_object_has_key = json_object_has_key;
+  h.json_objects_have_key = json_objects_have_key;
   h.buffer_append = buffer_append;
   h.buffer_view = buffer_view;
   h.buffer_new = buffer_new;

@@ -7,7 +7,7 @@ both examples with /metrics and a reload, a plugin that throws on every batch (w
 running, every event counted), a stateful one killed with -9 (its state comes back), and
 the refusals: another ABI major (with the rebuild command), a duplicate type, a file that
 is not a plugin."""
-import hashlib, hmac, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import hashlib, hmac, json, os, re, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
 import harness
 from harness import check, finish, free_port
@@ -17,6 +17,9 @@ BUILD = os.path.dirname(WEIR_BUILT)
 WORK = tempfile.mkdtemp(prefix="weir-plugins-")
 PREFIX = os.path.join(WORK, "prefix")
 EXAMPLES = os.path.join(harness.ROOT, "examples", "plugins")
+# The minor both sides are built with (a refusal names it).
+ABI_MINOR = re.search(r"^#define WEIR_ABI_MINOR (\d+)", open(os.path.join(harness.ROOT, "agent", "include", "weir", "plugin.h")).read(),
+                      re.M).group(1)
 FIXTURE = os.path.join(harness.ROOT, "test", "e2e", "fixtures", "plugins", "fixture")
 
 
@@ -260,8 +263,8 @@ sinks:
     r = run([WEIR, "validate", "--plugin", os.path.join(major2, "stamp.so"), "-c", cfg], check_rc=False)
     src = os.path.join(EXAMPLES, "minimal-c")
     check("a plugin built for another ABI major is refused: file, both versions, the rebuild command",
-          r.returncode != 0 and "plugin %s (minimal-c 1.0.0) was built for weir plugin ABI 2.0, but this weir" %
-          os.path.realpath(os.path.join(major2, "stamp.so")) in r.stderr and "has ABI 1.0" in r.stderr
+          r.returncode != 0 and "plugin %s (minimal-c 1.0.0) was built for weir plugin ABI 2.%s, but this weir" %
+          (os.path.realpath(os.path.join(major2, "stamp.so")), ABI_MINOR) in r.stderr and "has ABI 1.%s" % ABI_MINOR in r.stderr
           and "cmake -S %s -B %s/build -DCMAKE_PREFIX_PATH=%s" % (src, src, PREFIX) in r.stderr, r.stderr)
     copy = os.path.join(WORK, "stamp-copy.so")
     shutil.copy(STAMP, copy)

@@ -276,3 +276,52 @@ TEST_CASE("json: string escaping matches a byte-by-byte reference at every offse
     }
   }
 }
+
+// object_has_key one text at a time, as the reference for the batched call.
+static int has_key_alone(JsonParser& parser, std::string_view text, std::string_view key) {
+  auto has = parser.object_has_key(text, key);
+  return !has.ok() ? -1 : has.value() ? 1 : 0;
+}
+
+TEST_CASE("json: objects_have_key answers for each text what object_has_key does alone, whatever its neighbours") {
+  // Texts that end a stream of documents early or could shift what follows them: open
+  // strings and brackets, two documents in one text, scalars, spaces, bad UTF-8, escapes.
+  const std::vector<std::string> pieces = {
+      R"({"frame":3})", R"({"from":0,"to":2,"step":2})", R"({"request":{"id":"x"}})", R"(  {"a":1}  )", "{}",
+      R"({"a":"unterminated)", R"({"a":[1})", "[1,2]", "5", R"("request")", "", "   ", R"({"a":1} {"b":2})",
+      R"({"a":1}x)", "null", "{\"a\":\"\xff\"}", R"({"q":"\"}{\"request\":1"})", R"({"request":1,"request":2})",
+      "{\n\"request\"\n:\n1\n}", R"({"a":"\\"})", "}", "{", R"({"nested":{"request":1}})", "\t{\"request\":0}\r"};
+  JsonParser parser;
+  std::vector<int> expected(pieces.size());
+  for (std::size_t i = 0; i < pieces.size(); ++i) expected[i] = has_key_alone(parser, pieces[i], "request");
+  CHECK(expected[0] == 0);
+  CHECK(expected[2] == 1);
+  CHECK(expected[5] == -1);
+  // Every ordered pair and triple of pieces as a batch, and all of them at once.
+  auto check_batch = [&](const std::vector<std::size_t>& which) {
+    std::vector<std::string_view> texts;
+    for (std::size_t i : which) texts.push_back(pieces[i]);
+    std::vector<int> results(texts.size(), 9);
+    parser.objects_have_key(texts, "request", results);
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      if (results[k] != expected[which[k]]) {
+        FAIL_CHECK("text " << k << " of the batch, " << pieces[which[k]] << ": " << results[k] << " instead of "
+                           << expected[which[k]]);
+      }
+    }
+  };
+  for (std::size_t a = 0; a < pieces.size(); ++a) {
+    for (std::size_t b = 0; b < pieces.size(); ++b) {
+      check_batch({a, b});
+      for (std::size_t c = 0; c < pieces.size(); c += 3) check_batch({a, b, c});
+    }
+  }
+  std::vector<std::size_t> all(pieces.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  check_batch(all);
+  // A long run of good ones, the common case, answered by the stream.
+  std::vector<std::size_t> many(700, 0);
+  for (std::size_t i = 0; i < many.size(); i += 7) many[i] = 2;
+  check_batch(many);
+  check_batch({});
+}

@@ -45,7 +45,7 @@
 #ifndef WEIR_ABI_MAJOR
 #define WEIR_ABI_MAJOR 1
 #endif
-#define WEIR_ABI_MINOR 0
+#define WEIR_ABI_MINOR 1
 
 #define WEIR_PLUGIN_ENTRY_SYMBOL "weir_plugin_entry"
 
@@ -345,6 +345,12 @@ struct weir_host {
    * the other at `out`, from a generator seeded once from random(): the same sequence
    * whether asked for one at a time or many. */
   void (*uuid_v4)(weir_context* context, char* out, size_t count);
+
+  /* Added in ABI 1.1. */
+  /* json_object_has_key for `count` texts in one call: results[i] is its answer for
+   * texts[i]. The parser reads them all in one pass, which costs a fraction of a call per
+   * text for small ones. */
+  void (*json_objects_have_key)(weir_context* context, const weir_str* texts, size_t count, weir_str key, int* results);
 };
 
 #ifdef __cplusplus

@@ -37,6 +37,7 @@
 #include <cstring>
 #include <exception>
 #include <initializer_list>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -554,6 +555,14 @@ class Context {
   // -1: not a JSON object. Builds no values.
   int json_object_has_key(std::string_view text, std::string_view key) {
     return h_->json_object_has_key(c_, to_str(text), to_str(key));
+  }
+  // The same for many texts in one call into weir: results[i] answers for texts[i] (the
+  // parser reads them all in one pass: far cheaper per text for small ones).
+  void json_objects_have_key(std::span<const std::string_view> texts, std::string_view key, std::span<int> results) {
+    if (results.size() < texts.size()) throw std::invalid_argument("json_objects_have_key: fewer results than texts");
+    std::vector<weir_str> raw(texts.size());
+    for (std::size_t i = 0; i < texts.size(); ++i) raw[i] = to_str(texts[i]);
+    h_->json_objects_have_key(c_, raw.data(), raw.size(), to_str(key), results.data());
   }
 
   weir_context* raw() const { return c_; }
