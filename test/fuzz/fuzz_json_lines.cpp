@@ -1,10 +1,12 @@
 // NDJSON lines as the stdin and file sources decode them (LineStream, fed in reads of
 // fuzzer-chosen sizes), and the round trip: every event decoded, encoded and decoded again
-// encodes to the same text.
+// encodes to the same text. The same lines as texts for JsonParser::objects_have_key (what
+// request_id asks of payloads): each answer equals object_has_key's for that text alone.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "weir/codec.hpp"
@@ -33,6 +35,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto again = parser.parse(once, arena);
     if (!again.ok()) __builtin_trap();              // what weir writes, weir reads
     if (to_json(again.value()) != once) __builtin_trap();  // and it is stable
+  }
+  std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  std::vector<std::string_view> texts;
+  for (std::size_t start = 0; start <= input.size();) {
+    std::size_t end = std::min(input.find('\n', start), input.size());
+    texts.push_back(input.substr(start, end - start));
+    start = end + 1;
+  }
+  std::vector<int> together(texts.size());
+  parser.objects_have_key(texts, "request", together);
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    auto alone = parser.object_has_key(texts[i], "request");
+    if (together[i] != (!alone.ok() ? -1 : alone.value() ? 1 : 0)) __builtin_trap();
   }
   return 0;
 }
