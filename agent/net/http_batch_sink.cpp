@@ -320,7 +320,6 @@ void BatchSink::encoded(EncodeJob& job) {
   if (filling_.serial != job.serial && (to_encode_.empty() || to_encode_.front().serial != job.serial)) {
     log::error(ctx_->name(), "an encoded piece found no upload (serial {}): a bug, its rows are lost", job.serial);
     ctx_->metrics().errors.add();
-    encoding_ = nullptr;
     return;
   }
   Upload& upload = filling_.serial == job.serial ? filling_ : to_encode_.front();
