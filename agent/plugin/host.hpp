@@ -4,6 +4,7 @@
 // indirect call per operation and no copies.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,7 +46,7 @@ struct HostContext : weir_context {
 struct HostBatch : weir_batch {
   HostBatch(BatchPtr b, HostContext* c, bool made_by_plugin)
       : weir_batch{&host_table()}, batch(std::move(b)), arena(&batch->arena()), context(c), heap(made_by_plugin),
-        serial(++serials) {}
+        serial(serials.fetch_add(1, std::memory_order_relaxed) + 1) {}
   BatchPtr batch;            // null once emitted
   Arena* arena;              // the batch's, looked up once (every write allocates in it)
   HostContext* context;
@@ -57,7 +58,8 @@ struct HostBatch : weir_batch {
   // batch): its arenas and acknowledgements are taken on once per source.
   std::uint64_t last_adopted = 0;
   std::uint64_t serial;
-  static inline std::uint64_t serials = 0;  // loop thread only
+  // Any thread: a transform that runs off the loop makes batches on a decoding thread.
+  static inline std::atomic<std::uint64_t> serials{0};
 
   bool is_gone(std::size_t i) const { return i < gone.size() && gone[i] != 0; }
   void mark(std::size_t i, std::uint8_t how);

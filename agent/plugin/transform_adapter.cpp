@@ -63,6 +63,7 @@ class PluginTransform final : public Transform {
   }
 
   bool keeps_state() const override { return type_->callbacks.keeps_state != 0; }
+  bool runs_off_loop() const override { return type_->callbacks.off_loop != 0; }
 
   std::optional<std::string> try_snapshot() const override {
     ByteBuffer out;

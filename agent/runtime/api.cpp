@@ -118,6 +118,10 @@ void Runtime::Impl::serve_tap(http::Request& request, http::Responder responder)
     if (port == found->outputs.end()) {
       return responder.send(http::Response::error(400, fmt::format("'{}' has no output '{}'", base, output)));
     }
+    // A tap sees batches as they leave a component on the loop. Those of a source and of a
+    // chain's inner members do not pass the loop while its chain is open (ADR 015).
+    if (found->chain) close_chain(*found, "tapped");
+    if (found->in_chain != nullptr && found != found->in_chain->nodes().back()) close_chain(found->in_chain->source(), "tapped");
     found->taps.emplace_back(static_cast<std::size_t>(port - found->outputs.begin()), tap);
     entry->nodes.push_back(found);
   }

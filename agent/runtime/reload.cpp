@@ -256,6 +256,9 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
     return fail({started.error().message()});
   }
 
+  // Components are replaced and edges change on the loop: transforms run there from now on.
+  close_chains("reload");
+
   // From here on the reload is applied. A drain or a source's stop may finish at once,
   // inside the call: the outcome is in place before, and one count held until the end
   // keeps complete_reload() from running before every change is made.

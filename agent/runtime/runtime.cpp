@@ -33,7 +33,8 @@ bool NodeContext::output_connected(std::size_t output) const {
   return output < node_.consumers.size() && !node_.consumers[output].empty();
 }
 bool NodeContext::downstream_ready() const {
-  return rt_.options_.lockstep ? rt_.quiescent() : rt_.has_room(node_);
+  if (rt_.options_.lockstep) return rt_.quiescent();
+  return node_.chain && node_.chain->is_open() ? rt_.chain_has_room(node_) : rt_.has_room(node_);
 }
 // The component's own state files (ComponentContext::save_state), apart from a
 // transform's snapshots (<name>.{0,1}).
@@ -201,6 +202,7 @@ void Runtime::Impl::update_buffer_gauges(Node& node) {
 }
 
 Runtime::Impl::~Impl() {
+  close_chains("exit");  // a decoding job still running must not call into what goes away
   if (abandoned_) {
     // Components may still have requests in flight on the loop: leave them be, the
     // process is about to exit.
@@ -325,7 +327,7 @@ void Runtime::Impl::wake_upstream(Node& node) {
   for (Node* producer : waiting) {
     if (producer->kind() == ComponentKind::Transform) {
       schedule(*producer);
-    } else if (!producer->finished && !options_.lockstep && has_room(*producer)) {
+    } else if (!producer->finished && !options_.lockstep && producer->context->downstream_ready()) {
       producer->graph_node->source->resume();
     }
   }
@@ -370,6 +372,8 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   bool own_batch = producer.kind() == ComponentKind::Transform && producer.state && producer.current_acks == nullptr;
   if (own_batch) producer.state->hold(*batch);
   if (producer.kind() == ComponentKind::Source) {
+    // The chain's first member is about to be called on the loop: no run may be in progress.
+    if (output == 0) close_chain(producer, "a batch emitted on the loop");
     if (!producer.dead_letter_failure.empty()) {
       batch->fail(producer.dead_letter_failure);
       producer.dead_letter_failure.clear();
@@ -475,6 +479,7 @@ void Runtime::Impl::source_finished(Node& node) {
   if (node.finished) return;
   if (node.next_source) return restart_source(node);  // reload: the new instance takes over
   node.finished = true;
+  close_chain(node, "the source finished");  // before its consumers flush, on the loop
   log::debug(node.config->name, "source finished");
   close_outputs(node);
 }
@@ -696,6 +701,7 @@ int Runtime::Impl::run() {
       start(*node, [&] { return start_transform(*node); });
     }
   }
+  if (!start_failed) form_chains();
   for (auto& node : nodes_) {
     if (node->kind() == ComponentKind::Source && !start_failed) {
       start(*node, [&] { return node->graph_node->source->start(*node->context); });

@@ -8,10 +8,13 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -48,6 +51,8 @@ struct Tap {
   void offer(const EventBatch& batch);
 };
 
+class FusedChain;
+
 class Runtime::Impl {
  public:
   Impl(topology::Graph& graph, RunOptions options);
@@ -62,6 +67,7 @@ class Runtime::Impl {
 
  private:
   friend class NodeContext;
+  friend class FusedChain;
   struct Node;
   struct Retired;
 
@@ -99,6 +105,12 @@ class Runtime::Impl {
   Status start_sink(Node& node);
   Status start_transform(Node& node);
   void take_snapshot(Node& node, bool now);
+  // Transforms run where a source decodes (off_loop_chain.cpp, ADR 015).
+  void form_chains();
+  void close_chain(Node& source, std::string_view why);
+  void close_chains(std::string_view why);
+  bool emit_processed(Node& source, ChainOutputPtr output);
+  bool chain_has_room(Node& source);
   void print_summary();
   void tune_memory();
   void trim_if_idle();
@@ -193,6 +205,8 @@ class NodeContext final : public SourceContext, public TransformContext, public 
 
   bool emit(BatchPtr batch) override;
   bool emit_to(std::size_t output, BatchPtr batch) override;
+  std::shared_ptr<OffLoopChain> off_loop_chain() override;
+  bool emit_processed(ChainOutputPtr output) override { return rt_.emit_processed(node_, std::move(output)); }
   bool output_connected(std::size_t output) const override;
   bool downstream_ready() const override;
   void finished() override { rt_.source_finished(node_); }
@@ -225,6 +239,11 @@ struct Runtime::Impl::Node {
 
   std::vector<std::vector<Node*>> consumers;  // per output
 
+  // A source's chain of the transforms that run where it decodes (while open), and for a
+  // transform, the chain it is in (off_loop_chain.cpp).
+  std::shared_ptr<FusedChain> chain;
+  FusedChain* in_chain = nullptr;
+
   std::shared_ptr<TransformState> state;  // transforms that keep state across restarts
   std::optional<std::string> loaded_state;  // its last snapshot, until the transform has started
   // The acknowledgements of the batch being processed or consumed (dead letters take them),
@@ -255,6 +274,61 @@ struct Runtime::Impl::Node {
   ComponentKind kind() const { return graph_node->kind; }
   // Nothing more to come from it: a sink drained, a source or transform finished.
   bool drained() const { return kind() == ComponentKind::Sink ? done : finished; }
+};
+
+// A line of transforms that run on the thread a source decoded a batch on (ADR 015): the
+// batch is still in that core's cache, and it skips two hand-overs through the loop. A
+// transform in an open chain is called only by run(), under the chain's mutex; the runtime
+// closes the chain (waiting out a run in progress) before it calls any of them on the loop
+// itself: at a reload, a tap on one of them, a batch the source emits the usual way, or the
+// source's end. A closed chain stays closed.
+class FusedChain final : public OffLoopChain {
+ public:
+  FusedChain(Runtime::Impl::Node& source, std::vector<Runtime::Impl::Node*> nodes);
+  ~FusedChain() override;
+  ChainOutputPtr run(BatchPtr& batch) override;
+  void close();
+  bool is_open() const { return open_.load(std::memory_order_relaxed); }
+  Runtime::Impl::Node& source() { return source_; }
+  const std::vector<Runtime::Impl::Node*>& nodes() const { return nodes_; }
+
+  // What run() made of a batch: the runtime emits it on the loop.
+  struct Output;
+
+ private:
+  class StepContext;
+  void feed(std::size_t step, BatchPtr batch);
+  void emitted(std::size_t step, std::size_t output, BatchPtr batch);
+
+  Runtime::Impl::Node& source_;
+  std::vector<Runtime::Impl::Node*> nodes_;
+  std::vector<std::unique_ptr<StepContext>> steps_;
+  std::mutex mutex_;
+  std::atomic<bool> open_{true};  // written under mutex_
+  Output* current_ = nullptr;     // the run in progress (under mutex_)
+};
+
+struct FusedChain::Output final : ChainOutput {
+  void add_ack(AckRef ack) override { acks.push_back(std::move(ack)); }
+  struct Emitted {
+    std::size_t step;  // index into nodes()
+    std::size_t output;
+    BatchPtr batch;
+  };
+  // A dead letter set aside off the loop: written (or routed) on the loop, with the acks.
+  struct Letter {
+    std::size_t step;
+    std::string reason;
+    std::optional<std::size_t> event;  // into `letter_events`; else raw/line
+    std::string raw;
+    std::uint64_t line = 0;
+  };
+  std::vector<Emitted> emitted;  // in the order made
+  std::vector<Letter> letters;
+  BatchPtr letter_events = EventBatch::create();  // copies of dead-lettered events
+  std::vector<std::pair<std::size_t, std::string>> failures;  // fail_pipeline(reason) by step
+  std::vector<AckRef> acks;
+  std::uint64_t decoded_events = 0, decoded_bytes = 0;  // of the source's batch
 };
 
 struct Runtime::Impl::TapRequest {

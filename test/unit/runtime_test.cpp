@@ -305,3 +305,88 @@ TEST_CASE("working_time live: a user who stops gets their row from the idle time
   CHECK(seen_before_end[2].find(R"("duration":4000)") != std::string::npos);
   CHECK(Probe::get().received["k"].size() == 3);  // nothing more at the end
 }
+
+namespace {
+
+// file -> test_tag -> test_split -> even/odd sinks over `count` events {"n": i}, run until
+// the sinks hold every event not dead-lettered (the file source tails on), then shut down.
+struct ChainRun {
+  std::vector<std::string> even, odd, dead_letters;
+  std::uint64_t tag_received = 0, split_received = 0, split_dead_lettered = 0, source_sent = 0;
+  int on_loop = 0, off_loop = 0;
+};
+
+ChainRun run_file_chain(const std::string& name, bool off_loop, int count) {
+  Probe::get().reset();
+  std::string dir = temp_dir(name);
+  {
+    std::ofstream out(dir + "/events.ndjson");
+    for (int i = 0; i < count; ++i) out << "{\"n\":" << i << "}\n";
+  }
+  std::string flag = off_loop ? "true" : "false";
+  auto graph = build("data_dir: " + dir + "/data\nsources:\n  f: { type: file, include: ['" + dir +
+                     "/*.ndjson'], poll_interval: 20ms, read_bytes: 4KiB }\n"
+                     "transforms:\n  tag: { type: test_tag, inputs: [f], off_loop: " + flag + " }\n"
+                     "  split: { type: test_split, inputs: [tag], off_loop: " + flag + " }\n"
+                     "sinks:\n  even: { type: test_sink, inputs: [split.even] }\n  odd: { type: test_sink, inputs: [split.odd] }\n");
+  runtime::Runtime rt(graph, quiet());
+  const std::size_t expected = static_cast<std::size_t>(count - count / 10);
+  int waited = 0;
+  // Polled from the loop: shut down once everything arrived (or after 30 s, which fails below).
+  std::function<void()> check;
+  After first(rt.loop(), 20, [&] { check(); });
+  std::vector<std::unique_ptr<After>> later;
+  check = [&] {
+    Probe& probe = Probe::get();
+    if (probe.received["even"].size() + probe.received["odd"].size() >= expected || ++waited > 1500) {
+      rt.shutdown();
+      return;
+    }
+    later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
+  };
+  REQUIRE(rt.run() == 0);
+  ChainRun run;
+  run.even = Probe::get().received["even"];
+  run.odd = Probe::get().received["odd"];
+  // The letters without their timestamps (the pipeline's clock is the wall clock here).
+  for (const std::string& line : read_lines(dir + "/data/dead_letter.ndjson")) run.dead_letters.push_back(line.substr(line.find("\"component\"")));
+  run.tag_received = rt.metrics(node_named(graph, "tag")).events_received.get();
+  run.split_received = rt.metrics(node_named(graph, "split")).events_received.get();
+  run.split_dead_lettered = rt.metrics(node_named(graph, "split")).events_dead_lettered.get();
+  run.source_sent = rt.metrics(node_named(graph, "f")).events_sent.get();
+  run.on_loop = Probe::get().process_on_loop;
+  run.off_loop = Probe::get().process_off_loop;
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("off-loop chain: transforms that allow it run where the file source decodes, with the same results") {
+  const int count = 5000;
+  ChainRun on_loop = run_file_chain("chain-on-loop", false, count);
+  ChainRun off_loop = run_file_chain("chain-off-loop", true, count);
+
+  // Where process() ran: every call on the loop, or every call on the decoding thread.
+  CHECK(on_loop.on_loop > 0);
+  CHECK(on_loop.off_loop == 0);
+  CHECK(off_loop.off_loop > 0);
+  CHECK(off_loop.on_loop == 0);
+
+  for (const ChainRun* run : {&on_loop, &off_loop}) {
+    REQUIRE(run->even.size() == 2500);
+    REQUIRE(run->odd.size() == 2000);
+    CHECK(run->even.front() == R"({"n":0,"tagged":true})");
+    CHECK(run->odd.back() == R"({"n":4999,"tagged":true})");
+    CHECK(run->source_sent == 5000);
+    CHECK(run->tag_received == 5000);
+    CHECK(run->split_received == 5000);
+    CHECK(run->split_dead_lettered == 500);
+    REQUIRE(run->dead_letters.size() == 500);
+    CHECK(run->dead_letters.front() ==
+          R"("component":"split","component_type":"test_split","reason":"sevens are rejected","event":{"n":7,"tagged":true}})");
+  }
+  // In order, the same events, the same letters.
+  CHECK(off_loop.even == on_loop.even);
+  CHECK(off_loop.odd == on_loop.odd);
+  CHECK(off_loop.dead_letters == on_loop.dead_letters);
+}

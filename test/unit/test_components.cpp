@@ -122,22 +122,43 @@ class TestSink final : public Sink {
   bool metadata_ = false;  // record {"fields":..,"metadata":..}
 };
 
+// Where a transform's process() ran (Probe::process_on_loop / process_off_loop).
+void count_process_thread() {
+  Probe& probe = Probe::get();
+  ++(std::this_thread::get_id() == probe.loop_thread ? probe.process_on_loop : probe.process_off_loop);
+}
+
 // Sets field `tagged` to true on every event (proves fan-out copies are independent).
 class TestTag final : public Transform {
  public:
-  static Result<std::unique_ptr<TestTag>> create(const Options&) { return std::make_unique<TestTag>(); }
+  static Result<std::unique_ptr<TestTag>> create(const Options& o) {
+    auto tag = std::make_unique<TestTag>();
+    tag->off_loop_ = o.boolean("off_loop");
+    return tag;
+  }
+  bool runs_off_loop() const override { return off_loop_; }
   void process(BatchPtr batch, TransformContext& ctx) override {
+    count_process_thread();
     for (Event& e : batch->events()) e.fields.set(batch->arena(), "tagged", Value::boolean(true));
     ctx.emit(std::move(batch));
   }
+
+ private:
+  bool off_loop_ = false;
 };
 
 // Routes events with even `n` to output `even`, odd to `odd`, and dead-letters n % 10 == 7.
 class TestSplit final : public Transform {
  public:
-  static Result<std::unique_ptr<TestSplit>> create(const Options&) { return std::make_unique<TestSplit>(); }
+  static Result<std::unique_ptr<TestSplit>> create(const Options& o) {
+    auto split = std::make_unique<TestSplit>();
+    split->off_loop_ = o.boolean("off_loop");
+    return split;
+  }
   std::vector<std::string> outputs() const override { return {"", "even", "odd"}; }
+  bool runs_off_loop() const override { return off_loop_; }
   void process(BatchPtr batch, TransformContext& ctx) override {
+    count_process_thread();
     BatchPtr even = batch->derive(), odd = batch->derive();
     for (Event& e : batch->events()) {
       std::int64_t n = e.fields.find("n")->as_int();
@@ -147,6 +168,9 @@ class TestSplit final : public Transform {
     ctx.emit(std::move(even), 1);
     ctx.emit(std::move(odd), 2);
   }
+
+ private:
+  bool off_loop_ = false;
 };
 
 // Keeps a running count of the events it saw (durable state) and writes it into each
@@ -174,6 +198,7 @@ const OptionSchema kSourceSchema = {
     {.name = "batch", .type = OptionType::Integer, .default_value = "1"},
     {.name = "acks", .type = OptionType::Bool, .default_value = "false"},
 };
+const OptionSchema kOffLoopSchema = {{.name = "off_loop", .type = OptionType::Bool, .default_value = "false"}};
 const OptionSchema kSinkSchema = {{.name = "fail", .type = OptionType::Bool, .default_value = "false"},
                                    {.name = "metadata", .type = OptionType::Bool, .default_value = "false"}};
 
@@ -181,8 +206,8 @@ const OptionSchema kSinkSchema = {{.name = "fail", .type = OptionType::Bool, .de
 
 WEIR_REGISTER_SOURCE("test_source", "test: numbered events", kSourceSchema, TestSource::create);
 WEIR_REGISTER_SINK("test_sink", "test: records events", kSinkSchema, TestSink::create);
-WEIR_REGISTER_TRANSFORM("test_tag", "test: tags events", {}, TestTag::create);
-WEIR_REGISTER_TRANSFORM("test_split", "test: even/odd outputs", {}, TestSplit::create);
+WEIR_REGISTER_TRANSFORM("test_tag", "test: tags events", kOffLoopSchema, TestTag::create);
+WEIR_REGISTER_TRANSFORM("test_split", "test: even/odd outputs", kOffLoopSchema, TestSplit::create);
 WEIR_REGISTER_TRANSFORM("test_count", "test: counts events, durable", {}, TestCount::create);
 
 }  // namespace weir::testing

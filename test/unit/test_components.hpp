@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "weir/component.hpp"
@@ -30,6 +31,11 @@ struct Probe {
   std::function<void(std::int64_t, bool)> on_emit;
   // called by test_sink with each batch before it records it
   std::function<void(const std::string&, const EventBatch&)> on_consume;
+  // test_tag and test_split (`off_loop: true` lets them run off the loop): process() calls
+  // made on `loop_thread` and on any other thread (their calls never overlap: plain counts).
+  std::thread::id loop_thread = std::this_thread::get_id();
+  int process_on_loop = 0;
+  int process_off_loop = 0;
 
   static Probe& get();
   void reset();

@@ -3,12 +3,16 @@
 //
 // Threading: everything runs on the one libuv loop thread; calls into a component never
 // overlap. Batches are moved in and out; a component never sees a single event alone.
+// One exception, asked for by the transform itself (Transform::runs_off_loop): its
+// process() may be called on the thread a source decoded the batch on (OffLoopChain, ADR
+// 015). Calls still never overlap, and each happens-after the one before.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,6 +73,31 @@ class ComponentContext {
   virtual Status save_state(std::string_view /*state*/) { return Error("this context keeps no state"); }
 };
 
+// What the transforms of an OffLoopChain made of one batch, waiting to be emitted on the loop.
+class ChainOutput {
+ public:
+  virtual ~ChainOutput() = default;
+  // The source's acknowledgement: added to every batch and dead letter the chain made of
+  // the batch, as it would have been to the batch itself (none made: it fires at emit).
+  virtual void add_ack(AckRef ack) = 0;
+};
+using ChainOutputPtr = std::unique_ptr<ChainOutput>;
+
+// The transforms that follow a source in a line, each of which allows it (runs_off_loop),
+// run on the thread that decoded a batch, so the batch is still in that core's cache when
+// they read it (ADR 015). The runtime forms a chain at start where the graph allows it:
+// the source's first output goes to one transform only, and each next transform takes its
+// input from the one before only; a transform that keeps state ends it.
+class OffLoopChain {
+ public:
+  virtual ~OffLoopChain() = default;
+  // Any thread; calls are serialised by the chain. Batches of one stream must come in the
+  // order the source emits them. Returns what the chain made of `batch` (which it takes),
+  // for SourceContext::emit_processed; or null, leaving `batch` as it was, when the chain
+  // is closed (a reload, a tap, the end): then the batch is emitted as usual.
+  virtual ChainOutputPtr run(BatchPtr& batch) = 0;
+};
+
 class SourceContext : public ComponentContext {
  public:
   // Hands a batch downstream. Always takes it; returns false when a downstream buffer is
@@ -83,6 +112,12 @@ class SourceContext : public ComponentContext {
   virtual bool downstream_ready() const = 0;
   // The source will emit nothing more (EOF, count reached, or stopped).
   virtual void finished() = 0;
+  // The transforms this source may run where it decodes (null: none). Asked on the loop;
+  // the chain may close at any time after (its run() then answers null).
+  virtual std::shared_ptr<OffLoopChain> off_loop_chain() { return nullptr; }
+  // Emits on the loop what a chain made of a batch, with the source's acknowledgement added;
+  // in the order the batches were decoded. Returns what emit() would.
+  virtual bool emit_processed(ChainOutputPtr /*output*/) { return true; }
 };
 
 class TransformContext : public ComponentContext {
@@ -125,6 +160,12 @@ class Transform {
   virtual std::vector<std::string> outputs() const { return {""}; }
   virtual Status start(TransformContext& /*ctx*/) { return {}; }
   virtual void process(BatchPtr batch, TransformContext& ctx) = 0;
+  // True: process() may run off the loop, on the thread that decoded the batch (ADR 015),
+  // never at the same time as another call into this transform. Say so only when process()
+  // touches nothing but the batch, the transform's own members and the context's emit,
+  // dead_letter, metrics counters, clock and random (the context defers what must happen on
+  // the loop), and the transform has no timers or other callbacks of its own on the loop.
+  virtual bool runs_off_loop() const { return false; }
   // Every input has ended: emit whatever is held back.
   virtual void flush(TransformContext& /*ctx*/) {}
 

@@ -45,7 +45,7 @@
 #ifndef WEIR_ABI_MAJOR
 #define WEIR_ABI_MAJOR 1
 #endif
-#define WEIR_ABI_MINOR 1
+#define WEIR_ABI_MINOR 2
 
 #define WEIR_PLUGIN_ENTRY_SYMBOL "weir_plugin_entry"
 
@@ -152,7 +152,12 @@ typedef struct weir_transform_type {
    * restore() before the first batch; sources are acknowledged only once a snapshot
    * covering their events is on disk (as for built-in stateful transforms). */
   int32_t keeps_state;
-  int32_t reserved;
+  /* (1.2; before, reserved and 0) Nonzero: process() may be called off the loop, on the
+   * thread that decoded the batch, never at the same time as another call into this
+   * instance. Set it only when process() touches nothing but the batch, the instance and the
+   * host's functions for them, and the instance has no callbacks of its own. Ignored for a
+   * type that keeps state. */
+  int32_t off_loop;
 
   /* Makes an instance from validated options; NULL with the reason in `error` (use
    * host->option_error to point at the option's file:line:col). Called by `weir validate`

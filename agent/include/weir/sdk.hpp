@@ -701,6 +701,7 @@ const weir_transform_type& transform_type() {
     t.option_count = options.size();
     t.outputs = outputs.size() > 1 ? outputs.data() : nullptr;
     t.keeps_state = keeps_state<T> ? 1 : 0;
+    if constexpr (requires { T::runs_off_loop; }) t.off_loop = T::runs_off_loop ? 1 : 0;
     t.create = &Trampolines<T>::create;
     t.destroy = &Trampolines<T>::destroy;
     t.start = &Trampolines<T>::start;

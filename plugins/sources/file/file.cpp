@@ -77,6 +77,30 @@ struct DecodedRead {
   std::vector<DecodeRejection> rejected;
   std::vector<std::uint64_t> starts;
   std::uint64_t consumed = 0;  // the stream's bytes_consumed() after these lines
+  ChainOutputPtr processed;    // what the transforms after the source made of `batch`, if they ran here
+};
+
+// `file_key` and `offset_key`: where each event's file and line offset go ("%name": the
+// metadata). Copied into each job, which stamps the events as it decodes them.
+struct Stamps {
+  std::string file_key, offset_key;
+  bool any() const { return !file_key.empty() || !offset_key.empty(); }
+
+  void stamp(EventBatch& batch, std::string_view path, std::uint64_t stream_start, const std::vector<std::uint64_t>& starts) const {
+    Arena& arena = batch.arena();
+    Value path_value = Value::string(arena, path);
+    auto put = [&](Event& event, const std::string& key, Value value) {
+      bool meta = key.front() == '%';
+      Value& target = meta ? event.metadata : event.fields;
+      if (!target.is_object()) target = Value::object(arena, 2);
+      target.set_path(arena, arena.copy(meta ? std::string_view(key).substr(1) : std::string_view(key)), value);
+    };
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      Event& event = batch.events()[i];
+      if (!file_key.empty()) put(event, file_key, path_value);
+      if (!offset_key.empty()) put(event, offset_key, Value::integer(static_cast<std::int64_t>(stream_start + starts[i])));
+    }
+  }
 };
 
 // Wakes the loop when a job has decoded a read. Shared with running jobs, which may outlive
@@ -146,6 +170,14 @@ struct ReadJob {
   std::shared_ptr<Waker> waker;
   std::int64_t offset = 0;  // of the first read
   bool cancelled = false;   // set on the loop: the job's reads are dropped when it ends
+  // Read on the loop at the job's start: the loop changes them only while no job runs
+  // (stream_start) or may rename the file meanwhile (path: the name it had when read).
+  std::string path;
+  std::uint64_t stream_start = 0;
+  Stamps stamps;
+  // The transforms after the source, run here on each decoded read while the chain is open
+  // (ADR 015): the batch is still in this core's cache.
+  std::shared_ptr<OffLoopChain> chain;
 
   void run() {
     std::int64_t at = offset;
@@ -163,6 +195,8 @@ struct ReadJob {
         file->stream->accept(static_cast<std::size_t>(n), r.rejected);
         file->stream->decode_accepted(*r.batch, r.rejected, &r.starts);
         r.consumed = file->stream->bytes_consumed();
+        if (stamps.any()) stamps.stamp(*r.batch, path, stream_start, r.starts);
+        if (chain != nullptr && !r.batch->empty()) r.processed = chain->run(r.batch);
       }
       const bool full = n > 0 && static_cast<std::size_t>(n) == r.asked;
       std::size_t waiting;
@@ -204,9 +238,9 @@ class FileSource final : public Source {
     if (self->max_line_bytes_ == 0) return options.error_at("max_line_bytes", "max_line_bytes must be above 0");
     self->read_bytes_ = std::clamp<std::uint64_t>(options.bytes("read_bytes"), 4096, 64 << 20);
     self->codec_ = options.string("decoding.codec") == "text" ? Codec::Text : Codec::Json;
-    self->file_key_ = std::string(options.string("file_key"));
-    self->offset_key_ = std::string(options.string("offset_key"));
-    if (self->file_key_ == "%" || self->offset_key_ == "%") return options.error_at("file_key", "'%' alone names no field");
+    self->stamps_.file_key = std::string(options.string("file_key"));
+    self->stamps_.offset_key = std::string(options.string("offset_key"));
+    if (self->stamps_.file_key == "%" || self->stamps_.offset_key == "%") return options.error_at("file_key", "'%' alone names no field");
     return self;
   }
 
@@ -505,7 +539,12 @@ class FileSource final : public Source {
     std::vector<DecodeRejection> rejected;
     std::vector<std::uint64_t> starts;
     file->stream->finish(*batch, rejected, &starts);
-    deliver(file, std::move(batch), rejected, starts, file->stream->bytes_consumed());
+    if (stamps_.any()) stamps_.stamp(*batch, file->path, file->stream_start, starts);
+    // The chain too, here on the loop (no job of this file runs): a batch emitted past an
+    // open chain would close it.
+    ChainOutputPtr processed;
+    if (auto chain = ctx_->off_loop_chain(); chain != nullptr && !batch->empty()) processed = chain->run(batch);
+    deliver(file, std::move(batch), std::move(processed), rejected, file->stream->bytes_consumed());
     log::info(ctx_->name(), "{}: done (rotated or deleted, read to its end)", file->path);
     std::erase(detached_, file);
   }
@@ -542,6 +581,10 @@ class FileSource final : public Source {
     job->file = file;
     job->waker = waker_;
     job->offset = static_cast<std::int64_t>(file->read_offset);
+    job->path = file->path;
+    job->stream_start = file->stream_start;
+    job->stamps = stamps_;
+    job->chain = ctx_->off_loop_chain();
     job->work.data = job.get();
     file->hold = false;
     int rc = uv_queue_work(
@@ -581,7 +624,7 @@ class FileSource final : public Source {
       file->more = r.result > 0 && static_cast<std::size_t>(r.result) == r.asked;
       if (r.result == 0) continue;
       file->read_offset += static_cast<std::uint64_t>(r.result);
-      if (!deliver(file, std::move(r.batch), r.rejected, r.starts, r.consumed)) pause();
+      if (!deliver(file, std::move(r.batch), std::move(r.processed), r.rejected, r.consumed)) pause();
     }
   }
 
@@ -603,29 +646,13 @@ class FileSource final : public Source {
     start_waiting();
   }
 
-  // Emits a batch with an acknowledgement that moves the checkpoint. Returns whether
-  // downstream has room for more.
+  // Emits a batch (or what the transforms after the source made of it, `processed`) with an
+  // acknowledgement that moves the checkpoint. Returns whether downstream has room for more.
   // `consumed`: the stream's bytes_consumed() after these lines.
-  bool deliver(const std::shared_ptr<TailedFile>& file, BatchPtr batch, const std::vector<DecodeRejection>& rejected,
-               const std::vector<std::uint64_t>& starts, std::uint64_t consumed) {
+  bool deliver(const std::shared_ptr<TailedFile>& file, BatchPtr batch, ChainOutputPtr processed,
+               const std::vector<DecodeRejection>& rejected, std::uint64_t consumed) {
     for (const DecodeRejection& r : rejected) {
       ctx_->dead_letter_raw(r.raw, r.line, fmt::format("{}: {}", file->path, r.reason));
-    }
-    if (!file_key_.empty() || !offset_key_.empty()) {
-      Arena& arena = batch->arena();
-      Value path = Value::string(arena, file->path);
-      // "%name" goes to the metadata, anything else to the event's fields.
-      auto put = [&](Event& event, const std::string& key, Value value) {
-        bool meta = key.front() == '%';
-        Value& target = meta ? event.metadata : event.fields;
-        if (!target.is_object()) target = Value::object(arena, 2);
-        target.set_path(arena, arena.copy(meta ? std::string_view(key).substr(1) : std::string_view(key)), value);
-      };
-      for (std::size_t i = 0; i < batch->size(); ++i) {
-        Event& event = batch->events()[i];
-        if (!file_key_.empty()) put(event, file_key_, path);
-        if (!offset_key_.empty()) put(event, offset_key_, Value::integer(static_cast<std::int64_t>(file->stream_start + starts[i])));
-      }
     }
     std::uint64_t end = file->stream_start + consumed;
     std::uint64_t sequence = file->first_sequence + file->in_flight.size();
@@ -633,10 +660,15 @@ class FileSource final : public Source {
     file->in_flight.push_back({start, end, false});
     std::weak_ptr<TailedFile> weak = file;
     std::uint64_t generation = file->generation;
-    batch->add_ack(Acknowledgement::make([weak, generation, sequence](DeliveryStatus status, const std::string& reason) {
+    AckRef ack = Acknowledgement::make([weak, generation, sequence](DeliveryStatus status, const std::string& reason) {
       auto f = weak.lock();
       if (f && f->owner) f->owner->acknowledged(*f, generation, sequence, status, reason);
-    }));
+    });
+    if (processed != nullptr) {
+      processed->add_ack(std::move(ack));
+      return ctx_->emit_processed(std::move(processed));
+    }
+    batch->add_ack(std::move(ack));
     if (batch->empty()) return ctx_->downstream_ready();  // nothing to send: the ack fires now
     return ctx_->emit(std::move(batch));
   }
@@ -648,7 +680,7 @@ class FileSource final : public Source {
   std::int64_t retention_ns_ = 0;
   std::size_t fingerprint_bytes_ = 256, max_line_bytes_ = 100 << 10, read_bytes_ = 256 << 10;
   Codec codec_ = Codec::Json;
-  std::string file_key_, offset_key_;
+  Stamps stamps_;
   std::unique_ptr<Checkpoints> checkpoints_;
   std::map<std::string, std::shared_ptr<TailedFile>> files_;
   std::vector<std::shared_ptr<TailedFile>> detached_;

@@ -22,6 +22,9 @@ class RequestId {
  public:
   static constexpr const char* type = "request_id";
   static constexpr const char* summary = "Gives every event a request id (the HTTP request's, an existing one, or new)";
+  // process() needs nothing but the batch and its own members: it may run where the batch
+  // was decoded (ADR 015).
+  static constexpr bool runs_off_loop = true;
   static inline const std::vector<Option> options = {
       {.name = "target", .type = OptionType::String, .default_value = "payload.request.id",
        .doc = "Where the id goes (a dotted path)."},
