@@ -66,28 +66,127 @@ class FusedChain::StepContext final : public TransformContext {
   Runtime::Impl::Node& node_;
 };
 
-FusedChain::FusedChain(Runtime::Impl::Node& source, std::vector<Runtime::Impl::Node*> nodes)
-    : source_(source), nodes_(std::move(nodes)) {
+FusedChain::FusedChain(Runtime::Impl::Node& source, std::vector<Runtime::Impl::Node*> nodes,
+                       std::optional<std::size_t> stateful)
+    : source_(source), nodes_(std::move(nodes)), stateful_(stateful) {
   for (std::size_t i = 0; i < nodes_.size(); ++i) steps_.push_back(std::make_unique<StepContext>(*this, i, *nodes_[i]));
 }
 
 FusedChain::~FusedChain() = default;
 
-ChainOutputPtr FusedChain::run(BatchPtr& batch) {
-  std::lock_guard lock(mutex_);
-  if (!open_.load(std::memory_order_relaxed)) return nullptr;
+FusedOutput::~FusedOutput() {
+  if (emitted_downstream) return;
+  if (auto owner = chain.lock()) owner->dropped(seq);
+}
+
+std::size_t FusedChain::step_of(const Runtime::Impl::Node& node) const {
+  return static_cast<std::size_t>(std::find(nodes_.begin(), nodes_.end(), &node) - nodes_.begin());
+}
+
+// Under mutex_: a new numbered Output for the call about to be made.
+std::unique_ptr<FusedOutput> FusedChain::start_call() {
   auto out = std::make_unique<Output>();
-  out->decoded_events = batch->size();
-  out->decoded_bytes = batch->byte_size();
+  out->chain = weak_from_this();
+  out->seq = next_seq_++;
   current_ = out.get();
-  feed(0, std::move(batch));
-  current_ = nullptr;
   return out;
 }
 
+// Under mutex_: the stateful member's snapshot when its state asked for one, taken now that
+// the member has seen exactly the calls numbered up to this one.
+void FusedChain::end_call(Output& out) {
+  current_ = nullptr;
+  if (stateful_ && snapshot_wanted_.exchange(false, std::memory_order_relaxed)) {
+    out.snapshot = nodes_[*stateful_]->graph_node->transform->try_snapshot();
+  }
+}
+
+ChainOutputPtr FusedChain::run(BatchPtr& batch) {
+  std::lock_guard lock(mutex_);
+  if (!open_.load(std::memory_order_relaxed)) return nullptr;
+  std::unique_ptr<Output> out = start_call();
+  out->decoded_events = batch->size();
+  out->decoded_bytes = batch->byte_size();
+  feed(0, std::move(batch));
+  end_call(*out);
+  return out;
+}
+
+std::unique_ptr<FusedOutput> FusedChain::run_work(std::size_t step, const Work& work) {
+  std::lock_guard lock(mutex_);
+  if (!open_.load(std::memory_order_relaxed)) return nullptr;
+  std::unique_ptr<Output> out = start_call();
+  out->from_source = false;
+  work(*steps_[step]);
+  end_call(*out);
+  return out;
+}
+
+std::optional<std::string> FusedChain::snapshot_on_loop() {
+  if (!stateful_ || poisoned()) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  if (emit_seq_ != next_seq_) {
+    // Calls whose batches are not numbered yet are in the state: the next call takes it.
+    snapshot_wanted_.store(true, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  return nodes_[*stateful_]->graph_node->transform->try_snapshot();
+}
+
 void FusedChain::close() {
-  std::lock_guard lock(mutex_);  // waits for a run in progress
+  std::lock_guard lock(mutex_);  // waits for a call in progress
   open_.store(false, std::memory_order_relaxed);
+}
+
+void FusedChain::park(std::unique_ptr<Output> output) {
+  std::uint64_t seq = output->seq;
+  parked_.emplace(seq, std::move(output));
+}
+
+std::unique_ptr<FusedOutput> FusedChain::next_in_order() {
+  while (true) {
+    auto next = parked_.find(emit_seq_);
+    if (next != parked_.end()) {
+      std::unique_ptr<Output> out = std::move(next->second);
+      parked_.erase(next);
+      ++emit_seq_;
+      return out;
+    }
+    std::lock_guard lock(dropped_mutex_);
+    if (dropped_.erase(emit_seq_) == 0) return nullptr;
+    ++emit_seq_;  // never coming: the ones after it go on
+  }
+}
+
+std::vector<std::unique_ptr<FusedOutput>> FusedChain::abandon_missing() {
+  std::vector<std::unique_ptr<Output>> arrived;
+  for (auto& [seq, out] : parked_) arrived.push_back(std::move(out));
+  parked_.clear();
+  std::lock_guard lock(mutex_);
+  emit_seq_ = next_seq_;
+  return arrived;
+}
+
+bool FusedChain::abandoned(const Output& output) const { return output.seq < emit_seq_; }
+
+bool FusedChain::settled() {
+  std::unique_lock lock(mutex_, std::try_to_lock);  // a call in progress: not settled
+  return lock.owns_lock() && emit_seq_ == next_seq_;
+}
+
+void FusedChain::dropped(std::uint64_t seq) {
+  {
+    std::lock_guard lock(dropped_mutex_);
+    dropped_.insert(seq);
+  }
+  if (stateful_) poison("a batch it processed off the loop was never emitted");
+}
+
+void FusedChain::poison(std::string_view why) {
+  if (!stateful_ || poisoned_.exchange(true)) return;
+  log::warn(nodes_[*stateful_]->config->name,
+            "{}: its state is no longer saved until the next start, so the saved state keeps matching what the "
+            "sources were told (they send the rest again)", why);
 }
 
 void FusedChain::feed(std::size_t step, BatchPtr batch) {
@@ -119,8 +218,8 @@ void FusedChain::emitted(std::size_t step, std::size_t output, BatchPtr batch) {
 
 // At start, before any source runs: for each source, the longest line of transforms after
 // its first output that may run off the loop. A member takes its input from the one before
-// only (so nothing reaches it on the loop while the chain is open) and keeps no state (its
-// snapshots are taken on the loop between batches). Off in lockstep (replay, tests: the
+// only (so nothing reaches it on the loop while the chain is open); one member at most keeps
+// state (one numbering of batches per chain: ADR 015). Off in lockstep (replay, tests: the
 // pipeline's order is the loop's there) and with WEIR_OFF_LOOP_CHAINS=off.
 void Runtime::Impl::form_chains() {
   if (options_.lockstep) return;
@@ -131,20 +230,27 @@ void Runtime::Impl::form_chains() {
   for (auto& source : nodes_) {
     if (source->kind() != ComponentKind::Source || source->consumers.empty() || source->consumers[0].size() != 1) continue;
     std::vector<Node*> members;
+    std::optional<std::size_t> stateful;
     Node* next = source->consumers[0][0];
     while (next->kind() == ComponentKind::Transform && next->started && next->in_chain == nullptr &&
-           next->graph_node->inputs.size() == 1 && !next->graph_node->transform->keeps_state() &&
-           next->graph_node->transform->runs_off_loop()) {
+           next->graph_node->inputs.size() == 1 && next->graph_node->transform->runs_off_loop() &&
+           !(next->state && stateful)) {
+      if (next->state) stateful = members.size();
       members.push_back(next);
       if (next->consumers.empty() || next->consumers[0].size() != 1) break;
       next = next->consumers[0][0];
     }
     if (members.empty()) continue;
-    source->chain = std::make_shared<FusedChain>(*source, members);
+    auto chain = std::make_shared<FusedChain>(*source, members, stateful);
+    source->chain = chain;
     std::string names;
     for (Node* member : members) {
-      member->in_chain = source->chain.get();
+      member->in_chain = chain.get();
       names += (names.empty() ? "" : " -> ") + member->config->name;
+    }
+    if (stateful) {
+      // Its snapshots: taken by the chain, where and when they match the numbering.
+      members[*stateful]->state->take_snapshot = [chain] { return chain->snapshot_on_loop(); };
     }
     log::debug(source->config->name, "runs {} where it decodes", names);
   }
@@ -165,10 +271,10 @@ std::shared_ptr<OffLoopChain> NodeContext::off_loop_chain() {
   return node_.chain;
 }
 
-// On the loop, what a chain made of one of the source's batches: what emit_from(source)
-// and then pump() of each member would have done with it, in the same order.
+// On the loop, what a chain made of one of the source's batches: the source's side now (as
+// emit_from(source) does it), the rest in the order of the chain's calls.
 bool Runtime::Impl::emit_processed(Node& source, ChainOutputPtr processed) {
-  auto* out = static_cast<FusedChain::Output*>(processed.get());
+  std::unique_ptr<FusedOutput> out(static_cast<FusedOutput*>(processed.release()));
   FusedChain& chain = *source.chain;
   if (!source.dead_letter_failure.empty()) {
     for (const AckRef& ack : out->acks) ack->fail(source.dead_letter_failure);
@@ -179,27 +285,82 @@ bool Runtime::Impl::emit_processed(Node& source, ChainOutputPtr processed) {
   source.metrics.bytes_received.add(out->decoded_bytes);
   source.metrics.events_sent.add(out->decoded_events);
   source.metrics.bytes_sent.add(out->decoded_bytes);
+  if (chain.abandoned(*out)) {
+    emit_chain_output(chain, *out);  // past a gap that will not fill: in arrival order
+  } else {
+    chain.park(std::move(out));
+    emit_in_order(chain);
+  }
+  return chain_has_room(source);
+}
+
+void Runtime::Impl::emit_in_order(FusedChain& chain) {
+  while (std::unique_ptr<FusedOutput> next = chain.next_in_order()) emit_chain_output(chain, *next);
+  if (chain.is_open() || !chain.settled()) return;
+  // Closed and settled: the members' own work that waited runs, and their inputs move.
+  std::vector<std::pair<std::size_t, FusedChain::Work>> waiting;
+  waiting.swap(chain.deferred);
+  for (auto& [step, work] : waiting) work(*chain.nodes()[step]->context);
+  for (Node* member : chain.nodes()) schedule(*member);
+}
+
+// What pump() of each member would have done with the batch, in the same order: a stateful
+// member's numbering of it (its acknowledgement in place of the source's), dead letters,
+// emits, and its snapshot.
+void Runtime::Impl::emit_chain_output(FusedChain& chain, FusedOutput& out) {
+  out.emitted_downstream = true;
   const std::vector<Node*>& members = chain.nodes();
-  for (const FusedChain::Output::Letter& letter : out->letters) {
+  Node* stateful = chain.stateful_step() ? members[*chain.stateful_step()] : nullptr;
+  std::vector<AckRef> acks = std::move(out.acks);
+  if (stateful != nullptr) {
+    EventBatch numbered;
+    for (AckRef& ack : acks) numbered.add_ack(std::move(ack));
+    stateful->state->hold(numbered);
+    acks = numbered.take_acks();
+  }
+  for (const FusedOutput::Letter& letter : out.letters) {
     Node& node = *members[letter.step];
-    node.current_acks = &out->acks;  // a letter carries (or, unwritten, fails) the batch's acks
+    node.current_acks = &acks;  // a letter carries (or, unwritten, fails) the batch's acks
     if (letter.event) {
-      dead_letter_event(node, out->letter_events->events()[*letter.event], letter.reason);
+      dead_letter_event(node, out.letter_events->events()[*letter.event], letter.reason);
     } else {
       dead_letter_raw(node, letter.raw, letter.line, letter.reason);
     }
     node.current_acks = nullptr;
     if (node.queued_dead_letters) {
       node.queued_dead_letters = false;
-      hold_until_dead_letters_written(node, out->acks);
+      hold_until_dead_letters_written(node, acks);
     }
   }
-  for (const auto& [step, reason] : out->failures) members[step]->context->fail_pipeline(reason);
-  for (FusedChain::Output::Emitted& made : out->emitted) {
-    for (const AckRef& ack : out->acks) made.batch->add_ack(ack);
-    emit_from(*members[made.step], std::move(made.batch), made.output);
+  for (const auto& [step, reason] : out.failures) members[step]->context->fail_pipeline(reason);
+  for (FusedOutput::Emitted& made : out.emitted) {
+    for (const AckRef& ack : acks) made.batch->add_ack(ack);
+    Node& node = *members[made.step];
+    node.current_acks = &acks;  // numbered above: not a batch of its own (emit_from)
+    emit_from(node, std::move(made.batch), made.output);
+    node.current_acks = nullptr;
   }
-  return chain_has_room(source);
+  if (stateful != nullptr && !chain.poisoned()) {
+    if (out.snapshot) {
+      stateful->state->snapshot_taken(std::move(*out.snapshot));
+    } else {
+      stateful->state->processed();
+    }
+  }
+}
+
+// TransformContext::run_exclusive for a member: a call of the chain while it is open; once
+// it is closed, at once when settled, else when the calls still on their way are emitted.
+void Runtime::Impl::run_exclusive(Node& node, const std::function<void(TransformContext&)>& work) {
+  FusedChain* chain = node.in_chain;
+  if (chain == nullptr) return work(*node.context);
+  std::size_t step = chain->step_of(node);
+  if (std::unique_ptr<FusedOutput> out = chain->run_work(step, work)) {
+    chain->park(std::move(out));
+    return emit_in_order(*chain);
+  }
+  if (chain->settled()) return work(*node.context);
+  chain->deferred.emplace_back(step, work);
 }
 
 // Room downstream of a chain (its members' consumers outside it): the source waits on each

@@ -412,6 +412,9 @@ void Runtime::Impl::pump(Node& node) {
   int budget = 16;
   buffer::Channel& input = *node.input;
   if (node.kind() == ComponentKind::Transform) {
+    // A closed chain's member waits until what it made off the loop is emitted (emit_in_order
+    // schedules it then): its batches are numbered in the order it saw them.
+    if (node.in_chain != nullptr && !node.in_chain->settled()) return;
     while (input.readable() && budget-- > 0) {
       if (!has_room(node)) return;  // woken by wake_upstream
       if (BatchPtr batch = pop(node)) {
@@ -479,7 +482,13 @@ void Runtime::Impl::source_finished(Node& node) {
   if (node.finished) return;
   if (node.next_source) return restart_source(node);  // reload: the new instance takes over
   node.finished = true;
-  close_chain(node, "the source finished");  // before its consumers flush, on the loop
+  if (node.chain) {
+    close_chain(node, "the source finished");  // before its consumers flush, on the loop
+    // Calls whose batches it decoded and will not deliver now: their effect on a stateful
+    // member is not numbered, so its state is not saved again (ADR 015); the rest goes on.
+    if (!node.chain->settled()) node.chain->poison("its source stopped before every batch it processed was emitted");
+    for (std::unique_ptr<FusedOutput>& out : node.chain->abandon_missing()) emit_chain_output(*node.chain, *out);
+  }
   log::debug(node.config->name, "source finished");
   close_outputs(node);
 }

@@ -11,8 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <optional>
+#include <set>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,6 +54,7 @@ struct Tap {
 };
 
 class FusedChain;
+struct FusedOutput;
 
 class Runtime::Impl {
  public:
@@ -110,6 +113,9 @@ class Runtime::Impl {
   void close_chain(Node& source, std::string_view why);
   void close_chains(std::string_view why);
   bool emit_processed(Node& source, ChainOutputPtr output);
+  void emit_in_order(FusedChain& chain);
+  void emit_chain_output(FusedChain& chain, FusedOutput& out);
+  void run_exclusive(Node& node, const std::function<void(TransformContext&)>& work);
   bool chain_has_room(Node& source);
   void print_summary();
   void tune_memory();
@@ -207,6 +213,7 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   bool emit_to(std::size_t output, BatchPtr batch) override;
   std::shared_ptr<OffLoopChain> off_loop_chain() override;
   bool emit_processed(ChainOutputPtr output) override { return rt_.emit_processed(node_, std::move(output)); }
+  void run_exclusive(const std::function<void(TransformContext&)>& work) override { rt_.run_exclusive(node_, work); }
   bool output_connected(std::size_t output) const override;
   bool downstream_ready() const override;
   void finished() override { rt_.source_finished(node_); }
@@ -277,38 +284,85 @@ struct Runtime::Impl::Node {
 };
 
 // A line of transforms that run on the thread a source decoded a batch on (ADR 015): the
-// batch is still in that core's cache, and it skips two hand-overs through the loop. A
-// transform in an open chain is called only by run(), under the chain's mutex; the runtime
-// closes the chain (waiting out a run in progress) before it calls any of them on the loop
-// itself: at a reload, a tap on one of them, a batch the source emits the usual way, or the
-// source's end. A closed chain stays closed.
-class FusedChain final : public OffLoopChain {
+// batch is still in that core's cache, and it skips two hand-overs through the loop.
+//
+// Rules that keep it the same pipeline as on the loop:
+// - A member is called only under the chain's mutex: by run() (a decoding thread), by
+//   run_work() (its own callbacks on the loop: TransformContext::run_exclusive), and for a
+//   snapshot. The runtime closes the chain (waiting out a run in progress) before it calls
+//   a member the usual way: at a reload, a tap on an inner member, a batch the source emits
+//   past the chain, the source's end. A closed chain stays closed.
+// - Each call makes an Output, numbered in the order of the calls; the loop emits Outputs in
+//   that order (a source that decodes two files delivers them in its own order), so a
+//   stateful member's batches are numbered (TransformState::hold) in the order it saw them.
+// - A stateful member (at most one per chain) snapshots where it runs, after a call, when its
+//   TransformState asked; the snapshot travels in the Output and covers exactly the batches
+//   numbered up to it. On the loop it may snapshot only when every call's Output has been
+//   emitted ("settled").
+// - An Output that is never emitted (a source stopped with reads decoded, not delivered) had
+//   its effect on the stateful member's state: from then on no snapshot is saved, so the
+//   saved state stays the one that matches what the sources were told (they send the rest
+//   again after the restart).
+class FusedChain final : public OffLoopChain, public std::enable_shared_from_this<FusedChain> {
  public:
-  FusedChain(Runtime::Impl::Node& source, std::vector<Runtime::Impl::Node*> nodes);
+  using Output = FusedOutput;
+  using Work = std::function<void(TransformContext&)>;
+
+  FusedChain(Runtime::Impl::Node& source, std::vector<Runtime::Impl::Node*> nodes, std::optional<std::size_t> stateful);
   ~FusedChain() override;
   ChainOutputPtr run(BatchPtr& batch) override;
+  // A member's own work on the loop (run_exclusive), as a call of the chain; null when closed.
+  std::unique_ptr<Output> run_work(std::size_t step, const Work& work);
+  // The stateful member's snapshot on the loop: only when settled; else asked of the next call.
+  std::optional<std::string> snapshot_on_loop();
   void close();
   bool is_open() const { return open_.load(std::memory_order_relaxed); }
   Runtime::Impl::Node& source() { return source_; }
   const std::vector<Runtime::Impl::Node*>& nodes() const { return nodes_; }
+  std::size_t step_of(const Runtime::Impl::Node& node) const;
+  std::optional<std::size_t> stateful_step() const { return stateful_; }
 
-  // What run() made of a batch: the runtime emits it on the loop.
-  struct Output;
+  // The loop's side: Outputs wait here until every earlier one is emitted.
+  void park(std::unique_ptr<Output> output);
+  bool abandoned(const Output& output) const;  // its place in the order was given up
+  std::unique_ptr<Output> next_in_order();  // the next Output to emit, if it has arrived
+  bool settled();                           // every call's Output emitted (or dropped)
+  bool poisoned() const { return poisoned_.load(std::memory_order_relaxed); }
+  void poison(std::string_view why);
+  // The source stopped: the Outputs that came, in order, past the ones that never will.
+  std::vector<std::unique_ptr<Output>> abandon_missing();
+  // Work of a closed chain's member that waits until the chain is settled.
+  std::vector<std::pair<std::size_t, Work>> deferred;
 
  private:
   class StepContext;
+  friend struct FusedOutput;
+  std::unique_ptr<Output> start_call();
+  void end_call(Output& out);
   void feed(std::size_t step, BatchPtr batch);
   void emitted(std::size_t step, std::size_t output, BatchPtr batch);
+  void dropped(std::uint64_t seq);
 
   Runtime::Impl::Node& source_;
   std::vector<Runtime::Impl::Node*> nodes_;
+  std::optional<std::size_t> stateful_;
   std::vector<std::unique_ptr<StepContext>> steps_;
   std::mutex mutex_;
   std::atomic<bool> open_{true};  // written under mutex_
-  Output* current_ = nullptr;     // the run in progress (under mutex_)
+  Output* current_ = nullptr;     // the call in progress (under mutex_)
+  std::uint64_t next_seq_ = 0;    // calls made (under mutex_)
+  std::atomic<bool> snapshot_wanted_{false};
+  std::atomic<bool> poisoned_{false};
+  // Loop only: the next Output to emit, and those that came early.
+  std::uint64_t emit_seq_ = 0;
+  std::map<std::uint64_t, std::unique_ptr<Output>> parked_;
+  std::mutex dropped_mutex_;
+  std::set<std::uint64_t> dropped_;  // never emitted (guarded by dropped_mutex_)
 };
 
-struct FusedChain::Output final : ChainOutput {
+// What one call of a chain made (FusedChain::Output).
+struct FusedOutput final : ChainOutput {
+  ~FusedOutput() override;
   void add_ack(AckRef ack) override { acks.push_back(std::move(ack)); }
   struct Emitted {
     std::size_t step;  // index into nodes()
@@ -323,10 +377,15 @@ struct FusedChain::Output final : ChainOutput {
     std::string raw;
     std::uint64_t line = 0;
   };
+  std::weak_ptr<FusedChain> chain;
+  std::uint64_t seq = 0;
+  bool emitted_downstream = false;
+  bool from_source = true;       // a batch the source decoded (else a member's own work)
   std::vector<Emitted> emitted;  // in the order made
   std::vector<Letter> letters;
   BatchPtr letter_events = EventBatch::create();  // copies of dead-lettered events
   std::vector<std::pair<std::size_t, std::string>> failures;  // fail_pipeline(reason) by step
+  std::optional<std::string> snapshot;  // the stateful member's, taken after this call
   std::vector<AckRef> acks;
   std::uint64_t decoded_events = 0, decoded_bytes = 0;  // of the source's batch
 };

@@ -164,6 +164,14 @@ void TransformState::snapshot_now() {
   maybe_write();
 }
 
+void TransformState::snapshot_taken(std::string state) {
+  if (covered_ == next_ || closed_) return;
+  last_snapshot_ms_ = uv_now(loop_);
+  covered_ = next_;
+  snapshots_.push_back({next_, encode_snapshot(next_, state)});
+  maybe_write();
+}
+
 void TransformState::downstream_done(std::uint64_t seq, DeliveryStatus status, const std::string& reason) {
   if (seq < first_ || seq >= next_) return;
   Held& held = held_[seq - first_];

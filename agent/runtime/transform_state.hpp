@@ -79,6 +79,9 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
   void processed();
   // At the end (after the transform's flush): a snapshot now.
   void snapshot_now();
+  // A snapshot the transform made right after the last batch held (where it ran, off the
+  // loop: ADR 015): it covers every batch held so far.
+  void snapshot_taken(std::string state);
   // The runtime let go (shutdown): results of a write in flight are ignored.
   void close() {
     closed_ = true;

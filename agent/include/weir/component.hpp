@@ -87,12 +87,13 @@ using ChainOutputPtr = std::unique_ptr<ChainOutput>;
 // run on the thread that decoded a batch, so the batch is still in that core's cache when
 // they read it (ADR 015). The runtime forms a chain at start where the graph allows it:
 // the source's first output goes to one transform only, and each next transform takes its
-// input from the one before only; a transform that keeps state ends it.
+// input from the one before only; at most one of them keeps state.
 class OffLoopChain {
  public:
   virtual ~OffLoopChain() = default;
   // Any thread; calls are serialised by the chain. Batches of one stream must come in the
-  // order the source emits them. Returns what the chain made of `batch` (which it takes),
+  // order the source emits them, and every output must reach emit_processed (one dropped
+  // stops the saving of a stateful member's state until the next start). Returns what the chain made of `batch` (which it takes),
   // for SourceContext::emit_processed; or null, leaving `batch` as it was, when the chain
   // is closed (a reload, a tap, the end): then the batch is emitted as usual.
   virtual ChainOutputPtr run(BatchPtr& batch) = 0;
@@ -115,8 +116,8 @@ class SourceContext : public ComponentContext {
   // The transforms this source may run where it decodes (null: none). Asked on the loop;
   // the chain may close at any time after (its run() then answers null).
   virtual std::shared_ptr<OffLoopChain> off_loop_chain() { return nullptr; }
-  // Emits on the loop what a chain made of a batch, with the source's acknowledgement added;
-  // in the order the batches were decoded. Returns what emit() would.
+  // Emits on the loop what a chain made of a batch, with the source's acknowledgement added
+  // (downstream gets the outputs in the order of the chain's calls). Returns what emit() would.
   virtual bool emit_processed(ChainOutputPtr /*output*/) { return true; }
 };
 
@@ -124,6 +125,12 @@ class TransformContext : public ComponentContext {
  public:
   // Sends a batch to output `output` (index into Transform::outputs()).
   virtual void emit(BatchPtr batch, std::size_t output = 0) = 0;
+  // A transform that runs off the loop (runs_off_loop) reaches its state from its own
+  // callbacks on the loop (a timer, a table swapped in) only through this. `work` runs on the
+  // loop, never at the same time as process(), and what it emits through the context it is
+  // given goes downstream after what the batches processed before it made (ADR 015): now,
+  // or once those are emitted. For a transform on the loop, a plain call.
+  virtual void run_exclusive(const std::function<void(TransformContext&)>& work) { work(*this); }
 };
 
 class SinkContext : public ComponentContext {
@@ -164,7 +171,7 @@ class Transform {
   // never at the same time as another call into this transform. Say so only when process()
   // touches nothing but the batch, the transform's own members and the context's emit,
   // dead_letter, metrics counters, clock and random (the context defers what must happen on
-  // the loop), and the transform has no timers or other callbacks of its own on the loop.
+  // the loop), and its own callbacks on the loop (timers) go through ctx.run_exclusive().
   virtual bool runs_off_loop() const { return false; }
   // Every input has ended: emit whatever is held back.
   virtual void flush(TransformContext& /*ctx*/) {}

@@ -116,6 +116,10 @@ class Enrich final : public Transform {
     return {};
   }
 
+  // process() touches the batch and its own members only; the table is swapped in through
+  // run_exclusive: it may run where the batch was decoded (ADR 015).
+  bool runs_off_loop() const override { return true; }
+
   void process(BatchPtr batch, TransformContext& ctx) override {
     Arena& arena = batch->arena();
     // Joined values point into the table: the batch keeps this table alive past a reload.
@@ -283,8 +287,9 @@ class Enrich final : public Transform {
       ctx_->metrics().errors.add();
       return;
     }
-    table_ = result.value();
-    log::info(ctx_->name(), "lookup table {} reloaded: {} rows", lookup_file_, table_->size());
+    // process() may be running off the loop with the old table (ADR 015).
+    ctx_->run_exclusive([this, table = result.value()](TransformContext&) { table_ = table; });
+    log::info(ctx_->name(), "lookup table {} reloaded: {} rows", lookup_file_, result.value()->size());
   }
 
  public:

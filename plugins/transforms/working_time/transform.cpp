@@ -163,6 +163,9 @@ class WorkingTime final : public Transform {
 
   // The per-user clocks (and the text ids their keys refer to) survive restarts.
   bool keeps_state() const override { return true; }
+  // process() touches the batch and the clocks only; the idle timer goes through
+  // run_exclusive: it may run where the batch was decoded (ADR 015).
+  bool runs_off_loop() const override { return true; }
 
   // {"texts":[..],"watermark":ns,"users":[[user as JSON text, prev_end, started, last_seen,
   //   job kind, job number, task kind, task number, project kind, project number, {carry key: ns},
@@ -427,10 +430,14 @@ class WorkingTime final : public Transform {
     for_each_idle(now, [&](UserClock& clock) { close_row(clock, arena, position); });
   }
 
+  // The clocks are process()'s, which may run off the loop: the timer reaches them through
+  // run_exclusive (ADR 015).
   void on_idle_timer() {
-    auto batch = EventBatch::create();
-    for_each_idle(ctx_->clock().now(), [&](UserClock& clock) { emit_row(clock, batch->arena(), batch->events()); });
-    if (!batch->empty()) ctx_->emit(std::move(batch));
+    ctx_->run_exclusive([this](TransformContext& ctx) {
+      auto batch = EventBatch::create();
+      for_each_idle(ctx.clock().now(), [&](UserClock& clock) { emit_row(clock, batch->arena(), batch->events()); });
+      if (!batch->empty()) ctx.emit(std::move(batch));
+    });
   }
 
   // rows_ into the events, each before the event at its position.
