@@ -6,6 +6,7 @@
 
 #include "config/config.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/transform_state.hpp"
 #include "pipeline_helpers.hpp"
 #include "test_components.hpp"
 #include "topology/graph.hpp"
@@ -389,4 +390,60 @@ TEST_CASE("off-loop chain: transforms that allow it run where the file source de
   CHECK(off_loop.even == on_loop.even);
   CHECK(off_loop.odd == on_loop.odd);
   CHECK(off_loop.dead_letters == on_loop.dead_letters);
+}
+
+TEST_CASE("off-loop chain: a stateful member numbers, snapshots and restores as on the loop") {
+  std::string dir = temp_dir("chain-state");
+  auto write_lines = [&](int from, int to) {
+    std::ofstream out(dir + "/events.ndjson", std::ios::app);
+    for (int i = from; i < to; ++i) out << "{\"n\":" << i << "}\n";
+  };
+  // Runs file -> test_count (off the loop) until the sink holds `expected` events.
+  auto run = [&](std::size_t expected) {
+    Probe::get().reset();
+    auto graph = build("data_dir: " + dir + "/data\nsources:\n  f: { type: file, include: ['" + dir +
+                       "/*.ndjson'], poll_interval: 20ms, read_bytes: 4KiB }\n"
+                       "transforms:\n  count: { type: test_count, inputs: [f], off_loop: true }\n"
+                       "sinks:\n  k: { type: test_sink, inputs: [count] }\n");
+    runtime::Runtime rt(graph, quiet());
+    int waited = 0;
+    std::function<void()> check;
+    std::vector<std::unique_ptr<After>> later;
+    check = [&] {
+      if (Probe::get().received["k"].size() >= expected || ++waited > 1500) return rt.shutdown();
+      later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
+    };
+    After first(rt.loop(), 20, [&] { check(); });
+    REQUIRE(rt.run() == 0);
+  };
+
+  write_lines(0, 3000);
+  run(3000);
+  auto& got = Probe::get().received["k"];
+  REQUIRE(got.size() == 3000);
+  CHECK(got.front() == R"({"n":0,"seen":1})");
+  CHECK(got.back() == R"({"n":2999,"seen":3000})");
+  CHECK(Probe::get().process_off_loop > 0);
+  CHECK(Probe::get().process_on_loop == 0);
+  // The snapshot saved at the end covers every batch numbered, and holds the count of all.
+  runtime::StateFiles files(dir + "/data/state/count");
+  auto saved = runtime::load_snapshot(files);
+  REQUIRE(saved.ok());
+  REQUIRE(saved.value().has_value());
+  CHECK(saved.value()->state == "3000");
+  const std::uint64_t batches = saved.value()->covers;
+  CHECK(batches >= 3000 * 9 / 4096);  // reads of 4 KiB, ~9 bytes a line
+
+  // The next start restores it before the first batch, and reads on from the checkpoint.
+  write_lines(3000, 3500);
+  run(500);
+  auto& again = Probe::get().received["k"];  // reset() made a new map
+  REQUIRE(again.size() == 500);
+  CHECK(again.front() == R"({"n":3000,"seen":3001})");
+  CHECK(again.back() == R"({"n":3499,"seen":3500})");
+  saved = runtime::load_snapshot(files);
+  REQUIRE(saved.ok());
+  REQUIRE(saved.value().has_value());
+  CHECK(saved.value()->state == "3500");
+  CHECK(saved.value()->covers > batches);
 }

@@ -177,8 +177,14 @@ class TestSplit final : public Transform {
 // event as `seen`.
 class TestCount final : public Transform {
  public:
-  static Result<std::unique_ptr<TestCount>> create(const Options&) { return std::make_unique<TestCount>(); }
+  static Result<std::unique_ptr<TestCount>> create(const Options& o) {
+    auto count = std::make_unique<TestCount>();
+    count->off_loop_ = o.boolean("off_loop");
+    return count;
+  }
+  bool runs_off_loop() const override { return off_loop_; }
   void process(BatchPtr batch, TransformContext& ctx) override {
+    count_process_thread();
     for (Event& e : batch->events()) e.fields.set(batch->arena(), "seen", Value::integer(++seen_));
     ctx.emit(std::move(batch));
   }
@@ -191,6 +197,7 @@ class TestCount final : public Transform {
 
  private:
   std::int64_t seen_ = 0;
+  bool off_loop_ = false;
 };
 
 const OptionSchema kSourceSchema = {
@@ -208,7 +215,7 @@ WEIR_REGISTER_SOURCE("test_source", "test: numbered events", kSourceSchema, Test
 WEIR_REGISTER_SINK("test_sink", "test: records events", kSinkSchema, TestSink::create);
 WEIR_REGISTER_TRANSFORM("test_tag", "test: tags events", kOffLoopSchema, TestTag::create);
 WEIR_REGISTER_TRANSFORM("test_split", "test: even/odd outputs", kOffLoopSchema, TestSplit::create);
-WEIR_REGISTER_TRANSFORM("test_count", "test: counts events, durable", {}, TestCount::create);
+WEIR_REGISTER_TRANSFORM("test_count", "test: counts events, durable", kOffLoopSchema, TestCount::create);
 
 }  // namespace weir::testing
 
