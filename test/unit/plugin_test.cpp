@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "metrics/prometheus.hpp"
 #include "plugin/loader.hpp"
+#include "pipeline_helpers.hpp"
 #include "test_components.hpp"
 #include "topology/graph.hpp"
 #include "weir/registry.hpp"
@@ -218,7 +219,17 @@ struct Inspecting {
   Path secret_{"secret"}, keys_{"keys"}, at_{"at"}, random_{"random"};
 };
 
-WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, Late, BadState, Inspecting);
+// Says process() may run where the batch was decoded (ABI 1.2's off_loop).
+struct OffLoop {
+  static constexpr const char* type = "test_sdk_off_loop";
+  static constexpr const char* summary = "May run off the loop";
+  static constexpr bool runs_off_loop = true;
+  static inline const std::vector<Option> options = {};
+  explicit OffLoop(const Options&) {}
+  void process(Batch& batch, Context& ctx) { ctx.emit(batch); }
+};
+
+WEIR_REGISTER_SDK_TRANSFORMS(Throwing, Mixed, Holding, Bulk, Swallow, Unwinding, Writing, Late, BadState, Inspecting, OffLoop);
 
 using weir::testing::TransformHarness;
 
@@ -496,4 +507,17 @@ TEST_CASE("plugin sdk: remove by path, members with their kinds, the pipeline's 
   CHECK(text.find("# TYPE weir_plugin_last_n gauge") != std::string::npos);
   CHECK(text.find(R"(weir_plugin_last_n{component_id="t",component_kind="transform",component_type="test_sdk_inspecting"} 7)") !=
         std::string::npos);
+}
+
+TEST_CASE("plugin sdk: runs_off_loop reaches the descriptor's off_loop and the engine; without it, 0") {
+  CHECK(weir::sdk::detail::transform_type<OffLoop>().off_loop == 1);
+  CHECK(weir::sdk::detail::transform_type<Bulk>().off_loop == 0);
+  auto graph = weir::testing::build(
+      "sources:\n  in: { type: stdin }\ntransforms:\n  a: { type: test_sdk_off_loop, inputs: [in] }\n"
+      "  b: { type: test_sdk_bulk, inputs: [a] }\nsinks:\n  out: { type: blackhole, inputs: [b] }\n");
+  std::map<std::string, bool> off_loop;
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (graph.nodes[i].transform) off_loop[graph.name(i)] = graph.nodes[i].transform->runs_off_loop();
+  }
+  CHECK(off_loop == std::map<std::string, bool>{{"a", true}, {"b", false}});
 }
