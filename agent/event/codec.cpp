@@ -10,6 +10,19 @@ namespace weir {
 namespace {
 constexpr std::size_t kRawLimit = 4096;
 
+// memchr (vectorised in glibc) from line to line: std::count over the bytes was 5% of the
+// CVAT benchmark at -O2, where GCC does not vectorise it.
+std::uint64_t count_newlines(const char* p, const char* end) {
+  std::uint64_t count = 0;
+  while (p < end) {
+    const void* nl = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+    if (nl == nullptr) break;
+    ++count;
+    p = static_cast<const char*>(nl) + 1;
+  }
+  return count;
+}
+
 bool is_blank(std::string_view line) {
   return std::all_of(line.begin(), line.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
@@ -104,7 +117,7 @@ void LineStream::accept(std::size_t count, std::vector<DecodeRejection>& rejecte
       return;
     }
     discarding_ = false;
-    decoder_.skip_line();
+    ++lines_;
     std::size_t after = static_cast<std::size_t>(nl - base) + 1;
     consumed_ += after - scan_from;
     line_start_ = after;
@@ -121,14 +134,15 @@ void LineStream::accept(std::size_t count, std::vector<DecodeRejection>& rejecte
   }
   if (last_nl) {
     std::size_t region_end = static_cast<std::size_t>(last_nl - base) + 1;
-    accepted_ = Accepted{chunk_, line_start_, region_end, filled_ - line_start_, consumed_};
+    accepted_ = AcceptedLines{chunk_, line_start_, region_end, filled_ - line_start_, consumed_, lines_};
+    lines_ += count_newlines(base + line_start_, base + region_end);
     consumed_ += region_end - line_start_;
     line_start_ = region_end;
   }
   // One byte of slack: a '\r' before the newline is not part of the line's length.
   if (max_line_bytes_ && filled_ - line_start_ > max_line_bytes_ + 1) {
     discarding_ = true;
-    rejected.push_back({decoder_.line_number() + 1, decoder_.too_long_reason(),
+    rejected.push_back({lines_ + 1, decoder_.too_long_reason(),
                         std::string(base + line_start_, std::min<std::size_t>(kRawLimit, filled_ - line_start_))});
     consumed_ += filled_ - line_start_;
     line_start_ = filled_;
@@ -137,19 +151,31 @@ void LineStream::accept(std::size_t count, std::vector<DecodeRejection>& rejecte
 
 void LineStream::decode_accepted(EventBatch& batch, std::vector<DecodeRejection>& rejected,
                                  std::vector<std::uint64_t>* line_starts) {
-  if (!accepted_.chunk) return;
-  Accepted region = std::move(accepted_);
-  accepted_ = Accepted{};
+  decode(take_accepted(), decoder_, batch, rejected, line_starts);
+}
+
+AcceptedLines LineStream::take_accepted() {
+  AcceptedLines taken = std::move(accepted_);
+  accepted_ = AcceptedLines{};
+  return taken;
+}
+
+void LineStream::decode(const AcceptedLines& lines, LineDecoder& decoder, EventBatch& batch,
+                        std::vector<DecodeRejection>& rejected, std::vector<std::uint64_t>* line_starts) {
+  if (!lines.chunk) return;
   std::size_t before = batch.size();
-  decoder_.decode(region.chunk->bytes.get() + region.from, region.to - region.from, region.stable, batch, rejected,
-                  line_starts, region.consumed_before);
-  if (decoder_.points_into_input() && batch.size() != before) batch.retain(region.chunk);
+  decoder.set_line_number(lines.first_line);
+  decoder.decode(lines.chunk->bytes.get() + lines.from, lines.to - lines.from, lines.stable, batch, rejected,
+                 line_starts, lines.consumed_before);
+  if (decoder.points_into_input() && batch.size() != before) batch.retain(lines.chunk);
 }
 
 void LineStream::finish(EventBatch& batch, std::vector<DecodeRejection>& rejected,
                         std::vector<std::uint64_t>* line_starts) {
   if (!chunk_ || discarding_ || filled_ == line_start_) return;
   std::size_t before = batch.size();
+  decoder_.set_line_number(lines_);
+  ++lines_;
   decoder_.decode(chunk_->bytes.get() + line_start_, filled_ - line_start_,
                   chunk_->capacity + InputChunk::padding - line_start_, batch, rejected, line_starts, consumed_);
   if (decoder_.points_into_input() && batch.size() != before) batch.retain(chunk_);

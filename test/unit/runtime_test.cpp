@@ -447,3 +447,56 @@ TEST_CASE("off-loop chain: a stateful member numbers, snapshots and restores as 
   CHECK(saved.value()->state == "3500");
   CHECK(saved.value()->covers > batches);
 }
+
+TEST_CASE("file source: a backlog decoded on two threads keeps the lines' order and their line numbers") {
+  Probe::get().reset();
+  std::string dir = temp_dir("file-two-decoders");
+  const int count = 20000;
+  std::vector<std::uint64_t> bad_lines;  // 1-based, as dead letters number them
+  {
+    std::ofstream out(dir + "/events.ndjson");
+    for (int i = 0; i < count; ++i) {
+      if (i % 997 == 500) {
+        out << "not json {" << i << "\n";
+        bad_lines.push_back(static_cast<std::uint64_t>(i) + 1);
+      } else if (i == 12345) {
+        out << "{\"n\":" << i << ",\"pad\":\"" << std::string(300, 'x') << "\"}\n";  // past max_line_bytes
+        bad_lines.push_back(static_cast<std::uint64_t>(i) + 1);
+      } else {
+        out << "{\"n\":" << i << "}\n";
+      }
+    }
+  }
+  // Small reads: the backlog is many reads, so the source runs two jobs on the file.
+  auto graph = build("data_dir: " + dir + "/data\nsources:\n  f: { type: file, include: ['" + dir +
+                     "/*.ndjson'], poll_interval: 20ms, read_bytes: 4KiB, max_line_bytes: 200 }\n"
+                     "transforms:\n  tag: { type: test_tag, inputs: [f], off_loop: true }\n"
+                     "sinks:\n  k: { type: test_sink, inputs: [tag] }\n");
+  runtime::Runtime rt(graph, quiet());
+  const std::size_t expected = count - bad_lines.size();
+  int waited = 0;
+  std::function<void()> check;
+  std::vector<std::unique_ptr<After>> later;
+  check = [&] {
+    if (Probe::get().received["k"].size() >= expected || ++waited > 1500) return rt.shutdown();
+    later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
+  };
+  After first(rt.loop(), 20, [&] { check(); });
+  REQUIRE(rt.run() == 0);
+
+  const auto& got = Probe::get().received["k"];
+  REQUIRE(got.size() == expected);
+  std::size_t next = 0;
+  for (int i = 0; i < count; ++i) {
+    if (std::find(bad_lines.begin(), bad_lines.end(), static_cast<std::uint64_t>(i) + 1) != bad_lines.end()) continue;
+    if (got[next] != "{\"n\":" + std::to_string(i) + ",\"tagged\":true}") FAIL("event " << next << " is " << got[next]);
+    ++next;
+  }
+  std::vector<std::uint64_t> lettered;
+  for (const std::string& line : read_lines(dir + "/data/dead_letter.ndjson")) {
+    auto at = line.find("\"line\":");
+    REQUIRE(at != std::string::npos);
+    lettered.push_back(std::stoull(line.substr(at + 7)));
+  }
+  CHECK(lettered == bad_lines);
+}

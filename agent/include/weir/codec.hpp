@@ -42,9 +42,13 @@ class LineDecoder {
                    std::vector<DecodeRejection>& rejected);
 
   std::uint64_t line_number() const { return line_; }  // lines seen so far
+  void set_line_number(std::uint64_t lines) { line_ = lines; }
   // Text events point into the input (the batch must retain it); JSON ones are copied.
   bool points_into_input() const { return codec_ == Codec::Text; }
-  void skip_line() { ++line_; }
+  // A decoder of the same settings, with a parser of its own (for another thread).
+  std::unique_ptr<LineDecoder> another() const {
+    return std::make_unique<LineDecoder>(codec_, max_line_bytes_, message_field_);
+  }
   std::string too_long_reason() const;
 
  private:
@@ -59,6 +63,17 @@ class LineDecoder {
 // is retained by the batch (text events point into it).
 void decode_text(std::string_view text, Codec codec, std::size_t max_line_bytes, EventBatch& batch,
                  std::vector<DecodeRejection>& rejected);
+
+// Lines LineStream::accept() framed, taken out of the stream (take_accepted) to be decoded
+// by another decoder, possibly on another thread, while the stream reads on.
+struct AcceptedLines {
+  std::shared_ptr<InputChunk> chunk;  // null: none
+  // [from, to) of the chunk; `stable` bytes from `from` are written (simdjson may read past a
+  // line's end, but never into a read in flight).
+  std::size_t from = 0, to = 0, stable = 0;
+  std::uint64_t consumed_before = 0;  // stream offset of `from`
+  std::uint64_t first_line = 0;       // lines of the stream before `from`
+};
 
 // Turns a stream of reads into decoded batches: reads go into padded chunks, complete
 // lines are decoded in place (events point into the chunk, which the batch retains), the
@@ -85,11 +100,17 @@ class LineStream {
   void accept(std::size_t count, std::vector<DecodeRejection>& rejected);
   void decode_accepted(EventBatch& batch, std::vector<DecodeRejection>& rejected,
                        std::vector<std::uint64_t>* line_starts = nullptr);
+  // Or: the accepted lines taken out, so the next accept() may come before they are decoded
+  // (with decode() and a decoder of the caller's: another() of a decoder like the stream's).
+  AcceptedLines take_accepted();
+  static void decode(const AcceptedLines& lines, LineDecoder& decoder, EventBatch& batch,
+                     std::vector<DecodeRejection>& rejected, std::vector<std::uint64_t>* line_starts = nullptr);
+  std::unique_ptr<LineDecoder> another_decoder() const { return decoder_.another(); }
   // End of input: decode the last line even without its newline.
   void finish(EventBatch& batch, std::vector<DecodeRejection>& rejected,
               std::vector<std::uint64_t>* line_starts = nullptr);
 
-  std::uint64_t line_number() const { return decoder_.line_number(); }
+  std::uint64_t line_number() const { return lines_; }  // lines accepted so far
   // The chunk read_space() points into: a read in flight on another thread holds it, so
   // the memory outlives the stream if the source goes away first.
   const std::shared_ptr<InputChunk>& chunk() const { return chunk_; }
@@ -106,14 +127,8 @@ class LineStream {
   std::size_t filled_ = 0;      // bytes of chunk_ holding data
   bool discarding_ = false;     // inside an oversized line: drop bytes up to its newline
   std::uint64_t consumed_ = 0;
-  // Lines accepted and not yet decoded: [from, to) of `chunk`; `stable` bytes from `from`
-  // are written (simdjson may read past a line's end, but never into a read in flight).
-  struct Accepted {
-    std::shared_ptr<InputChunk> chunk;
-    std::size_t from = 0, to = 0, stable = 0;
-    std::uint64_t consumed_before = 0;  // stream offset of `from`
-  };
-  Accepted accepted_;
+  std::uint64_t lines_ = 0;  // newlines accepted (the line numbers of rejections)
+  AcceptedLines accepted_;   // accepted and not yet decoded (or taken)
 };
 
 }  // namespace weir

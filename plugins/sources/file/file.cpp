@@ -13,7 +13,9 @@
 
 #include <cerrno>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <map>
@@ -125,8 +127,20 @@ struct TailedFile {
   std::uint64_t stream_start = 0;  // file offset where `stream` began
   std::uint64_t read_offset = 0;   // next byte to read
   bool detached = false;           // the path names another file or none now: read to the end, close
-  ReadJob* job = nullptr;           // the reads in flight, if any
-  // Reads the job has decoded, in order, for the loop to deliver (guarded by `decoded_mutex`).
+  std::vector<ReadJob*> jobs;        // running (set on the loop), at most kJobsPerFile
+  std::uint64_t size_seen = 0;       // its size at the last poll
+  // The reads its jobs share (under `read_mutex`): one at a time, numbered, from where the
+  // last one ended; the first job to find the end for now stops the others.
+  std::mutex read_mutex;
+  std::uint64_t next_read_offset = 0;
+  std::uint64_t reads_taken = 0;
+  bool reads_ended = false;
+  // Each read goes through the chain and into `decoded` in its number's order (under
+  // `order_mutex`): a stateful transform sees the file's lines in order.
+  std::mutex order_mutex;
+  std::condition_variable order_changed;
+  std::uint64_t reads_published = 0;
+  // Reads the jobs have decoded, in order, for the loop to deliver (guarded by `decoded_mutex`).
   std::mutex decoded_mutex;
   std::deque<DecodedRead> decoded;
   bool more = false;               // the last read delivered came back full: probably more
@@ -143,7 +157,7 @@ struct TailedFile {
   std::uint64_t committed = 0;       // the end of the last batch acknowledged (or where reading began)
 
   void cancel_read();
-  // Never while a read is in flight: the job holds the file.
+  // Never while a read is in flight: the jobs hold the file.
   ~TailedFile() {
     if (fd >= 0) {
       uv_fs_t req;
@@ -154,13 +168,16 @@ struct TailedFile {
 };
 
 // Reads, and the decoding of the lines they complete, on the thread pool: the loop's core is
-// left to the transforms and sinks (decoding was the larger part of its work). One job per
-// file at a time, so the file's LineStream is used by one thread at a time, handed over by
-// uv_queue_work. The job keeps reading while reads come back full, handing each decoded read
-// to the loop as it is done (a queue and a uv_async wake-up), up to kAhead reads waiting:
-// ending the job after each read made every read wait for two hand-overs (a pool thread's
-// wake-up, then the loop's), and those waits, not the work, set the pace. The job holds the
-// file: its descriptor and stream outlive the job even when the source lets go of the file.
+// left to the transforms and sinks (decoding was the larger part of its work). Up to two
+// jobs read a file with a backlog: the reads themselves and the framing of their lines are
+// one at a time (the LineStream is used under `read_mutex`), and each job decodes the lines
+// of its read with a decoder of its own, beside the other job's; the transforms that run
+// where the source decodes (ADR 015) and the hand-over to the loop then go in read order.
+// A job keeps reading while reads come back full, handing each decoded read to the loop as
+// it is done (a queue and a uv_async wake-up), up to kAhead reads waiting: ending the job
+// after each read made every read wait for two hand-overs (a pool thread's wake-up, then the
+// loop's), and those waits, not the work, set the pace. The jobs hold the file: its
+// descriptor and stream outlive them even when the source lets go of the file.
 struct ReadJob {
   static constexpr std::size_t kAhead = 4;
   // Reads a job makes at most before it gives its turn to the next file with data.
@@ -168,7 +185,7 @@ struct ReadJob {
   uv_work_t work{};
   std::shared_ptr<TailedFile> file;
   std::shared_ptr<Waker> waker;
-  std::int64_t offset = 0;  // of the first read
+  std::unique_ptr<LineDecoder> decoder;  // like the stream's, this job's own
   bool cancelled = false;   // set on the loop: the job's reads are dropped when it ends
   // Read on the loop at the job's start: the loop changes them only while no job runs
   // (stream_start) or may rename the file meanwhile (path: the name it had when read).
@@ -180,31 +197,48 @@ struct ReadJob {
   std::shared_ptr<OffLoopChain> chain;
 
   void run() {
-    std::int64_t at = offset;
     for (int turn = 0; turn < kReadsPerTurn && !file->hold.load(std::memory_order_relaxed); ++turn) {
       DecodedRead r;
-      char* into = file->stream->read_space(r.asked);
-      ssize_t n;
-      do {
-        n = pread(file->fd, into, r.asked, at);
-      } while (n < 0 && errno == EINTR);
-      r.result = n < 0 ? uv_translate_sys_error(errno) : n;
-      if (n > 0) {
-        at += n;
-        r.batch = EventBatch::create();
-        file->stream->accept(static_cast<std::size_t>(n), r.rejected);
-        file->stream->decode_accepted(*r.batch, r.rejected, &r.starts);
-        r.consumed = file->stream->bytes_consumed();
-        if (stamps.any()) stamps.stamp(*r.batch, path, stream_start, r.starts);
-        if (chain != nullptr && !r.batch->empty()) r.processed = chain->run(r.batch);
+      AcceptedLines lines;
+      std::uint64_t number;
+      bool full;
+      {
+        std::lock_guard lock(file->read_mutex);
+        if (file->reads_ended) return;  // the other job found the end: nothing taken
+        number = file->reads_taken++;
+        char* into = file->stream->read_space(r.asked);
+        ssize_t n;
+        do {
+          n = pread(file->fd, into, r.asked, static_cast<off_t>(file->next_read_offset));
+        } while (n < 0 && errno == EINTR);
+        r.result = n < 0 ? uv_translate_sys_error(errno) : n;
+        if (n > 0) {
+          file->next_read_offset += static_cast<std::uint64_t>(n);
+          file->stream->accept(static_cast<std::size_t>(n), r.rejected);
+          lines = file->stream->take_accepted();
+          r.consumed = file->stream->bytes_consumed();
+        }
+        full = n > 0 && static_cast<std::size_t>(n) == r.asked;
+        if (!full) file->reads_ended = true;
       }
-      const bool full = n > 0 && static_cast<std::size_t>(n) == r.asked;
+      if (r.result > 0) {
+        r.batch = EventBatch::create();
+        LineStream::decode(lines, *decoder, *r.batch, r.rejected, &r.starts);
+        if (stamps.any()) stamps.stamp(*r.batch, path, stream_start, r.starts);
+      }
       std::size_t waiting;
       {
-        std::lock_guard lock(file->decoded_mutex);
-        file->decoded.push_back(std::move(r));
-        waiting = file->decoded.size();
+        std::unique_lock order(file->order_mutex);
+        file->order_changed.wait(order, [&] { return file->reads_published == number; });
+        if (chain != nullptr && r.batch != nullptr && !r.batch->empty()) r.processed = chain->run(r.batch);
+        {
+          std::lock_guard lock(file->decoded_mutex);
+          file->decoded.push_back(std::move(r));
+          waiting = file->decoded.size();
+        }
+        ++file->reads_published;
       }
+      file->order_changed.notify_all();
       waker->wake();
       // Not full: the end of the file for now. Too far ahead: the loop starts the next job
       // once it has delivered these.
@@ -215,7 +249,7 @@ struct ReadJob {
 
 void TailedFile::cancel_read() {
   hold = true;
-  if (job != nullptr) job->cancelled = true;
+  for (ReadJob* job : jobs) job->cancelled = true;
 }
 
 class FileSource final : public Source {
@@ -506,7 +540,7 @@ class FileSource final : public Source {
   }
 
   void poll_file(const std::shared_ptr<TailedFile>& file) {
-    if (file->job != nullptr || stopped_ || paused_) return;
+    if (!file->jobs.empty() || stopped_ || paused_) return;
     fingerprint(*file);
     if (file->fingerprint.empty()) {
       if (file->detached) std::erase(detached_, file);  // gone before it had a whole first line
@@ -515,6 +549,7 @@ class FileSource final : public Source {
     struct stat st {};
     if (fstat(file->fd, &st) != 0) return;
     auto size = static_cast<std::uint64_t>(st.st_size);
+    file->size_seen = size;
     if (size < file->read_offset) {
       log::info(ctx_->name(), "{} was truncated (copytruncate?): reading it again from the start", file->path);
       ++file->generation;
@@ -572,7 +607,13 @@ class FileSource final : public Source {
       waiting_for_job_.pop_front();
       if (next == nullptr) continue;
       next->queued = false;
-      if (next->job == nullptr) start_job(next);
+      if (next->jobs.size() >= kJobsPerFile) continue;
+      start_job(next);
+      // More than a read's worth waiting: its next read decodes beside this one.
+      if (next->jobs.size() < kJobsPerFile && next->size_seen > next->read_offset + read_bytes_ && !next->queued) {
+        next->queued = true;
+        waiting_for_job_.push_front(next);
+      }
     }
   }
 
@@ -580,7 +621,12 @@ class FileSource final : public Source {
     auto job = std::make_unique<ReadJob>();
     job->file = file;
     job->waker = waker_;
-    job->offset = static_cast<std::int64_t>(file->read_offset);
+    job->decoder = file->stream->another_decoder();
+    if (file->jobs.empty()) {  // every read so far delivered: the reads go on from there
+      std::lock_guard lock(file->read_mutex);
+      file->next_read_offset = file->read_offset;
+      file->reads_ended = false;
+    }
     job->path = file->path;
     job->stream_start = file->stream_start;
     job->stamps = stamps_;
@@ -592,14 +638,14 @@ class FileSource final : public Source {
         [](uv_work_t* w, int status) {
           std::unique_ptr<ReadJob> done(static_cast<ReadJob*>(w->data));
           std::shared_ptr<TailedFile> file = std::move(done->file);
-          file->job = nullptr;
+          std::erase(file->jobs, done.get());
           if (file->owner != nullptr) file->owner->job_ended(file, status != 0 || done->cancelled);
         });
     if (rc < 0) {
       log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
       return;
     }
-    file->job = job.release();
+    file->jobs.push_back(job.release());
     ++jobs_;
   }
 
@@ -690,6 +736,7 @@ class FileSource final : public Source {
   // Jobs at once: a job keeps a thread of libuv's pool (4 by default) while its file has a
   // backlog and downstream keeps up, and the sinks encode and write on that pool too.
   static constexpr std::size_t kMaxJobs = 2;
+  static constexpr std::size_t kJobsPerFile = 2;
   std::size_t jobs_ = 0;
   std::deque<std::weak_ptr<TailedFile>> waiting_for_job_;
   UvAsync wake_;
