@@ -156,7 +156,6 @@ struct TailedFile {
   std::uint64_t generation = 0;      // bumped on truncation: acks of older batches are stale
   std::uint64_t committed = 0;       // the end of the last batch acknowledged (or where reading began)
 
-  void cancel_read();
   // Never while a read is in flight: the jobs hold the file.
   ~TailedFile() {
     if (fd >= 0) {
@@ -186,7 +185,6 @@ struct ReadJob {
   std::shared_ptr<TailedFile> file;
   std::shared_ptr<Waker> waker;
   std::unique_ptr<LineDecoder> decoder;  // like the stream's, this job's own
-  bool cancelled = false;   // set on the loop: the job's reads are dropped when it ends
   // Read on the loop at the job's start: the loop changes them only while no job runs
   // (stream_start) or may rename the file meanwhile (path: the name it had when read).
   std::string path;
@@ -247,10 +245,6 @@ struct ReadJob {
   }
 };
 
-void TailedFile::cancel_read() {
-  hold = true;
-  for (ReadJob* job : jobs) job->cancelled = true;
-}
 
 class FileSource final : public Source {
  public:
@@ -326,9 +320,12 @@ class FileSource final : public Source {
       save_pending_ = false;
       save_checkpoints();
     }
-    each_file([](const std::shared_ptr<TailedFile>& file) { file->cancel_read(); });
+    // Jobs end after their current read, and what they decoded still goes downstream before
+    // the source says it is finished: the transforms that run where the source decodes have
+    // already seen it (ADR 015), and a stateful one's saved state must match what was emitted.
+    each_file([](const std::shared_ptr<TailedFile>& file) { file->hold = true; });
     close_waker();
-    ctx_->finished();
+    if (jobs_ == 0) ctx_->finished();
   }
 
   // An acknowledgement of batch `sequence` of `file`: the checkpoint moves up to the end of
@@ -639,7 +636,7 @@ class FileSource final : public Source {
           std::unique_ptr<ReadJob> done(static_cast<ReadJob*>(w->data));
           std::shared_ptr<TailedFile> file = std::move(done->file);
           std::erase(file->jobs, done.get());
-          if (file->owner != nullptr) file->owner->job_ended(file, status != 0 || done->cancelled);
+          if (file->owner != nullptr) file->owner->job_ended(file, status != 0);
         });
     if (rc < 0) {
       log::error(ctx_->name(), "{}: read failed: {}", file->path, uv_error_text(rc));
@@ -680,14 +677,19 @@ class FileSource final : public Source {
     each_file([](const std::shared_ptr<TailedFile>& file) { file->hold = true; });
   }
 
-  // A job ended (the end of the file for now, far enough ahead, held, or cancelled): what it
+  // A job ended (the end of the file for now, far enough ahead, held, or stopping): what it
   // decoded last goes downstream, and if there is probably more the file queues again behind
-  // the files already waiting, so files with a backlog take turns.
+  // the files already waiting, so files with a backlog take turns. `dropped`: libuv cancelled
+  // it (the loop is closing).
   void job_ended(const std::shared_ptr<TailedFile>& file, bool dropped) {
     --jobs_;
     if (!dropped) {
       deliver_decoded(file);
       if (file->more && !paused_ && !stopped_) read(file);  // to the back of the queue
+    }
+    if (stopped_) {
+      if (jobs_ == 0) ctx_->finished();  // the last one after stop()
+      return;
     }
     start_waiting();
   }
