@@ -116,7 +116,6 @@ std::unique_ptr<FusedOutput> FusedChain::run_work(std::size_t step, const Work& 
   std::lock_guard lock(mutex_);
   if (!open_.load(std::memory_order_relaxed)) return nullptr;
   std::unique_ptr<Output> out = start_call();
-  out->from_source = false;
   work(*steps_[step]);
   end_call(*out);
   return out;

@@ -380,7 +380,6 @@ struct FusedOutput final : ChainOutput {
   std::weak_ptr<FusedChain> chain;
   std::uint64_t seq = 0;
   bool emitted_downstream = false;
-  bool from_source = true;       // a batch the source decoded (else a member's own work)
   std::vector<Emitted> emitted;  // in the order made
   std::vector<Letter> letters;
   BatchPtr letter_events = EventBatch::create();  // copies of dead-lettered events

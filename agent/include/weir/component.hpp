@@ -92,10 +92,11 @@ class OffLoopChain {
  public:
   virtual ~OffLoopChain() = default;
   // Any thread; calls are serialised by the chain. Batches of one stream must come in the
-  // order the source emits them, and every output must reach emit_processed (one dropped
-  // stops the saving of a stateful member's state until the next start). Returns what the chain made of `batch` (which it takes),
+  // order the source emits them. Returns what the chain made of `batch` (which it takes),
   // for SourceContext::emit_processed; or null, leaving `batch` as it was, when the chain
-  // is closed (a reload, a tap, the end): then the batch is emitted as usual.
+  // is closed (a reload, a tap, the end): then the batch is emitted as usual. Every output
+  // must reach emit_processed: one dropped stops the saving of a stateful member's state
+  // until the next start (ADR 015).
   virtual ChainOutputPtr run(BatchPtr& batch) = 0;
 };
 
