@@ -125,6 +125,17 @@ Result<Value> JsonParser::parse(std::string_view text, std::size_t readable, Are
   return value;
 }
 
+namespace {
+
+bool has_member(simdjson::dom::object object, std::string_view key) {
+  for (auto field : object) {
+    if (field.key == key) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<bool> JsonParser::object_has_key(std::string_view text, std::string_view key) {
   impl_->scratch.resize(text.size() + simdjson::SIMDJSON_PADDING);
   std::memcpy(impl_->scratch.data(), text.data(), text.size());
@@ -132,10 +143,7 @@ Result<bool> JsonParser::object_has_key(std::string_view text, std::string_view 
   if (parsed.error()) return Error(std::string("invalid JSON: ") + simdjson::error_message(parsed.error()));
   simdjson::dom::object object;
   if (parsed.value_unsafe().get_object().get(object)) return Error("not a JSON object");
-  for (auto field : object) {
-    if (field.key == key) return true;
-  }
-  return false;
+  return has_member(object, key);
 }
 
 namespace {
@@ -183,14 +191,7 @@ void JsonParser::objects_have_key(std::span<const std::string_view> texts, std::
         if (end > ends[k]) break;
         while (end < ends[k] && json_space(joined[end])) ++end;
         if (end != ends[k]) break;
-        int has = 0;
-        for (auto field : object) {
-          if (field.key == key) {
-            has = 1;
-            break;
-          }
-        }
-        results[k] = has;
+        results[k] = has_member(object, key) ? 1 : 0;
         start = ends[k] + 1;
         ++k;
       }
@@ -198,8 +199,7 @@ void JsonParser::objects_have_key(std::span<const std::string_view> texts, std::
   }
   for (std::size_t i = 0; i < texts.size(); ++i) {
     if (results[i] != kUnknown) continue;
-    auto has = object_has_key(texts[i], key);
-    results[i] = !has.ok() ? -1 : has.value() ? 1 : 0;
+    results[i] = presence(object_has_key(texts[i], key));
   }
 }
 

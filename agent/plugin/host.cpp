@@ -311,8 +311,7 @@ int json_parse(weir_context* c, weir_batch* b, weir_str text, weir_value* into, 
 }
 void json_write(const weir_value* v, weir_buffer* out) noexcept { write_json(*V(v), *B(out)); }
 int json_object_has_key(weir_context* c, weir_str text, weir_str key) noexcept {
-  auto has = parser_of(c).object_has_key(S(text), S(key));
-  return !has.ok() ? -1 : has.value() ? 1 : 0;
+  return JsonParser::presence(parser_of(c).object_has_key(S(text), S(key)));
 }
 
 void json_objects_have_key(weir_context* c, const weir_str* texts, size_t count, weir_str key, int* results) noexcept {

@@ -280,7 +280,7 @@ TEST_CASE("json: string escaping matches a byte-by-byte reference at every offse
 // object_has_key one text at a time, as the reference for the batched call.
 static int has_key_alone(JsonParser& parser, std::string_view text, std::string_view key) {
   auto has = parser.object_has_key(text, key);
-  return !has.ok() ? -1 : has.value() ? 1 : 0;
+  return JsonParser::presence(has);
 }
 
 TEST_CASE("json: objects_have_key answers for each text what object_has_key does alone, whatever its neighbours") {

@@ -30,6 +30,8 @@ class JsonParser {
   // Checks that `text` is a JSON object and says whether it has `key` at its top level,
   // without building values: for edits that can splice text instead of re-encoding.
   Result<bool> object_has_key(std::string_view text, std::string_view key);
+  // object_has_key's answer as objects_have_key (and the plugin ABI) give it: 1, 0 or -1.
+  static int presence(const Result<bool>& has) { return !has.ok() ? -1 : has.value() ? 1 : 0; }
   // The same for many texts: results[i] is 1 when texts[i] is an object with `key`, 0 when
   // it is one without, -1 when it is not a JSON object. One parse over all of them
   // (simdjson's fixed cost per document was most of a small payload's).
