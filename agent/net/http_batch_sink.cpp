@@ -211,6 +211,7 @@ void BatchSink::consume(BatchPtr batch) {
     filling_.rows += take;
     filling_.input_bytes += take * row_bytes;
     held_rows_ += take;
+    unencoded_rows_ += take;
     at += take;
     if (filling_.rows >= settings_.max_events || filling_.input_bytes >= settings_.max_bytes ||
         (filling_.event_ids && filling_.end_event % settings_.max_events == 0)) {
@@ -315,11 +316,14 @@ void BatchSink::start_encoding() {
 
 void BatchSink::encoded(EncodeJob& job) {
   encoding_ = nullptr;
+  const bool was_ready = ready();
+  for (const BatchSlice& slice : job.upload.slices) unencoded_rows_ -= slice.to - slice.from;
   // The upload is where the job found it, or sealed since (then the oldest of to_encode_:
   // the job took the filling one only while none was sealed).
   if (filling_.serial != job.serial && (to_encode_.empty() || to_encode_.front().serial != job.serial)) {
     log::error(ctx_->name(), "an encoded piece found no upload (serial {}): a bug, its rows are lost", job.serial);
     ctx_->metrics().errors.add();
+    if (!was_ready && ready()) ctx_->ready_again();
     return;
   }
   Upload& upload = filling_.serial == job.serial ? filling_ : to_encode_.front();
@@ -335,6 +339,7 @@ void BatchSink::encoded(EncodeJob& job) {
   job.upload.slices.clear();  // the batches (and their input buffers) go, on the loop
   start_encoding();
   pump();
+  if (!was_ready && ready()) ctx_->ready_again();
 }
 
 void BatchSink::start_preparing() {

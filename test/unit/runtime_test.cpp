@@ -35,6 +35,20 @@ std::string temp_dir(const std::string& name) {
   return dir.string();
 }
 
+// Runs the pipeline until `arrived()` (polled on the loop every 20 ms; it gives up after
+// 30 s, and the test's checks then fail), then shuts it down; the exit code.
+int run_until(runtime::Runtime& rt, const std::function<bool()>& arrived) {
+  int polls = 0;
+  std::function<void()> check;
+  std::vector<std::unique_ptr<After>> later;
+  check = [&] {
+    if (arrived() || ++polls > 1500) return rt.shutdown();
+    later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
+  };
+  After first(rt.loop(), 20, [&] { check(); });
+  return rt.run();
+}
+
 std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> lines;
   std::ifstream in(path);
@@ -332,20 +346,10 @@ ChainRun run_file_chain(const std::string& name, bool off_loop, int count) {
                      "sinks:\n  even: { type: test_sink, inputs: [split.even] }\n  odd: { type: test_sink, inputs: [split.odd] }\n");
   runtime::Runtime rt(graph, quiet());
   const std::size_t expected = static_cast<std::size_t>(count - count / 10);
-  int waited = 0;
-  // Polled from the loop: shut down once everything arrived (or after 30 s, which fails below).
-  std::function<void()> check;
-  After first(rt.loop(), 20, [&] { check(); });
-  std::vector<std::unique_ptr<After>> later;
-  check = [&] {
-    Probe& probe = Probe::get();
-    if (probe.received["even"].size() + probe.received["odd"].size() >= expected || ++waited > 1500) {
-      rt.shutdown();
-      return;
-    }
-    later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
-  };
-  REQUIRE(rt.run() == 0);
+  REQUIRE(run_until(rt, [&] {
+            Probe& probe = Probe::get();
+            return probe.received["even"].size() + probe.received["odd"].size() >= expected;
+          }) == 0);
   ChainRun run;
   run.even = Probe::get().received["even"];
   run.odd = Probe::get().received["odd"];
@@ -406,15 +410,7 @@ TEST_CASE("off-loop chain: a stateful member numbers, snapshots and restores as 
                        "transforms:\n  count: { type: test_count, inputs: [f], off_loop: true }\n"
                        "sinks:\n  k: { type: test_sink, inputs: [count] }\n");
     runtime::Runtime rt(graph, quiet());
-    int waited = 0;
-    std::function<void()> check;
-    std::vector<std::unique_ptr<After>> later;
-    check = [&] {
-      if (Probe::get().received["k"].size() >= expected || ++waited > 1500) return rt.shutdown();
-      later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
-    };
-    After first(rt.loop(), 20, [&] { check(); });
-    REQUIRE(rt.run() == 0);
+    REQUIRE(run_until(rt, [&] { return Probe::get().received["k"].size() >= expected; }) == 0);
   };
 
   write_lines(0, 3000);
@@ -474,15 +470,7 @@ TEST_CASE("file source: a backlog decoded on two threads keeps the lines' order 
                      "sinks:\n  k: { type: test_sink, inputs: [tag] }\n");
   runtime::Runtime rt(graph, quiet());
   const std::size_t expected = count - bad_lines.size();
-  int waited = 0;
-  std::function<void()> check;
-  std::vector<std::unique_ptr<After>> later;
-  check = [&] {
-    if (Probe::get().received["k"].size() >= expected || ++waited > 1500) return rt.shutdown();
-    later.push_back(std::make_unique<After>(rt.loop(), 20, [&] { check(); }));
-  };
-  After first(rt.loop(), 20, [&] { check(); });
-  REQUIRE(rt.run() == 0);
+  REQUIRE(run_until(rt, [&] { return Probe::get().received["k"].size() >= expected; }) == 0);
 
   const auto& got = Probe::get().received["k"];
   REQUIRE(got.size() == expected);

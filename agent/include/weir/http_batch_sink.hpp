@@ -149,7 +149,10 @@ class BatchSink : public Sink {
  public:
   Status start(SinkContext& ctx) final;
   void consume(BatchPtr batch) final;
-  bool ready() const final { return held_rows_ < max_held_rows_; }
+  // Room for more rows, and the encoder has at most an upload's worth still to encode: rows
+  // wait for it decoded, at about three times the memory of encoded rows (on one core a
+  // fast pipeline ahead of the encoder piled up 40,000 of them).
+  bool ready() const final { return held_rows_ < max_held_rows_ && unencoded_rows_ < settings_.max_events; }
   void drain(std::function<void()> done) final;
   void capture(const EventBatch& batch, ByteBuffer& out, std::vector<CaptureRejection>& rejected) final;
   ~BatchSink() override;
@@ -221,6 +224,7 @@ class BatchSink : public Sink {
   std::vector<ByteBuffer> spare_bodies_;  // buffers of delivered uploads, for the next ones
   std::size_t in_flight_ = 0;
   std::size_t held_rows_ = 0;
+  std::size_t unencoded_rows_ = 0;  // taken into uploads, not yet through an encoding job
   std::uint64_t next_sequence_ = 0;
   std::size_t next_endpoint_ = 0;
   UvTimer flush_timer_, retry_timer_;
