@@ -245,7 +245,6 @@ struct ReadJob {
   }
 };
 
-
 class FileSource final : public Source {
  public:
   static Result<std::unique_ptr<FileSource>> create(const Options& options) {
@@ -300,6 +299,7 @@ class FileSource final : public Source {
   }
 
   void resume() override {
+    if (stopped_) return;  // the reads still running end after their current one
     paused_ = false;
     each_file([](const std::shared_ptr<TailedFile>& file) { file->hold = false; });
     poll();
