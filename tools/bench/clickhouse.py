@@ -10,7 +10,8 @@ whole CVAT pipeline (request_id -> working_time -> enrich), into:
   clickhouse into a private ClickHouse (tools/clickhouse/server.sh) with CVAT's table
 and prints events/s, MiB/s of input, and the CPU seconds of weir and of the server; then the
 CVAT pipeline into the receiver with each request compression (none, gzip, zstd), as ratios
-to none (--compression sets the one the other runs use).
+to none (--compression sets the one the other runs use); and with its transforms where the
+file source decodes (the default, ADR 015) against on the loop, on 2 cores and on 1.
 Usage: tools/bench/clickhouse.py [--build build] [--runs 3] [--compression none|gzip|zstd]
 Environment: WEIR_BENCH_BATCH (batch.max_events), WEIR_BENCH_CONCURRENCY, WEIR_BENCH_READ (the file source read_bytes)."""
 import json, os, re, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -136,6 +137,36 @@ def main():
         print("  compression %s: weir CPU %.2fx none's (%.2f s / %.2f s), events/s %.2fx"
               % (codec, median(codecs[codec], 1) / median(codecs["none"], 1), median(codecs[codec], 1),
                  median(codecs["none"], 1), median(codecs["none"], 0) / median(codecs[codec], 0)))
+
+    # Where the transforms run (ADR 015): where the file source decodes (the default) or on
+    # the loop (WEIR_OFF_LOOP_CHAINS=off), on both cores and on one (weir under taskset -c 0;
+    # the receiver is not pinned), interleaved by round.
+    pinned = os.path.join(tmp, "weir-on-core-0")
+    with open(pinned, "w") as f:
+        f.write("#!/bin/sh\nexec taskset -c 0 %s \"$@\"\n" % weir)
+    os.chmod(pinned, 0o755)
+    placements = {("2 cores", "chain"): (weir, None), ("2 cores", "loop"): (weir, "off"),
+                  ("1 core", "chain"): (pinned, None), ("1 core", "loop"): (pinned, "off")}
+    placed = {key: [] for key in placements}
+    receiver, endpoint = start_discard_receiver(args.build, columns)
+    try:
+        for _ in range(args.runs):
+            for key, (binary, chains) in placements.items():
+                if chains:
+                    os.environ["WEIR_OFF_LOOP_CHAINS"] = chains
+                else:
+                    os.environ.pop("WEIR_OFF_LOOP_CHAINS", None)
+                placed[key].append(run_once(binary, data, events, endpoint, args.compression, tmp, receiver.pid, cvat=True))
+    finally:
+        os.environ.pop("WEIR_OFF_LOOP_CHAINS", None)
+        receiver.kill()
+    for (cores, where), samples in placed.items():
+        report("CVAT pipeline -> receiver, %s, transforms %s" % (cores, "where the source decodes" if where == "chain"
+                                                                   else "on the loop"), samples, events, mib)
+    for cores in ("2 cores", "1 core"):
+        chain, loop = placed[(cores, "chain")], placed[(cores, "loop")]
+        print("  %s: transforms where the source decodes against on the loop: weir CPU %.2fx, events/s %.2fx"
+              % (cores, median(chain, 1) / median(loop, 1), median(loop, 0) / median(chain, 0)))
 
     if not args.skip_server:
         # Its data on a tmpfs: on ext4 the server's CPU for the same insert swung 3x from run
