@@ -488,3 +488,26 @@ TEST_CASE("file source: a backlog decoded on two threads keeps the lines' order 
   }
   CHECK(lettered == bad_lines);
 }
+
+TEST_CASE("HTTP sinks: no more than an upload's worth of rows waits decoded for the encoder") {
+  // The ClickHouse sink encodes nothing until it has learned the server, and this one never
+  // answers (nothing listens on the port): every row it takes waits decoded. It may hold
+  // max_events x (concurrency + 2) = 4000 rows, but takes no batch while 1000 wait for the
+  // encoder, so the source stops at that plus the sink's input buffer (500) and a batch.
+  Probe::get().reset();
+  std::string dir = temp_dir("sink-unencoded");
+  auto graph = build("data_dir: " + dir + "\nshutdown_timeout: 1s\n"
+                     "sources:\n  s: { type: test_source, count: 100000, batch: 100 }\n"
+                     "sinks:\n  ch:\n    type: clickhouse\n    inputs: [s]\n    endpoint: http://127.0.0.1:9\n"
+                     "    table: events\n    healthcheck: { enabled: false }\n"
+                     "    batch: { max_events: 1000 }\n    buffer: { max_events: 500 }\n");
+  runtime::Runtime rt(graph, quiet());
+  std::int64_t emitted_while_unlearned = -1;
+  After check(rt.loop(), 1500, [&] {
+    emitted_while_unlearned = Probe::get().emitted;
+    rt.shutdown();
+  });
+  rt.run();  // the rows cannot be delivered: it ends at shutdown_timeout
+  CHECK(emitted_while_unlearned >= 1000);
+  CHECK(emitted_while_unlearned <= 1000 + 500 + 200);
+}
