@@ -32,6 +32,7 @@ class FusedChain::StepContext final : public TransformContext {
   bool dead_letter(const Event& event, std::string_view reason) override {
     Output* out = running("dead_letter");
     if (out == nullptr) return false;
+    if (out->letter_events == nullptr) out->letter_events = EventBatch::create();
     Arena& arena = out->letter_events->arena();
     out->letter_events->events().push_back(
         Event{deep_copy(event.fields, arena), event.metadata.is_null() ? Value::null() : deep_copy(event.metadata, arena)});
@@ -259,6 +260,7 @@ void Runtime::Impl::close_chain(Node& source, std::string_view why) {
   if (!source.chain || !source.chain->is_open()) return;
   source.chain->close();
   log::debug(source.config->name, "its transforms run on the loop from now on ({})", why);
+  if (source.chain->settled()) release_members(*source.chain);  // else once what is on its way is emitted
 }
 
 void Runtime::Impl::close_chains(std::string_view why) {
@@ -275,13 +277,7 @@ std::shared_ptr<OffLoopChain> NodeContext::off_loop_chain() {
 bool Runtime::Impl::emit_processed(Node& source, ChainOutputPtr processed) {
   std::unique_ptr<FusedOutput> out(static_cast<FusedOutput*>(processed.release()));
   FusedChain& chain = *source.chain;
-  if (!source.dead_letter_failure.empty()) {
-    for (const AckRef& ack : out->acks) ack->fail(source.dead_letter_failure);
-    source.dead_letter_failure.clear();
-  }
-  hold_until_dead_letters_written(source, out->acks);
-  source.metrics.events_received.add(out->decoded_events);
-  source.metrics.bytes_received.add(out->decoded_bytes);
+  source_emitting(source, out->acks, out->decoded_events, out->decoded_bytes);
   source.metrics.events_sent.add(out->decoded_events);
   source.metrics.bytes_sent.add(out->decoded_bytes);
   if (chain.abandoned(*out)) {
@@ -295,12 +291,21 @@ bool Runtime::Impl::emit_processed(Node& source, ChainOutputPtr processed) {
 
 void Runtime::Impl::emit_in_order(FusedChain& chain) {
   while (std::unique_ptr<FusedOutput> next = chain.next_in_order()) emit_chain_output(chain, *next);
-  if (chain.is_open() || !chain.settled()) return;
-  // Closed and settled: the members' own work that waited runs, and their inputs move.
+  if (!chain.is_open() && chain.settled()) release_members(chain);
+}
+
+// A closed chain with every call emitted: its members are plain transforms on the loop from
+// now on (no chain to ask before each pump), their own work that waited runs, and their
+// inputs move.
+void Runtime::Impl::release_members(FusedChain& chain) {
   std::vector<std::pair<std::size_t, FusedChain::Work>> waiting;
   waiting.swap(chain.deferred);
   for (auto& [step, work] : waiting) work(*chain.nodes()[step]->context);
-  for (Node* member : chain.nodes()) schedule(*member);
+  for (Node* member : chain.nodes()) {
+    if (member->in_chain != &chain) continue;  // released already
+    member->in_chain = nullptr;
+    schedule(*member);
+  }
 }
 
 // What pump() of each member would have done with the batch, in the same order: a stateful
@@ -311,33 +316,24 @@ void Runtime::Impl::emit_chain_output(FusedChain& chain, FusedOutput& out) {
   const std::vector<Node*>& members = chain.nodes();
   Node* stateful = chain.stateful_step() ? members[*chain.stateful_step()] : nullptr;
   std::vector<AckRef> acks = std::move(out.acks);
-  if (stateful != nullptr) {
-    EventBatch numbered;
-    for (AckRef& ack : acks) numbered.add_ack(std::move(ack));
-    stateful->state->hold(numbered);
-    acks = numbered.take_acks();
-  }
+  if (stateful != nullptr) acks = {stateful->state->hold(std::move(acks))};
+  // As in pump(), with the batch's acknowledgements: a letter carries (or, unwritten, fails)
+  // them, and a batch numbered above is not one of the member's own (emit_from).
   for (const FusedOutput::Letter& letter : out.letters) {
     Node& node = *members[letter.step];
-    node.current_acks = &acks;  // a letter carries (or, unwritten, fails) the batch's acks
-    if (letter.event) {
-      dead_letter_event(node, out.letter_events->events()[*letter.event], letter.reason);
-    } else {
-      dead_letter_raw(node, letter.raw, letter.line, letter.reason);
-    }
-    node.current_acks = nullptr;
-    if (node.queued_dead_letters) {
-      node.queued_dead_letters = false;
-      hold_until_dead_letters_written(node, acks);
-    }
+    with_batch_acks(node, acks, [&] {
+      if (letter.event) {
+        dead_letter_event(node, out.letter_events->events()[*letter.event], letter.reason);
+      } else {
+        dead_letter_raw(node, letter.raw, letter.line, letter.reason);
+      }
+    });
   }
   for (const auto& [step, reason] : out.failures) members[step]->context->fail_pipeline(reason);
   for (FusedOutput::Emitted& made : out.emitted) {
     for (const AckRef& ack : acks) made.batch->add_ack(ack);
     Node& node = *members[made.step];
-    node.current_acks = &acks;  // numbered above: not a batch of its own (emit_from)
-    emit_from(node, std::move(made.batch), made.output);
-    node.current_acks = nullptr;
+    with_batch_acks(node, acks, [&] { emit_from(node, std::move(made.batch), made.output); });
   }
   if (stateful != nullptr && !chain.poisoned()) {
     if (out.snapshot) {

@@ -202,7 +202,10 @@ void Runtime::Impl::update_buffer_gauges(Node& node) {
 }
 
 Runtime::Impl::~Impl() {
-  close_chains("exit");  // a decoding job still running must not call into what goes away
+  // A decoding job still running must not call into what goes away.
+  for (auto& node : nodes_) {
+    if (node->chain) node->chain->close();
+  }
   if (abandoned_) {
     // Components may still have requests in flight on the loop: leave them be, the
     // process is about to exit.
@@ -374,15 +377,7 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   if (producer.kind() == ComponentKind::Source) {
     // The chain's first member is about to be called on the loop: no run may be in progress.
     if (output == 0) close_chain(producer, "a batch emitted on the loop");
-    if (!producer.dead_letter_failure.empty()) {
-      batch->fail(producer.dead_letter_failure);
-      producer.dead_letter_failure.clear();
-    }
-    // A source's dead letters (its undecodable lines) come before the batch it emits next:
-    // that batch's acknowledgement (a file's checkpoint) waits until they are in the file.
-    hold_until_dead_letters_written(producer, batch->acks());
-    producer.metrics.events_received.add(batch->size());
-    producer.metrics.bytes_received.add(batch->byte_size());
+    source_emitting(producer, batch->acks(), batch->size(), batch->byte_size());
   }
   producer.metrics.events_sent.add(batch->size());
   producer.metrics.bytes_sent.add(batch->byte_size());
@@ -407,6 +402,20 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   if (own_batch && !producer.finished) take_snapshot(producer, false);  // at flush the runtime takes one itself
 }
 
+// A source's side of emitting a batch with these acknowledgements: a dead letter it could
+// not write fails the batch; its dead letters (undecodable lines) come before the batch, whose
+// acknowledgement (a file's checkpoint) waits until they are in the file; its input counted.
+void Runtime::Impl::source_emitting(Node& source, const std::vector<AckRef>& acks, std::uint64_t events,
+                                    std::uint64_t bytes) {
+  if (!source.dead_letter_failure.empty()) {
+    for (const AckRef& ack : acks) ack->fail(source.dead_letter_failure);
+    source.dead_letter_failure.clear();
+  }
+  hold_until_dead_letters_written(source, acks);
+  source.metrics.events_received.add(events);
+  source.metrics.bytes_received.add(bytes);
+}
+
 void Runtime::Impl::pump(Node& node) {
   // A budget per turn keeps one busy component from starving the loop's I/O.
   int budget = 16;
@@ -420,13 +429,7 @@ void Runtime::Impl::pump(Node& node) {
       if (BatchPtr batch = pop(node)) {
         if (node.state) node.state->hold(*batch);
         std::vector<AckRef> acks = batch->acks();
-        node.current_acks = &acks;
-        node.graph_node->transform->process(std::move(batch), *node.context);
-        node.current_acks = nullptr;
-        if (node.queued_dead_letters) {  // once per batch, after its last dead letter
-          node.queued_dead_letters = false;
-          hold_until_dead_letters_written(node, acks);
-        }
+        with_batch_acks(node, acks, [&] { node.graph_node->transform->process(std::move(batch), *node.context); });
       }
     }
     take_snapshot(node, false);
@@ -436,13 +439,7 @@ void Runtime::Impl::pump(Node& node) {
     while (input.readable() && budget-- > 0 && sink.ready()) {
       if (BatchPtr batch = pop(node)) {
         std::vector<AckRef> acks = batch->acks();
-        node.current_acks = &acks;
-        sink.consume(std::move(batch));
-        node.current_acks = nullptr;
-        if (node.queued_dead_letters) {  // once per batch, after its last dead letter
-          node.queued_dead_letters = false;
-          hold_until_dead_letters_written(node, acks);
-        }
+        with_batch_acks(node, acks, [&] { sink.consume(std::move(batch)); });
       }
     }
     if (input.readable() && !sink.ready()) return;  // the sink calls ready_again()
@@ -488,6 +485,7 @@ void Runtime::Impl::source_finished(Node& node) {
     // member is not numbered, so its state is not saved again (ADR 015); the rest goes on.
     if (!node.chain->settled()) node.chain->poison("its source stopped before every batch it processed was emitted");
     for (std::unique_ptr<FusedOutput>& out : node.chain->abandon_missing()) emit_chain_output(*node.chain, *out);
+    emit_in_order(*node.chain);  // settled now: its members go back to the loop
   }
   log::debug(node.config->name, "source finished");
   close_outputs(node);

@@ -82,6 +82,9 @@ class Runtime::Impl {
   bool has_room(Node& producer);
   void enqueue(Node& consumer, BatchPtr batch);
   void emit_from(Node& producer, BatchPtr batch, std::size_t output);
+  void source_emitting(Node& source, const std::vector<AckRef>& acks, std::uint64_t events, std::uint64_t bytes);
+  template <typename Call>
+  void with_batch_acks(Node& node, const std::vector<AckRef>& acks, Call&& call);
   bool source_has_room(Node& source);
   bool quiescent() const;
   void release_lockstep();
@@ -115,6 +118,7 @@ class Runtime::Impl {
   bool emit_processed(Node& source, ChainOutputPtr output);
   void emit_in_order(FusedChain& chain);
   void emit_chain_output(FusedChain& chain, FusedOutput& out);
+  void release_members(FusedChain& chain);
   void run_exclusive(Node& node, const std::function<void(TransformContext&)>& work);
   bool chain_has_room(Node& source);
   void print_summary();
@@ -247,7 +251,7 @@ struct Runtime::Impl::Node {
   std::vector<std::vector<Node*>> consumers;  // per output
 
   // A source's chain of the transforms that run where it decodes (while open), and for a
-  // transform, the chain it is in (off_loop_chain.cpp).
+  // transform, the chain it is in until that is closed and settled (off_loop_chain.cpp).
   std::shared_ptr<FusedChain> chain;
   FusedChain* in_chain = nullptr;
 
@@ -382,12 +386,25 @@ struct FusedOutput final : ChainOutput {
   bool emitted_downstream = false;
   std::vector<Emitted> emitted;  // in the order made
   std::vector<Letter> letters;
-  BatchPtr letter_events = EventBatch::create();  // copies of dead-lettered events
+  BatchPtr letter_events;  // copies of dead-lettered events (made with the first)
   std::vector<std::pair<std::size_t, std::string>> failures;  // fail_pipeline(reason) by step
   std::optional<std::string> snapshot;  // the stateful member's, taken after this call
   std::vector<AckRef> acks;
   std::uint64_t decoded_events = 0, decoded_bytes = 0;  // of the source's batch
 };
+
+// Calls `call` with `acks` as those of the batch being handled, which dead letters take (or
+// fail, unwritten); the letters it queued for the file hold them until they are written.
+template <typename Call>
+void Runtime::Impl::with_batch_acks(Node& node, const std::vector<AckRef>& acks, Call&& call) {
+  node.current_acks = &acks;
+  call();
+  node.current_acks = nullptr;
+  if (node.queued_dead_letters) {  // once per batch, after its last dead letter
+    node.queued_dead_letters = false;
+    hold_until_dead_letters_written(node, acks);
+  }
+}
 
 struct Runtime::Impl::TapRequest {
   std::shared_ptr<Tap> tap;

@@ -132,9 +132,9 @@ Result<std::optional<std::string>> TransformState::load() {
   return state;
 }
 
-void TransformState::hold(EventBatch& batch) {
+AckRef TransformState::hold(std::vector<AckRef> acks) {
   Held held;
-  held.acks = batch.take_acks();
+  held.acks = std::move(acks);
   held_.push_back(std::move(held));
   std::uint64_t seq = next_++;
   std::weak_ptr<TransformState> weak = weak_from_this();
@@ -142,7 +142,7 @@ void TransformState::hold(EventBatch& batch) {
     if (auto self = weak.lock()) self->downstream_done(seq, status, reason);
   });
   ack->set_state_mark({component_, seq});
-  batch.add_ack(std::move(ack));
+  return ack;
 }
 
 void TransformState::processed() {

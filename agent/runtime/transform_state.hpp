@@ -71,8 +71,11 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
   // it covers, from which numbering goes on. Tells the coverage what it covers (nothing
   // known when there is no readable snapshot).
   Result<std::optional<std::string>> load();
-  // Before process(batch): the batch's acknowledgements are held until a snapshot covers it.
-  void hold(EventBatch& batch);
+  // Before process(batch): the batch's acknowledgements are held until a snapshot covers it,
+  // and the batch carries ours instead.
+  void hold(EventBatch& batch) { batch.add_ack(hold(batch.take_acks())); }
+  // The same for a batch's acknowledgements alone: ours, numbered, to carry in their place.
+  AckRef hold(std::vector<AckRef> acks);
   // Asks the transform for its state; set by the runtime, called on the loop between batches.
   std::function<std::optional<std::string>()> take_snapshot;  // nullopt: the transform could not make one
   // After the transform processed batches: a snapshot now, or soon (the rate limit).
