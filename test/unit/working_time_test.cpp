@@ -274,6 +274,16 @@ TEST_CASE("working_time: a snapshot restored into a new instance carries on exac
   CHECK(second.flush() == whole.flush());  // the open rows came through the snapshot too
   CHECK_FALSE(second.restore("{\"texts\":[],\"users\":[[1]]}").ok());
   CHECK_FALSE(second.restore("not json").ok());
+  // A carry's key: "job|task|project", each "-", an integer or "s" and a text's index.
+  auto with_carry = [](const std::string& key) {
+    return R"({"texts":["a"],"users":[["1",0,1,0,0,0,0,0,0,0,{")" + key + R"(":5}]]})";
+  };
+  CHECK(second.restore(with_carry("-|12|s0")).ok());
+  CHECK_FALSE(second.restore(with_carry("s1|-|-")).ok());  // no text 1
+  CHECK_FALSE(second.restore(with_carry("1|2")).ok());
+  CHECK_FALSE(second.restore(with_carry("1|2|3|4")).ok());
+  CHECK_FALSE(second.restore(with_carry("1|x|3")).ok());
+  CHECK_FALSE(second.restore(with_carry("1||3")).ok());
 }
 
 TEST_CASE("working_time: a client's absurd duration is held to a year, not overflowed") {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+
 namespace weir::plugins {
 
 std::string WorkKey::str() const {
@@ -14,6 +16,27 @@ std::string WorkKey::str() const {
     return std::string();
   };
   return one(job) + "|" + one(task) + "|" + one(project);
+}
+
+std::optional<WorkKey> WorkKey::parse(std::string_view text) {
+  WorkKey key;
+  IdValue* ids[] = {&key.job, &key.task, &key.project};
+  for (std::size_t k = 0; k < 3; ++k) {
+    std::size_t bar = text.find('|');
+    if ((bar == std::string_view::npos) != (k == 2)) return std::nullopt;
+    std::string_view one = text.substr(0, bar);
+    text.remove_prefix(k == 2 ? text.size() : bar + 1);
+    if (one == "-") continue;  // null: the default
+    ids[k]->kind = IdValue::Kind::Int;
+    if (!one.empty() && one.front() == 's') {
+      ids[k]->kind = IdValue::Kind::Text;
+      one.remove_prefix(1);
+    }
+    auto [end, error] = std::from_chars(one.data(), one.data() + one.size(), ids[k]->number);
+    if (one.empty() || error != std::errc() || end != one.data() + one.size()) return std::nullopt;
+    if (ids[k]->kind == IdValue::Kind::Text && ids[k]->number < 0) return std::nullopt;
+  }
+  return key;
 }
 
 Step advance(UserClock& clock, const WorkingTimeParams& params, EpochNanos timestamp, EpochNanos end, const WorkKey& ids) {

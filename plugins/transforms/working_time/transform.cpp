@@ -201,7 +201,7 @@ class WorkingTime final : public Transform {
       for (const auto& [key, ns] : clock.carry_ns) {
         if (!first_carry) out.push_back(',');
         first_carry = false;
-        write_json_string(key, out);
+        write_json_string(key.str(), out);
         out.append(fmt::format(":{}", ns));
       }
       out.append(fmt::format("}},{},", clock.seen_at));
@@ -261,7 +261,9 @@ class WorkingTime final : public Transform {
       }
       for (const auto& member : fields[10].members()) {
         if (!member.value.is_int()) return Error("a carry is not an integer");
-        clock.carry_ns[std::string(member.key)] = member.value.as_int();
+        std::optional<WorkKey> key = WorkKey::parse(member.key);
+        if (!key || !names_known_texts(*key, restored_texts.size())) return Error("a carry's key is malformed");
+        if (member.value.as_int() != 0) clock.carry_ns[*key] = member.value.as_int();
       }
       if (fields.size() == 13) {
         if (!fields[11].is_int()) return Error("a user's clock is malformed");
@@ -300,6 +302,14 @@ class WorkingTime final : public Transform {
       }
     }
     return {};
+  }
+
+  // Whether each text id of `key` is one of the snapshot's `texts` texts.
+  static bool names_known_texts(const WorkKey& key, std::size_t texts) {
+    for (const IdValue* id : {&key.job, &key.task, &key.project}) {
+      if (id->kind == IdValue::Kind::Text && static_cast<std::size_t>(id->number) >= texts) return false;
+    }
+    return true;
   }
 
   static Status read_row(const Value& value, std::size_t texts, OpenRow& row) {
@@ -395,10 +405,12 @@ class WorkingTime final : public Transform {
     OpenRow& row = clock.row;
     if (!row.open) return std::nullopt;
     row.open = false;
-    std::int64_t& carry = clock.carry_ns[row.key.str()];
-    std::int64_t sum = carry + row.nanos;
+    auto carry = clock.carry_ns.find(row.key);
+    std::int64_t sum = (carry == clock.carry_ns.end() ? 0 : carry->second) + row.nanos;
     std::int64_t ms = floor_div(sum, 1'000'000);
-    carry = sum - ms * 1'000'000;
+    std::int64_t rest = sum - ms * 1'000'000;
+    if (rest != 0) clock.carry_ns.insert_or_assign(carry, row.key, rest);
+    else if (carry != clock.carry_ns.end()) clock.carry_ns.erase(carry);
     return Event{make_event(arena, row, ms, user_of(clock)), Value::null()};
   }
 

@@ -18,8 +18,11 @@
 #pragma once
 
 #include <cstdint>
+#include <compare>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "weir/time.hpp"
@@ -32,13 +35,16 @@ namespace weir::plugins {
 struct IdValue {
   enum class Kind : std::uint8_t { Null, Int, Text } kind = Kind::Null;
   std::int64_t number = 0;  // the integer, or the text's index in the transform's table
-  bool operator==(const IdValue&) const = default;
+  auto operator<=>(const IdValue&) const = default;
 };
 
 struct WorkKey {
   IdValue job, task, project;
-  bool operator==(const WorkKey&) const = default;
-  std::string str() const;  // for maps (text ids by their interned index)
+  auto operator<=>(const WorkKey&) const = default;
+  // "job|task|project" for snapshots: "-" for null, the integer, or "s" and a text id's
+  // interned index. parse() reads it back; an error for anything else.
+  std::string str() const;
+  static std::optional<WorkKey> parse(std::string_view text);
 };
 
 struct WorkingTimeParams {
@@ -64,7 +70,9 @@ struct UserClock {
   bool started = false;
   EpochNanos last_seen = 0;                      // event time, for state_ttl
   EpochNanos seen_at = 0;                        // the pipeline's time at the user's last event
-  std::map<std::string, std::int64_t> carry_ns;  // sub-millisecond remainders per key
+  // Sub-millisecond remainders per key, nonzero ones only (a key without one carries 0): with
+  // millisecond event times, CVAT's, the map stays empty.
+  std::map<WorkKey, std::int64_t> carry_ns;
   OpenRow row;
 };
 
