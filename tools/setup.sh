@@ -7,9 +7,11 @@ packages=(
   build-essential cmake pkg-config ccache
   libuv1-dev libyaml-cpp-dev libsimdjson-dev libcurl4-openssl-dev libfmt-dev catch2
   libhttp-parser-dev zlib1g-dev libzstd-dev libre2-dev libisal-dev
+  librdkafka-dev  # the kafka sink and source; its rdkafka_mock.h is the tests' Kafka cluster
   libssl-dev  # libcrypto: base64 for basic auth, the pseudonymise example plugin's HMAC-SHA256
   clang libclang-rt-14-dev  # libFuzzer and its sanitizers: the fuzz targets (test/fuzz/)
   python3 curl zstd
+  kcat  # a Kafka client apart from weir: the kafka tests read back what the sink produced
   clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
   influxdb influxdb-client             # the influxdb sink's tests (InfluxDB 1.6)
 )

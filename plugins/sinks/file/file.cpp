@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "path_template.hpp"
+#include "weir/field_template.hpp"
 #include "weir/io.hpp"
 #include "weir/json.hpp"
 #include "weir/log.hpp"
@@ -69,7 +69,7 @@ struct Delivery {
 class FileSink final : public Sink {
  public:
   static Result<std::unique_ptr<FileSink>> create(const Options& options) {
-    auto path = PathTemplate::parse(std::string(options.string("path")));
+    auto path = FieldTemplate::parse(std::string(options.string("path")), "path template");
     if (!path.ok()) return options.error_at("path", path.error().message());
     auto self = std::make_unique<FileSink>(std::move(path.value()));
     self->csv_ = options.string("encoding.codec") == "csv";
@@ -81,7 +81,7 @@ class FileSink final : public Sink {
     }
     return self;
   }
-  explicit FileSink(PathTemplate path) : path_(std::move(path)) {}
+  explicit FileSink(FieldTemplate path) : path_(std::move(path)) {}
 
   Status start(SinkContext& ctx) override {
     ctx_ = &ctx;
@@ -116,7 +116,7 @@ class FileSink final : public Sink {
     for (const Event& event : batch->events()) {
       ByteBuffer* out = constant_out;
       if (out == nullptr) {
-        auto rendered = path_.render(event, now);
+        auto rendered = path_.render(event, now, FieldTemplate::Pieces::PathSafe);
         if (!rendered.ok()) {
           ctx_->dead_letter(event, rendered.error().message());
           continue;
@@ -280,7 +280,7 @@ class FileSink final : public Sink {
     out.push_back('\n');
   }
 
-  PathTemplate path_;
+  FieldTemplate path_;
   bool csv_ = false;
   std::vector<std::string> csv_fields_;
   bool csv_header_ = false;

@@ -1,4 +1,4 @@
-#include "path_template.hpp"
+#include "weir/field_template.hpp"
 
 #include <ctime>
 
@@ -6,11 +6,12 @@
 
 #include "weir/json.hpp"
 
-namespace weir::plugins {
+namespace weir {
 
-Result<PathTemplate> PathTemplate::parse(const std::string& text) {
-  PathTemplate t;
+Result<FieldTemplate> FieldTemplate::parse(const std::string& text, std::string what) {
+  FieldTemplate t;
   t.text_ = text;
+  t.what_ = std::move(what);
   std::size_t at = 0;
   while (at < text.size()) {
     std::size_t open = text.find("{{", at);
@@ -20,12 +21,12 @@ Result<PathTemplate> PathTemplate::parse(const std::string& text) {
     }
     if (open > at) t.segments_.push_back({false, text.substr(at, open - at)});
     std::size_t close = text.find("}}", open + 2);
-    if (close == std::string::npos) return Error(fmt::format("unclosed '{{{{' in path template '{}'", text));
+    if (close == std::string::npos) return Error(fmt::format("unclosed '{{{{' in {} '{}'", t.what_, text));
     std::string_view inner = std::string_view(text).substr(open + 2, close - open - 2);
     auto first = inner.find_first_not_of(' ');
     auto last = inner.find_last_not_of(' ');
     std::string field = first == std::string_view::npos ? std::string() : std::string(inner.substr(first, last - first + 1));
-    if (field.empty()) return Error(fmt::format("empty '{{{{ }}}}' in path template '{}'", text));
+    if (field.empty()) return Error(fmt::format("empty '{{{{ }}}}' in {} '{}'", t.what_, text));
     t.segments_.push_back({true, field});
     t.constant_ = false;
     at = close + 2;
@@ -37,7 +38,7 @@ Result<PathTemplate> PathTemplate::parse(const std::string& text) {
   return t;
 }
 
-Result<std::string> PathTemplate::render(const Event& event, EpochNanos fallback_time) const {
+Result<std::string> FieldTemplate::render(const Event& event, EpochNanos fallback_time, Pieces pieces) const {
   if (constant_) return text_;
   std::tm tm{};
   if (uses_time_) {
@@ -53,13 +54,15 @@ Result<std::string> PathTemplate::render(const Event& event, EpochNanos fallback
   for (const Segment& s : segments_) {
     if (s.is_field) {
       const Value* v = event.fields.find_path(s.text);
-      if (v == nullptr || v->is_null()) return Error(fmt::format("path template field '{}' is missing", s.text));
+      if (v == nullptr || v->is_null()) return Error(fmt::format("{} field '{}' is missing", what_, s.text));
       std::string piece = v->is_string() ? std::string(v->as_string()) : to_json(*v);
-      // A value never climbs out of the directory the template names.
-      for (char& c : piece) {
-        if (c == '/' || c == '\0') c = '_';
+      if (pieces == Pieces::PathSafe) {
+        // A value never climbs out of the directory the template names.
+        for (char& c : piece) {
+          if (c == '/' || c == '\0') c = '_';
+        }
+        if (piece == ".." || piece == ".") piece.assign(1, '_');
       }
-      if (piece == ".." || piece == ".") piece.assign(1, '_');
       out += piece;
     } else if (uses_time_ && s.text.find('%') != std::string::npos) {
       char buffer[512];

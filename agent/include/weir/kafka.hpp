@@ -1,0 +1,76 @@
+// librdkafka on the loop, for the `kafka` sink and source: RAII for its handles, a
+// configuration built from weir's options and the user's `librdkafka_options`, and a watch
+// that lets the loop serve a librdkafka queue when it has something, with no thread of
+// weir's own blocked on it.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "weir/result.hpp"
+#include "weir/uv.hpp"
+
+namespace weir::kafka {
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* queue) const { rd_kafka_queue_destroy(queue); }
+};
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* topic) const { rd_kafka_topic_destroy(topic); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* list) const { rd_kafka_topic_partition_list_destroy(list); }
+};
+using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using Topic = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+// Properties in order: weir's own first, then the user's `librdkafka_options`, which win.
+// An error names the property librdkafka refused and says why.
+Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties,
+                       const std::map<std::string, std::string>& user_properties);
+
+// The text of a librdkafka error code ("Broker: Message size too large").
+std::string error_text(rd_kafka_resp_err_t err);
+
+// Whether a message that failed with `err` may succeed if produced again (the cluster was
+// away, a leader moved) rather than never (too large, refused by the broker for what it is).
+bool delivery_error_is_retriable(rd_kafka_resp_err_t err);
+
+// Serves a librdkafka queue from the loop: librdkafka writes a byte to a non-blocking
+// eventfd when an element arrives on the empty queue (rd_kafka_queue_io_event_enable); the
+// loop's poll on that fd calls `on_ready`, which must drain the queue (the wake-up is only
+// sent on empty -> non-empty). stop() turns the wake-up off before the queue goes.
+class QueueWatch {
+ public:
+  QueueWatch() = default;
+  QueueWatch(const QueueWatch&) = delete;
+  QueueWatch& operator=(const QueueWatch&) = delete;
+  ~QueueWatch() { stop(); }
+
+  // `queue` must outlive the watch (or stop()).
+  Status start(uv_loop_t* loop, rd_kafka_queue_t* queue, std::function<void()> on_ready);
+  void stop();
+
+ private:
+  rd_kafka_queue_t* queue_ = nullptr;
+  int fd_ = -1;
+  UvHandle<uv_poll_t> poll_;
+  std::function<void()> on_ready_;
+};
+
+}  // namespace weir::kafka

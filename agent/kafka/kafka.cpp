@@ -1,0 +1,94 @@
+#include "weir/kafka.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace weir::kafka {
+
+Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties,
+                       const std::map<std::string, std::string>& user_properties) {
+  Conf conf(rd_kafka_conf_new());
+  char why[512];
+  for (const auto* properties : {&weir_properties, &user_properties}) {
+    for (const auto& [name, value] : *properties) {
+      if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), why, sizeof why) != RD_KAFKA_CONF_OK) {
+        return Error(fmt::format("librdkafka refused '{}': {}", name, why));
+      }
+    }
+  }
+  return conf;
+}
+
+std::string error_text(rd_kafka_resp_err_t err) { return rd_kafka_err2str(err); }
+
+bool delivery_error_is_retriable(rd_kafka_resp_err_t err) {
+  switch (err) {
+    // What the message is, or where it is going, and what the cluster's settings allow:
+    // sending it again gives the same answer.
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return false;
+    default:
+      return true;
+  }
+}
+
+Status QueueWatch::start(uv_loop_t* loop, rd_kafka_queue_t* queue, std::function<void()> on_ready) {
+  stop();
+  fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd_ < 0) return Error(fmt::format("cannot make an eventfd: {}", uv_strerror(uv_translate_sys_error(errno))));
+  int rc = uv_poll_init(loop, poll_.get(), fd_);
+  if (rc != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    return Error(fmt::format("cannot watch the eventfd: {}", uv_strerror(rc)));
+  }
+  poll_.mark_initialized();
+  poll_.get()->data = this;
+  on_ready_ = std::move(on_ready);
+  queue_ = queue;
+  // An eventfd counter: 8 bytes, any value adds. librdkafka writes these on the queue's
+  // empty -> non-empty edge.
+  static const std::uint64_t kOne = 1;
+  rd_kafka_queue_io_event_enable(queue_, fd_, &kOne, sizeof kOne);
+  rc = uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* handle, int /*status*/, int /*events*/) {
+    auto* self = static_cast<QueueWatch*>(handle->data);
+    if (self == nullptr) return;
+    std::uint64_t count;
+    while (read(self->fd_, &count, sizeof count) > 0) {
+    }
+    self->on_ready_();
+  });
+  if (rc != 0) {
+    stop();
+    return Error(fmt::format("cannot watch the eventfd: {}", uv_strerror(rc)));
+  }
+  // Elements that came before the wake-up was on: served at once.
+  std::uint64_t one = 1;
+  if (write(fd_, &one, sizeof one) < 0) return Error("cannot wake the loop for librdkafka's queue");
+  return {};
+}
+
+void QueueWatch::stop() {
+  if (queue_ != nullptr) rd_kafka_queue_io_event_enable(queue_, -1, nullptr, 0);
+  queue_ = nullptr;
+  poll_.close();
+  poll_ = UvHandle<uv_poll_t>();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace weir::kafka
