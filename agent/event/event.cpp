@@ -13,6 +13,7 @@ BatchPtr EventBatch::derive() const {
   batch->retained_ = retained_;
   batch->acks_ = acks_;
   batch->created_at_ = created_at_;
+  batch->partition_ = partition_;
   return batch;
 }
 
@@ -26,6 +27,7 @@ BatchPtr EventBatch::clone() const {
   batch->acks_ = acks_;
   batch->byte_size_ = byte_size_;
   batch->created_at_ = created_at_;
+  batch->partition_ = partition_;
   return batch;
 }
 

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "weir/log.hpp"
+
 namespace weir::kafka {
 
 Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties,
@@ -19,6 +21,17 @@ Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties
     }
   }
   return conf;
+}
+
+void route_logs(rd_kafka_conf_t* conf) {
+  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* rk, int level, const char* facility, const char* text) {
+    std::string_view name = rd_kafka_name(rk);  // "<client.id>#producer-1"
+    name = name.substr(0, name.find('#'));
+    std::string_view kind = facility;
+    // librdkafka's syslog levels: 0-3 errors, 4 warnings, 5-6 notices and info, 7 debug.
+    if (level <= 4 && kind != "FAIL" && kind != "CONFWARN") log::warn(name, "librdkafka {}: {}", facility, text);
+    else log::debug(name, "librdkafka {}: {}", facility, text);
+  });
 }
 
 std::string error_text(rd_kafka_resp_err_t err) { return rd_kafka_err2str(err); }

@@ -234,7 +234,7 @@ void Runtime::Impl::form_chains() {
     Node* next = source->consumers[0][0];
     while (next->kind() == ComponentKind::Transform && next->started && next->in_chain == nullptr &&
            next->graph_node->inputs.size() == 1 && next->graph_node->transform->runs_off_loop() &&
-           !(next->state && stateful)) {
+           !next->partition_states && !(next->state && stateful)) {
       if (next->state) stateful = members.size();
       members.push_back(next);
       if (next->consumers.empty() || next->consumers[0].size() != 1) break;

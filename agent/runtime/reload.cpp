@@ -250,6 +250,7 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
   if (Status started = start_added(plan, *fresh); !started.ok()) {
     for (auto& node : plan.added_nodes) {
       if (node->state) node->state->close();
+      if (node->partition_states) node->partition_states->close();
       node->input.reset();
     }
     plan.added_nodes.clear();
@@ -282,6 +283,13 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
       // option change); the held acknowledgements stay with the node's state keeper.
       if (started.ok() && node->state && same_type && retired.transform->keeps_state()) {
         started = node->graph_node->transform->restore(retired.transform->snapshot());
+      }
+      if (started.ok() && node->partition_states && same_type && retired.transform->partitions_state()) {
+        for (const std::string& partition : node->partition_states->partitions()) {
+          std::optional<std::string> state = retired.transform->snapshot_partition(partition);
+          if (state) started = node->graph_node->transform->restore_partition(partition, *state);
+          if (!started.ok()) break;
+        }
       }
       if (!started.ok()) {
         // Its options were checked by the factory; a start that fails now (a lookup table

@@ -139,6 +139,7 @@ Status Runtime::Impl::open_disk_buffer(Node& node) {
 Status Runtime::Impl::load_transform_state(Node& node) {
   Transform& transform = *node.graph_node->transform;
   if (!transform.keeps_state() || options_.ephemeral) return {};
+  if (node.partition_states) return {};  // per partition: restored as its sources are given partitions
   std::string dir = graph_.config.data_dir + "/state";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -182,6 +183,10 @@ Status Runtime::Impl::restore_transform_state(Node& node) {
 }
 
 void Runtime::Impl::take_snapshot(Node& node, bool now) {
+  if (node.partition_states) {
+    if (now) node.partition_states->snapshot_now();
+    else node.partition_states->processed();
+  }
   if (!node.state) return;
   if (now) node.state->snapshot_now();
   else node.state->processed();
@@ -245,12 +250,15 @@ Runtime::Impl::~Impl() {
     return std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->input && n->input->busy(); });
   };
   auto state_busy = [this] {
-    return std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->state && n->state->busy(); });
+    return std::any_of(nodes_.begin(), nodes_.end(), [](const auto& n) {
+      return (n->state && n->state->busy()) || (n->partition_states && n->partition_states->busy());
+    });
   };
   for (int turn = 0; turn < 10000 && (channel_busy() || state_busy()); ++turn) uv_run(&loop_, UV_RUN_ONCE);
   for (auto& node : nodes_) {
     node->input.reset();  // a disk buffer's timers belong to the loop
     if (node->state) node->state->close();
+    if (node->partition_states) node->partition_states->close();  // its stores' handles belong to the loop
   }
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_walk(
@@ -372,8 +380,10 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   // A batch a stateful transform made on its own (from a timer, or at flush) changed its
   // state as much as one it processed: it is numbered the same way, so a disk buffer
   // downstream hands it out only once a snapshot covers it (else a crash would emit it twice).
-  bool own_batch = producer.kind() == ComponentKind::Transform && producer.state && producer.current_acks == nullptr;
-  if (own_batch) producer.state->hold(*batch);
+  bool own_batch = producer.kind() == ComponentKind::Transform && (producer.state || producer.partition_states) &&
+                  producer.current_acks == nullptr;
+  if (own_batch && producer.state) producer.state->hold(*batch);
+  if (own_batch && producer.partition_states) producer.partition_states->hold(*batch);
   if (producer.kind() == ComponentKind::Source) {
     // The chain's first member is about to be called on the loop: no run may be in progress.
     if (output == 0) close_chain(producer, "a batch emitted on the loop");
@@ -402,6 +412,78 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   if (own_batch && !producer.finished) take_snapshot(producer, false);  // at flush the runtime takes one itself
 }
 
+// ADR 017: downstream of a source whose input is partitioned (Kafka), one transform may
+// keep its state per partition; its snapshots go where the source keeps them. A transform
+// that keeps a whole state there would give results that depend on which partitions this
+// weir reads (warned), and one fed by partitioned and other sources both has no single way
+// to keep it (refused).
+Status Runtime::Impl::find_partition_owners() {
+  for (auto& source : nodes_) {
+    if (source->kind() != ComponentKind::Source || !source->graph_node->source->partitioned()) continue;
+    std::vector<Node*> owners;
+    std::set<Node*> seen;
+    std::vector<Node*> todo;
+    for (auto& port : source->consumers) todo.insert(todo.end(), port.begin(), port.end());
+    while (!todo.empty()) {
+      Node* node = todo.back();
+      todo.pop_back();
+      if (node->kind() != ComponentKind::Transform || !seen.insert(node).second) continue;
+      Transform& transform = *node->graph_node->transform;
+      if (transform.keeps_state() && transform.partitions_state()) {
+        owners.push_back(node);
+      } else if (transform.keeps_state()) {
+        log::warn(node->config->name, "keeps its state on this machine, not per partition of '{}': with several weirs "
+                  "in its consumer group, what it makes depends on which partitions this one reads",
+                  source->config->name);
+      }
+      for (auto& port : node->consumers) todo.insert(todo.end(), port.begin(), port.end());
+    }
+    if (owners.size() > 1) {
+      return Error(fmt::format("'{}' and '{}' both keep state per partition of '{}': only one transform after a "
+                               "partitioned source may", owners[0]->config->name, owners[1]->config->name,
+                               source->config->name));
+    }
+    if (owners.empty() || options_.ephemeral) continue;
+    Node* owner = owners.front();
+    source->partition_owner = owner;
+    if (!owner->partition_states) {
+      owner->partition_states = std::make_unique<PartitionStates>(
+          &loop_, owner->config->name, owner->metrics, [owner] { return owner->graph_node->transform.get(); });
+      owner->partition_states->on_idle = [this] { complete_when_states_idle(); };
+    }
+  }
+  // Every source that reaches a transform keeping state per partition must be partitioned.
+  for (auto& source : nodes_) {
+    if (source->kind() != ComponentKind::Source || source->graph_node->source->partitioned()) continue;
+    std::set<Node*> seen;
+    std::vector<Node*> todo;
+    for (auto& port : source->consumers) todo.insert(todo.end(), port.begin(), port.end());
+    while (!todo.empty()) {
+      Node* node = todo.back();
+      todo.pop_back();
+      if (!seen.insert(node).second) continue;
+      if (node->partition_states) {
+        return Error(fmt::format("'{}' keeps its state per partition of a partitioned source, and also takes events "
+                                 "from '{}', which has no partitions", node->config->name, source->config->name));
+      }
+      for (auto& port : node->consumers) todo.insert(todo.end(), port.begin(), port.end());
+    }
+  }
+  return {};
+}
+
+void NodeContext::partition_assigned(const std::string& partition, std::shared_ptr<PartitionStateStore> store,
+                                     std::function<void(Result<std::optional<std::int64_t>>)> ready) {
+  Runtime::Impl::Node* owner = node_.partition_owner;
+  if (owner == nullptr || !owner->partition_states) return ready(std::optional<std::int64_t>());
+  owner->partition_states->assigned(partition, std::move(store), std::move(ready));
+}
+
+void NodeContext::partition_revoked(const std::string& partition, bool settled) {
+  Runtime::Impl::Node* owner = node_.partition_owner;
+  if (owner != nullptr && owner->partition_states) owner->partition_states->revoked(partition, settled);
+}
+
 // A source's side of emitting a batch with these acknowledgements: a dead letter it could
 // not write fails the batch; its dead letters (undecodable lines) come before the batch, whose
 // acknowledgement (a file's checkpoint) waits until they are in the file; its input counted.
@@ -428,6 +510,7 @@ void Runtime::Impl::pump(Node& node) {
       if (!has_room(node)) return;  // woken by wake_upstream
       if (BatchPtr batch = pop(node)) {
         if (node.state) node.state->hold(*batch);
+        if (node.partition_states) node.partition_states->hold(*batch);
         std::vector<AckRef> acks = batch->acks();
         with_batch_acks(node, acks, [&] { node.graph_node->transform->process(std::move(batch), *node.context); });
       }
@@ -503,6 +586,7 @@ void Runtime::Impl::complete_when_states_idle() {
   if (sinks_open_ != 0) return;
   for (auto& node : nodes_) {
     if (node->state && !node->state->idle()) return;  // its on_idle calls back
+    if (node->partition_states && !node->partition_states->idle()) return;
   }
   complete();
 }
@@ -690,6 +774,10 @@ int Runtime::Impl::run() {
     }
     node.started = true;
   };
+  if (Status owners = find_partition_owners(); !owners.ok()) {
+    log::error("weir", "failed to start: {}", owners.error().to_string());
+    start_failed = true;
+  }
   for (auto& node : nodes_) {
     if (node->kind() != ComponentKind::Transform) continue;
     if (Status loaded = load_transform_state(*node); !loaded.ok()) {

@@ -22,6 +22,7 @@
 
 #include "buffer/channel.hpp"
 #include "runtime/dead_letter.hpp"
+#include "runtime/partition_states.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/transform_state.hpp"
 #include "weir/component.hpp"
@@ -107,6 +108,8 @@ class Runtime::Impl {
   void watch_channel(Node& node);
   void update_buffer_gauges(Node& node);
   Status load_transform_state(Node& node);
+  // Which transform keeps its state per partition of each partitioned source (ADR 017).
+  Status find_partition_owners();
   Status restore_transform_state(Node& node);
   Status start_sink(Node& node);
   Status start_transform(Node& node);
@@ -221,6 +224,9 @@ class NodeContext final : public SourceContext, public TransformContext, public 
   bool output_connected(std::size_t output) const override;
   bool downstream_ready() const override;
   void finished() override { rt_.source_finished(node_); }
+  void partition_assigned(const std::string& partition, std::shared_ptr<PartitionStateStore> store,
+                          std::function<void(Result<std::optional<std::int64_t>>)> ready) override;
+  void partition_revoked(const std::string& partition, bool settled) override;
 
   void emit(BatchPtr batch, std::size_t output) override { rt_.emit_from(node_, std::move(batch), output); }
 
@@ -256,6 +262,10 @@ struct Runtime::Impl::Node {
   FusedChain* in_chain = nullptr;
 
   std::shared_ptr<TransformState> state;  // transforms that keep state across restarts
+  // A transform that keeps it per partition of the partitioned sources upstream (ADR 017),
+  // instead of `state`; for such a source, that transform.
+  std::unique_ptr<PartitionStates> partition_states;
+  Node* partition_owner = nullptr;
   std::optional<std::string> loaded_state;  // its last snapshot, until the transform has started
   // The acknowledgements of the batch being processed or consumed (dead letters take them),
   // and a dead-letter failure a source met before its next emit.

@@ -91,13 +91,55 @@ Status StateFiles::save(std::string_view state) {
   return {};
 }
 
+namespace {
+
+// The slot files, written with fdatasync on the thread pool.
+class FileWriter final : public SnapshotWriter {
+ public:
+  explicit FileWriter(std::shared_ptr<StateFiles> files) : files_(std::move(files)) {}
+  void write(uv_loop_t* loop, std::uint64_t covers, std::string state, std::function<void(Status)> done) override {
+    struct Job {
+      uv_work_t work{};
+      std::shared_ptr<StateFiles> files;
+      std::string bytes;
+      std::function<void(Status)> done;
+      Status status;
+    };
+    auto* job = new Job{{}, files_, encode_snapshot(covers, state), std::move(done), {}};
+    job->work.data = job;
+    int rc = uv_queue_work(
+        loop, &job->work, [](uv_work_t* w) {
+          auto* job = static_cast<Job*>(w->data);
+          job->status = job->files->save(job->bytes);
+        },
+        [](uv_work_t* w, int) {
+          std::unique_ptr<Job> job(static_cast<Job*>(w->data));
+          job->done(job->status);
+        });
+    if (rc != 0) {
+      std::unique_ptr<Job> failed(job);
+      failed->done(Error(fmt::format("cannot queue the state write: {}", uv_strerror(rc))));
+    }
+  }
+
+ private:
+  std::shared_ptr<StateFiles> files_;
+};
+
+}  // namespace
+
 TransformState::TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics,
                                std::shared_ptr<buffer::StateCoverage> coverage)
     : loop_(loop),
       component_(std::move(component)),
       files_(std::make_shared<StateFiles>(std::move(base))),
+      writer_(std::make_shared<FileWriter>(files_)),
       metrics_(metrics),
       coverage_(std::move(coverage)) {}
+
+TransformState::TransformState(uv_loop_t* loop, std::string component, std::shared_ptr<SnapshotWriter> writer,
+                               ComponentMetrics& metrics)
+    : loop_(loop), component_(std::move(component)), writer_(std::move(writer)), metrics_(metrics) {}
 
 TransformState::~TransformState() = default;
 
@@ -119,6 +161,7 @@ Result<std::optional<SavedSnapshot>> load_snapshot(StateFiles& files) {
 }
 
 Result<std::optional<std::string>> TransformState::load() {
+  if (!files_) return std::optional<std::string>();
   auto loaded = load_snapshot(*files_);
   if (!loaded.ok()) return loaded.error();
   std::optional<std::uint64_t> covers;
@@ -141,7 +184,7 @@ AckRef TransformState::hold(std::vector<AckRef> acks) {
   AckRef ack = Acknowledgement::make([weak, seq](DeliveryStatus status, const std::string& reason) {
     if (auto self = weak.lock()) self->downstream_done(seq, status, reason);
   });
-  ack->set_state_mark({component_, seq});
+  if (coverage_) ack->set_state_mark({component_, seq});
   return ack;
 }
 
@@ -160,7 +203,7 @@ void TransformState::snapshot_now() {
   std::optional<std::string> state = take_snapshot();
   if (!state) return;  // nothing covers these batches: their acknowledgements stay held
   covered_ = next_;
-  snapshots_.push_back({next_, encode_snapshot(next_, *state)});
+  snapshots_.push_back({next_, std::move(*state)});
   maybe_write();
 }
 
@@ -168,7 +211,7 @@ void TransformState::snapshot_taken(std::string state) {
   if (covered_ == next_ || closed_) return;
   last_snapshot_ms_ = uv_now(loop_);
   covered_ = next_;
-  snapshots_.push_back({next_, encode_snapshot(next_, state)});
+  snapshots_.push_back({next_, std::move(state)});
   maybe_write();
 }
 
@@ -192,32 +235,17 @@ void TransformState::maybe_write() {
     snapshots_.pop_front();
   }
   if (!chosen) return;
-  struct Job {
-    uv_work_t work{};
-    std::shared_ptr<TransformState> self;
-    std::shared_ptr<StateFiles> files;
-    Snapshot snapshot;
-    Status status;
-  };
-  auto* job = new Job{{}, shared_from_this(), files_, std::move(*chosen), {}};
-  job->work.data = job;
   writing_ = true;
-  int rc = uv_queue_work(
-      loop_, &job->work, [](uv_work_t* w) {
-        auto* job = static_cast<Job*>(w->data);
-        job->status = job->files->save(job->snapshot.state);
-      },
-      [](uv_work_t* w, int) {
-        std::unique_ptr<Job> job(static_cast<Job*>(w->data));
-        job->self->writing_ = false;
-        if (!job->self->closed_) job->self->written(job->snapshot, job->status);
-      });
-  if (rc != 0) {
-    Snapshot snapshot = std::move(job->snapshot);
-    delete job;
-    writing_ = false;
-    written(snapshot, Error(fmt::format("cannot queue the state write: {}", uv_strerror(rc))));
-  }
+  std::weak_ptr<TransformState> weak = weak_from_this();
+  Snapshot snapshot = std::move(*chosen);
+  std::uint64_t covers = snapshot.covers;
+  auto kept = std::make_shared<Snapshot>(snapshot);
+  writer_->write(loop_, covers, std::move(snapshot.state), [weak, kept](Status status) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->writing_ = false;
+    if (!self->closed_) self->written(*kept, status);
+  });
 }
 
 void TransformState::written(const Snapshot& snapshot, const Status& status) {

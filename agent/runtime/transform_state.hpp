@@ -61,10 +61,23 @@ std::string encode_snapshot(std::uint64_t covers, std::string_view state);
 // The newest snapshot in `files`; nullopt when there is none (or it is too short to be one).
 Result<std::optional<SavedSnapshot>> load_snapshot(StateFiles& files);
 
+// Where a TransformState's snapshots go: the two slot files (the default), or, for a
+// transform's state of one partition, the partitioned source's store (partition_states.hpp).
+class SnapshotWriter {
+ public:
+  virtual ~SnapshotWriter() = default;
+  // Makes `state` (covering the batches numbered below `covers`) durable, then calls `done`
+  // on the loop. One write at a time.
+  virtual void write(uv_loop_t* loop, std::uint64_t covers, std::string state, std::function<void(Status)> done) = 0;
+};
+
 class TransformState : public std::enable_shared_from_this<TransformState> {
  public:
   TransformState(uv_loop_t* loop, std::string component, std::string base, ComponentMetrics& metrics,
                  std::shared_ptr<buffer::StateCoverage> coverage);
+  // Snapshots to `writer`, numbering from 0, with no StateMark on the acknowledgements (no
+  // disk buffer waits for this state: docs/adr/017-partitioned-state.md). load() finds none.
+  TransformState(uv_loop_t* loop, std::string component, std::shared_ptr<SnapshotWriter> writer, ComponentMetrics& metrics);
   ~TransformState();
 
   // The last snapshot written: the transform's state (nullopt: none), and the batch numbers
@@ -113,7 +126,8 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
 
   uv_loop_t* loop_;
   std::string component_;
-  std::shared_ptr<StateFiles> files_;
+  std::shared_ptr<StateFiles> files_;  // null with a writer of another kind
+  std::shared_ptr<SnapshotWriter> writer_;
   ComponentMetrics& metrics_;
   std::shared_ptr<buffer::StateCoverage> coverage_;
   std::deque<Held> held_;           // batches [first_, next_)

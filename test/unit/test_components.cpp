@@ -271,6 +271,7 @@ std::vector<std::string> TransformHarness::feed(const std::vector<std::string>& 
   }
   batch->add_ack(std::move(next_ack));
   next_ack = nullptr;
+  if (!partition.empty()) batch->set_partition(std::make_shared<PartitionPosition>(PartitionPosition{partition, 0}));
   emitted_.clear();
   emitted_outputs_.clear();
   transform_->process(std::move(batch), *this);
@@ -287,10 +288,12 @@ std::vector<std::string> TransformHarness::flush() {
 std::vector<std::string> TransformHarness::take_emitted() {
   std::vector<std::string> out;
   outputs.clear();
+  partitions.clear();
   for (std::size_t b = 0; b < emitted_.size(); ++b) {
     for (const Event& e : emitted_[b]->events()) {
       out.push_back(to_json(e.fields));
       outputs.push_back(emitted_outputs_[b]);
+      partitions.push_back(emitted_[b]->partition() ? emitted_[b]->partition()->partition : std::string());
     }
   }
   last = emitted_.empty() ? nullptr : std::move(emitted_.back());

@@ -57,6 +57,13 @@ class TransformHarness : public TransformContext {
   std::string snapshot() const { return transform_->snapshot(); }
   std::optional<std::string> try_snapshot() const { return transform_->try_snapshot(); }
   Status restore(std::string_view state) { return transform_->restore(state); }
+  // State per partition (ADR 017).
+  std::optional<std::string> snapshot_partition(const std::string& p) { return transform_->snapshot_partition(p); }
+  Status restore_partition(const std::string& p, std::string_view state) { return transform_->restore_partition(p, state); }
+  void drop_partition(const std::string& p) { transform_->drop_partition(p); }
+  // When set, the batches fed come from this partition of a partitioned input.
+  std::string partition;
+  std::vector<std::string> partitions;  // the partition each emitted event's batch carried ("": none), last feed
 
   AckRef next_ack;                // when set, the next feed's batch carries it (then it is cleared)
   std::vector<std::string> dead;  // "reason {event}"

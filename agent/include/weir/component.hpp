@@ -100,6 +100,24 @@ class OffLoopChain {
   virtual ChainOutputPtr run(BatchPtr& batch) = 0;
 };
 
+// Where a partitioned source keeps, per partition, the state of the transforms downstream
+// that keep theirs per partition (ADR 017), so it moves with the partition: the kafka source
+// keeps it in a topic. Called on the loop; `done` is called on the loop, later or at once.
+struct PartitionSnapshot {
+  std::int64_t next_offset = -1;  // the input offset the state covers up to (excluded)
+  std::string state;
+};
+class PartitionStateStore {
+ public:
+  virtual ~PartitionStateStore() = default;
+  // The last snapshot written for `owner` (a transform's name) and `partition`; none yet: nullopt.
+  virtual void read(const std::string& owner, const std::string& partition,
+                    std::function<void(Result<std::optional<PartitionSnapshot>>)> done) = 0;
+  // Durable once `done` says ok (Kafka: acknowledged by the broker).
+  virtual void write(const std::string& owner, const std::string& partition, PartitionSnapshot snapshot,
+                     std::function<void(Status)> done) = 0;
+};
+
 class SourceContext : public ComponentContext {
  public:
   // Hands a batch downstream. Always takes it; returns false when a downstream buffer is
@@ -120,6 +138,20 @@ class SourceContext : public ComponentContext {
   // Emits on the loop what a chain made of a batch, with the source's acknowledgement added
   // (downstream gets the outputs in the order of the chain's calls). Returns what emit() would.
   virtual bool emit_processed(ChainOutputPtr /*output*/) { return true; }
+
+  // A partitioned source (Source::partitioned) was given `partition`: the state transforms
+  // downstream keep for it is read from `store` and restored before the source reads it;
+  // `ready` then says where the restored state leaves off (nullopt: no state saved yet, the
+  // source starts where its own records say), or an error (the source should not read it).
+  virtual void partition_assigned(const std::string& /*partition*/, std::shared_ptr<PartitionStateStore> /*store*/,
+                                  std::function<void(Result<std::optional<std::int64_t>>)> ready) {
+    ready(std::optional<std::int64_t>());
+  }
+  // The source let `partition` go, having emitted its last batch of it. `settled`: every such
+  // batch was acknowledged (so the state covering them is saved): the transforms forget the
+  // partition. Not settled (the source gave up waiting): they forget it as well; the next
+  // owner starts from the last state saved and makes the rows since then again.
+  virtual void partition_revoked(const std::string& /*partition*/, bool /*settled*/) {}
 };
 
 class TransformContext : public ComponentContext {
@@ -158,6 +190,10 @@ class Source {
                           std::vector<DecodeRejection>& /*rejected*/) const {
     return false;
   }
+  // Its batches carry a partition (EventBatch::partition), each batch one, and it tells its
+  // context which partitions it reads (partition_assigned, partition_revoked): transforms
+  // downstream keep their state per partition (ADR 017).
+  virtual bool partitioned() const { return false; }
 };
 
 class Transform {
@@ -190,6 +226,24 @@ class Transform {
   // so the acknowledgements a snapshot would have covered stay held.
   virtual std::optional<std::string> try_snapshot() const { return snapshot(); }
   virtual Status restore(std::string_view /*snapshot*/) { return {}; }
+
+  // State kept apart per partition of a partitioned input (a Kafka topic's partition, named
+  // by EventBatch::partition()), so that it can move with the partition to another weir
+  // (ADR 017). Downstream of a partitioned source, a transform that keeps_state() and says
+  // partitions_state() is asked for snapshot_partition() instead of snapshot(), and the
+  // snapshots go where the source keeps them (its PartitionStateStore), with the input offset
+  // they cover. Before the source reads a partition it was given, the transform gets that
+  // partition's last snapshot (restore_partition, none when there is none yet); once the
+  // source let a partition go and its batches are done, drop_partition() forgets it. Its
+  // snapshots must follow from its input alone (event time, not the wall clock), so a weir
+  // that takes a partition over makes the same rows from the same events. Batches it makes
+  // on its own for a partition (at flush) carry that partition.
+  virtual bool partitions_state() const { return false; }
+  virtual std::optional<std::string> snapshot_partition(const std::string& /*partition*/) { return std::nullopt; }
+  virtual Status restore_partition(const std::string& /*partition*/, std::string_view /*snapshot*/) {
+    return Error("this transform keeps no state per partition");
+  }
+  virtual void drop_partition(const std::string& /*partition*/) {}
 };
 
 // An event a sink's encoder refused (see Sink::capture).

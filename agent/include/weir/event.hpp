@@ -91,6 +91,15 @@ struct InputChunk {
 class EventBatch;
 using BatchPtr = std::unique_ptr<EventBatch>;
 
+// Where a batch's events came from in a partitioned input (a Kafka topic's partition): its
+// name, and the offset the partition goes on at after them. Set by partitioned sources on
+// batches of one partition each; derived batches keep it. A transform that keeps its state
+// per partition (Transform::partitions_state, ADR 017) files the batch's effect under it.
+struct PartitionPosition {
+  std::string partition;
+  std::int64_t next_offset = -1;  // -1: not the input's (a transform's own batch of that partition)
+};
+
 class EventBatch {
  public:
   EventBatch() : arena_(std::make_shared<Arena>()) {}
@@ -133,6 +142,10 @@ class EventBatch {
 
   // Set on batches read from a disk buffer: the buffer's id of the first event (the others
   // follow in order), the same after a restart, for sinks that make idempotent requests.
+  void set_partition(std::shared_ptr<const PartitionPosition> position) { partition_ = std::move(position); }
+  // Null: not from a partitioned input.
+  const PartitionPosition* partition() const { return partition_.get(); }
+
   void set_first_event_id(std::uint64_t id) { first_event_id_ = id; }
   std::optional<std::uint64_t> first_event_id() const { return first_event_id_; }
 
@@ -168,6 +181,7 @@ class EventBatch {
   std::uint64_t byte_size_ = 0;
   std::int64_t created_at_ = steady_now();
   std::optional<std::uint64_t> first_event_id_;
+  std::shared_ptr<const PartitionPosition> partition_;
 };
 
 }  // namespace weir

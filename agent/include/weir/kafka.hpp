@@ -44,6 +44,13 @@ using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, Partition
 Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties,
                        const std::map<std::string, std::string>& user_properties);
 
+// librdkafka's own log lines go to weir's log, under the client's `client.id` (weir sets it
+// to the component's name): its errors and warnings as warnings, the rest at debug. A
+// connection's failures (FAIL) and a property meant for the other kind of client (CONFWARN)
+// are debug: the error callback reports the first, and the second is how weir shares one
+// set of properties between a component's clients.
+void route_logs(rd_kafka_conf_t* conf);
+
 // The text of a librdkafka error code ("Broker: Message size too large").
 std::string error_text(rd_kafka_resp_err_t err);
 

@@ -136,6 +136,7 @@ class KafkaSink final : public Sink {
 
   Status start(SinkContext& ctx) override {
     ctx_ = &ctx;
+    properties_["client.id"] = ctx.name();  // librdkafka's log lines and the brokers' own name the component
     auto conf = kafka::make_conf(properties_, user_properties_);
     if (!conf.ok()) return conf.error();
     rd_kafka_conf_set_opaque(conf.value().get(), this);
@@ -145,14 +146,7 @@ class KafkaSink final : public Sink {
     rd_kafka_conf_set_error_cb(conf.value().get(), [](rd_kafka_t* rk, int err, const char* reason, void* opaque) {
       static_cast<KafkaSink*>(opaque)->client_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
     });
-    rd_kafka_conf_set_log_cb(conf.value().get(), [](const rd_kafka_t* rk, int level, const char* facility, const char* text) {
-      auto* self = static_cast<KafkaSink*>(rd_kafka_opaque(rk));
-      std::string_view target = self != nullptr && self->ctx_ != nullptr ? std::string_view(self->ctx_->name()) : "kafka";
-      // librdkafka's syslog levels: 0-3 errors, 4 warnings, 5-6 notices and info, 7 debug. A
-      // connection's failures (FAIL) come through the error callback as well: logged there.
-      if (level <= 4 && std::string_view(facility) != "FAIL") log::warn(target, "librdkafka {}: {}", facility, text);
-      else log::debug(target, "librdkafka {}: {}", facility, text);
-    });
+    kafka::route_logs(conf.value().get());
     char why[512];
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.value().get(), why, sizeof why);
     if (rk == nullptr) return Error(fmt::format("cannot make the Kafka producer: {}", why));

@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "state_store.hpp"
 #include "weir/codec.hpp"
 #include "weir/kafka.hpp"
 #include "weir/log.hpp"
@@ -50,6 +51,10 @@ const OptionSchema kSchema = {
     {.name = "partition_key", .type = OptionType::String, .doc = "Field for the partition, as topic_key."},
     {.name = "offset_key", .type = OptionType::String, .doc = "Field for the offset, as topic_key."},
     {.name = "key_field", .type = OptionType::String, .doc = "Field for the message key (a string), as topic_key."},
+    {.name = "state_topic", .type = OptionType::String,
+     .doc = "Where the transforms after this source that keep state per partition (working_time) keep it, so it "
+            "moves with a partition to the weir that takes it over: a topic with at least as many partitions as "
+            "each consumed topic, compacted (docs/adr/017-partitioned-state.md). Empty: they keep it on this machine."},
     {.name = "librdkafka_options", .type = OptionType::Map,
      .doc = "Any librdkafka property, as text; these win over the ones weir sets."},
 };
@@ -82,6 +87,8 @@ struct Partition {
   std::int64_t committed = -1;  // what was last committed
   bool revoking = false;
   bool rewind = false;  // a batch failed: consume again from spans.front()
+  bool restoring = false;  // paused until the state kept for it downstream is restored
+  std::int64_t rewind_to = -1;  // a message that came while restoring: consumed again from here
 };
 
 class KafkaSource final : public Source {
@@ -91,6 +98,7 @@ class KafkaSource final : public Source {
     self->topics_ = options.strings("topics");
     if (self->topics_.empty()) return options.error_at("topics", "topics needs at least one topic");
     self->codec_ = options.string("decoding.codec") == "text" ? Codec::Text : Codec::Json;
+    if (options.has("state_topic")) self->state_topic_ = options.string("state_topic");
     auto ms = [&](std::string_view key) {
       return static_cast<std::uint64_t>(
           std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(options.duration(key)).count()));
@@ -136,6 +144,7 @@ class KafkaSource final : public Source {
   Status start(SourceContext& ctx) override {
     ctx_ = &ctx;
     decoder_ = std::make_unique<LineDecoder>(codec_);
+    properties_["client.id"] = ctx.name();  // librdkafka's log lines and the brokers' own name the component
     auto conf = kafka::make_conf(properties_, user_properties_);
     if (!conf.ok()) return conf.error();
     rd_kafka_conf_set_opaque(conf.value().get(), this);
@@ -150,12 +159,7 @@ class KafkaSource final : public Source {
     rd_kafka_conf_set_error_cb(conf.value().get(), [](rd_kafka_t* rk, int err, const char* reason, void* opaque) {
       static_cast<KafkaSource*>(opaque)->client_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
     });
-    rd_kafka_conf_set_log_cb(conf.value().get(), [](const rd_kafka_t* rk, int level, const char* facility, const char* text) {
-      auto* self = static_cast<KafkaSource*>(rd_kafka_opaque(rk));
-      std::string_view target = self != nullptr && self->ctx_ != nullptr ? std::string_view(self->ctx_->name()) : "kafka";
-      if (level <= 4 && std::string_view(facility) != "FAIL") log::warn(target, "librdkafka {}: {}", facility, text);
-      else log::debug(target, "librdkafka {}: {}", facility, text);
-    });
+    kafka::route_logs(conf.value().get());
     char why[512];
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), why, sizeof why);
     if (rk == nullptr) return Error(fmt::format("cannot make the Kafka consumer: {}", why));
@@ -169,12 +173,18 @@ class KafkaSource final : public Source {
     if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return Error(fmt::format("cannot subscribe to {}: {}", fmt::join(topics_, ", "), kafka::error_text(err)));
     }
+    if (!state_topic_.empty()) {
+      store_ = std::make_shared<KafkaStateStore>(ctx.name(), state_topic_);
+      if (Status started = store_->start(ctx.loop(), properties_, user_properties_); !started.ok()) return started;
+    }
     if (Status watching = watch_.start(ctx.loop(), queue_.get(), [this] { serve(); }); !watching.ok()) return watching;
     int rc = start_timer(commit_timer_, ctx.loop(), this, [](uv_timer_t* t) { static_cast<KafkaSource*>(t->data)->commit(); },
                          commit_ms_, commit_ms_);
     if (rc != 0) return Error("cannot start the commit timer: " + uv_error_text(rc));
     return {};
   }
+
+  bool partitioned() const override { return !state_topic_.empty(); }
 
   void resume() override {
     if (!paused_ || stopping_) return;
@@ -205,9 +215,11 @@ class KafkaSource final : public Source {
         drop_messages_while_paused();
         break;
       }
-      BatchPtr batch = read_batch();
-      if (!batch) break;
-      if (!emit(std::move(batch))) {
+      std::vector<Read> reads = read_batches();
+      if (reads.empty()) break;
+      bool room = true;
+      for (Read& read : reads) room = emit(read) && room;
+      if (!room) {
         paused_ = true;
         set_paused(true);
       }
@@ -215,11 +227,20 @@ class KafkaSource final : public Source {
     serving_ = false;
   }
 
-  // Up to max_batch_ messages that are waiting, decoded; null when none is.
-  BatchPtr read_batch() {
+  // What one poll round read of one partition: its batch and the offsets in it.
+  struct Read {
+    PartitionId id;
     BatchPtr batch;
+    Span span;
+  };
+
+  // Up to max_batch_ messages that are waiting, decoded, a batch per partition (a batch's
+  // acknowledgement then moves one partition's offsets, and a transform that keeps state per
+  // partition files each batch under one); none when nothing waits.
+  std::vector<Read> read_batches() {
+    std::vector<Read> reads;
+    std::map<PartitionId, std::size_t> index;
     std::vector<DecodeRejection> rejected;
-    batch_spans_.clear();
     std::size_t taken = 0;
     while (taken < max_batch_) {
       rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer_.get(), 0);
@@ -235,11 +256,21 @@ class KafkaSource final : public Source {
       PartitionId id{rd_kafka_topic_name(message->rkt), message->partition};
       auto found = partitions_.find(id);
       // A message of a partition being let go (or not ours any more): its next owner has it.
+      // One of a partition whose state is being restored cannot come (it is paused until then).
       if (found == partitions_.end() || found->second.revoking || found->second.rewind) continue;
-      if (!batch) batch = EventBatch::create();
+      if (found->second.restoring) {
+        log::error(ctx_->name(), "a message of {} [{}] came before its state was restored: consumed again later",
+                   id.first, id.second);
+        found->second.rewind_to = found->second.rewind_to < 0 ? message->offset : found->second.rewind_to;
+        continue;
+      }
       ++taken;
-      add_span(id, found->second, message->offset);
-      std::size_t before = batch->size();
+      auto [slot, fresh] = index.try_emplace(id, reads.size());
+      if (fresh) reads.push_back({id, EventBatch::create(), Span{message->offset, message->offset, found->second.epoch}});
+      Read& read = reads[slot->second];
+      read.span.last = message->offset;
+      EventBatch& batch = *read.batch;
+      std::size_t before = batch.size();
       std::string_view payload(static_cast<const char*>(message->payload), message->len);
       // The payload is copied into a padded chunk the batch keeps: text events point into
       // it, and simdjson reads it without another copy.
@@ -247,23 +278,17 @@ class KafkaSource final : public Source {
       if (!payload.empty()) std::memcpy(chunk->bytes.get(), payload.data(), payload.size());
       std::size_t rejections = rejected.size();
       decoder_->decode_line(std::string_view(chunk->bytes.get(), payload.size()), payload.size() + InputChunk::padding,
-                            *batch, rejected);
+                            batch, rejected);
       if (rejected.size() > rejections) {
         rejected.back().reason = fmt::format("{} (topic {}, partition {}, offset {})", rejected.back().reason, id.first,
                                              id.second, message->offset);
       }
-      if (decoder_->points_into_input()) batch->retain(chunk);
-      batch->add_byte_size(payload.size());
-      for (std::size_t i = before; i < batch->size(); ++i) stamp(*batch, batch->events()[i], *message, id);
+      if (decoder_->points_into_input()) batch.retain(chunk);
+      batch.add_byte_size(payload.size());
+      for (std::size_t i = before; i < batch.size(); ++i) stamp(batch, batch.events()[i], *message, id);
     }
     for (const DecodeRejection& r : rejected) ctx_->dead_letter_raw(r.raw, r.line, r.reason);
-    if (!batch) return nullptr;
-    std::vector<std::tuple<PartitionId, std::uint64_t, std::int64_t>> spans;  // partition, epoch, first offset
-    for (const auto& [id, span] : batch_spans_) spans.emplace_back(id, span.epoch, span.first);
-    batch->add_ack(Acknowledgement::make([this, alive = alive_, spans](DeliveryStatus status, const std::string& reason) {
-      if (*alive) acknowledged(spans, status, reason);
-    }));
-    return batch;
+    return reads;
   }
 
   void stamp(EventBatch& batch, Event& event, const rd_kafka_message_t& message, const PartitionId& id) {
@@ -276,28 +301,25 @@ class KafkaSource final : public Source {
     }
   }
 
-  // The message at `offset` goes into this batch's span of its partition.
-  void add_span(const PartitionId& id, Partition& p, std::int64_t offset) {
-    auto [span, first] = batch_spans_.try_emplace(id, Span{offset, offset, p.epoch});
-    span->second.last = offset;
+  static std::string partition_name(const PartitionId& id) { return id.first + "/" + std::to_string(id.second); }
+
+  bool emit(Read& read) {
+    auto found = partitions_.find(read.id);
+    if (found != partitions_.end()) found->second.spans.push_back(read.span);
+    read.batch->set_partition(std::make_shared<PartitionPosition>(PartitionPosition{partition_name(read.id), read.span.last + 1}));
+    read.batch->add_ack(Acknowledgement::make(
+        [this, alive = alive_, id = read.id, epoch = read.span.epoch, first = read.span.first](DeliveryStatus status,
+                                                                                               const std::string& reason) {
+          if (*alive) acknowledged(id, epoch, first, status, reason);
+        }));
+    return ctx_->emit(std::move(read.batch));
   }
 
-  bool emit(BatchPtr batch) {
-    for (auto& [id, span] : batch_spans_) {
-      auto found = partitions_.find(id);
-      if (found != partitions_.end()) found->second.spans.push_back(span);
-    }
-    batch_spans_.clear();
-    return ctx_->emit(std::move(batch));
-  }
-
-  void acknowledged(const std::vector<std::tuple<PartitionId, std::uint64_t, std::int64_t>>& spans, DeliveryStatus status,
+  void acknowledged(const PartitionId& id, std::uint64_t epoch, std::int64_t first, DeliveryStatus status,
                     const std::string& reason) {
-    for (const auto& [id, epoch, first] : spans) {
-      auto found = partitions_.find(id);
-      if (found == partitions_.end()) continue;
+    auto found = partitions_.find(id);
+    if (found != partitions_.end() && found->second.epoch == epoch) {  // else rewound since: consumed again
       Partition& p = found->second;
-      if (epoch != p.epoch) continue;  // rewound since: consumed again
       for (Span& span : p.spans) {
         if (span.first != first) continue;
         span.state = status == DeliveryStatus::Delivered ? Span::State::Done : Span::State::Failed;
@@ -377,10 +399,11 @@ class KafkaSource final : public Source {
         log::error(ctx_->name(), "cannot take the assigned partitions: {}", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
       }
-      // librdkafka keeps a partition's pause across an unassign (a revocation paused it): an
-      // assigned partition reads unless downstream is full.
-      if (paused_) rd_kafka_pause_partitions(consumer_.get(), list);
-      else rd_kafka_resume_partitions(consumer_.get(), list);
+      // librdkafka keeps a partition's pause across an unassign (a revocation paused it). An
+      // assigned partition stays paused until the state kept for it downstream is restored
+      // (ADR 017), then reads from where that state leaves off, unless downstream is full.
+      rd_kafka_pause_partitions(consumer_.get(), list);
+      for (int i = 0; i < list->cnt; ++i) restore_then_read({list->elems[i].topic, list->elems[i].partition});
       return;
     }
     if (closing_) {  // leaving: nothing more will be acknowledged
@@ -434,16 +457,55 @@ class KafkaSource final : public Source {
     if (rd_kafka_commit(consumer_.get(), list.get(), 1) != RD_KAFKA_RESP_ERR_NO_ERROR) finish_revocation();
   }
 
+  void restore_then_read(const PartitionId& id) {
+    auto found = partitions_.find(id);
+    if (found == partitions_.end()) return;
+    found->second.restoring = true;
+    std::uint64_t epoch = found->second.epoch;
+    auto ready = [this, alive = alive_, id, epoch](Result<std::optional<std::int64_t>> restored) {
+      if (!*alive) return;
+      auto found = partitions_.find(id);
+      if (found == partitions_.end() || found->second.epoch != epoch) return;  // let go meanwhile
+      Partition& p = found->second;
+      if (!restored.ok()) {
+        ctx_->metrics().errors.add();
+        log::error(ctx_->name(), "{} [{}] is not read: {}", id.first, id.second, restored.error().message());
+        return;  // stays paused
+      }
+      p.restoring = false;
+      std::int64_t from = restored.value().value_or(p.rewind_to);
+      if (from >= 0) seek(id, from);
+      p.rewind_to = -1;
+      if (!paused_ && !stopping_) {
+        kafka::PartitionList one(rd_kafka_topic_partition_list_new(1));
+        rd_kafka_topic_partition_list_add(one.get(), id.first.c_str(), id.second);
+        rd_kafka_resume_partitions(consumer_.get(), one.get());
+      }
+    };
+    if (!store_) return ready(std::optional<std::int64_t>());
+    ctx_->partition_assigned(partition_name(id), store_, std::move(ready));
+  }
+
   void finish_revocation() {
     if (!revocation_) return;
     uv_timer_stop(revoke_timer_.get());
     rd_kafka_topic_partition_list_t* list = revocation_->list.get();
-    for (int i = 0; i < list->cnt; ++i) partitions_.erase({list->elems[i].topic, list->elems[i].partition});
+    for (int i = 0; i < list->cnt; ++i) {
+      PartitionId id{list->elems[i].topic, list->elems[i].partition};
+      auto found = partitions_.find(id);
+      // Settled: every batch emitted was acknowledged, so the state downstream covers them.
+      bool settled = found != partitions_.end() && found->second.spans.empty();
+      partitions_.erase(id);
+      if (store_) ctx_->partition_revoked(partition_name(id), settled);
+    }
     log::info(ctx_->name(), "let go of {}", describe(list));
     if (cooperative_) {
       if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_.get(), list)) rd_kafka_error_destroy(error);
     } else {
       rd_kafka_assign(consumer_.get(), nullptr);
+      for (const auto& [id, p] : partitions_) {
+        if (store_) ctx_->partition_revoked(partition_name(id), false);
+      }
       partitions_.clear();
     }
     revocation_.reset();
@@ -458,7 +520,7 @@ class KafkaSource final : public Source {
   void set_paused(bool pause) {
     kafka::PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions_.size()) + 1));
     for (const auto& [id, p] : partitions_) {
-      if (!p.revoking) rd_kafka_topic_partition_list_add(list.get(), id.first.c_str(), id.second);
+      if (!p.revoking && !p.restoring) rd_kafka_topic_partition_list_add(list.get(), id.first.c_str(), id.second);
     }
     if (list->cnt == 0) return;
     if (pause) rd_kafka_pause_partitions(consumer_.get(), list.get());
@@ -532,6 +594,8 @@ class KafkaSource final : public Source {
   }
 
   std::vector<std::string> topics_;
+  std::string state_topic_;
+  std::shared_ptr<KafkaStateStore> store_;
   Codec codec_ = Codec::Json;
   std::uint64_t commit_ms_ = 1000, drain_ms_ = 30000;
   std::size_t max_batch_ = 4096;
@@ -544,7 +608,6 @@ class KafkaSource final : public Source {
   kafka::QueueWatch watch_;
   UvTimer commit_timer_, revoke_timer_;
   std::map<PartitionId, Partition> partitions_;
-  std::map<PartitionId, Span> batch_spans_;  // the batch being read
   struct Revocation {
     kafka::PartitionList list;
     bool committing = false;

@@ -49,6 +49,25 @@ const OptionSchema kSchema = {
 std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 class WorkingTime final : public Transform {
+  // When to look at a user with an open row again: a min-heap by due time, ties in the
+  // order pushed (never by address, so a replay closes them in the same order).
+  struct IdleCheck {
+    EpochNanos due;
+    std::uint64_t order;
+    UserClock* clock;
+    bool operator>(const IdleCheck& other) const { return due != other.due ? due > other.due : order > other.order; }
+  };
+  // Per input partition (ADR 017; kUnpartitioned when the input has none): the latest event
+  // time seen (the clock of a partitioned input, and of any input under replay) and the
+  // idle checks of its users.
+  struct PartitionClock {
+    EpochNanos watermark = 0;
+    std::priority_queue<IdleCheck, std::vector<IdleCheck>, std::greater<>> idle;
+    EpochNanos last_eviction = 0;
+  };
+  std::map<std::string, PartitionClock> partitions_;
+  static inline const std::string kUnpartitioned;
+
  public:
   static Result<std::unique_ptr<WorkingTime>> create(const Options& o) {
     auto self = std::make_unique<WorkingTime>();
@@ -95,9 +114,15 @@ class WorkingTime final : public Transform {
     std::vector<Event>& events = batch->events();
     rows_.clear();
     std::size_t kept = 0;
+    // A partitioned input's batch is of one partition, whose own event time is the clock:
+    // the rows must follow from the input alone, so the weir that takes the partition over
+    // makes the same ones (ADR 017).
+    const PartitionPosition* position = batch->partition();
+    const std::string& partition = position != nullptr ? position->partition : kUnpartitioned;
+    PartitionClock& part = partitions_[partition];
     // Live, the whole batch is seen at one instant: one clock read, not one per event (it
     // was 1.6% of the CVAT pipeline's CPU). Under replay the time is the input's, per event.
-    const bool follows_input = ctx.clock().follows_input();
+    const bool follows_input = position != nullptr || ctx.clock().follows_input();
     const EpochNanos batch_now = follows_input ? 0 : ctx.clock().now();
     for (std::size_t i = 0; i < events.size(); ++i) {
       prefetch_ahead(events, i);  // the batch was decoded on another core
@@ -123,11 +148,12 @@ class WorkingTime final : public Transform {
       }
       events[kept++] = event;
       EpochNanos at = timestamp.value();
-      watermark_ = std::max(watermark_, at);
-      EpochNanos now = follows_input ? watermark_ : batch_now;
+      part.watermark = std::max(part.watermark, at);
+      EpochNanos now = follows_input ? part.watermark : batch_now;
       EpochNanos end = at;
       if (scope != nullptr && listed(compressed_, scope_text)) end += duration_nanos(duration_.find(event.fields));
       UserClock& clock = clock_of(*user);
+      if (clock.partition != partition) clock.partition = partition;  // users are keyed to partitions: once
       if (ttl_ > 0 && clock.started && at - clock.last_seen >= ttl_) {
         close_row(clock, arena, kept);  // a new session: what came before is emitted first
         clock = UserClock();
@@ -146,19 +172,29 @@ class WorkingTime final : public Transform {
       // The user moved to another job (task, project): nothing more can count for the
       // open row's key until they come back, so it goes now.
       if (clock.row.open && clock.row.key != clock.prev_ids) close_row(clock, arena, kept);
-      close_idle(now, arena, kept);
+      close_idle(part, now, arena, kept);
     }
     events.resize(kept);
     if (!rows_.empty()) place_rows(events);
-    if (ttl_ > 0) evict_idle(pipeline_now(ctx), arena, events);
+    if (ttl_ > 0) evict_idle(partition, follows_input ? part.watermark : batch_now, arena, events);
     ctx.emit(std::move(batch));
   }
 
-  // Every input has ended: the open rows go, in the users' order.
+  // Every input has ended: the open rows go, in the users' order, a batch per partition
+  // carrying it (its rows change that partition's state, which is saved after them).
   void flush(TransformContext& ctx) override {
-    auto batch = EventBatch::create();
-    for (UserClock* clock : users_in_order()) emit_row(*clock, batch->arena(), batch->events());
-    if (!batch->empty()) ctx.emit(std::move(batch));
+    std::map<std::string, BatchPtr> batches;
+    for (UserClock* clock : users_in_order()) {
+      BatchPtr& batch = batches[clock->partition];
+      if (!batch) {
+        batch = EventBatch::create();
+        if (!clock->partition.empty()) batch->set_partition(std::make_shared<PartitionPosition>(PartitionPosition{clock->partition, -1}));
+      }
+      emit_row(*clock, batch->arena(), batch->events());
+    }
+    for (auto& [partition, batch] : batches) {
+      if (!batch->empty()) ctx.emit(std::move(batch));
+    }
   }
 
   // The per-user clocks (and the text ids their keys refer to) survive restarts.
@@ -172,17 +208,72 @@ class WorkingTime final : public Transform {
   //   seen_at, open row or null], ..]}, an open row being [job kind, job number, task kind,
   //   task number, project kind, project number, ns, first_time, timestamp JSON, [copied JSON..],
   //   request id JSON or ""]. Snapshots of before rows were kept (11 fields a user) restore too.
-  std::string snapshot() const override {
+  std::string snapshot() const override { return write_state(nullptr); }
+
+  // ADR 017: the users of one input partition, in the same form, with that partition's
+  // event time as the watermark (and every text id: few, and shared by the partitions).
+  bool partitions_state() const override { return true; }
+  std::optional<std::string> snapshot_partition(const std::string& partition) override { return write_state(&partition); }
+
+  // Its users join the others; their text ids are taken into this instance's table.
+  Status restore_partition(const std::string& partition, std::string_view snapshot) override {
+    auto parsed = parse_state(snapshot);
+    if (!parsed.ok()) return parsed.error();
+    ParsedState& state = parsed.value();
+    std::vector<std::int64_t> ids;  // snapshot text index -> this instance's
+    for (const std::string& text : state.texts) ids.push_back(intern(text));
+    auto remap = [&](WorkKey& key) {
+      for (IdValue* id : {&key.job, &key.task, &key.project}) {
+        if (id->kind == IdValue::Kind::Text) id->number = ids[static_cast<std::size_t>(id->number)];
+      }
+    };
+    drop_partition(partition);
+    for (auto& [user, clock] : state.users) {
+      remap(clock.prev_ids);
+      remap(clock.row.key);
+      std::map<WorkKey, std::int64_t> carries;
+      for (const auto& [key, ns] : clock.carry_ns) {
+        WorkKey mapped = key;
+        remap(mapped);
+        carries[mapped] = ns;
+      }
+      clock.carry_ns = std::move(carries);
+      clock.partition = partition;
+      auto [entry, added] = clocks_.insert_or_assign(user, std::move(clock));
+      clock_users_[&entry->second] = &entry->first;
+    }
+    partitions_[partition].watermark = state.watermark;
+    recent_.fill(RecentUser{});
+    rebuild_idle_checks();
+    return {};
+  }
+
+  void drop_partition(const std::string& partition) override {
+    std::erase_if(clocks_, [&](const auto& entry) {
+      if (entry.second.partition != partition) return false;
+      clock_users_.erase(&entry.second);
+      return true;
+    });
+    partitions_.erase(partition);
+    recent_.fill(RecentUser{});  // it may point at erased clocks
+    rebuild_idle_checks();       // as may another partition's checks, for a user who moved
+  }
+
+  // The users of `only` (a partition), or all.
+  std::string write_state(const std::string* only) const {
     ByteBuffer out;
     out.append(R"({"texts":[)");
     for (std::size_t i = 0; i < texts_.size(); ++i) {
       if (i) out.push_back(',');
       write_json_string(texts_[i], out);
     }
-    out.append(fmt::format(R"(],"watermark":{},"users":[)", watermark_));
+    auto found = partitions_.find(only != nullptr ? *only : kUnpartitioned);
+    out.append(fmt::format(R"(],"watermark":{},"users":[)", found != partitions_.end() ? found->second.watermark : 0));
     // In the users' order, so the same state always gives the same bytes.
     std::vector<const std::pair<const std::string, UserClock>*> users;
-    for (const auto& entry : clocks_) users.push_back(&entry);
+    for (const auto& entry : clocks_) {
+      if (only == nullptr || entry.second.partition == *only) users.push_back(&entry);
+    }
     std::sort(users.begin(), users.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
     bool first = true;
     for (const auto* entry : users) {
@@ -230,6 +321,33 @@ class WorkingTime final : public Transform {
   }
 
   Status restore(std::string_view snapshot) override {
+    auto parsed = parse_state(snapshot);
+    if (!parsed.ok()) return parsed.error();
+    ParsedState& state = parsed.value();
+    clocks_.clear();
+    for (auto& [user, clock] : state.users) clocks_.insert_or_assign(user, std::move(clock));
+    partitions_.clear();
+    partitions_[kUnpartitioned].watermark = state.watermark;
+    clock_users_.clear();
+    for (const auto& [user, clock] : clocks_) clock_users_[&clock] = &user;
+    rebuild_idle_checks();
+    texts_ = std::move(state.texts);
+    text_ids_.clear();
+    for (std::size_t i = 0; i < texts_.size(); ++i) text_ids_.emplace(texts_[i], static_cast<std::int64_t>(i));
+    recent_.fill(RecentUser{});
+    return {};
+  }
+
+ private:
+  struct ParsedState {
+    std::vector<std::string> texts;
+    EpochNanos watermark = 0;
+    std::vector<std::pair<std::string, UserClock>> users;
+  };
+
+  // A snapshot (snapshot() or snapshot_partition()'s form), checked whole before anything
+  // of it is used.
+  static Result<ParsedState> parse_state(std::string_view snapshot) {
     Arena arena;
     JsonParser parser;
     auto parsed = parser.parse(snapshot, arena);
@@ -237,11 +355,10 @@ class WorkingTime final : public Transform {
     const Value* texts = parsed.value().find("texts");
     const Value* users = parsed.value().find("users");
     if (!texts || !texts->is_array() || !users || !users->is_array()) return Error("not a working_time snapshot");
-    decltype(clocks_) clocks;
-    std::vector<std::string> restored_texts;
+    ParsedState state;
     for (const Value& text : texts->elements()) {
       if (!text.is_string()) return Error("a text id is not a string");
-      restored_texts.emplace_back(text.as_string());
+      state.texts.emplace_back(text.as_string());
     }
     for (const Value& entry : users->elements()) {
       auto fields = entry.elements();
@@ -256,39 +373,30 @@ class WorkingTime final : public Transform {
       clock.prev_end = fields[1].as_int();
       clock.started = fields[2].as_int() != 0;
       clock.last_seen = fields[3].as_int();
-      if (Status ids = read_ids(fields.data() + 4, restored_texts.size(), clock.prev_ids); !ids.ok()) {
+      if (Status ids = read_ids(fields.data() + 4, state.texts.size(), clock.prev_ids); !ids.ok()) {
         return Error("a user's clock is malformed: " + ids.error().message());
       }
       for (const auto& member : fields[10].members()) {
         if (!member.value.is_int()) return Error("a carry is not an integer");
         std::optional<WorkKey> key = WorkKey::parse(member.key);
-        if (!key || !names_known_texts(*key, restored_texts.size())) return Error("a carry's key is malformed");
+        if (!key || !names_known_texts(*key, state.texts.size())) return Error("a carry's key is malformed");
         if (member.value.as_int() != 0) clock.carry_ns[*key] = member.value.as_int();
       }
       if (fields.size() == 13) {
         if (!fields[11].is_int()) return Error("a user's clock is malformed");
         clock.seen_at = fields[11].as_int();
         if (!fields[12].is_null()) {
-          if (Status read = read_row(fields[12], restored_texts.size(), clock.row); !read.ok()) return read;
+          if (Status read = read_row(fields[12], state.texts.size(), clock.row); !read.ok()) return read.error();
         }
       }
-      clocks.emplace(std::string(fields[0].as_string()), std::move(clock));
+      state.users.emplace_back(std::string(fields[0].as_string()), std::move(clock));
     }
     const Value* watermark = parsed.value().find("watermark");
     if (watermark != nullptr && !watermark->is_int()) return Error("the watermark is not an integer");
-    clocks_ = std::move(clocks);
-    watermark_ = watermark ? watermark->as_int() : 0;
-    clock_users_.clear();
-    for (const auto& [user, clock] : clocks_) clock_users_[&clock] = &user;
-    rebuild_idle_checks();
-    texts_ = std::move(restored_texts);
-    text_ids_.clear();
-    for (std::size_t i = 0; i < texts_.size(); ++i) text_ids_.emplace(texts_[i], static_cast<std::int64_t>(i));
-    recent_.fill(RecentUser{});
-    return {};
+    state.watermark = watermark ? watermark->as_int() : 0;
+    return state;
   }
 
- private:
   static Status read_ids(const Value* fields, std::size_t texts, WorkKey& key) {
     IdValue* ids[] = {&key.job, &key.task, &key.project};
     for (std::size_t k = 0; k < 3; ++k) {
@@ -359,15 +467,19 @@ class WorkingTime final : public Transform {
       return id;
     }
     // Anything else by its text: a string as it is, other values as JSON.
-    std::string text = v->is_string() ? std::string(v->as_string()) : to_json(*v);
+    id.kind = IdValue::Kind::Text;
+    id.number = intern(v->is_string() ? std::string(v->as_string()) : to_json(*v));
+    return id;
+  }
+
+  // A text id's index in the table, added when new.
+  std::int64_t intern(const std::string& text) {
     auto found = text_ids_.find(text);
     if (found == text_ids_.end()) {
       found = text_ids_.emplace(text, static_cast<std::int64_t>(texts_.size())).first;
       texts_.push_back(text);
     }
-    id.kind = IdValue::Kind::Text;
-    id.number = found->second;
-    return id;
+    return found->second;
   }
 
   Value id_value(Arena& arena, const IdValue& id) const {
@@ -378,8 +490,9 @@ class WorkingTime final : public Transform {
     }
   }
 
-  EpochNanos pipeline_now(TransformContext& ctx) const {
-    return ctx.clock().follows_input() ? watermark_ : ctx.clock().now();
+  // The time of the input that has no partitions: event time under replay, else the system clock.
+  EpochNanos pipeline_now(TransformContext& ctx) {
+    return ctx.clock().follows_input() ? partitions_[kUnpartitioned].watermark : ctx.clock().now();
   }
 
   void open_row(UserClock& clock, const WorkKey& key, EpochNanos at, const Value& timestamp, const Event& event) {
@@ -396,7 +509,7 @@ class WorkingTime final : public Transform {
     }
     const Value* id = request_id_.find(event.metadata);
     row.request_id = id != nullptr && !id->is_null() ? to_json(*id) : std::string();
-    idle_.push(IdleCheck{clock.seen_at + idle_after_, next_check_++, &clock});
+    partitions_[clock.partition].idle.push(IdleCheck{clock.seen_at + idle_after_, next_check_++, &clock});
   }
 
   // The open row of `clock` as an event in `arena`, its milliseconds floored with the
@@ -424,30 +537,35 @@ class WorkingTime final : public Transform {
 
   // The rows of users idle for idle_after by the pipeline's time `now`.
   template <typename Emit>
-  void for_each_idle(EpochNanos now, Emit&& emit) {
-    while (!idle_.empty() && idle_.top().due <= now) {
-      IdleCheck check = idle_.top();
-      idle_.pop();
+  void for_each_idle(PartitionClock& part, EpochNanos now, Emit&& emit) {
+    auto& idle = part.idle;
+    while (!idle.empty() && idle.top().due <= now) {
+      IdleCheck check = idle.top();
+      idle.pop();
       UserClock& clock = *check.clock;
       if (!clock.row.open) continue;
       EpochNanos due = clock.seen_at + idle_after_;
       if (due > now) {
-        idle_.push(IdleCheck{due, next_check_++, &clock});  // active since: look again then
+        idle.push(IdleCheck{due, next_check_++, &clock});  // active since: look again then
         continue;
       }
       emit(clock);
     }
   }
-  void close_idle(EpochNanos now, Arena& arena, std::size_t position) {
-    for_each_idle(now, [&](UserClock& clock) { close_row(clock, arena, position); });
+  void close_idle(PartitionClock& part, EpochNanos now, Arena& arena, std::size_t position) {
+    for_each_idle(part, now, [&](UserClock& clock) { close_row(clock, arena, position); });
   }
 
   // The clocks are process()'s, which may run off the loop: the timer reaches them through
   // run_exclusive (ADR 015).
   void on_idle_timer() {
     ctx_->run_exclusive([this](TransformContext& ctx) {
+      // Only the input without partitions goes by the system clock (ADR 017).
+      auto found = partitions_.find(kUnpartitioned);
+      if (found == partitions_.end()) return;
       auto batch = EventBatch::create();
-      for_each_idle(ctx.clock().now(), [&](UserClock& clock) { emit_row(clock, batch->arena(), batch->events()); });
+      for_each_idle(found->second, ctx.clock().now(),
+                    [&](UserClock& clock) { emit_row(clock, batch->arena(), batch->events()); });
       if (!batch->empty()) ctx.emit(std::move(batch));
     });
   }
@@ -546,12 +664,13 @@ class WorkingTime final : public Transform {
   // decided by that user's own event time (the reset in process()), never by another
   // user's timestamps: a client with a clock in the future would otherwise make everyone
   // else look idle.
-  void evict_idle(EpochNanos now, Arena& arena, std::vector<Event>& out) {
-    if (now - last_eviction_ < 1'000'000'000) return;
-    last_eviction_ = now;
+  void evict_idle(const std::string& partition, EpochNanos now, Arena& arena, std::vector<Event>& out) {
+    PartitionClock& part = partitions_[partition];
+    if (now - part.last_eviction < 1'000'000'000) return;
+    part.last_eviction = now;
     std::vector<UserClock*> gone;
     for (UserClock* clock : users_in_order(false)) {
-      if (now - clock->seen_at >= ttl_) gone.push_back(clock);
+      if (clock->partition == partition && now - clock->seen_at >= ttl_) gone.push_back(clock);
     }
     if (gone.empty()) return;
     for (UserClock* clock : gone) emit_row(*clock, arena, out);
@@ -564,8 +683,10 @@ class WorkingTime final : public Transform {
   }
 
   void rebuild_idle_checks() {
-    idle_ = {};
-    for (UserClock* clock : users_in_order()) idle_.push(IdleCheck{clock->seen_at + idle_after_, next_check_++, clock});
+    for (auto& [partition, part] : partitions_) part.idle = {};
+    for (UserClock* clock : users_in_order()) {
+      partitions_[clock->partition].idle.push(IdleCheck{clock->seen_at + idle_after_, next_check_++, clock});
+    }
   }
 
   WorkingTimeParams params_;
@@ -578,7 +699,6 @@ class WorkingTime final : public Transform {
   EpochNanos ttl_ = 0;
   EpochNanos interval_ = 0;   // emit_interval
   EpochNanos idle_after_ = 0;
-  EpochNanos watermark_ = 0;  // the latest event time seen: the pipeline's time under replay
   TransformContext* ctx_ = nullptr;
   UvTimer idle_timer_;
   static constexpr std::uint64_t kIdleCheckMs = 1000;
@@ -588,17 +708,7 @@ class WorkingTime final : public Transform {
     Event event;
   };
   std::vector<PlacedRow> rows_;
-  // When to look at a user with an open row again: a min-heap by due time, ties in the
-  // order pushed (never by address, so a replay closes them in the same order).
-  struct IdleCheck {
-    EpochNanos due;
-    std::uint64_t order;
-    UserClock* clock;
-    bool operator>(const IdleCheck& other) const { return due != other.due ? due > other.due : order > other.order; }
-  };
-  std::priority_queue<IdleCheck, std::vector<IdleCheck>, std::greater<>> idle_;
   std::uint64_t next_check_ = 0;
-  EpochNanos last_eviction_ = 0;
   std::unordered_map<const UserClock*, const std::string*> clock_users_;  // each clock's user (JSON)
   JsonParser json_;
   // Keyed by the user value as JSON; looked up by string_view, so no allocation per event.

@@ -74,6 +74,9 @@ struct UserClock {
   // millisecond event times, CVAT's, the map stays empty.
   std::map<WorkKey, std::int64_t> carry_ns;
   OpenRow row;
+  // The input partition the user's events come from (ADR 017): its state is saved, and
+  // moves, with that partition's. "" when the input has no partitions.
+  std::string partition;
 };
 
 // Adds one event to `clock` and returns the working time (ns) and the key it counts for.
