@@ -189,7 +189,9 @@ class KafkaSource final : public Source {
   void resume() override {
     if (!paused_ || stopping_) return;
     paused_ = false;
-    set_paused(false);
+    if (pause_timer_.initialized()) uv_timer_stop(pause_timer_.get());
+    if (partitions_paused_) set_paused(false);
+    partitions_paused_ = false;
     serve();
   }
 
@@ -209,19 +211,32 @@ class KafkaSource final : public Source {
     if (!consumer_ || serving_) return;
     serving_ = true;
     while (true) {
-      if (paused_ || stopping_) {
+      if (stopping_ || partitions_paused_) {
         // Still polled: rebalances and errors must be served (librdkafka leaves the group
         // when a member stops polling); messages of paused partitions do not come.
         drop_messages_while_paused();
         break;
       }
+      // Downstream is full: nothing is polled for a while, the fetched messages wait in
+      // librdkafka's queue (pausing the partitions would drop them, to be fetched again).
+      if (paused_) break;
       std::vector<Read> reads = read_batches();
       if (reads.empty()) break;
       bool room = true;
       for (Read& read : reads) room = emit(read) && room;
       if (!room) {
         paused_ = true;
-        set_paused(true);
+        // Full for long: the partitions are paused and the queue polled again, so that a
+        // rebalance is not kept waiting (max.poll.interval.ms).
+        start_timer(pause_timer_, ctx_->loop(), this,
+                    [](uv_timer_t* t) {
+                      auto* self = static_cast<KafkaSource*>(t->data);
+                      if (!self->paused_ || self->stopping_) return;
+                      self->partitions_paused_ = true;
+                      self->set_paused(true);
+                      self->serve();
+                    },
+                    kPausePartitionsAfterMs);
       }
     }
     serving_ = false;
@@ -476,7 +491,7 @@ class KafkaSource final : public Source {
       std::int64_t from = restored.value().value_or(p.rewind_to);
       if (from >= 0) seek(id, from);
       p.rewind_to = -1;
-      if (!paused_ && !stopping_) {
+      if (!partitions_paused_ && !stopping_) {
         kafka::PartitionList one(rd_kafka_topic_partition_list_new(1));
         rd_kafka_topic_partition_list_add(one.get(), id.first.c_str(), id.second);
         rd_kafka_resume_partitions(consumer_.get(), one.get());
@@ -573,6 +588,7 @@ class KafkaSource final : public Source {
     watch_.stop();
     commit_timer_.close();
     revoke_timer_.close();
+    pause_timer_.close();
     if (!consumer_) return;
     closing_ = true;
     commit();
@@ -615,7 +631,10 @@ class KafkaSource final : public Source {
   std::optional<Revocation> revocation_;
   std::uint64_t epochs_ = 0;
   bool cooperative_ = false;
-  bool paused_ = false;
+  bool paused_ = false;             // downstream full: no messages are polled
+  bool partitions_paused_ = false;  // ... for long: the partitions are paused too
+  UvTimer pause_timer_;
+  static constexpr std::uint64_t kPausePartitionsAfterMs = 5000;
   bool stopping_ = false;
   bool serving_ = false;
   bool closing_ = false;
