@@ -41,7 +41,7 @@ PartitionStates::Part& PartitionStates::make_part(const std::string& partition, 
   part.store = store;
   part.next_offset = next_offset;
   part.state = std::make_shared<TransformState>(loop_, component_, std::make_shared<PartitionWriter>(store, component_, partition),
-                                                metrics_);
+                                                metrics_, store->snapshot_interval_ms());
   part.state->take_snapshot = [this, partition]() -> std::optional<std::string> {
     auto found = parts_.find(partition);
     if (found == parts_.end()) return std::nullopt;

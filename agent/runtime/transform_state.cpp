@@ -138,8 +138,12 @@ TransformState::TransformState(uv_loop_t* loop, std::string component, std::stri
       coverage_(std::move(coverage)) {}
 
 TransformState::TransformState(uv_loop_t* loop, std::string component, std::shared_ptr<SnapshotWriter> writer,
-                               ComponentMetrics& metrics)
-    : loop_(loop), component_(std::move(component)), writer_(std::move(writer)), metrics_(metrics) {}
+                               ComponentMetrics& metrics, std::uint64_t snapshot_interval_ms)
+    : loop_(loop),
+      component_(std::move(component)),
+      writer_(std::move(writer)),
+      metrics_(metrics),
+      snapshot_interval_ms_(snapshot_interval_ms) {}
 
 TransformState::~TransformState() = default;
 
@@ -191,10 +195,10 @@ AckRef TransformState::hold(std::vector<AckRef> acks) {
 void TransformState::processed() {
   if (covered_ == next_ || closed_) return;
   std::uint64_t now = uv_now(loop_);
-  if (now - last_snapshot_ms_ >= kSnapshotIntervalMs) return snapshot_now();
+  if (now - last_snapshot_ms_ >= snapshot_interval_ms_) return snapshot_now();
   if (soon_.initialized() && uv_is_active(soon_.base())) return;
   start_timer(soon_, loop_, this, [](uv_timer_t* t) { static_cast<TransformState*>(t->data)->snapshot_now(); },
-              kSnapshotIntervalMs - (now - last_snapshot_ms_));
+              snapshot_interval_ms_ - (now - last_snapshot_ms_));
 }
 
 void TransformState::snapshot_now() {

@@ -77,7 +77,8 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
                  std::shared_ptr<buffer::StateCoverage> coverage);
   // Snapshots to `writer`, numbering from 0, with no StateMark on the acknowledgements (no
   // disk buffer waits for this state: docs/adr/017-partitioned-state.md). load() finds none.
-  TransformState(uv_loop_t* loop, std::string component, std::shared_ptr<SnapshotWriter> writer, ComponentMetrics& metrics);
+  TransformState(uv_loop_t* loop, std::string component, std::shared_ptr<SnapshotWriter> writer, ComponentMetrics& metrics,
+                 std::uint64_t snapshot_interval_ms);
   ~TransformState();
 
   // The last snapshot written: the transform's state (nullopt: none), and the batch numbers
@@ -139,7 +140,7 @@ class TransformState : public std::enable_shared_from_this<TransformState> {
   UvTimer retry_;
   UvTimer soon_;                    // the rate limit's deferred snapshot
   std::uint64_t last_snapshot_ms_ = 0;
-  static constexpr std::uint64_t kSnapshotIntervalMs = 50;
+  std::uint64_t snapshot_interval_ms_ = 50;
 };
 
 }  // namespace weir::runtime

@@ -116,6 +116,9 @@ class PartitionStateStore {
   // Durable once `done` says ok (Kafka: acknowledged by the broker).
   virtual void write(const std::string& owner, const std::string& partition, PartitionSnapshot snapshot,
                      std::function<void(Status)> done) = 0;
+  // How often a busy partition's state is snapshotted at most (each snapshot is its whole
+  // state): the delay it adds to acknowledgements, against the bytes written.
+  virtual std::uint64_t snapshot_interval_ms() const { return 50; }
 };
 
 class SourceContext : public ComponentContext {

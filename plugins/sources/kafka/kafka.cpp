@@ -55,6 +55,10 @@ const OptionSchema kSchema = {
      .doc = "Where the transforms after this source that keep state per partition (working_time) keep it, so it "
             "moves with a partition to the weir that takes it over: a topic with at least as many partitions as "
             "each consumed topic, compacted (docs/adr/017-partitioned-state.md). Empty: they keep it on this machine."},
+    {.name = "state_interval", .type = OptionType::Duration, .default_value = "1s",
+     .doc = "How often a busy partition's state goes to state_topic at most (a whole snapshot each time): "
+            "offsets are committed no sooner, and a weir that takes the partition over after a crash reads again "
+            "at most about this much."},
     {.name = "librdkafka_options", .type = OptionType::Map,
      .doc = "Any librdkafka property, as text; these win over the ones weir sets."},
 };
@@ -104,6 +108,7 @@ class KafkaSource final : public Source {
           std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(options.duration(key)).count()));
     };
     self->commit_ms_ = ms("commit_interval");
+    self->state_interval_ms_ = ms("state_interval");
     self->drain_ms_ = ms("drain_timeout");
     self->max_batch_ = static_cast<std::size_t>(std::max<std::int64_t>(1, options.integer("max_batch_events")));
     for (auto [name, stamp] : {std::pair{"topic_key", &self->topic_stamp_}, std::pair{"partition_key", &self->partition_stamp_},
@@ -174,7 +179,7 @@ class KafkaSource final : public Source {
       return Error(fmt::format("cannot subscribe to {}: {}", fmt::join(topics_, ", "), kafka::error_text(err)));
     }
     if (!state_topic_.empty()) {
-      store_ = std::make_shared<KafkaStateStore>(ctx.name(), state_topic_);
+      store_ = std::make_shared<KafkaStateStore>(ctx.name(), state_topic_, state_interval_ms_);
       if (Status started = store_->start(ctx.loop(), properties_, user_properties_); !started.ok()) return started;
     }
     if (Status watching = watch_.start(ctx.loop(), queue_.get(), [this] { serve(); }); !watching.ok()) return watching;
@@ -613,7 +618,7 @@ class KafkaSource final : public Source {
   std::string state_topic_;
   std::shared_ptr<KafkaStateStore> store_;
   Codec codec_ = Codec::Json;
-  std::uint64_t commit_ms_ = 1000, drain_ms_ = 30000;
+  std::uint64_t commit_ms_ = 1000, drain_ms_ = 30000, state_interval_ms_ = 1000;
   std::size_t max_batch_ = 4096;
   Stamp topic_stamp_, partition_stamp_, offset_stamp_, key_stamp_;
   std::map<std::string, std::string> properties_, user_properties_;

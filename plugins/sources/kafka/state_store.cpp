@@ -61,6 +61,7 @@ Status KafkaStateStore::start(uv_loop_t* loop, const std::map<std::string, std::
   std::map<std::string, std::string> produce = properties;
   produce["enable.idempotence"] = "true";
   produce["linger.ms"] = "0";
+  produce["compression.codec"] = "lz4";  // JSON state: about a quarter of its size
   auto producer_conf = kafka::make_conf(produce, user_properties);
   if (!producer_conf.ok()) return producer_conf.error();
   rd_kafka_conf_set_opaque(producer_conf.value().get(), this);

@@ -18,7 +18,8 @@ namespace weir::plugins {
 
 class KafkaStateStore final : public PartitionStateStore, public std::enable_shared_from_this<KafkaStateStore> {
  public:
-  KafkaStateStore(std::string component, std::string topic) : component_(std::move(component)), topic_(std::move(topic)) {}
+  KafkaStateStore(std::string component, std::string topic, std::uint64_t interval_ms)
+      : component_(std::move(component)), topic_(std::move(topic)), interval_ms_(interval_ms) {}
   ~KafkaStateStore() override;
 
   // `properties`: the source's connection properties (bootstrap servers, security, ...).
@@ -29,6 +30,7 @@ class KafkaStateStore final : public PartitionStateStore, public std::enable_sha
             std::function<void(Result<std::optional<PartitionSnapshot>>)> done) override;
   void write(const std::string& owner, const std::string& partition, PartitionSnapshot snapshot,
              std::function<void(Status)> done) override;
+  std::uint64_t snapshot_interval_ms() const override { return interval_ms_; }
 
   // A message's value: "<next_offset>\n<state>".
   static std::string encode(const PartitionSnapshot& snapshot);
@@ -52,6 +54,7 @@ class KafkaStateStore final : public PartitionStateStore, public std::enable_sha
   void finish_reads(std::int32_t partition, const std::optional<std::string>& error);
 
   std::string component_, topic_;
+  std::uint64_t interval_ms_;
   kafka::Handle producer_, reader_;
   kafka::Queue producer_queue_, reader_queue_;
   kafka::QueueWatch producer_watch_, reader_watch_;
