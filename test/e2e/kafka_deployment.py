@@ -185,6 +185,17 @@ try:
         return answered <= {int(x) for x in got}
     check("every event answered 200 is in ClickHouse", wait_for(in_clickhouse, 120),
           len(answered))
+    # Events stored twice: those the killed aggregator had taken but not committed, and
+    # batches a client sent again after a 503. At most the batches of the phase it died in
+    # (24 users x 3 batches x 20 events) and of the 503s.
+    stored = int(query(ch_ports[0], "SELECT count() FROM cvat.events WHERE scope != 'send:working_time' "
+                                    "AND user_id != 9999 FORMAT TSV"))
+    distinct = int(query(ch_ports[0], "SELECT uniqExact(visitParamExtractUInt(payload, 'n')) FROM cvat.events "
+                                      "WHERE scope != 'send:working_time' AND user_id != 9999 FORMAT TSV"))
+    bound = len(users) * 3 * 20 + 20 * statuses[503]
+    print("events stored: %d, %d distinct: %d twice (bound %d)" % (stored, distinct, stored - distinct, bound))
+    check("events stored twice: at most the batches in flight when the aggregator died, and those sent again",
+          stored - distinct <= bound, (stored - distinct, bound))
     procs["aggregator_b"].send_signal(signal.SIGTERM)  # the open rows go, and its state
     check("the aggregator exits cleanly", procs["aggregator_b"].wait(timeout=90) == 0)
 
