@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "weir/json.hpp"
 #include "weir/log.hpp"
 
 namespace weir::kafka {
@@ -21,6 +22,20 @@ Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties
     }
   }
   return conf;
+}
+
+Result<std::map<std::string, std::string>> user_properties(const Options& options) {
+  std::map<std::string, std::string> properties;
+  const Value* user = options.find("librdkafka_options");
+  if (user == nullptr || user->is_null()) return properties;
+  if (!user->is_object()) return options.error_at("librdkafka_options", "librdkafka_options must be a mapping");
+  for (const Member& m : user->members()) {
+    if (m.value.is_object() || m.value.is_array() || m.value.is_null()) {
+      return options.error_at("librdkafka_options", fmt::format("librdkafka option '{}' must be a scalar", m.key));
+    }
+    properties[std::string(m.key)] = m.value.is_string() ? std::string(m.value.as_string()) : to_json(m.value);
+  }
+  return properties;
 }
 
 void route_logs(rd_kafka_conf_t* conf) {

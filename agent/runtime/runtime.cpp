@@ -417,17 +417,28 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
 // that keeps a whole state there would give results that depend on which partitions this
 // weir reads (warned), and one fed by partitioned and other sources both has no single way
 // to keep it (refused).
+// Every node downstream of `from`, once each.
+std::vector<Runtime::Impl::Node*> Runtime::Impl::downstream_of(Node& from) {
+  std::vector<Node*> found;
+  std::set<Node*> seen;
+  std::vector<Node*> todo;
+  for (auto& port : from.consumers) todo.insert(todo.end(), port.begin(), port.end());
+  while (!todo.empty()) {
+    Node* node = todo.back();
+    todo.pop_back();
+    if (!seen.insert(node).second) continue;
+    found.push_back(node);
+    for (auto& port : node->consumers) todo.insert(todo.end(), port.begin(), port.end());
+  }
+  return found;
+}
+
 Status Runtime::Impl::find_partition_owners() {
   for (auto& source : nodes_) {
     if (source->kind() != ComponentKind::Source || !source->graph_node->source->partitioned()) continue;
     std::vector<Node*> owners;
-    std::set<Node*> seen;
-    std::vector<Node*> todo;
-    for (auto& port : source->consumers) todo.insert(todo.end(), port.begin(), port.end());
-    while (!todo.empty()) {
-      Node* node = todo.back();
-      todo.pop_back();
-      if (node->kind() != ComponentKind::Transform || !seen.insert(node).second) continue;
+    for (Node* node : downstream_of(*source)) {
+      if (node->kind() != ComponentKind::Transform) continue;
       Transform& transform = *node->graph_node->transform;
       if (transform.keeps_state() && transform.partitions_state()) {
         owners.push_back(node);
@@ -436,7 +447,6 @@ Status Runtime::Impl::find_partition_owners() {
                   "in its consumer group, what it makes depends on which partitions this one reads",
                   source->config->name);
       }
-      for (auto& port : node->consumers) todo.insert(todo.end(), port.begin(), port.end());
     }
     if (owners.size() > 1) {
       return Error(fmt::format("'{}' and '{}' both keep state per partition of '{}': only one transform after a "
@@ -455,18 +465,11 @@ Status Runtime::Impl::find_partition_owners() {
   // Every source that reaches a transform keeping state per partition must be partitioned.
   for (auto& source : nodes_) {
     if (source->kind() != ComponentKind::Source || source->graph_node->source->partitioned()) continue;
-    std::set<Node*> seen;
-    std::vector<Node*> todo;
-    for (auto& port : source->consumers) todo.insert(todo.end(), port.begin(), port.end());
-    while (!todo.empty()) {
-      Node* node = todo.back();
-      todo.pop_back();
-      if (!seen.insert(node).second) continue;
+    for (Node* node : downstream_of(*source)) {
       if (node->partition_states) {
         return Error(fmt::format("'{}' keeps its state per partition of a partitioned source, and also takes events "
                                  "from '{}', which has no partitions", node->config->name, source->config->name));
       }
-      for (auto& port : node->consumers) todo.insert(todo.end(), port.begin(), port.end());
     }
   }
   return {};

@@ -110,6 +110,7 @@ class Runtime::Impl {
   Status load_transform_state(Node& node);
   // Which transform keeps its state per partition of each partitioned source (ADR 017).
   Status find_partition_owners();
+  static std::vector<Node*> downstream_of(Node& from);
   Status restore_transform_state(Node& node);
   Status start_sink(Node& node);
   Status start_transform(Node& node);

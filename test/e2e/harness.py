@@ -1,6 +1,6 @@
 """What the Python end-to-end tests share: checks and their summary, waiting, free ports,
 and the private servers of tools/<kind>/server.sh."""
-import os, socket, subprocess, sys, time
+import os, socket, subprocess, sys, time, urllib.error, urllib.request
 
 ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 passes, failures = [], []
@@ -54,3 +54,50 @@ def server(kind, verb, directory, env=None):
         print(out.stdout[-3000:], out.stderr[-3000:])
         raise SystemExit("%s %s failed" % (kind, verb))
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def post_status(url, body, timeout=30, headers=None):
+    """POSTs `body` (bytes); the HTTP status, or None when no answer came in time."""
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return None
+
+
+class KafkaMock:
+    """librdkafka's mock cluster, kept alive by weir-kafka-mock (built beside weir):
+    `bootstrap` is its address; command("down"/"up"/"topic NAME N") answers "ok" or an error."""
+
+    def __init__(self, weir, brokers, topics):
+        args = [os.path.join(os.path.dirname(os.path.abspath(weir)), "weir-kafka-mock"), "--brokers", str(brokers)]
+        for topic in topics:
+            args += ["--topic", topic]
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.bootstrap = self.process.stdout.readline().strip()
+
+    def command(self, line):
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def metrics(api):
+    """weir's /metrics on 127.0.0.1:`api` as {(name, component): value}; empty while it does not answer."""
+    try:
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % api, timeout=5).read().decode()
+    except OSError:
+        return {}
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("weir_") and '{component_id="' in line:
+            name, rest = line.split("{", 1)
+            values[(name, rest.split('"', 2)[1])] = float(line.rsplit(" ", 1)[1])
+    return values

@@ -9,14 +9,12 @@ their state per partition in a state topic (ADR 017), against librdkafka's mock 
 import collections, json, os, random, signal, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, finish, free_port, wait_for  # noqa: E402
+from harness import KafkaMock, check, finish, free_port, wait_for  # noqa: E402
 
 weir = os.path.abspath(sys.argv[1])
-mock_bin = os.path.join(os.path.dirname(weir), "weir-kafka-mock")
 tmp = tempfile.mkdtemp(prefix="weir-kafka-aggregators-")
-mock = subprocess.Popen([mock_bin, "--brokers", "3", "--topic", "events:4", "--topic", "state:4"],
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-bootstrap = mock.stdout.readline().strip()
+mock = KafkaMock(weir, 3, ["events:4", "state:4"])
+bootstrap = mock.bootstrap
 
 # CVAT-like client events: 12 users, each moving between jobs, with pauses past the
 # threshold and past idle_after, and frame changes with durations.
@@ -136,6 +134,5 @@ finally:
     for p in procs:
         if p.poll() is None:
             p.kill()
-    mock.stdin.close()
-    mock.wait(timeout=30)
+    mock.close()
 finish("kafka aggregators")

@@ -7,24 +7,16 @@ with kcat, a Kafka client apart from weir:
   the rest of its batch arrives;
 - with every broker down, nothing is answered 200 (requests wait, then 503 once the
   buffer is full); once they are back, every event answered 200 is in Kafka."""
-import json, os, subprocess, sys, tempfile, threading, time, urllib.request, urllib.error
+import json, os, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, finish, free_port, wait_for  # noqa: E402
+from harness import KafkaMock, check, finish, free_port, metrics, post_status, wait_for  # noqa: E402
 
 weir = os.path.abspath(sys.argv[1])
-mock_bin = os.path.join(os.path.dirname(weir), "weir-kafka-mock")
 tmp = tempfile.mkdtemp(prefix="weir-kafka-sink-")
 
-mock = subprocess.Popen([mock_bin, "--brokers", "3", "--topic", "events:4", "--topic", "cvat-client:2",
-                         "--topic", "cvat-server:2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-bootstrap = mock.stdout.readline().strip()
-
-
-def mock_command(command):
-    mock.stdin.write(command + "\n")
-    mock.stdin.flush()
-    return mock.stdout.readline().strip()
+mock = KafkaMock(weir, 3, ["events:4", "cvat-client:2", "cvat-server:2"])
+bootstrap = mock.bootstrap
 
 
 def read_topic(topic, expected, seconds=60):
@@ -77,22 +69,11 @@ proc = subprocess.Popen([weir, "run", "-c", config], stdout=log, stderr=subproce
 
 def post(events, timeout=30):
     body = "\n".join(json.dumps(e) for e in events).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{http_port}/", data=body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except Exception:
-        return None  # no answer in time
+    return post_status(f"http://127.0.0.1:{http_port}/", body, timeout)
 
 
 def metric(name, component):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + "{") and f'component_id="{component}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metrics(api_port).get((name, component), 0.0)
 
 
 try:
@@ -150,7 +131,7 @@ try:
 
     # Every broker down: requests wait for their acknowledgement, none is answered 200 while
     # the brokers are away; afterwards, every event answered 200 is in Kafka.
-    check("brokers down", mock_command("down") == "ok")
+    check("brokers down", mock.command("down") == "ok")
     results = {}
 
     def client_thread(n):
@@ -169,7 +150,7 @@ try:
     check("no request answered 200 while the brokers are down", not answered_early, answered_early)
     refused = [n for n, (status, _) in results.items() if status == 503]
     check("full buffers answer 503", len(refused) > 0, results)
-    check("brokers up", mock_command("up") == "ok")
+    check("brokers up", mock.command("up") == "ok")
     for t in threads:
         t.join()
     accepted = [n for n, (status, _) in results.items() if status == 200]
@@ -188,8 +169,7 @@ try:
 finally:
     if proc.poll() is None:
         proc.kill()
-    mock.stdin.close()
-    mock.wait(timeout=30)
+    mock.close()
     log.close()
     if errors := [line for line in open(os.path.join(tmp, "weir.log")) if "ERROR" in line]:
         print("weir's errors:", "".join(errors[:10]))

@@ -9,18 +9,16 @@
   its partitions, and nothing is written twice;
 - a message that is not JSON is dead-lettered with its topic, partition and offset, and
   its neighbours are written."""
-import json, os, signal, subprocess, sys, tempfile, time, urllib.request
+import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, finish, free_port, wait_for  # noqa: E402
+from harness import KafkaMock, check, finish, free_port, metrics, wait_for  # noqa: E402
 
 weir = os.path.abspath(sys.argv[1])
-mock_bin = os.path.join(os.path.dirname(weir), "weir-kafka-mock")
 tmp = tempfile.mkdtemp(prefix="weir-kafka-source-")
 
-mock = subprocess.Popen([mock_bin, "--brokers", "3", "--topic", "events:6"], stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE, text=True)
-bootstrap = mock.stdout.readline().strip()
+mock = KafkaMock(weir, 3, ["events:6"])
+bootstrap = mock.bootstrap
 produced = []  # (user, seq) in the order produced
 
 
@@ -77,8 +75,7 @@ def written():
 
 
 def metric(api, name):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{api}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    return sum(v for (n, _), v in metrics(api).items() if n == name)
 
 
 procs = []
@@ -153,6 +150,5 @@ finally:
     for p in procs:
         if p.poll() is None:
             p.kill()
-    mock.stdin.close()
-    mock.wait(timeout=30)
+    mock.close()
 finish("kafka source")

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "weir/options.hpp"
 #include "weir/result.hpp"
 #include "weir/uv.hpp"
 
@@ -43,6 +44,10 @@ using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, Partition
 // An error names the property librdkafka refused and says why.
 Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties,
                        const std::map<std::string, std::string>& user_properties);
+
+// The component's `librdkafka_options` (a mapping of scalars), as librdkafka's text
+// properties; an error placed at the option.
+Result<std::map<std::string, std::string>> user_properties(const Options& options);
 
 // librdkafka's own log lines go to weir's log, under the client's `client.id` (weir sets it
 // to the component's name): its errors and warnings as warnings, the rest at debug. A

@@ -99,15 +99,9 @@ class KafkaSink final : public Sink {
     p["compression.codec"] = std::string(options.string("compression"));
     p["message.timeout.ms"] = std::to_string(std::max<std::int64_t>(1, ms("message_timeout")));
     p["queue.buffering.max.kbytes"] = std::to_string(std::max<std::uint64_t>(1, options.bytes("max_queued_bytes") / 1024));
-    if (const Value* user = options.find("librdkafka_options"); user != nullptr && !user->is_null()) {
-      if (!user->is_object()) return options.error_at("librdkafka_options", "librdkafka_options must be a mapping");
-      for (const Member& m : user->members()) {
-        if (m.value.is_object() || m.value.is_array() || m.value.is_null()) {
-          return options.error_at("librdkafka_options", fmt::format("librdkafka option '{}' must be a scalar", m.key));
-        }
-        self->user_properties_[std::string(m.key)] = m.value.is_string() ? std::string(m.value.as_string()) : to_json(m.value);
-      }
-    }
+    auto user = kafka::user_properties(options);
+    if (!user.ok()) return user.error();
+    self->user_properties_ = std::move(user.value());
     // Refused properties are configuration errors: found at validation, not at start.
     if (auto conf = kafka::make_conf(self->properties_, self->user_properties_); !conf.ok()) {
       return options.error_at("librdkafka_options", conf.error().message());

@@ -123,15 +123,9 @@ class KafkaSource final : public Source {
     p["enable.auto.offset.store"] = "false";
     p["auto.offset.reset"] = std::string(options.string("auto_offset_reset"));
     p["queued.max.messages.kbytes"] = std::to_string(std::max<std::uint64_t>(1, options.bytes("max_fetched_bytes") / 1024));
-    if (const Value* user = options.find("librdkafka_options"); user != nullptr && !user->is_null()) {
-      if (!user->is_object()) return options.error_at("librdkafka_options", "librdkafka_options must be a mapping");
-      for (const Member& m : user->members()) {
-        if (m.value.is_object() || m.value.is_array() || m.value.is_null()) {
-          return options.error_at("librdkafka_options", fmt::format("librdkafka option '{}' must be a scalar", m.key));
-        }
-        self->user_properties_[std::string(m.key)] = m.value.is_string() ? std::string(m.value.as_string()) : to_json(m.value);
-      }
-    }
+    auto user = kafka::user_properties(options);
+    if (!user.ok()) return user.error();
+    self->user_properties_ = std::move(user.value());
     for (const char* ours : {"enable.auto.commit", "enable.auto.offset.store"}) {
       if (self->user_properties_.count(ours)) {
         return options.error_at("librdkafka_options",
