@@ -95,6 +95,14 @@ struct Partition {
   std::int64_t rewind_to = -1;  // a message that came while restoring: consumed again from here
 };
 
+// Partitions taken away, let go once their batches in flight are acknowledged and committed.
+// (At namespace scope: clang cannot default-construct a nested class with member
+// initializers inside the enclosing class's definition.)
+struct Revocation {
+  kafka::PartitionList list;
+  bool committing = false;
+};
+
 class KafkaSource final : public Source {
  public:
   static Result<std::unique_ptr<KafkaSource>> create(const Options& options) {
@@ -623,10 +631,6 @@ class KafkaSource final : public Source {
   kafka::QueueWatch watch_;
   UvTimer commit_timer_, revoke_timer_;
   std::map<PartitionId, Partition> partitions_;
-  struct Revocation {
-    kafka::PartitionList list;
-    bool committing = false;
-  };
   std::optional<Revocation> revocation_;
   std::uint64_t epochs_ = 0;
   bool cooperative_ = false;
