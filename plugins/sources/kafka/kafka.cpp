@@ -102,6 +102,9 @@ struct Partition {
 struct Revocation {
   kafka::PartitionList list;
   bool committing = false;
+  // The offsets its commit carries, until a commit's answer says they are committed (a
+  // timer's commit of the same offsets may answer first).
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> awaited;
 };
 
 class KafkaSource final : public Source {
@@ -399,7 +402,20 @@ class KafkaSource final : public Source {
         if (found != partitions_.end()) found->second.committed = -1;
       }
     }
-    if (revocation_ && revocation_->committing) finish_revocation();
+    if (!revocation_ || !revocation_->committing) return;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Not committed: let go all the same (the group is waiting); the next owner reads again
+      // from the last commit, so batches are delivered twice, none lost.
+      return finish_revocation();
+    }
+    for (int i = 0; offsets != nullptr && i < offsets->cnt; ++i) {
+      const rd_kafka_topic_partition_t& elem = offsets->elems[i];
+      auto awaited = revocation_->awaited.find({elem.topic, elem.partition});
+      if (awaited != revocation_->awaited.end() && elem.err == RD_KAFKA_RESP_ERR_NO_ERROR && elem.offset >= awaited->second) {
+        revocation_->awaited.erase(awaited);
+      }
+    }
+    if (revocation_->awaited.empty()) finish_revocation();
   }
 
   // ---- rebalancing -------------------------------------------------------------------
@@ -468,15 +484,18 @@ class KafkaSource final : public Source {
       if (found != partitions_.end() && !found->second.spans.empty()) return;
     }
     revocation_->committing = true;
+    // Every acknowledged offset again, even one a timer's commit has sent: that one may not
+    // be answered yet, and the next owner starts from what is committed.
     kafka::PartitionList list(rd_kafka_topic_partition_list_new(revocation_->list->cnt));
     for (int i = 0; i < revocation_->list->cnt; ++i) {
       auto found = partitions_.find({revocation_->list->elems[i].topic, revocation_->list->elems[i].partition});
-      if (found == partitions_.end() || found->second.done_to < 0 || found->second.done_to <= found->second.committed) continue;
+      if (found == partitions_.end() || found->second.done_to < 0) continue;
       rd_kafka_topic_partition_list_add(list.get(), found->first.first.c_str(), found->first.second)->offset = found->second.done_to;
       found->second.committed = found->second.done_to;
+      revocation_->awaited[found->first] = found->second.done_to;
     }
     if (list->cnt == 0) return finish_revocation();
-    // The commit's answer (committed()) lets them go.
+    // A commit's answer covering them (committed()) lets them go.
     if (rd_kafka_commit(consumer_.get(), list.get(), 1) != RD_KAFKA_RESP_ERR_NO_ERROR) finish_revocation();
   }
 
