@@ -108,21 +108,29 @@ void PartitionStates::forget(const std::string& partition) {
   if (Transform* transform = transform_()) transform->drop_partition(partition);
 }
 
-void PartitionStates::hold(EventBatch& batch) {
+std::optional<std::string> PartitionStates::hold(EventBatch& batch) {
   const PartitionPosition* position = batch.partition();
   auto found = position ? parts_.find(position->partition) : parts_.end();
   if (found == parts_.end()) {
+    // A batch still on its way when its partition was let go (after drain_timeout), or
+    // one of no partition at all.
     if (unknown_logs_++ % 1000 == 0) {
       log::error(component_, "a batch of {} reached a transform that keeps its state per partition: its state is not saved",
-                 position ? "partition " + position->partition + ", which its source was not given" : "no partition");
+                 position ? "partition " + position->partition + ", which its source no longer reads" : "no partition");
     }
     metrics_.errors.add();
-    return;
+    return position ? std::optional<std::string>(position->partition) : std::nullopt;
   }
   Part& part = found->second;
   if (position->next_offset >= 0) part.next_offset = position->next_offset;
   part.state->hold(batch);
   touched_.insert(position->partition);
+  return std::nullopt;
+}
+
+void PartitionStates::forget_stray(const std::string& partition) {
+  if (parts_.count(partition)) return;  // given to the source again meanwhile
+  if (Transform* transform = transform_()) transform->drop_partition(partition);
 }
 
 void PartitionStates::processed() {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,8 +38,11 @@ class PartitionStates {
   void revoked(const std::string& partition, bool settled);
 
   // Before process(batch): its acknowledgements are held by its partition's state. A batch
-  // of no partition the source was given is not held (logged).
-  void hold(EventBatch& batch);
+  // of no partition the source was given is not held (logged), and the name of its
+  // partition is returned: once processed, what the transform made of it is dropped
+  // (forget_stray), as the partition's state is being kept elsewhere.
+  std::optional<std::string> hold(EventBatch& batch);
+  void forget_stray(const std::string& partition);
   // After the transform processed batches: a snapshot of each partition they touched, now or soon.
   void processed();
   // At the end (after the flush): a snapshot of every partition now.

@@ -513,9 +513,10 @@ void Runtime::Impl::pump(Node& node) {
       if (!has_room(node)) return;  // woken by wake_upstream
       if (BatchPtr batch = pop(node)) {
         if (node.state) node.state->hold(*batch);
-        if (node.partition_states) node.partition_states->hold(*batch);
+        std::optional<std::string> stray = node.partition_states ? node.partition_states->hold(*batch) : std::nullopt;
         std::vector<AckRef> acks = batch->acks();
         with_batch_acks(node, acks, [&] { node.graph_node->transform->process(std::move(batch), *node.context); });
+        if (stray) node.partition_states->forget_stray(*stray);
       }
     }
     take_snapshot(node, false);

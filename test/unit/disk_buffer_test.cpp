@@ -25,19 +25,13 @@
 
 using namespace weir;
 using namespace weir::buffer;
+using weir::testing::fresh_dir;
 using testing::After;
 using testing::build;
 using testing::Probe;
 using testing::quiet;
 
 namespace {
-
-std::string fresh_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("weir-disk-buffer-" + name);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
 
 // Writes `records` records of `events` events each ("event <id>" payloads), `per_group` to
 // a group, with segments of `segment_bytes`; returns the id after the last.

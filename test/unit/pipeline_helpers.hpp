@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 
@@ -23,6 +24,15 @@ inline topology::Graph build(const std::string& yaml) {
   for (const auto& e : d.errors) UNSCOPED_INFO(e.to_string());
   REQUIRE(d.ok());
   return graph;
+}
+
+// An empty directory under the system's temporary one, made afresh (weir-disk-buffer-<name>: the
+// disk buffer tests had it first).
+inline std::string fresh_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("weir-disk-buffer-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
 }
 
 inline runtime::RunOptions quiet() { return {.handle_signals = false, .print_summary = false}; }
