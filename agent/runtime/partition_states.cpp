@@ -20,10 +20,10 @@ class PartitionWriter final : public SnapshotWriter {
  public:
   PartitionWriter(std::shared_ptr<PartitionStateStore> store, std::string owner, std::string partition)
       : store_(std::move(store)), owner_(std::move(owner)), partition_(std::move(partition)) {}
-  void write(uv_loop_t* /*loop*/, std::uint64_t /*covers*/, std::string state, std::function<void(Status)> done) override {
+  void write(uv_loop_t* /*loop*/, std::uint64_t /*covers*/, std::string_view state, std::function<void(Status)> done) override {
     PartitionSnapshot snapshot;
     std::memcpy(&snapshot.next_offset, state.data(), 8);
-    snapshot.state = state.substr(8);
+    snapshot.state = std::string(state.substr(8));
     store_->write(owner_, partition_, std::move(snapshot), std::move(done));
   }
 

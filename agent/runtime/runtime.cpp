@@ -412,11 +412,6 @@ void Runtime::Impl::emit_from(Node& producer, BatchPtr batch, std::size_t output
   if (own_batch && !producer.finished) take_snapshot(producer, false);  // at flush the runtime takes one itself
 }
 
-// ADR 017: downstream of a source whose input is partitioned (Kafka), one transform may
-// keep its state per partition; its snapshots go where the source keeps them. A transform
-// that keeps a whole state there would give results that depend on which partitions this
-// weir reads (warned), and one fed by partitioned and other sources both has no single way
-// to keep it (refused).
 // Every node downstream of `from`, once each.
 std::vector<Runtime::Impl::Node*> Runtime::Impl::downstream_of(Node& from) {
   std::vector<Node*> found;
@@ -433,6 +428,11 @@ std::vector<Runtime::Impl::Node*> Runtime::Impl::downstream_of(Node& from) {
   return found;
 }
 
+// ADR 017: downstream of a source whose input is partitioned (Kafka), one transform may
+// keep its state per partition; its snapshots go where the source keeps them. A transform
+// that keeps a whole state there would give results that depend on which partitions this
+// weir reads (warned), and one fed by partitioned and other sources both has no single way
+// to keep it (refused).
 Status Runtime::Impl::find_partition_owners() {
   for (auto& source : nodes_) {
     if (source->kind() != ComponentKind::Source || !source->graph_node->source->partitioned()) continue;

@@ -97,7 +97,7 @@ namespace {
 class FileWriter final : public SnapshotWriter {
  public:
   explicit FileWriter(std::shared_ptr<StateFiles> files) : files_(std::move(files)) {}
-  void write(uv_loop_t* loop, std::uint64_t covers, std::string state, std::function<void(Status)> done) override {
+  void write(uv_loop_t* loop, std::uint64_t covers, std::string_view state, std::function<void(Status)> done) override {
     struct Job {
       uv_work_t work{};
       std::shared_ptr<StateFiles> files;
@@ -241,10 +241,9 @@ void TransformState::maybe_write() {
   if (!chosen) return;
   writing_ = true;
   std::weak_ptr<TransformState> weak = weak_from_this();
-  Snapshot snapshot = std::move(*chosen);
-  std::uint64_t covers = snapshot.covers;
-  auto kept = std::make_shared<Snapshot>(snapshot);
-  writer_->write(loop_, covers, std::move(snapshot.state), [weak, kept](Status status) {
+  // Kept for written(): a failed write puts it back to be tried again.
+  auto kept = std::make_shared<Snapshot>(std::move(*chosen));
+  writer_->write(loop_, kept->covers, kept->state, [weak, kept](Status status) {
     auto self = weak.lock();
     if (!self) return;
     self->writing_ = false;

@@ -67,8 +67,9 @@ class SnapshotWriter {
  public:
   virtual ~SnapshotWriter() = default;
   // Makes `state` (covering the batches numbered below `covers`) durable, then calls `done`
-  // on the loop. One write at a time.
-  virtual void write(uv_loop_t* loop, std::uint64_t covers, std::string state, std::function<void(Status)> done) = 0;
+  // on the loop. One write at a time. `state` lives only through the call: what the write
+  // needs later it copies (the file writer's record, the store's message).
+  virtual void write(uv_loop_t* loop, std::uint64_t covers, std::string_view state, std::function<void(Status)> done) = 0;
 };
 
 class TransformState : public std::enable_shared_from_this<TransformState> {

@@ -490,11 +490,6 @@ class WorkingTime final : public Transform {
     }
   }
 
-  // The time of the input that has no partitions: event time under replay, else the system clock.
-  EpochNanos pipeline_now(TransformContext& ctx) {
-    return ctx.clock().follows_input() ? partitions_[kUnpartitioned].watermark : ctx.clock().now();
-  }
-
   void open_row(UserClock& clock, const WorkKey& key, EpochNanos at, const Value& timestamp, const Event& event) {
     OpenRow& row = clock.row;
     row.open = true;
