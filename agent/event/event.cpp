@@ -7,6 +7,13 @@ namespace weir {
 InputChunk::InputChunk(std::size_t capacity_bytes)
     : bytes(std::make_unique_for_overwrite<char[]>(capacity_bytes + padding)), capacity(capacity_bytes) {}
 
+void set_field_or_metadata(Arena& arena, Event& event, std::string_view path, Value value) {
+  bool meta = !path.empty() && path.front() == '%';
+  Value& target = meta ? event.metadata : event.fields;
+  if (!target.is_object()) target = Value::object(arena, 4);
+  target.set_path(arena, arena.copy(meta ? path.substr(1) : path), value);
+}
+
 BatchPtr EventBatch::derive() const {
   auto batch = std::make_unique<EventBatch>(arena_);
   batch->extra_arenas_ = extra_arenas_;

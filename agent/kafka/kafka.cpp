@@ -38,6 +38,35 @@ Result<std::map<std::string, std::string>> user_properties(const Options& option
   return properties;
 }
 
+Result<Handle> new_client(rd_kafka_type_t type, Conf conf, std::string_view what) {
+  route_logs(conf.get());
+  char why[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), why, sizeof why);
+  if (rk == nullptr) return Error(fmt::format("cannot make {}: {}", what, why));
+  conf.release();  // rd_kafka_new took it
+  return Handle(rk);
+}
+
+PartitionList one_partition(const std::string& topic, std::int32_t partition, std::int64_t offset) {
+  PartitionList list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = offset;
+  return list;
+}
+
+bool client_error(ComponentContext& ctx, rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* reason,
+                  rd_kafka_resp_err_t& last) {
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    char why[512];
+    rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, why, sizeof why);
+    ctx.fail_pipeline(fmt::format("the Kafka {} failed for good ({}): {}",
+                                  rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer", error_text(cause), why));
+    return false;
+  }
+  if (err != last) log::warn(ctx.name(), "Kafka: {}", reason);
+  last = err;
+  return true;
+}
+
 void route_logs(rd_kafka_conf_t* conf) {
   rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* rk, int level, const char* facility, const char* text) {
     std::string_view name = rd_kafka_name(rk);  // "<client.id>#producer-1"

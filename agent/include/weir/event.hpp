@@ -91,6 +91,11 @@ struct InputChunk {
 class EventBatch;
 using BatchPtr = std::unique_ptr<EventBatch>;
 
+// Sets `value` at the dotted `path` in the event's fields or, when the path starts with '%'
+// (how the sources' options name where a fact of the input goes), at the rest of it in the
+// event's metadata. The path's keys are copied into `arena`.
+void set_field_or_metadata(Arena& arena, Event& event, std::string_view path, Value value);
+
 // Where a batch's events came from in a partitioned input (a Kafka topic's partition): its
 // name, and the offset the partition goes on at after them. Set by partitioned sources on
 // batches of one partition each; derived batches keep it. A transform that keeps its state

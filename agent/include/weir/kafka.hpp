@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "weir/component.hpp"
 #include "weir/options.hpp"
 #include "weir/result.hpp"
 #include "weir/uv.hpp"
@@ -44,6 +45,21 @@ using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, Partition
 // An error names the property librdkafka refused and says why.
 Result<Conf> make_conf(const std::map<std::string, std::string>& weir_properties,
                        const std::map<std::string, std::string>& user_properties);
+
+// A client made of `conf` (taken), its log lines routed to weir's (route_logs); an error
+// names `what` ("the Kafka producer").
+Result<Handle> new_client(rd_kafka_type_t type, Conf conf, std::string_view what);
+
+// A list of one partition, at `offset` (none by default).
+PartitionList one_partition(const std::string& topic, std::int32_t partition,
+                            std::int64_t offset = RD_KAFKA_OFFSET_INVALID);
+
+// librdkafka's error callback for `ctx`'s client: a fatal error (an idempotent producer's
+// broken sequence, say) leaves the client unusable and stops the pipeline; any other is
+// logged once for as long as the same kind comes in a row (brokers going away are reported
+// per connection). False for a fatal one; else the caller records it as fits.
+bool client_error(ComponentContext& ctx, rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* reason,
+                  rd_kafka_resp_err_t& last);
 
 // The component's `librdkafka_options` (a mapping of scalars), as librdkafka's text
 // properties; an error placed at the option.

@@ -140,19 +140,11 @@ class KafkaSink final : public Sink {
     rd_kafka_conf_set_error_cb(conf.value().get(), [](rd_kafka_t* rk, int err, const char* reason, void* opaque) {
       static_cast<KafkaSink*>(opaque)->client_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
     });
-    kafka::route_logs(conf.value().get());
-    char why[512];
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.value().get(), why, sizeof why);
-    if (rk == nullptr) return Error(fmt::format("cannot make the Kafka producer: {}", why));
-    conf.value().release();  // rd_kafka_new took it
-    producer_.reset(rk);
-    main_queue_.reset(rd_kafka_queue_get_main(rk));
-    if (Status watching = watch_.start(ctx.loop(), main_queue_.get(), [this] { serve(); }); !watching.ok()) return watching;
-    if (int rc = start_timer(retry_timer_, ctx.loop(), this, [](uv_timer_t*) {}, 0); rc != 0) {
-      return Error("cannot make the retry timer: " + uv_error_text(rc));
-    }
-    uv_timer_stop(retry_timer_.get());
-    return {};
+    auto producer = kafka::new_client(RD_KAFKA_PRODUCER, std::move(conf.value()), "the Kafka producer");
+    if (!producer.ok()) return producer.error();
+    producer_ = std::move(producer.value());
+    main_queue_.reset(rd_kafka_queue_get_main(producer_.get()));
+    return watch_.start(ctx.loop(), main_queue_.get(), [this] { serve(); });
   }
 
   // Takes a batch while librdkafka's queue has room for what was given before.
@@ -283,17 +275,14 @@ class KafkaSink final : public Sink {
       ++in.delivered;
       in.delivered_bytes += m.value_size;
     } else if (stopping_ || err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
-      for (const AckRef& ack : in.acks) ack->fail("kafka: " + kafka::error_text(err));
+      fail(in, "kafka: " + kafka::error_text(err));
     } else if (kafka::delivery_error_is_retriable(err)) {
       ctx_->metrics().errors.add();
       ctx_->metrics().retrying(uv_now(ctx_->loop()), "kafka: " + kafka::error_text(err));
       if (retries_.empty()) retry_reason_ = kafka::error_text(err);
       retries_.push_back(&in.refs[index]);
       was_full_ = true;
-      if (!uv_is_active(retry_timer_.base())) {
-        start_timer(retry_timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<KafkaSink*>(t->data)->retry(); },
-                    retry_backoff_ms_);
-      }
+      if (!retry_timer_.initialized() || !uv_is_active(retry_timer_.base())) retry_later();
       return;  // still unanswered
     } else {
       ctx_->metrics().errors.add();
@@ -311,14 +300,18 @@ class KafkaSink final : public Sink {
       if (!send(in, in.messages[again[i]->index])) {
         if (rd_kafka_last_error() == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
           retries_.insert(retries_.end(), again.begin() + static_cast<std::ptrdiff_t>(i), again.end());
-          start_timer(retry_timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<KafkaSink*>(t->data)->retry(); },
-                      retry_backoff_ms_);
+          retry_later();
           return;
         }
         answer(in, again[i]->index, rd_kafka_last_error());
       }
     }
     serve();
+  }
+
+  void retry_later() {
+    start_timer(retry_timer_, ctx_->loop(), this, [](uv_timer_t* t) { static_cast<KafkaSink*>(t->data)->retry(); },
+                retry_backoff_ms_);
   }
 
   void dead_letter(InFlight& in, const Event& event, const std::string& reason) {
@@ -331,9 +324,7 @@ class KafkaSink final : public Sink {
     ctx_->metrics().events_sent.add(in.delivered);
     ctx_->metrics().bytes_sent.add(in.delivered_bytes);
     if (in.delivered > 0) ctx_->metrics().recovered();
-    if (in.dead_letters_unwritten) {
-      for (const AckRef& ack : in.acks) ack->fail("kafka: a dead letter could not be written");
-    }
+    if (in.dead_letters_unwritten) fail(in, "kafka: a dead letter could not be written");
     std::vector<AckRef> acks = std::move(in.acks);
     if (in.messages.size() != in.delivered) ctx_->hold_until_dead_letters_written(std::move(acks));
     acks.clear();
@@ -351,16 +342,9 @@ class KafkaSink final : public Sink {
   }
 
   void client_error(rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* reason) {
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-      char why[512];
-      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, why, sizeof why);
-      ctx_->fail_pipeline(fmt::format("the Kafka producer failed for good ({}): {}", kafka::error_text(cause), why));
-      return;
+    if (kafka::client_error(*ctx_, rk, err, reason, last_client_error_)) {
+      ctx_->metrics().retrying(uv_now(ctx_->loop()), fmt::format("kafka: {}", reason));
     }
-    ctx_->metrics().retrying(uv_now(ctx_->loop()), fmt::format("kafka: {}", reason));
-    // Brokers going away are reported per connection; one line per kind is enough.
-    if (err != last_client_error_) log::warn(ctx_->name(), "Kafka: {}", reason);
-    last_client_error_ = err;
   }
 
   void maybe_drained() {

@@ -91,16 +91,12 @@ struct Stamps {
   void stamp(EventBatch& batch, std::string_view path, std::uint64_t stream_start, const std::vector<std::uint64_t>& starts) const {
     Arena& arena = batch.arena();
     Value path_value = Value::string(arena, path);
-    auto put = [&](Event& event, const std::string& key, Value value) {
-      bool meta = key.front() == '%';
-      Value& target = meta ? event.metadata : event.fields;
-      if (!target.is_object()) target = Value::object(arena, 2);
-      target.set_path(arena, arena.copy(meta ? std::string_view(key).substr(1) : std::string_view(key)), value);
-    };
     for (std::size_t i = 0; i < batch.size(); ++i) {
       Event& event = batch.events()[i];
-      if (!file_key.empty()) put(event, file_key, path_value);
-      if (!offset_key.empty()) put(event, offset_key, Value::integer(static_cast<std::int64_t>(stream_start + starts[i])));
+      if (!file_key.empty()) set_field_or_metadata(arena, event, file_key, path_value);
+      if (!offset_key.empty()) {
+        set_field_or_metadata(arena, event, offset_key, Value::integer(static_cast<std::int64_t>(stream_start + starts[i])));
+      }
     }
   }
 };

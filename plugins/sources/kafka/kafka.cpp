@@ -68,11 +68,7 @@ const OptionSchema kSchema = {
 struct Stamp {
   std::string key;
   void put(Arena& arena, Event& event, Value value) const {
-    if (key.empty()) return;
-    bool meta = key.front() == '%';
-    Value& target = meta ? event.metadata : event.fields;
-    if (!target.is_object()) target = Value::object(arena, 4);
-    target.set_path(arena, arena.copy(meta ? std::string_view(key).substr(1) : std::string_view(key)), value);
+    if (!key.empty()) set_field_or_metadata(arena, event, key, value);
   }
 };
 
@@ -170,12 +166,10 @@ class KafkaSource final : public Source {
     rd_kafka_conf_set_error_cb(conf.value().get(), [](rd_kafka_t* rk, int err, const char* reason, void* opaque) {
       static_cast<KafkaSource*>(opaque)->client_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
     });
-    kafka::route_logs(conf.value().get());
-    char why[512];
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.value().get(), why, sizeof why);
-    if (rk == nullptr) return Error(fmt::format("cannot make the Kafka consumer: {}", why));
-    conf.value().release();
-    consumer_.reset(rk);
+    auto consumer = kafka::new_client(RD_KAFKA_CONSUMER, std::move(conf.value()), "the Kafka consumer");
+    if (!consumer.ok()) return consumer.error();
+    consumer_ = std::move(consumer.value());
+    rd_kafka_t* rk = consumer_.get();
     // Rebalances, errors and messages all come through the consumer queue, served below.
     rd_kafka_poll_set_consumer(rk);
     queue_.reset(rd_kafka_queue_get_consumer(rk));
@@ -519,9 +513,7 @@ class KafkaSource final : public Source {
       if (from >= 0) seek(id, from);
       p.rewind_to = -1;
       if (!partitions_paused_ && !stopping_) {
-        kafka::PartitionList one(rd_kafka_topic_partition_list_new(1));
-        rd_kafka_topic_partition_list_add(one.get(), id.first.c_str(), id.second);
-        rd_kafka_resume_partitions(consumer_.get(), one.get());
+        rd_kafka_resume_partitions(consumer_.get(), kafka::one_partition(id.first, id.second).get());
       }
     };
     if (!store_) return ready(std::optional<std::int64_t>());
@@ -585,8 +577,7 @@ class KafkaSource final : public Source {
 
   // Fetching of the partition restarts at `offset` (non-blocking); what was fetched before is dropped.
   void seek(const PartitionId& id, std::int64_t offset) {
-    kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), id.first.c_str(), id.second)->offset = offset;
+    kafka::PartitionList list = kafka::one_partition(id.first, id.second, offset);
     if (rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_.get(), list.get(), 0)) {
       log::error(ctx_->name(), "cannot consume {} [{}] again from offset {}: {}", id.first, id.second, offset,
                  rd_kafka_error_string(error));
@@ -595,15 +586,7 @@ class KafkaSource final : public Source {
   }
 
   void client_error(rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* reason) {
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-      char why[512];
-      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, why, sizeof why);
-      ctx_->fail_pipeline(fmt::format("the Kafka consumer failed for good ({}): {}", kafka::error_text(cause), why));
-      return;
-    }
-    ctx_->metrics().errors.add();
-    if (err != last_client_error_) log::warn(ctx_->name(), "Kafka: {}", reason);
-    last_client_error_ = err;
+    if (kafka::client_error(*ctx_, rk, err, reason, last_client_error_)) ctx_->metrics().errors.add();
   }
 
   // Leaves the group, so its partitions go to the other members at once rather than after

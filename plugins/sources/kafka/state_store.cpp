@@ -56,7 +56,6 @@ KafkaStateStore::~KafkaStateStore() {
 
 Status KafkaStateStore::start(uv_loop_t* loop, const std::map<std::string, std::string>& properties,
                               const std::map<std::string, std::string>& user_properties) {
-  char why[512];
   // The producer: idempotent, every write acknowledged by all in-sync replicas.
   std::map<std::string, std::string> produce = properties;
   produce["enable.idempotence"] = "true";
@@ -65,7 +64,6 @@ Status KafkaStateStore::start(uv_loop_t* loop, const std::map<std::string, std::
   auto producer_conf = kafka::make_conf(produce, user_properties);
   if (!producer_conf.ok()) return producer_conf.error();
   rd_kafka_conf_set_opaque(producer_conf.value().get(), this);
-  kafka::route_logs(producer_conf.value().get());
   rd_kafka_conf_set_dr_msg_cb(producer_conf.value().get(), [](rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
     auto* self = static_cast<KafkaStateStore*>(opaque);
     auto* write = static_cast<Write*>(message->_private);
@@ -81,12 +79,11 @@ Status KafkaStateStore::start(uv_loop_t* loop, const std::map<std::string, std::
       break;
     }
   });
-  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf.value().get(), why, sizeof why);
-  if (producer == nullptr) return Error(fmt::format("cannot make the state topic's producer: {}", why));
-  producer_conf.value().release();
-  producer_.reset(producer);
-  producer_topic_.reset(rd_kafka_topic_new(producer, topic_.c_str(), nullptr));
-  producer_queue_.reset(rd_kafka_queue_get_main(producer));
+  auto producer = kafka::new_client(RD_KAFKA_PRODUCER, std::move(producer_conf.value()), "the state topic's producer");
+  if (!producer.ok()) return producer.error();
+  producer_ = std::move(producer.value());
+  producer_topic_.reset(rd_kafka_topic_new(producer_.get(), topic_.c_str(), nullptr));
+  producer_queue_.reset(rd_kafka_queue_get_main(producer_.get()));
   if (Status s = producer_watch_.start(loop, producer_queue_.get(), [this] { serve_producer(); }); !s.ok()) return s;
 
   // The reader: no group, partitions assigned one by one while read, to their end.
@@ -100,13 +97,11 @@ Status KafkaStateStore::start(uv_loop_t* loop, const std::map<std::string, std::
   read["auto.offset.reset"] = "earliest";
   auto reader_conf = kafka::make_conf(read, {});
   if (!reader_conf.ok()) return reader_conf.error();
-  kafka::route_logs(reader_conf.value().get());
-  rd_kafka_t* reader = rd_kafka_new(RD_KAFKA_CONSUMER, reader_conf.value().get(), why, sizeof why);
-  if (reader == nullptr) return Error(fmt::format("cannot make the state topic's reader: {}", why));
-  reader_conf.value().release();
-  reader_.reset(reader);
-  rd_kafka_poll_set_consumer(reader);
-  reader_queue_.reset(rd_kafka_queue_get_consumer(reader));
+  auto reader = kafka::new_client(RD_KAFKA_CONSUMER, std::move(reader_conf.value()), "the state topic's reader");
+  if (!reader.ok()) return reader.error();
+  reader_ = std::move(reader.value());
+  rd_kafka_poll_set_consumer(reader_.get());
+  reader_queue_.reset(rd_kafka_queue_get_consumer(reader_.get()));
   return reader_watch_.start(loop, reader_queue_.get(), [this] { serve_reader(); });
 }
 
@@ -124,9 +119,8 @@ void KafkaStateStore::read(const std::string& owner, const std::string& partitio
 }
 
 void KafkaStateStore::start_reading(std::int32_t number) {
-  kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), topic_.c_str(), number)->offset = RD_KAFKA_OFFSET_BEGINNING;
-  if (rd_kafka_error_t* error = rd_kafka_incremental_assign(reader_.get(), list.get())) {
+  if (rd_kafka_error_t* error =
+          rd_kafka_incremental_assign(reader_.get(), kafka::one_partition(topic_, number, RD_KAFKA_OFFSET_BEGINNING).get())) {
     std::string why = rd_kafka_error_string(error);
     rd_kafka_error_destroy(error);
     finish_reads(number, fmt::format("cannot read state topic '{}' [{}]: {}", topic_, number, why));
@@ -185,9 +179,9 @@ void KafkaStateStore::finish_reads(std::int32_t number, const std::optional<std:
   if (found == reads_.end()) return;
   std::deque<Read> reads = std::move(found->second);
   reads_.erase(found);
-  kafka::PartitionList list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), topic_.c_str(), number);
-  if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(reader_.get(), list.get())) rd_kafka_error_destroy(e);
+  if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(reader_.get(), kafka::one_partition(topic_, number).get())) {
+    rd_kafka_error_destroy(e);
+  }
   if (auto queued = queued_.find(number); queued != queued_.end()) {
     reads_[number] = std::move(queued->second);
     queued_.erase(queued);
