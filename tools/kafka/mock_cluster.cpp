@@ -8,12 +8,15 @@
 //   topic NAME PARTITIONS   create a topic (the mock has no CreateTopics API)
 //   down                    every broker down (connections refused, none answers)
 //   up                      every broker up again
+//   refuse-commits N        the next N offset commits answered "rebalance in progress", as
+//                           the mock answers them while its group rebalances
 //   quit                    (or end of input) exit
 // Brokers down do not move leadership (rdkafka_mock.h): clients wait for them, which is the
 // outage a test wants.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -109,6 +112,12 @@ int main(int argc, char** argv) {
         std::cout << "error: " << error << std::endl;
         continue;
       }
+    } else if (command == "refuse-commits") {
+      std::size_t count = 0;
+      words >> count;
+      constexpr std::int16_t kOffsetCommit = 8;  // the Kafka protocol's ApiKey
+      std::vector<rd_kafka_resp_err_t> errors(count, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+      rd_kafka_mock_push_request_errors_array(cluster, kOffsetCommit, errors.size(), errors.data());
     } else {
       std::cout << "error: unknown command '" << command << "'" << std::endl;
       continue;
