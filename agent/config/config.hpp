@@ -64,7 +64,8 @@ struct PipelineConfig {
   std::uint64_t dead_letter_max_bytes = 100ull << 20;
   std::string api_address;       // empty: the API is off
   std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(30);
-  std::vector<ComponentConfig> components;
+  std::vector<ComponentConfig> components;  // the graph: sources, transforms, sinks
+  std::vector<ComponentConfig> apis;        // beside it (`apis:`)
   std::vector<TestSpec> tests;
   std::vector<std::string> plugins;  // plugin files and plugins_dir directories loaded for it
 };

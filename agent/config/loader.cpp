@@ -139,7 +139,7 @@ bool parse_float(std::string_view text, double& out) {
 }
 
 const std::vector<std::string> kTopLevelKeys = {"data_dir", "api", "dead_letter", "shutdown_timeout", "plugins",
-                                                "plugins_dir", "sources", "transforms", "sinks", "tests"};
+                                                "plugins_dir", "sources", "transforms", "sinks", "apis", "tests"};
 
 class Loader {
  public:
@@ -163,6 +163,7 @@ class Loader {
       if (key == "sources") load_section(value, ComponentKind::Source, at(entry.first));
       else if (key == "transforms") load_section(value, ComponentKind::Transform, at(entry.first));
       else if (key == "sinks") load_section(value, ComponentKind::Sink, at(entry.first));
+      else if (key == "apis") load_section(value, ComponentKind::Api, at(entry.first));
       else if (key == "data_dir") set_global("data_dir", value, out_.data_dir);
       else if (key == "shutdown_timeout") load_shutdown_timeout(value);
       else if (key == "api") load_subsection(value, "api", {{"address", &out_.api_address}});
@@ -469,7 +470,7 @@ class Loader {
     std::size_t errors_before = diag_.errors.size();
     walk(node, "", component, what);
 
-    if (kind != ComponentKind::Source) {
+    if (kind == ComponentKind::Transform || kind == ComponentKind::Sink) {
       if (!node["inputs"]) {
         error(fmt::format("{} is missing required key 'inputs'", what), where);
       } else if (component.inputs.empty() && diag_.errors.size() == errors_before) {
@@ -486,7 +487,7 @@ class Loader {
         if (value) component.options.put_default(spec.name, *value);
       }
     }
-    out_.components.push_back(std::move(component));
+    (kind == ComponentKind::Api ? out_.apis : out_.components).push_back(std::move(component));
   }
 
   // Candidates for a key under `prefix`: the next segment of every schema name below it.
@@ -507,7 +508,7 @@ class Loader {
       std::string full = prefix + key;
       const YAML::Node& value = entry.second;
       if (full == "type") continue;
-      if (full == "inputs" && component.kind != ComponentKind::Source) {
+      if (full == "inputs" && (component.kind == ComponentKind::Transform || component.kind == ComponentKind::Sink)) {
         load_inputs(value, component, what);
         continue;
       }
@@ -704,6 +705,16 @@ void finish(PipelineConfig& config, Diagnostics& diagnostics) {
                          [&](const ComponentConfig& c) { return c.kind == kind; });
   };
   std::string where = config.files.empty() ? std::string() : config.files.front();
+  for (const ComponentConfig& api : config.apis) {
+    if (config.api_address.empty() && !api.options.has("address")) {
+      diagnostics.errors.emplace_back(
+          fmt::format("api '{}' has no 'address' and weir's API server is off: set api.address, or its own address",
+                      api.name),
+          api.where);
+    }
+  }
+  // A weir that only serves APIs (reading what other weirs wrote) needs no pipeline.
+  if (!config.apis.empty() && config.components.empty()) return;
   if (count(ComponentKind::Source) == 0) diagnostics.errors.emplace_back("no sources defined", SourceLocation{where});
   if (count(ComponentKind::Sink) == 0) diagnostics.errors.emplace_back("no sinks defined", SourceLocation{where});
 }

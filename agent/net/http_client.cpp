@@ -15,8 +15,6 @@
 namespace weir::http {
 namespace {
 
-constexpr std::size_t kMaxResponseBody = 1 << 20;
-
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -46,12 +44,19 @@ struct Transfer {
   ClientResponse response;
   char error[CURL_ERROR_SIZE] = {};
   std::chrono::steady_clock::time_point started;
+  std::uint64_t id = 0;
 };
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::size_t n = size * count;
-  std::size_t room = kMaxResponseBody - std::min(kMaxResponseBody, t->response.body.size());
+  if (t->request.on_body) {
+    long status = 0;
+    curl_easy_getinfo(t->easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300) return t->request.on_body(std::string_view(data, n)) ? n : CURL_WRITEFUNC_PAUSE;
+  }
+  std::size_t limit = t->request.max_response_bytes;
+  std::size_t room = limit - std::min(limit, t->response.body.size());
   t->response.body.append(data, std::min(n, room));
   return n;
 }
@@ -178,6 +183,7 @@ struct Client::Impl {
   std::unordered_map<Transfer*, std::unique_ptr<Transfer>> transfers;
   std::vector<std::unique_ptr<Transfer>> failed;  // never started: reported on the next turn
   UvTimer failed_timer;
+  std::uint64_t last_id = 0;
 
   explicit Impl(uv_loop_t* l) : loop(l) {
     global_init();
@@ -273,8 +279,9 @@ struct Client::Impl {
     }
   }
 
-  void send(ClientRequest request, Callback done) {
+  std::uint64_t send(ClientRequest request, Callback done) {
     auto t = std::make_unique<Transfer>();
+    t->id = ++last_id;
     t->request = std::move(request);
     t->done = std::move(done);
     t->started = std::chrono::steady_clock::now();
@@ -293,16 +300,40 @@ struct Client::Impl {
           f->done(std::move(f->response));
         }
       }, 0);
-      return;
+      return failed.back()->id;
     }
     Transfer* raw = t.get();
     transfers.emplace(raw, std::move(t));
+    return raw->id;
+  }
+
+  Transfer* find(std::uint64_t id) {
+    for (auto& [raw, transfer] : transfers) {
+      if (raw->id == id) return raw;
+    }
+    return nullptr;
+  }
+
+  void resume(std::uint64_t id) {
+    // curl marks an unpaused transfer for an immediate timeout, which the timer serves.
+    if (Transfer* t = find(id)) curl_easy_pause(t->easy.get(), CURLPAUSE_CONT);
+  }
+
+  void cancel(std::uint64_t id) {
+    if (Transfer* t = find(id)) {
+      curl_multi_remove_handle(multi.get(), t->easy.get());
+      transfers.erase(t);
+      return;
+    }
+    std::erase_if(failed, [&](const auto& f) { return f->id == id; });
   }
 };
 
 Client::Client(uv_loop_t* loop) : impl_(std::make_unique<Impl>(loop)) {}
 Client::~Client() = default;
-void Client::send(ClientRequest request, Callback done) { impl_->send(std::move(request), std::move(done)); }
+std::uint64_t Client::send(ClientRequest request, Callback done) { return impl_->send(std::move(request), std::move(done)); }
+void Client::resume(std::uint64_t id) { impl_->resume(id); }
+void Client::cancel(std::uint64_t id) { impl_->cancel(id); }
 std::size_t Client::in_flight() const { return impl_->transfers.size(); }
 
 ClientResponse send_blocking(const ClientRequest& request) {

@@ -8,8 +8,13 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "weir/compression.hpp"
 #include "weir/http.hpp"
+#include "weir/io.hpp"
 #include "weir/json.hpp"
 #include "weir/log.hpp"
 #include "weir/uv.hpp"
@@ -172,7 +177,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool counted_ = false;
 
  private:
-  enum class Phase { Idle, Headers, Body, Handling, Closed };
+  enum class Phase { Idle, Headers, Body, Handling, Sending, Closed };
+
+  // A response's file (Response::file), sent a chunk at a time: the next is read (on the
+  // thread pool) once the socket has taken the one before.
+  struct FileBody {
+    int fd = -1;
+    std::uint64_t left = 0;
+    std::int64_t offset = 0;
+    bool then_close = false;
+    std::shared_ptr<char[]> chunk;
+    AsyncRead read;
+    ~FileBody() {
+      read.cancel();
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  static constexpr std::size_t kFileChunk = 256 * 1024;
+  void send_next_chunk();
+  void after_response(bool then_close);
 
   static int on_message_begin(http_parser* p);
   static int on_url(http_parser* p, const char* at, std::size_t len);
@@ -189,6 +212,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch();
   void reject(Response response);  // answer and close, before the request was complete
   void write(std::string bytes, bool then_close);
+  void write_chunk(std::string_view bytes);  // a file body's, then the next chunk
   void after_last_write();
   void arm_timer(std::chrono::milliseconds timeout);
   void report_answer(const Response& response);
@@ -225,6 +249,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Of the request being answered, for ServerOptions::on_answered.
   std::string answered_method_, answered_path_;
   std::chrono::steady_clock::time_point request_began_{};
+  std::unique_ptr<FileBody> file_body_;
 };
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
@@ -373,7 +398,8 @@ void Connection::on_read(ssize_t nread) {
   auto keep = shared_from_this();
   if (nread == 0) return;
   if (nread < 0) {  // EOF or reset: nothing more will come
-    if (phase_ != Phase::Handling) close();
+    if (phase_ == Phase::Sending) file_body_->then_close = true;
+    else if (phase_ != Phase::Handling) close();
     else close_after_response_ = true;
     return;
   }
@@ -419,14 +445,67 @@ void Connection::respond(Response response) {
   if (phase_ == Phase::Closed) return;
   bool was_handling = phase_ == Phase::Handling;
   bool then_close = !keep_alive_ || close_after_response_ || server_->stopping || !was_handling;
+  std::unique_ptr<FileBody> file;
+  if (!response.file.empty()) {
+    file = std::make_unique<FileBody>();
+    file->fd = ::open(response.file.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (file->fd < 0 || ::fstat(file->fd, &st) != 0) {
+      log::warn(server_->options.log_name, "cannot open {} to answer with: {}", response.file, std::strerror(errno));
+      response = Response::error(500, "the answer's file cannot be read");
+      file.reset();
+    } else {
+      file->left = static_cast<std::uint64_t>(st.st_size);
+      file->then_close = then_close;
+    }
+  }
   std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
                                  response.status, reason_phrase(response.status), response.content_type,
-                                 response.body.size(), then_close ? "close" : "keep-alive");
+                                 file ? file->left : response.body.size(), then_close ? "close" : "keep-alive");
   for (const Header& h : response.headers) head += h.name + ": " + h.value + "\r\n";
   head += "\r\n";
+  if (server_->options.on_answered) report_answer(response);
+  if (file && file->left > 0) {
+    write(std::move(head), false);
+    file_body_ = std::move(file);
+    phase_ = Phase::Sending;
+    return send_next_chunk();
+  }
   head += response.body;
   write(std::move(head), then_close);
-  if (server_->options.on_answered) report_answer(response);
+  after_response(then_close);
+}
+
+void Connection::send_next_chunk() {
+  FileBody& f = *file_body_;
+  if (f.left == 0) {
+    bool then_close = f.then_close;
+    file_body_.reset();
+    if (then_close) return after_last_write();
+    return after_response(false);
+  }
+  if (!f.chunk) f.chunk = std::shared_ptr<char[]>(new char[kFileChunk]);
+  std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(f.left, kFileChunk));
+  // A client that stops reading holds the connection no longer than an idle one.
+  arm_timer(server_->options.idle_timeout);
+  int rc = f.read.start(server_->loop, f.fd, f.chunk.get(), size, f.offset, f.chunk,
+                        [self = weak_from_this()](ssize_t result) {
+                          auto connection = self.lock();
+                          if (!connection || connection->phase_ != Phase::Sending || !connection->file_body_) return;
+                          FileBody& body = *connection->file_body_;
+                          if (result <= 0) {  // the file shrank or cannot be read: the length sent is a lie now
+                            log::warn(connection->server_->options.log_name, "{}: an answer's file ended early",
+                                      connection->peer_);
+                            return connection->close();
+                          }
+                          body.offset += result;
+                          body.left -= static_cast<std::uint64_t>(result);
+                          connection->write_chunk(std::string_view(body.chunk.get(), static_cast<std::size_t>(result)));
+                        });
+  if (rc != 0) close();
+}
+
+void Connection::after_response(bool then_close) {
   if (then_close) {
     phase_ = Phase::Closed;
     return;
@@ -479,6 +558,24 @@ void Connection::write(std::string bytes, bool then_close) {
   (void)req.release();  // the callback takes it back
 }
 
+void Connection::write_chunk(std::string_view bytes) {
+  struct ChunkWrite {
+    uv_write_t request{};
+    std::shared_ptr<char[]> keep;  // the chunk's memory, until written
+    std::shared_ptr<Connection> connection;
+  };
+  auto req = std::make_unique<ChunkWrite>(ChunkWrite{{}, file_body_->chunk, shared_from_this()});
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+  int rc = uv_write(&req->request, tcp_.stream(), &buf, 1, [](uv_write_t* w, int status) {
+    std::unique_ptr<ChunkWrite> done(reinterpret_cast<ChunkWrite*>(w));
+    Connection& c = *done->connection;
+    if (status != 0 || c.phase_ != Phase::Sending || !c.file_body_) return c.close();
+    c.send_next_chunk();
+  });
+  if (rc != 0) return close();
+  (void)req.release();
+}
+
 void Connection::after_last_write() {
   if (!linger_ || !tcp_.initialized() || server_ == nullptr) return close();
   lingering_ = true;
@@ -524,6 +621,10 @@ void Connection::on_timeout() {
       return;
     case Phase::Closed:
       if (lingering_) close();
+      return;
+    case Phase::Sending:  // the client took no part of the answer for idle_timeout
+      log::debug(server_->options.log_name, "{}: the client stopped reading an answer, closing", peer_);
+      close();
       return;
     default: return;
   }

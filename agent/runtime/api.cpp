@@ -1,4 +1,4 @@
-// The API server: /health, /metrics, /reload, /tap.
+// The API server: /health, /metrics, /reload, /tap, and the paths of the APIs on it (apis.cpp).
 #include <fmt/format.h>
 
 #include "metrics/prometheus.hpp"
@@ -25,6 +25,7 @@ Status Runtime::Impl::start_api() {
 }
 
 void Runtime::Impl::serve_api(http::Request& request, http::Responder responder) {
+  if (route_to_api(request, responder)) return;
   if (request.path == "/reload") {
     if (request.method != "POST") return responder.send(http::Response::error(405, "use POST /reload"));
     // Answered once the reload is done (new sinks started, old ones drained), with what it did.
@@ -45,6 +46,7 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
       rows.push_back({node->config->name, std::string(component_kind_name(node->kind())), node->config->type,
                       &node->metrics});
     }
+    for (auto& slot : apis_) rows.push_back({slot->config->name, "api", slot->config->type, &slot->metrics});
     metrics::ProcessRow process;
     process.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
     process.draining = stopping_;
@@ -55,7 +57,12 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return responder.send(std::move(response));
   }
-  responder.send(http::Response::error(404, "the API serves GET /health, GET /metrics, GET /tap and POST /reload"));
+  std::string paths;
+  for (const auto& slot : apis_) {
+    if (!slot->server) paths += fmt::format(", {} ({})", fmt::join(slot->api->paths(), ", "), slot->config->name);
+  }
+  responder.send(
+      http::Response::error(404, "the API serves GET /health, GET /metrics, GET /tap and POST /reload" + paths));
 }
 
 void Tap::offer(const EventBatch& batch) {

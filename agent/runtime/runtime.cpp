@@ -599,6 +599,7 @@ void Runtime::Impl::complete() {
   if (completed_) return;
   completed_ = true;
   api_.reset();
+  apis_.clear();  // (their servers with them; the APIs themselves are the graph's)
   taps_.clear();  // unanswered: their connections went with the API server
   idle_.close();
   sigint_.close();
@@ -619,6 +620,7 @@ void Runtime::Impl::abandon(int exit_code) {
 void Runtime::Impl::shutdown() {
   if (stopping_ || completed_) return;
   stopping_ = true;
+  stop_apis();
   auto timeout = graph_.config.shutdown_timeout;
   log::info("weir", "draining: stopping sources, flushing sinks (deadline {:.1f}s)",
             std::chrono::duration<double>(timeout).count());
@@ -635,6 +637,7 @@ void Runtime::Impl::shutdown() {
       schedule(*node);
     }
   }
+  if (sinks_open_ == 0) complete_when_states_idle();  // a weir of APIs alone
   if (!completed_) {
     auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
     start_timer(
@@ -813,6 +816,12 @@ int Runtime::Impl::run() {
       start_failed = true;
     }
   }
+  if (!start_failed) {
+    if (Status apis = start_apis(); !apis.ok()) {
+      log::error("weir", "failed to start: {}", apis.error().message());
+      start_failed = true;
+    }
+  }
   if (start_failed) {
     exit_code_ = 1;
     // Sinks and transforms that did start still drain what sources already sent; the
@@ -832,7 +841,8 @@ int Runtime::Impl::run() {
     log::info("weir", "running {} component(s) from {}", nodes_.size(),
               graph_.config.files.empty() ? std::string("<none>") : graph_.config.files.front());
   }
-  if (sinks_open_ == 0) complete();
+  // A weir of APIs alone runs until it is stopped.
+  if (sinks_open_ == 0 && (apis_.empty() || stopping_)) complete();
   for (auto& node : nodes_) {
     if (node->kind() != ComponentKind::Source) schedule(*node);
   }

@@ -134,6 +134,13 @@ class Runtime::Impl {
   struct TapRequest;
   std::vector<std::unique_ptr<TapRequest>> taps_;  // answered when their interval ends
   std::string health_json() const;
+  // APIs (apis.cpp).
+  struct ApiSlot;
+  friend class ApiNodeContext;
+  Status start_apis();
+  bool route_to_api(http::Request& request, http::Responder& responder);  // false: no API claims the path
+  void stop_apis();
+  std::vector<std::unique_ptr<ApiSlot>> apis_;
 
   std::unique_ptr<Node> make_node(topology::Node& graph_node, const config::ComponentConfig& config, std::size_t index);
 
@@ -194,6 +201,18 @@ class Runtime::Impl {
   UvTimer watch_timer_;
   std::string config_signature_;
   bool config_changed_ = false;
+};
+
+struct Runtime::Impl::ApiSlot {
+  const config::ComponentConfig* config = nullptr;
+  Api* api = nullptr;  // owned by the graph
+  std::unique_ptr<ApiContext> context;
+  std::unique_ptr<http::Server> server;  // its own, when it has an `address`
+  std::string served_address;
+  ComponentMetrics metrics;
+  Random random;
+  bool started = false;
+  bool stopped = false;
 };
 
 // One context per component: the only door a component has into the engine.

@@ -110,10 +110,40 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
         node.outputs.clear();
         break;
       }
+      case ComponentKind::Api: break;  // not in config.components
     }
     node.outputs.push_back(std::string(kDeadLetterOutput));  // every component's rejects, routable
     by_name[c.name] = graph.nodes.size();
     graph.nodes.push_back(std::move(node));
+  }
+
+  // APIs stand beside the graph; two may not claim the same path on weir's API server.
+  std::map<std::string, std::string> claimed;  // path prefix -> api
+  for (const config::ComponentConfig& c : graph.config.apis) {
+    auto made = c.descriptor->make_api(c.options);
+    if (!made.ok()) {
+      Error located = made.error();
+      located.at(c.where);
+      diagnostics.errors.push_back(std::move(located));
+      graph.apis.push_back(nullptr);
+      continue;
+    }
+    if (!c.options.has("address")) {
+      for (const std::string& path : made.value()->paths()) {
+        for (const char* own : {"/health", "/metrics", "/reload", "/tap"}) {
+          if (path.starts_with(own) || std::string_view(own).starts_with(path)) {
+            diagnostics.errors.emplace_back(fmt::format("api '{}' claims {}, which is weir's own", c.name, path), c.where);
+          }
+        }
+        auto [other, fresh] = claimed.emplace(path, c.name);
+        if (!fresh) {
+          diagnostics.errors.emplace_back(
+              fmt::format("api '{}' claims {}, as api '{}' does: give one its own address", c.name, path, other->second),
+              c.where);
+        }
+      }
+    }
+    graph.apis.push_back(std::move(made.value()));
   }
 
   std::vector<std::string> producers;
@@ -210,6 +240,10 @@ std::string summary(const Graph& graph) {
     for (const Port& in : graph.nodes[n].inputs) inputs += (inputs.empty() ? "" : ", ") + port_name(graph, in);
     out += fmt::format("  {:<9} {:<20} {:<14}{}\n", component_kind_name(c.kind), c.name, c.type,
                        inputs.empty() ? "" : " <- " + inputs);
+  }
+  for (const config::ComponentConfig& c : graph.config.apis) {
+    out += fmt::format("  {:<9} {:<20} {:<14} on {}\n", "api", c.name, c.type,
+                       c.options.has("address") ? std::string(c.options.string("address")) : "the API server");
   }
   return out;
 }

@@ -33,6 +33,7 @@ struct Node {
 struct Graph {
   config::PipelineConfig config;
   std::vector<Node> nodes;
+  std::vector<std::unique_ptr<Api>> apis;  // config.apis[i]'s, beside the graph
 
   const config::ComponentConfig& component(const Node& node) const { return config.components[node.config_index]; }
   const std::string& name(std::size_t node) const { return component(nodes[node]).name; }

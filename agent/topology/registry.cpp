@@ -9,6 +9,7 @@ std::string_view component_kind_name(ComponentKind kind) {
     case ComponentKind::Source: return "source";
     case ComponentKind::Transform: return "transform";
     case ComponentKind::Sink: return "sink";
+    case ComponentKind::Api: return "api";
   }
   return "component";
 }
@@ -71,6 +72,12 @@ const OptionSchema& common_options(ComponentKind kind) {
       .doc = "Bytes the input buffer's events may take in memory (their arenas, about 2-4x their JSON size) "
              "before `when_full` applies (disk: events not yet durable, and read-ahead kept in memory)."};
   static const OptionSchema transform = {type, inputs, transform_max_events, max_bytes};
+  static const OptionSchema api = {
+      type,
+      {.name = "address", .type = OptionType::String,
+       .doc = "Serve it on a server of its own at host:port; without it, on weir's API server (`api:`), under its "
+              "paths."},
+  };
   static const OptionSchema sink = {
       type,
       inputs,
@@ -96,6 +103,7 @@ const OptionSchema& common_options(ComponentKind kind) {
     case ComponentKind::Source: return source;
     case ComponentKind::Transform: return transform;
     case ComponentKind::Sink: return sink;
+    case ComponentKind::Api: return api;
   }
   return source;
 }

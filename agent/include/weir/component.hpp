@@ -26,7 +26,9 @@
 
 namespace weir {
 
-enum class ComponentKind { Source, Transform, Sink };
+// Sources, transforms and sinks make the pipeline's graph; an API (`apis:`) stands beside
+// it and answers HTTP requests (docs/adr/019-apis.md).
+enum class ComponentKind { Source, Transform, Sink, Api };
 std::string_view component_kind_name(ComponentKind kind);
 
 // What every context offers.
@@ -275,6 +277,35 @@ class Sink {
   // none of its own beyond the events themselves.
   virtual std::string capture_format() const { return {}; }
   virtual void capture(const EventBatch& /*batch*/, ByteBuffer& /*out*/, std::vector<CaptureRejection>& /*rejected*/) {}
+};
+
+namespace http {
+struct Request;
+class Responder;
+}  // namespace http
+
+class ApiContext : public ComponentContext {
+ public:
+  // The address its requests reach weir at ("host:port"), for absolute URLs in answers.
+  virtual const std::string& served_address() const = 0;
+};
+
+// Reads what the pipeline wrote (the analytics API reads ClickHouse) and answers HTTP
+// requests: on weir's API server (`api:`), under the paths it names, or on a server of its
+// own (its `address` option). It takes no batches and emits none.
+class Api {
+ public:
+  virtual ~Api() = default;
+  virtual Status start(ApiContext& ctx) = 0;
+  // Path prefixes it answers on weir's API server ("/api/events", say); they must not
+  // overlap the server's own (/health, /metrics, /reload, /tap) nor another API's.
+  virtual std::vector<std::string> paths() const = 0;
+  // One request under its paths (or any request on its own server). Answered through
+  // `responder`, now or later; a request still unanswered when the API stops gets 503.
+  virtual void handle(http::Request& request, http::Responder responder) = 0;
+  // weir is stopping: finish or abandon work in flight (nothing it does is acknowledged to
+  // a source), then call `done` (once).
+  virtual void stop(std::function<void()> done) = 0;
 };
 
 }  // namespace weir

@@ -50,9 +50,13 @@ struct Response {
   std::string body;
   std::string content_type = "application/json";
   std::vector<Header> headers;
+  // Sent instead of `body`: this file, read in chunks as the client takes them, so a large
+  // download is held in no buffer (Content-Length: its size when opened). One that cannot
+  // be opened is answered 500.
+  std::string file;
 
-  static Response json(int status, std::string body) { return Response{status, std::move(body), "application/json", {}}; }
-  static Response text(int status, std::string body) { return Response{status, std::move(body), "text/plain; charset=utf-8", {}}; }
+  static Response json(int status, std::string body) { return Response{status, std::move(body), "application/json", {}, {}}; }
+  static Response text(int status, std::string body) { return Response{status, std::move(body), "text/plain; charset=utf-8", {}, {}}; }
   // {"error": message}, properly escaped.
   static Response error(int status, std::string_view message);
 };

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -29,6 +30,12 @@ struct ClientRequest {
   std::string user, password;  // basic auth when `user` is not empty
   std::chrono::milliseconds timeout{30'000};
   std::chrono::milliseconds connect_timeout{5'000};
+  // What of the body ClientResponse::body keeps; the rest is read and dropped.
+  std::size_t max_response_bytes = 1 << 20;
+  // A 2xx answer's body, handed over piece by piece as it arrives instead of kept in
+  // ClientResponse::body (which then stays empty): a download no buffer has to hold. False
+  // takes nothing: the transfer pauses until Client::resume(), and the same piece comes again.
+  std::function<bool(std::string_view piece)> on_body;
 };
 
 struct ClientResponse {
@@ -52,8 +59,13 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Starts a request; `done` runs on the loop with the response. Never blocks.
-  void send(ClientRequest request, Callback done);
+  // Starts a request; `done` runs on the loop with the response. Never blocks. Returns the
+  // request's id (for resume and cancel).
+  std::uint64_t send(ClientRequest request, Callback done);
+  // A transfer paused by its on_body goes on (its piece comes again, maybe at once).
+  void resume(std::uint64_t id);
+  // Abandons a request in flight: `done` is not called. Unknown ids are ignored.
+  void cancel(std::uint64_t id);
   std::size_t in_flight() const;
 
  private:

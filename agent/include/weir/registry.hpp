@@ -28,6 +28,7 @@ struct ComponentType {
   std::function<Result<std::unique_ptr<Source>>(const Options&)> make_source;
   std::function<Result<std::unique_ptr<Transform>>(const Options&)> make_transform;
   std::function<Result<std::unique_ptr<Sink>>(const Options&)> make_sink;
+  std::function<Result<std::unique_ptr<Api>>(const Options&)> make_api;
 };
 
 class Registry {
@@ -76,10 +77,13 @@ bool register_component(std::string type, std::string summary, OptionSchema opti
   } else if constexpr (std::is_same_v<Interface, Transform>) {
     t.kind = ComponentKind::Transform;
     t.make_transform = std::move(make);
-  } else {
-    static_assert(std::is_same_v<Interface, Sink>, "components are sources, transforms or sinks");
+  } else if constexpr (std::is_same_v<Interface, Sink>) {
     t.kind = ComponentKind::Sink;
     t.make_sink = std::move(make);
+  } else {
+    static_assert(std::is_same_v<Interface, Api>, "components are sources, transforms, sinks or apis");
+    t.kind = ComponentKind::Api;
+    t.make_api = std::move(make);
   }
   return Registry::global().add(std::move(t));
 }
@@ -98,6 +102,7 @@ bool register_component(std::string type, std::string summary, OptionSchema opti
 #define WEIR_REGISTER_TRANSFORM(type, summary, schema, factory) \
   WEIR_REGISTER_COMPONENT(Transform, type, summary, schema, factory)
 #define WEIR_REGISTER_SINK(type, summary, schema, factory) WEIR_REGISTER_COMPONENT(Sink, type, summary, schema, factory)
+#define WEIR_REGISTER_API(type, summary, schema, factory) WEIR_REGISTER_COMPONENT(Api, type, summary, schema, factory)
 // A built-in written on the SDK alone, registered as a plugin would be (after including
 // weir/sdk.hpp): WEIR_REGISTER_SDK_TRANSFORMS(RequestId);
 #define WEIR_REGISTER_SDK_TRANSFORMS(...)                                         \
