@@ -299,3 +299,31 @@ TEST_CASE("config: a name or an input that YAML read as null says so, and that q
                  "sinks:\n  out: { type: blackhole, inputs: [\"null\"] }\n");
   CHECK(d.ok());
 }
+
+TEST_CASE("config: apis stand beside the graph, checked like any component") {
+  const char* api = "api: { address: \"127.0.0.1:0\" }\n"
+                    "apis:\n  analytics:\n    type: analytics\n    endpoint: http://127.0.0.1:8123\n"
+                    "    access: { tokens: [\"t\"] }\n";
+  // A weir of APIs alone needs no sources or sinks.
+  CHECK(check(api).ok());
+  CHECK(first_error("apis:\n  a:\n    type: analytics\n    endpoint: http://x\n    access: { tokens: [t] }\n")
+            .find("api 'a' has no 'address' and weir's API server is off") != std::string::npos);
+  CHECK(first_error("api: { address: \"127.0.0.1:0\" }\napis:\n  a: { type: analytic }\n").find("unknown api type 'analytic'") !=
+        std::string::npos);
+  CHECK(first_error("api: { address: \"127.0.0.1:0\" }\napis:\n  a: { type: analytics, endpoint: \"http://x\", inputs: [in] }\n")
+            .find("unknown key 'inputs'") != std::string::npos);
+  CHECK(first_error("api: { address: \"127.0.0.1:0\" }\napis:\n  a: { type: analytics, endpoint: \"http://x\", "
+                    "access: { tokens: [\"${EMPTY}\"] } }\n")
+            .find("an access token is empty") != std::string::npos);
+  CHECK(first_error("api: { address: \"127.0.0.1:0\" }\napis:\n  a: { type: analytics, endpoint: \"http://x\" }\n")
+            .find("would be open to anyone") != std::string::npos);
+  // Two on weir's API server may not claim the same paths; one on its own address may.
+  std::string two = std::string(api) + "  again:\n    type: analytics\n    endpoint: http://127.0.0.1:8123\n"
+                                       "    access: { tokens: [\"t\"] }\n";
+  CHECK(first_error(two).find("as api 'analytics' does: give one its own address") != std::string::npos);
+  CHECK(check(two + "    address: 127.0.0.1:0\n").ok());
+  // A name is unique across every kind.
+  CHECK(first_error(std::string(kHeader) + "sinks:\n  out: { type: blackhole, inputs: [in] }\n" + api +
+                    "  in: { type: analytics, endpoint: \"http://x\", access: { tokens: [t] } }\n")
+            .find("duplicate component name 'in'") != std::string::npos);
+}
