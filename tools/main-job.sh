@@ -95,3 +95,44 @@ ch "SELECT count() AS rows_in_table, countIf(scope = 'send:working_time') AS wor
     round(sumIf(visitParamExtractUInt(payload, 'working_time'), scope = 'send:working_time') / 1000 / 3600, 3) AS total_hours
     FROM $CLICKHOUSE_DB.events FORMAT PrettyCompactMonoBlock" | sed "s/^/   /"
 echo "   (the table held $before rows before this run)"
+
+# The read side (docs/analytics.md): a second weir serving only the analytics API on the
+# same table, asked what README's examples ask.
+api2=$(free_port)
+export TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+API="http://127.0.0.1:$api2"
+echo "== the analytics API: pipelines/cvat-analytics-api.yaml on $API"
+WEIR_ANALYTICS_TOKEN=$TOKEN WEIR_DATA_DIR="$work/weir-api" WEIR_API_ADDRESS="127.0.0.1:$api2" \
+  build/weir run -c pipelines/cvat-analytics-api.yaml 2> "$work/weir-api.log" &
+weir_pid=$!
+for _ in $(seq 100); do curl -sf "$API/health" >/dev/null && break; sleep 0.1; done
+echo "-- CVAT's events export (newer flow), job 451"
+rq=$(curl -s -H "Authorization: Bearer $TOKEN" -X POST "$API/api/events/export?job_id=451" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rq_id"])')
+for _ in $(seq 100); do
+  status=$(curl -s -H "Authorization: Bearer $TOKEN" "$API/api/requests/$rq" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+  [[ $status != started ]] && break
+  sleep 0.1
+done
+curl -s -H "Authorization: Bearer $TOKEN" -o "$work/events.csv" "$API/api/events/download?rq_id=$rq"
+echo "   $status: $(($(wc -l < "$work/events.csv") - 1)) events in the CSV; its first rows:"
+head -3 "$work/events.csv" | cut -c1-160 | sed "s/^/   /"
+echo "-- the same through the older flow (GET /api/events, then &query_id=, then &action=download)"
+qid=$(curl -s -H "Authorization: Bearer $TOKEN" "$API/api/events?job_id=451" | python3 -c 'import json,sys; print(json.load(sys.stdin)["query_id"])')
+for _ in $(seq 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$API/api/events?job_id=451&query_id=$qid")
+  [[ $code != 202 ]] && break
+  sleep 0.1
+done
+curl -s -H "Authorization: Bearer $TOKEN" "$API/api/events?job_id=451&query_id=$qid&action=download" | cmp -s - "$work/events.csv" \
+  && echo "   $code, and the download is the same CSV" || echo "   $code, and the download DIFFERS"
+echo "-- measures: active users per hour, working time per user (ms)"
+curl -s -H "Authorization: Bearer $TOKEN" "$API/api/v1/analytics/query" -d '{
+  "startTime": "2024-03-04T09:00:00Z", "endTime": "2024-03-04T13:00:00Z",
+  "measures": [{"measureType": "activeUsers", "timeGranularity": ["hour"]},
+               {"measureType": "userStatsTotalActivityTime"}]}' | python3 -c '
+import json, sys
+for element in json.load(sys.stdin):
+    print("   %s per %s:" % (element["measureType"], element["timeGranularity"]))
+    for row in element["response"]:
+        print("     " + json.dumps(row))'
+kill -TERM "$weir_pid"; wait "$weir_pid" || true; weir_pid=""

@@ -40,7 +40,15 @@ struct FdWriter::State : std::enable_shared_from_this<FdWriter::State> {
       auto result = req->result;
       uv_fs_req_cleanup(req);
       state->in_flight = false;
-      if (!state->alive) return;
+      if (!state->alive) {
+        // The writer went while this write was in flight: the descriptor is closed now.
+        if (state->owns_fd && state->fd >= 0) {
+          uv_fs_t close_request;
+          uv_fs_close(nullptr, &close_request, state->fd, nullptr);
+          uv_fs_req_cleanup(&close_request);
+        }
+        return;
+      }
       state->completed(result);
     });
     if (rc < 0) {

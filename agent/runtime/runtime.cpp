@@ -226,6 +226,8 @@ Runtime::Impl::~Impl() {
       (void)retired.sink.release();
     }
     for (auto& node : nodes_) (void)node->next_sink.release();
+    for (auto& api : graph_.apis) (void)api.release();
+    for (auto& slot : apis_) (void)slot->server.release();
     return;
   }
   idle_.close();
@@ -243,6 +245,8 @@ Runtime::Impl::~Impl() {
   for (auto& node : nodes_) node->graph_node->sink.reset();
   for (auto& node : nodes_) node->next_sink.reset();
   retired_.clear();
+  apis_.clear();  // their own servers, then the APIs: their handles belong to the loop
+  for (auto& api : graph_.apis) api.reset();
   if (!loop_ready_) return;
   // A disk buffer's write or removal in flight reports back to the loop: wait for it (file
   // work, it ends), so the loop is not freed under the thread that will post to it.

@@ -316,7 +316,6 @@ class AnalyticsApi final : public Api {
     job->filters = filters.value().canonical();
     job->partial = fmt::format("{}/{}.csv.part", dir_, id);
     job->path = fmt::format("{}/{}.csv", dir_, id);
-    Export* e = job.get();
     exports_[id] = std::move(job);
     std::string answer = fmt::format(R"({{"{}":"{}"}})", body_key, id);
     responder.send(http::Response::json(202, answer));
@@ -327,7 +326,6 @@ class AnalyticsApi final : public Api {
       if (!error.empty()) return fail(*found->second, error);
       run_export(*found->second, f);
     });
-    (void)e;
   }
 
   void run_export(Export& e, const ExportFilters& filters) {
@@ -407,14 +405,8 @@ class AnalyticsApi final : public Api {
     e.state = Export::State::Failed;
     e.message = std::move(why);
     e.ended = ctx_->clock().now();
+    e.writer.reset();  // (a write in flight ends, and closes the file, without it)
     ::unlink(e.partial.c_str());
-    // The writer may still have a write in flight: it goes when that ends.
-    if (e.writer && !e.writer->idle()) {
-      auto* writer = e.writer.release();
-      writer->when_idle([writer] { delete writer; });
-    } else {
-      e.writer.reset();
-    }
   }
 
   http::Response download(const Export& e, const http::Request& request) {
