@@ -442,7 +442,7 @@ void Responder::send(Response response) {
 }
 
 void Connection::respond(Response response) {
-  if (phase_ == Phase::Closed) return;
+  if (phase_ == Phase::Closed || phase_ == Phase::Sending) return;  // (a second answer to one request)
   bool was_handling = phase_ == Phase::Handling;
   bool then_close = !keep_alive_ || close_after_response_ || server_->stopping || !was_handling;
   std::unique_ptr<FileBody> file;
@@ -467,6 +467,7 @@ void Connection::respond(Response response) {
   if (server_->options.on_answered) report_answer(response);
   if (file && file->left > 0) {
     write(std::move(head), false);
+    if (phase_ == Phase::Closed) return;  // the write failed: closed
     file_body_ = std::move(file);
     phase_ = Phase::Sending;
     return send_next_chunk();
@@ -481,7 +482,10 @@ void Connection::send_next_chunk() {
   if (f.left == 0) {
     bool then_close = f.then_close;
     file_body_.reset();
-    if (then_close) return after_last_write();
+    if (then_close) {
+      phase_ = Phase::Closed;
+      return after_last_write();
+    }
     return after_response(false);
   }
   if (!f.chunk) f.chunk = std::shared_ptr<char[]>(new char[kFileChunk]);

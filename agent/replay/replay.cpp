@@ -75,6 +75,9 @@ IsolatedRun::IsolatedRun(topology::Graph& graph, const std::string& purpose, std
   std::filesystem::remove_all(scratch, ec);
   graph.config.data_dir = scratch;
   graph.config.api_address.clear();
+  // Replays and tests run the pipeline only: APIs (apis:) read live servers and bind ports.
+  graph.config.apis.clear();
+  graph.apis.clear();
   graph.config.dead_letter_path = dead_letter_path.empty() ? scratch + "/dead_letter.ndjson" : dead_letter_path;
   options.print_summary = false;
   options.clock = std::move(clock);

@@ -49,8 +49,9 @@ Status Runtime::Impl::start_apis() {
       options.address = std::string(s.config->options.string("address"));
       options.max_body_bytes = 1 << 20;
       options.log_name = s.config->name;
-      s.server = std::make_unique<http::Server>(&loop_, options, [api = s.api](http::Request& r, http::Responder out) {
-        api->handle(r, std::move(out));
+      s.server = std::make_unique<http::Server>(&loop_, options, [slot = &s](http::Request& r, http::Responder out) {
+        if (!slot->started || slot->stopped) return out.send(http::Response::error(503, "weir is stopping"));
+        slot->api->handle(r, std::move(out));
       });
       if (Status started = s.server->start(); !started.ok()) {
         return Error(fmt::format("{}: {}", s.config->name, started.error().message()));
@@ -78,7 +79,8 @@ bool Runtime::Impl::route_to_api(http::Request& request, http::Responder& respon
     for (const std::string& path : slot->api->paths()) {
       bool under = request.path == path || (request.path.starts_with(path) && request.path[path.size()] == '/');
       if (!under) continue;
-      slot->api->handle(request, std::move(responder));
+      if (slot->stopped) responder.send(http::Response::error(503, "weir is stopping"));
+      else slot->api->handle(request, std::move(responder));
       return true;
     }
   }
@@ -87,10 +89,14 @@ bool Runtime::Impl::route_to_api(http::Request& request, http::Responder& respon
 
 void Runtime::Impl::stop_apis() {
   for (auto& slot : apis_) {
-    if (!slot->started || slot->stopped) continue;
+    if (slot->server && !slot->stopped) slot->server->stop([] {});  // (also one whose API failed to start)
+    if (slot->stopped) continue;
     slot->stopped = true;
-    slot->api->stop([] {});
-    if (slot->server) slot->server->stop([] {});
+    if (!slot->started) {
+      slot->stop_done = true;
+      continue;
+    }
+    slot->api->stop([s = slot.get()] { s->stop_done = true; });
   }
 }
 

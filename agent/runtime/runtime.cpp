@@ -245,8 +245,17 @@ Runtime::Impl::~Impl() {
   for (auto& node : nodes_) node->graph_node->sink.reset();
   for (auto& node : nodes_) node->next_sink.reset();
   retired_.clear();
-  apis_.clear();  // their own servers, then the APIs: their handles belong to the loop
+  // APIs: their file work ends first (Api::stop's done, a few seconds at most), then they
+  // go, then their contexts and servers; their handles belong to the loop.
+  auto stopping_apis = [this] {
+    return std::any_of(apis_.begin(), apis_.end(), [](const auto& slot) { return slot->stopped && !slot->stop_done; });
+  };
+  for (int turn = 0; turn < 5000 && stopping_apis(); ++turn) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    if (stopping_apis()) uv_sleep(1);
+  }
   for (auto& api : graph_.apis) api.reset();
+  apis_.clear();
   if (!loop_ready_) return;
   // A disk buffer's write or removal in flight reports back to the loop: wait for it (file
   // work, it ends), so the loop is not freed under the thread that will post to it.
@@ -603,7 +612,7 @@ void Runtime::Impl::complete() {
   if (completed_) return;
   completed_ = true;
   api_.reset();
-  apis_.clear();  // (their servers with them; the APIs themselves are the graph's)
+  stop_apis();  // (their contexts stay until the runtime goes: an API may still be called back)
   taps_.clear();  // unanswered: their connections went with the API server
   idle_.close();
   sigint_.close();

@@ -212,7 +212,8 @@ struct Runtime::Impl::ApiSlot {
   ComponentMetrics metrics;
   Random random;
   bool started = false;
-  bool stopped = false;
+  bool stopped = false;    // asked to stop
+  bool stop_done = false;  // ... and done (its work off the loop has ended)
 };
 
 // One context per component: the only door a component has into the engine.

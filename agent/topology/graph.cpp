@@ -135,12 +135,17 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
             diagnostics.errors.emplace_back(fmt::format("api '{}' claims {}, which is weir's own", c.name, path), c.where);
           }
         }
-        auto [other, fresh] = claimed.emplace(path, c.name);
-        if (!fresh) {
-          diagnostics.errors.emplace_back(
-              fmt::format("api '{}' claims {}, as api '{}' does: give one its own address", c.name, path, other->second),
-              c.where);
+        for (const auto& [taken, other] : claimed) {
+          bool overlap = taken == path || (path.starts_with(taken) && path[taken.size()] == '/') ||
+                         (taken.starts_with(path) && taken[path.size()] == '/');
+          if (overlap && other != c.name) {
+            diagnostics.errors.emplace_back(fmt::format("api '{}' claims {}, and api '{}' claims {}: give one its own "
+                                                        "address",
+                                                        c.name, path, other, taken),
+                                            c.where);
+          }
         }
+        claimed.emplace(path, c.name);
       }
     }
     graph.apis.push_back(std::move(made.value()));

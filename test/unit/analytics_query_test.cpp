@@ -18,12 +18,13 @@ http::Request with_query(std::string query) {
   return r;
 }
 
-std::string csv_of(std::vector<std::string> pieces, bool* complete = nullptr) {
-  TsvToCsv csv;
+std::string csv_of(std::vector<std::string> pieces, bool* complete = nullptr, std::string* error = nullptr) {
+  TsvToCsv csv(6);
   ByteBuffer out;
   for (const std::string& p : pieces) csv.feed(p, out);
   bool whole = csv.finish(out);
   if (complete) *complete = whole;
+  if (error) *error = csv.error();
   return std::string(out.view());
 }
 
@@ -96,8 +97,13 @@ TEST_CASE("analytics: TabSeparated into Python's csv, rows split anywhere betwee
     CHECK(csv_of({tsv.substr(0, cut), tsv.substr(cut)}) == expected);
   }
   bool complete = true;
-  csv_of({"a\tb\nc\t"}, &complete);
+  csv_of({"a\tb\tc\td\te\tf\nc\t"}, &complete);
   CHECK_FALSE(complete);  // an answer cut in the middle of a row
+  // A failure after ClickHouse's 200 comes as a line of text: an error, not a row.
+  std::string error;
+  std::string kept = csv_of({"a\tb\tc\td\te\tf\nCode: 241. DB::Exception: Memory limit exceeded\n"}, nullptr, &error);
+  CHECK(error == "a row of 1 fields, not 6: Code: 241. DB::Exception: Memory limit exceeded");
+  CHECK(kept == "a,b,c,d,e,f\r\n");
 }
 
 TEST_CASE("analytics: the measures payload and its 400s") {

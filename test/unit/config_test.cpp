@@ -320,7 +320,7 @@ TEST_CASE("config: apis stand beside the graph, checked like any component") {
   // Two on weir's API server may not claim the same paths; one on its own address may.
   std::string two = std::string(api) + "  again:\n    type: analytics\n    endpoint: http://127.0.0.1:8123\n"
                                        "    access: { tokens: [\"t\"] }\n";
-  CHECK(first_error(two).find("as api 'analytics' does: give one its own address") != std::string::npos);
+  CHECK(first_error(two).find("api 'again' claims /api/events, and api 'analytics' claims /api/events: give one its own address") != std::string::npos);
   CHECK(check(two + "    address: 127.0.0.1:0\n").ok());
   // A name is unique across every kind.
   CHECK(first_error(std::string(kHeader) + "sinks:\n  out: { type: blackhole, inputs: [in] }\n" + api +

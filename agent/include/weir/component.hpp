@@ -301,10 +301,12 @@ class Api {
   // overlap the server's own (/health, /metrics, /reload, /tap) nor another API's.
   virtual std::vector<std::string> paths() const = 0;
   // One request under its paths (or any request on its own server). Answered through
-  // `responder`, now or later; a request still unanswered when the API stops gets 503.
+  // `responder`, now or later; once stopped, the API answers what was left 503 (stop()).
   virtual void handle(http::Request& request, http::Responder responder) = 0;
-  // weir is stopping: finish or abandon work in flight (nothing it does is acknowledged to
-  // a source), then call `done` (once).
+  // weir is stopping: abandon work in flight (nothing it does is acknowledged to a source),
+  // answering what is still unanswered 503, and call `done` (once) when nothing of it runs
+  // off the loop any more (a file write on the thread pool): the runtime waits for that,
+  // a few seconds at most, before it destroys the API and closes the loop.
   virtual void stop(std::function<void()> done) = 0;
 };
 

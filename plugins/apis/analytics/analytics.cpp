@@ -65,7 +65,7 @@ struct Export {
   EpochNanos ended = 0;  // finished or failed at (the pipeline's clock)
   std::uint64_t transfer = 0;
   std::unique_ptr<FdWriter> writer;
-  TsvToCsv csv;
+  TsvToCsv csv{kExportColumns};
   bool paused = false;
   bool write_failed = false;
   std::uint64_t bytes = 0;
@@ -156,7 +156,7 @@ class AnalyticsApi final : public Api {
     return self;
   }
 
-  ~AnalyticsApi() override { abandon_exports(); }
+  ~AnalyticsApi() override { abandon_exports(); }  // (stop() ran first when it started)
 
   std::vector<std::string> paths() const override { return {"/api/events", "/api/requests", "/api/v1/analytics"}; }
 
@@ -177,11 +177,31 @@ class AnalyticsApi final : public Api {
     return {};
   }
 
+  // Transfers are abandoned, unanswered queries answered 503 (their callbacks see alive_
+  // false), and `done` waits for the export files' writes in flight on the thread pool.
   void stop(std::function<void()> done) override {
     stopping_ = true;
-    abandon_exports();
+    std::vector<std::unique_ptr<FdWriter>> writers = abandon_exports();
     expiry_timer_.close();
-    done();
+    auto left = std::make_shared<std::size_t>(writers.size() + 1);
+    auto one_done = [left, done = std::move(done)] {
+      if (--*left == 0) done();
+    };
+    for (auto& w : writers) {
+      FdWriter* writer = w.release();
+      writer->when_idle([writer, one_done] {
+        one_done();
+        delete writer;  // (safe in its own callback: the write's state outlives it)
+      });
+    }
+    one_done();
+    // Queries in flight are answered now rather than when ClickHouse answers (the client's
+    // callbacks go with it).
+    for (auto& waiting : waiting_) {
+      if (auto responder = waiting.lock()) responder->send(http::Response::error(503, "weir is stopping"));
+    }
+    waiting_.clear();
+    client_.reset();
   }
 
   void handle(http::Request& request, http::Responder responder) override {
@@ -275,7 +295,8 @@ class AnalyticsApi final : public Api {
     if (dialect_) return then("");
     dialect_waiters_.push_back(std::move(then));
     if (dialect_waiters_.size() > 1) return;
-    client_->send(clickhouse_request("SELECT version() FORMAT TabSeparated"), [this](http::ClientResponse response) {
+    client_->send(clickhouse_request("SELECT version() FORMAT TabSeparated"), [this, alive = alive_](http::ClientResponse response) {
+      if (!*alive) return;
       std::string error;
       if (response.status == 200) {
         std::string version = first_line(response.body);
@@ -366,8 +387,12 @@ class AnalyticsApi final : public Api {
       Export& job = *found->second;
       job.transfer = 0;
       if (response.status != 200) return fail(job, clickhouse_error(response));
+      if (const std::string* code = response.header("x-clickhouse-exception-code")) {
+        return fail(job, "ClickHouse failed the query: exception code " + *code);
+      }
       ByteBuffer rest;
       if (!job.csv.finish(rest)) return fail(job, "ClickHouse's answer ended in the middle of a row");
+      if (!job.csv.error().empty()) return fail(job, "ClickHouse's answer broke off: " + job.csv.error());
       write(job, std::move(rest));
       job.writer->when_idle([this, id] {
         auto done = exports_.find(id);
@@ -468,8 +493,9 @@ class AnalyticsApi final : public Api {
     write_json_string(e.message, out);
     out.append(R"(,"result_url":)");
     if (e.state == Export::State::Finished) {
+      // The address the client used (a proxy's, say), else the one weir serves on.
       const std::string* host = request.header("host");
-      std::string base = host != nullptr ? fmt::format("http://{}", *host) : std::string();
+      std::string base = fmt::format("http://{}", host != nullptr ? *host : ctx_->served_address());
       write_json_string(fmt::format("{}/api/events/download?rq_id={}", base, e.id), out);
     } else {
       out.append("null");
@@ -492,14 +518,18 @@ class AnalyticsApi final : public Api {
     }
   }
 
-  void abandon_exports() {
+  // Cancels the exports running; returns their writers, for the caller to see idle.
+  std::vector<std::unique_ptr<FdWriter>> abandon_exports() {
     *alive_ = false;
+    std::vector<std::unique_ptr<FdWriter>> writers;
     for (auto& [id, e] : exports_) {
       if (e->state != Export::State::Started) continue;
       if (e->transfer != 0 && client_) client_->cancel(e->transfer);
       ::unlink(e->partial.c_str());
+      if (e->writer) writers.push_back(std::move(e->writer));
     }
-    exports_.clear();  // (a writer's write in flight keeps its state alive until it ends)
+    exports_.clear();
+    return writers;
   }
 
   // ---- the measures query ----------------------------------------------------------
@@ -521,8 +551,10 @@ class AnalyticsApi final : public Api {
       }
     }
     auto shared = std::make_shared<http::Responder>(std::move(responder));
+    std::erase_if(waiting_, [](const auto& w) { return w.expired(); });
+    waiting_.push_back(shared);
     learn_dialect([this, alive = alive_, query, shared](const std::string& error) {
-      if (!*alive) return;
+      if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
       if (!error.empty()) return shared->send(http::Response::error(502, error));
       run_measures(query, shared);
     });
@@ -548,7 +580,7 @@ class AnalyticsApi final : public Api {
       http::ClientRequest r = clickhouse_request(measure_sql(*query, query->measures[m], g, table_, *dialect_, max_rows_));
       r.max_response_bytes = 64 << 20;
       client_->send(std::move(r), [this, alive = alive_, query, responder, pending, i](http::ClientResponse response) {
-        if (!*alive) return;
+        if (!*alive) return responder->send(http::Response::error(503, "weir is stopping"));
         auto [m, g] = pending->parts[i];
         if (response.status != 200) {
           ctx_->metrics().errors.add();
@@ -596,6 +628,7 @@ class AnalyticsApi final : public Api {
   std::string dir_;
   std::map<std::string, std::unique_ptr<Export>, std::less<>> exports_;
   UvTimer expiry_timer_;
+  std::vector<std::weak_ptr<http::Responder>> waiting_;  // measures queries not answered yet
   bool stopping_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

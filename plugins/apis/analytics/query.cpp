@@ -45,7 +45,8 @@ std::string time_literal(EpochNanos t, Dialect dialect, bool up) {
     return fmt::format("toDateTime64('{}', 3, 'Etc/UTC')", iso);
   }
   std::int64_t seconds = up ? -floor_div(-t, kSecond) : floor_div(t, kSecond);
-  return fmt::format("toDateTime({})", std::max<std::int64_t>(0, seconds));
+  // A DateTime is a UInt32: a later time would wrap around to 1970.
+  return fmt::format("toDateTime({})", std::clamp<std::int64_t>(seconds, 0, 4294967295));
 }
 
 // TabSeparated's escapes undone (ClickHouse escapes \b \f \r \n \t \0 \' \\).
@@ -301,8 +302,14 @@ bool TsvToCsv::finish(ByteBuffer& out) {
 }
 
 void TsvToCsv::row(std::string_view line, ByteBuffer& out) {
+  if (!error_.empty()) return;
+  auto fields = split(line, '\t');
+  if (fields.size() != fields_) {
+    error_ = fmt::format("a row of {} fields, not {}: {}", fields.size(), fields_, line.substr(0, 300));
+    return;
+  }
   bool first = true;
-  for (std::string_view field : split(line, '\t')) {
+  for (std::string_view field : fields) {
     if (!first) out.push_back(',');
     first = false;
     if (field == "\\N") continue;  // NULL: an empty field, as Python's csv writes None

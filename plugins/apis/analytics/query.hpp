@@ -52,19 +52,27 @@ std::string_view export_csv_header();
 // export file is): a field is quoted only when it holds a comma, a quote, CR or LF; NULL
 // (\N) is an empty field; lines end with CRLF. Fed in pieces as they arrive; a row split
 // between pieces is held until its end comes.
+// A row of another width is an error, not a row: ClickHouse reports a failure that comes
+// after its 200 (a timeout, a memory limit) as a line of text in the body.
 class TsvToCsv {
  public:
+  explicit TsvToCsv(std::size_t fields) : fields_(fields) {}
   void feed(std::string_view piece, ByteBuffer& out);
   // The end of the input: false when a row was left unfinished (the answer was cut).
   bool finish(ByteBuffer& out);
   std::uint64_t rows() const { return rows_; }
+  // Empty while every row had its fields; else what came instead (its first 300 bytes).
+  const std::string& error() const { return error_; }
 
  private:
   void row(std::string_view line, ByteBuffer& out);
+  std::size_t fields_;
   std::string partial_;
   std::string field_;
+  std::string error_;
   std::uint64_t rows_ = 0;
 };
+inline constexpr std::size_t kExportColumns = 18;
 
 // ---- the measures query --------------------------------------------------------------------
 
