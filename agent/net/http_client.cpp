@@ -99,6 +99,9 @@ bool prepare(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+  // A streamed body comes in curl's buffer-sized pieces: 16 KiB by default, a callback (and
+  // a write downstream) each; 512 KiB is curl's maximum.
+  if (r.on_body) curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
   if (r.method == "POST" || r.method == "PUT") {
     std::string_view body = r.borrowed_body ? *r.borrowed_body : std::string_view(r.body);
     curl_easy_setopt(e, CURLOPT_POST, 1L);

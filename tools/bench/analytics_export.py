@@ -105,7 +105,7 @@ SELECT ['draw:object', 'change:frame', 'save:job', 'send:working_time'][number %
  number % 7, number % 70, number % 700, number % 40, concat('user', toString(number % 40)),
  concat('user', toString(number % 40), '@example.com'), number % 3, 'org',
  concat('{"request":{"id":"', toString(number), '","user_agent":"Mozilla/5.0 (X11; Linux x86_64)"},"working_time":', toString(number % 1000), '}')
-FROM numbers(%d)""" % args.events)
+FROM numbers(EVENTS)""".replace("EVENTS", str(args.events)))
         print("ClickHouse holds %s rows" % ch(port, "SELECT count() FROM cvat.events").strip())
         runs = [one_run(args.weir, port, tmp) for _ in range(args.runs)]
     finally:

@@ -375,6 +375,7 @@ class AnalyticsApi final : public Api {
         return false;
       }
       ByteBuffer csv;
+      csv.reserve(piece.size() + piece.size() / 4);  // (CSV runs a little longer than TabSeparated)
       job.csv.feed(piece, csv);
       job.bytes += piece.size();
       write(job, std::move(csv));

@@ -303,30 +303,43 @@ bool TsvToCsv::finish(ByteBuffer& out) {
 
 void TsvToCsv::row(std::string_view line, ByteBuffer& out) {
   if (!error_.empty()) return;
-  auto fields = split(line, '\t');
-  if (fields.size() != fields_) {
-    error_ = fmt::format("a row of {} fields, not {}: {}", fields.size(), fields_, line.substr(0, 300));
+  std::size_t count = 1 + static_cast<std::size_t>(std::count(line.begin(), line.end(), '\t'));
+  if (count != fields_) {
+    error_ = fmt::format("a row of {} fields, not {}: {}", count, fields_, line.substr(0, 300));
     return;
   }
   bool first = true;
-  for (std::string_view field : fields) {
+  while (true) {
+    std::size_t tab = line.find('\t');
+    std::string_view field = line.substr(0, tab);
     if (!first) out.push_back(',');
     first = false;
-    if (field == "\\N") continue;  // NULL: an empty field, as Python's csv writes None
-    unescape_tsv(field, field_);
-    if (field_.find_first_of(",\"\r\n") == std::string::npos) {
-      out.append(field_);
-      continue;
+    if (field == "\\N") {
+      // NULL: an empty field, as Python's csv writes None.
+    } else if (field.find_first_of(",\"\r\n\\") == std::string_view::npos) {
+      out.append(field);  // most fields: nothing to undo, nothing to quote
+    } else {
+      write_field(field, out);
     }
-    out.push_back('"');
-    for (char c : field_) {
-      if (c == '"') out.push_back('"');
-      out.push_back(c);
-    }
-    out.push_back('"');
+    if (tab == std::string_view::npos) break;
+    line.remove_prefix(tab + 1);
   }
   out.append("\r\n");
   ++rows_;
+}
+
+void TsvToCsv::write_field(std::string_view field, ByteBuffer& out) {
+  unescape_tsv(field, field_);
+  if (field_.find_first_of(",\"\r\n") == std::string::npos) {
+    out.append(field_);
+    return;
+  }
+  out.push_back('"');
+  for (char c : field_) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
 }
 
 // ---- measures ----

@@ -66,6 +66,7 @@ class TsvToCsv {
 
  private:
   void row(std::string_view line, ByteBuffer& out);
+  void write_field(std::string_view field, ByteBuffer& out);  // unescaped, quoted if it must be
   std::size_t fields_;
   std::string partial_;
   std::string field_;
