@@ -12,6 +12,7 @@ packages=(
   clang libclang-rt-14-dev  # libFuzzer and its sanitizers: the fuzz targets (test/fuzz/)
   python3 curl zstd
   kcat  # a Kafka client apart from weir: the kafka tests read back what the sink produced
+  tmux  # weir top is tested in a terminal (test/e2e/top.sh)
   clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
   influxdb influxdb-client             # the influxdb sink's tests (InfluxDB 1.6)
 )

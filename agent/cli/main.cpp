@@ -13,6 +13,7 @@
 
 #include "buffer/disk_log.hpp"
 #include "cli/tap.hpp"
+#include "cli/top.hpp"
 #include "config/config.hpp"
 #include "replay/pipeline_test.hpp"
 #include "replay/replay.hpp"
@@ -50,6 +51,10 @@ usage:
   weir tap      --api ADDRESS COMPONENT[.output]... [--limit N] [--interval D] [--output FILE]
                 [--duration D]         print (or record, ready for weir replay) a sample of the
                                        events leaving components of a running weir
+  weir top      --api ADDRESS [--interval D] [--sort name|in|out|errors|buffer] [--iterations N]
+                                       a running weir's components, refreshed: events in/out per
+                                       second and in total, bytes/s, errors, dead letters, buffer
+                                       fill (keys: n i o e b sort, q quits)
   weir test     -c FILE [-c TESTS] [--junit FILE] [--update-golden]
                                        run the pipeline's `tests:` in memory (exit 0 when all pass)
   weir buffer check DIR... | -c FILE   report the state of disk buffers offline: records to
@@ -80,7 +85,7 @@ struct Args {
 // The options of the verbs beyond run: which take a value, which are flags.
 const std::set<std::string> kValueOptions = {"--input", "--input-into", "--capture", "--speed", "--seed",
                                              "--now", "--batch-events", "--junit", "--api", "--limit",
-                                             "--interval", "--output", "--duration"};
+                                             "--interval", "--output", "--duration", "--sort", "--iterations"};
 const std::set<std::string> kFlagOptions = {"--fail-on-dead-letter", "--update-golden"};
 
 Args parse_args(int argc, char** argv) {
@@ -343,6 +348,35 @@ int main(int argc, char** argv) {
       options.duration = std::chrono::duration_cast<std::chrono::milliseconds>(parsed.value());
     }
     return cli::run_tap(options);
+  }
+  if (args.verb == "top") {
+    cli::TopOptions options;
+    auto value = [&](const char* name) {
+      auto found = args.values.find(name);
+      return found == args.values.end() ? std::string() : found->second;
+    };
+    options.api = value("--api");
+    if (options.api.empty()) {
+      std::fprintf(stderr, "error: usage: weir top --api ADDRESS [--interval D] [--sort KEY] [--iterations N]\n");
+      return 2;
+    }
+    if (std::string interval = value("--interval"); !interval.empty()) {
+      auto parsed = parse_duration(interval);
+      if (!parsed.ok() || parsed.value() < std::chrono::milliseconds(100)) {
+        std::fprintf(stderr, "error: --interval: a duration of at least 100ms, e.g. 1s\n");
+        return 2;
+      }
+      options.interval = std::chrono::duration_cast<std::chrono::milliseconds>(parsed.value());
+    }
+    if (std::string sort = value("--sort"); !sort.empty()) {
+      if (sort != "name" && sort != "in" && sort != "out" && sort != "errors" && sort != "buffer") {
+        std::fprintf(stderr, "error: --sort: one of name, in, out, errors, buffer\n");
+        return 2;
+      }
+      options.sort = sort;
+    }
+    if (std::string n = value("--iterations"); !n.empty()) options.iterations = std::atoi(n.c_str());
+    return cli::run_top(options);
   }
   if (args.verb == "test") {
     replay::TestRunOptions options;

@@ -46,6 +46,8 @@ constexpr Family kFamilies[] = {
     {"weir_component_request_latency_nanoseconds_total", "counter", "Sum of request latencies in nanoseconds (divide by requests).",
      &ComponentMetrics::request_latency_nanos_sum},
     {"weir_buffer_events", "gauge", "Events waiting in a component's input buffer.", &ComponentMetrics::buffer_events},
+    {"weir_buffer_max_events", "gauge", "Events a component's input buffer holds in memory before upstream waits (buffer.max_events).",
+     &ComponentMetrics::buffer_max_events},
     {"weir_buffer_bytes", "gauge", "Bytes a component's input buffer holds (memory: the events' input size; disk: its segment files).",
      &ComponentMetrics::buffer_bytes},
     {"weir_buffer_corrupted_records_total", "counter", "Disk-buffer records that failed their framing or CRC (at start or when read).",

@@ -43,6 +43,7 @@ struct ComponentMetrics {
   Counter events_dropped;        // discarded without a dead letter (when_full: drop_newest, damaged disk buffer)
   Counter buffer_events;         // gauge: events waiting in this component's input buffer
   Counter buffer_bytes;          // gauge: bytes it holds (memory: input size; disk: segment files)
+  Counter buffer_max_events;     // gauge: the events it holds in memory before upstream waits (buffer.max_events)
   Counter buffer_corrupted_records;  // disk buffer records that failed framing or CRC
   Counter buffer_set_aside_events;   // made after the last saved state of their transform: sent again by their sources
   // Sinks: time from a batch's creation at its source to its arrival at this sink.
