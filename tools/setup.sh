@@ -13,6 +13,8 @@ packages=(
   python3 curl zstd
   kcat  # a Kafka client apart from weir: the kafka tests read back what the sink produced
   tmux  # weir top is tested in a terminal (test/e2e/top.sh)
+  chromium chromium-driver  # the dashboards are tested in headless Chromium (test/e2e/dashboards.py)
+  libjs-chart.js  # Chart.js for the dashboards' charts, served from /usr/share/javascript
   clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
   influxdb influxdb-client             # the influxdb sink's tests (InfluxDB 1.6)
 )

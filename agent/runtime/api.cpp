@@ -40,6 +40,7 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
     return responder.send(http::Response::json(stopping_ ? 503 : 200, health_json()));
   }
   if (request.path == "/tap") return serve_tap(request, std::move(responder));
+  if (request.path == "/graph") return responder.send(http::Response::json(200, graph_json()));
   if (request.path == "/metrics") {
     std::vector<metrics::ComponentRow> rows;
     for (auto& node : nodes_) {
@@ -62,7 +63,7 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
     if (!slot->server) paths += fmt::format(", {} ({})", fmt::join(slot->api->paths(), ", "), slot->config->name);
   }
   responder.send(
-      http::Response::error(404, "the API serves GET /health, GET /metrics, GET /tap and POST /reload" + paths));
+      http::Response::error(404, "the API serves GET /health, GET /metrics, GET /graph, GET /tap and POST /reload" + paths));
 }
 
 void Tap::offer(const EventBatch& batch) {
@@ -155,6 +156,40 @@ void Runtime::Impl::serve_tap(http::Request& request, http::Responder responder)
         std::erase_if(rt.taps_, [&](const auto& entry) { return entry.get() == done; });
       },
       static_cast<std::uint64_t>(interval.count()));
+}
+
+// {"components": [{"name", "kind", "type", "inputs": ["name" | "name.output", ...]}, ...]}:
+// the running graph, for pages that draw it (the analytics API's /dashboards/pipeline).
+std::string Runtime::Impl::graph_json() const {
+  ByteBuffer out;
+  out.append(R"({"components":[)");
+  bool first = true;
+  for (const auto& node : nodes_) {
+    if (node->removed) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    out.append(R"({"name":)");
+    write_json_string(node->config->name, out);
+    out.append(fmt::format(R"(,"kind":"{}","type":)", component_kind_name(node->kind())));
+    write_json_string(node->config->type, out);
+    out.append(R"(,"inputs":[)");
+    for (std::size_t i = 0; i < node->config->inputs.size(); ++i) {
+      if (i != 0) out.push_back(',');
+      write_json_string(node->config->inputs[i].text, out);
+    }
+    out.append("]}");
+  }
+  for (const auto& slot : apis_) {
+    if (!first) out.push_back(',');
+    first = false;
+    out.append(R"({"name":)");
+    write_json_string(slot->config->name, out);
+    out.append(R"(,"kind":"api","type":)");
+    write_json_string(slot->config->type, out);
+    out.append(R"(,"inputs":[]})");
+  }
+  out.append("]}");
+  return std::string(out.view());
 }
 
 // {"status": "ok"|"draining", "generation": N, "components": {name: {kind, type, state, ...}}}

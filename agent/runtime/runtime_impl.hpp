@@ -134,6 +134,7 @@ class Runtime::Impl {
   struct TapRequest;
   std::vector<std::unique_ptr<TapRequest>> taps_;  // answered when their interval ends
   std::string health_json() const;
+  std::string graph_json() const;
   // APIs (apis.cpp).
   struct ApiSlot;
   friend class ApiNodeContext;

@@ -130,7 +130,7 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
     }
     if (!c.options.has("address")) {
       for (const std::string& path : made.value()->paths()) {
-        for (const char* own : {"/health", "/metrics", "/reload", "/tap"}) {
+        for (const char* own : {"/health", "/metrics", "/graph", "/reload", "/tap"}) {
           if (path.starts_with(own) || std::string_view(own).starts_with(path)) {
             diagnostics.errors.emplace_back(fmt::format("api '{}' claims {}, which is weir's own", c.name, path), c.where);
           }

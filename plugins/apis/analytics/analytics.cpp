@@ -26,6 +26,10 @@
 #include "weir/uv.hpp"
 
 namespace weir::plugins {
+namespace analytics {
+extern const std::pair<std::string_view, std::string_view> kPages[];  // pages/*, compiled in (cmake/embed.cmake)
+extern const std::size_t kPages_count;
+}  // namespace analytics
 namespace {
 
 using namespace analytics;
@@ -47,6 +51,9 @@ const OptionSchema kSchema = {
      .doc = "Exports running at once; one more is answered 429 with Retry-After."},
     {.name = "query_timeout", .type = OptionType::Duration, .default_value = "5m",
      .doc = "The most a ClickHouse query (an export's included) may take."},
+    {.name = "chart_js", .type = OptionType::String, .default_value = "/usr/share/javascript/chart.js/chart.min.js",
+     .doc = "Chart.js for the dashboards' charts (Debian's libjs-chart.js), served as /dashboards/assets/chart.js; "
+            "missing, the pages show their tables and say the charts are off."},
     {.name = "max_buckets", .type = OptionType::Integer, .default_value = "100000",
      .doc = "Rows (time buckets, pairs) one measure may have; more is a 400 asking for a narrower range."},
 };
@@ -153,12 +160,15 @@ class AnalyticsApi final : public Api {
     std::int64_t buckets = options.integer("max_buckets");
     if (buckets < 1) return options.error_at("max_buckets", "max_buckets must be at least 1");
     self->max_rows_ = static_cast<std::uint64_t>(buckets);
+    self->chart_js_ = std::string(options.string("chart_js"));
     return self;
   }
 
   ~AnalyticsApi() override { abandon_exports(); }  // (stop() ran first when it started)
 
-  std::vector<std::string> paths() const override { return {"/api/events", "/api/requests", "/api/v1/analytics"}; }
+  std::vector<std::string> paths() const override {
+    return {"/api/events", "/api/requests", "/api/v1/analytics", "/dashboards"};
+  }
 
   Status start(ApiContext& ctx) override {
     ctx_ = &ctx;
@@ -206,10 +216,19 @@ class AnalyticsApi final : public Api {
 
   void handle(http::Request& request, http::Responder responder) override {
     ctx_->metrics().requests.add();
+    // A browser's first page load may carry the token in the URL: it goes into a cookie and
+    // out of the URL (a redirect), so it stays in no history, bookmark or Referer.
+    if (request.path.starts_with("/dashboards") && request.method == "GET") {
+      if (auto token = request.query_param("token")) {
+        if (!valid_token(*token)) return responder.send(unauthorized());
+        http::Response redirect = http::Response::text(303, "");
+        redirect.headers.push_back({"location", request.path});
+        redirect.headers.push_back({"set-cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict", kCookie, *token)});
+        return responder.send(std::move(redirect));
+      }
+    }
     if (!authorized(request)) {
-      http::Response denied = http::Response::error(401, "a valid bearer token or user is needed");
-      denied.headers.push_back({"www-authenticate", "Bearer realm=\"weir\", Basic realm=\"weir\""});
-      return responder.send(std::move(denied));
+      return responder.send(unauthorized());
     }
     if (stopping_) return responder.send(http::Response::error(503, "weir is stopping"));
     const std::string& path = request.path;
@@ -232,6 +251,11 @@ class AnalyticsApi final : public Api {
       }
       return responder.send(download(*found->second, request));
     }
+    if (path.starts_with("/dashboards")) return dashboards(request, std::move(responder));
+    if (path == "/api/v1/analytics/table") {
+      if (request.method != "GET") return responder.send(http::Response::error(405, "use GET"));
+      return panel_table(request, std::move(responder));
+    }
     if (path == "/api/v1/analytics/query") {
       if (request.method != "POST") return responder.send(http::Response::error(405, "use POST /api/v1/analytics/query"));
       return measures(request, std::move(responder));
@@ -242,19 +266,42 @@ class AnalyticsApi final : public Api {
   }
 
  private:
+  static constexpr const char* kCookie = "weir_analytics_token";
+
+  static http::Response unauthorized() {
+    http::Response denied = http::Response::error(401, "a valid bearer token or user is needed");
+    denied.headers.push_back({"www-authenticate", "Bearer realm=\"weir\", Basic realm=\"weir\""});
+    return denied;
+  }
+
+  bool valid_token(std::string_view credential) const {
+    bool ok = false;
+    for (const std::string& token : tokens_) ok = same_secret(credential, token) || ok;  // every one compared
+    return ok;
+  }
+
   bool authorized(const http::Request& request) const {
     const std::string* header = request.header("authorization");
-    if (header == nullptr) return false;
+    if (header == nullptr) {
+      // A page's own requests carry the cookie its first load set.
+      const std::string* cookies = request.header("cookie");
+      if (cookies == nullptr) return false;
+      std::string_view all = *cookies;
+      std::string needle = std::string(kCookie) + "=";
+      for (std::size_t at = all.find(needle); at != std::string_view::npos; at = all.find(needle, at + 1)) {
+        if (at != 0 && all[at - 1] != ' ' && all[at - 1] != ';') continue;
+        std::string_view value = all.substr(at + needle.size());
+        value = value.substr(0, value.find(';'));
+        return valid_token(value);
+      }
+      return false;
+    }
     std::string_view value = *header;
     auto scheme = value.substr(0, value.find(' '));
     std::string_view credential = value.substr(std::min(value.size(), scheme.size() + 1));
     while (!credential.empty() && credential.front() == ' ') credential.remove_prefix(1);
     std::string lower = http::lower_case(scheme);
-    if (lower == "bearer") {
-      bool ok = false;
-      for (const std::string& token : tokens_) ok = same_secret(credential, token) || ok;  // every one compared
-      return ok;
-    }
+    if (lower == "bearer") return valid_token(credential);
     if (lower == "basic" && !users_.empty() && !credential.empty() && credential.size() < 4096) {
       std::string decoded(3 * ((credential.size() + 3) / 4), '\0');
       int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
@@ -533,6 +580,67 @@ class AnalyticsApi final : public Api {
     return writers;
   }
 
+  // ---- the dashboards ---------------------------------------------------------------
+
+  void dashboards(const http::Request& request, http::Responder responder) {
+    if (request.method != "GET" && request.method != "HEAD") return responder.send(http::Response::error(405, "use GET"));
+    std::string_view path = request.path;
+    if (path == "/dashboards" || path == "/dashboards/") path = "/dashboards/index";
+    if (path == "/dashboards/assets/chart.js") {
+      struct stat st {};
+      if (::stat(chart_js_.c_str(), &st) != 0) {
+        return responder.send(http::Response::error(404, fmt::format("{} is not there (apt-get install libjs-chart.js)", chart_js_)));
+      }
+      http::Response file;
+      file.content_type = "text/javascript; charset=utf-8";
+      file.file = chart_js_;
+      file.headers.push_back({"cache-control", "max-age=3600"});
+      return responder.send(std::move(file));
+    }
+    // /dashboards/NAME is pages/NAME.html; /dashboards/assets/FILE is pages/FILE.
+    constexpr std::string_view kAssets = "/dashboards/assets/", kPagesAt = "/dashboards/";
+    bool asset = path.starts_with(kAssets);
+    std::string wanted = asset ? std::string(path.substr(kAssets.size())) : std::string(path.substr(kPagesAt.size())) + ".html";
+    for (std::size_t i = 0; i < kPages_count; ++i) {
+      if (kPages[i].first != wanted) continue;
+      std::string_view type = wanted.ends_with(".html") ? "text/html; charset=utf-8"
+                              : wanted.ends_with(".js") ? "text/javascript; charset=utf-8"
+                                                        : "text/css; charset=utf-8";
+      http::Response page = http::Response::text(200, std::string(kPages[i].second));
+      page.content_type = std::string(type);
+      page.headers.push_back({"cache-control", "no-cache"});
+      page.headers.push_back({"x-content-type-options", "nosniff"});
+      return responder.send(std::move(page));
+    }
+    responder.send(http::Response::error(404, "no such dashboard: /dashboards/events, management, monitoring, pipeline"));
+  }
+
+  // GET /api/v1/analytics/table?name=...&filters: a dashboard panel's rows, ClickHouse's JSONCompact.
+  void panel_table(const http::Request& request, http::Responder responder) {
+    auto filters = parse_panel_filters(request);
+    if (!filters.ok()) return responder.send(http::Response::error(400, filters.error().message()));
+    std::string name = request.query_param("name").value_or("");
+    auto shared = std::make_shared<http::Responder>(std::move(responder));
+    std::erase_if(waiting_, [](const auto& w) { return w.expired(); });
+    waiting_.push_back(shared);
+    learn_dialect([this, alive = alive_, shared, name, f = filters.value()](const std::string& error) {
+      if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
+      if (!error.empty()) return shared->send(http::Response::error(502, error));
+      auto sql = panel_sql(name, f, table_, *dialect_, ctx_->clock().now());
+      if (!sql.ok()) return shared->send(http::Response::error(400, sql.error().message()));
+      http::ClientRequest r = clickhouse_request(sql.value());
+      r.max_response_bytes = 32 << 20;
+      client_->send(std::move(r), [this, alive, shared](http::ClientResponse response) {
+        if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
+        if (response.status != 200) {
+          ctx_->metrics().errors.add();
+          return shared->send(http::Response::error(502, clickhouse_error(response)));
+        }
+        shared->send(http::Response::json(200, std::move(response.body)));
+      });
+    });
+  }
+
   // ---- the measures query ----------------------------------------------------------
 
   void measures(const http::Request& request, http::Responder responder) {
@@ -620,6 +728,7 @@ class AnalyticsApi final : public Api {
   std::size_t max_exports_ = 2;
   std::chrono::milliseconds timeout_{300'000};
   std::uint64_t max_rows_ = 100000;
+  std::string chart_js_;
 
   ApiContext* ctx_ = nullptr;
   std::unique_ptr<http::Client> client_;

@@ -660,3 +660,120 @@ Status measure_element(const QueryRequest& query, const MeasureRequest& measure,
 }
 
 }  // namespace weir::plugins::analytics
+
+namespace weir::plugins::analytics {
+
+Result<PanelFilters> parse_panel_filters(const http::Request& request) {
+  PanelFilters f;
+  for (auto [name, into] : {std::pair{"from", &f.from}, std::pair{"to", &f.to}}) {
+    auto text = request.query_param(name);
+    if (!text || text->empty()) continue;
+    auto parsed = all_digits(*text) && text->size() > 11 ? parse_query_time(*text) : parse_export_time(*text);
+    if (!parsed.ok()) return Error(fmt::format("{}: '{}' is not a time (ISO-8601, epoch seconds or milliseconds)", name, *text));
+    *into = parsed.value();
+  }
+  if (f.from && f.to && *f.from > *f.to) return Error("'from' must be before 'to'");
+  for (const char* column : {"org_id", "project_id", "task_id", "job_id", "user_id"}) {
+    auto text = request.query_param(column);
+    if (!text || text->empty()) continue;
+    std::vector<std::uint64_t> ids;
+    for (std::string_view part : split(*text, ',')) {
+      auto id = parse_id(part);
+      if (!id) return Error(fmt::format("{}: '{}' is not an id (an unsigned integer)", column, part));
+      ids.push_back(*id);
+    }
+    f.ids.emplace_back(column, std::move(ids));
+  }
+  for (auto [name, into, least, most] : {std::tuple{"step", &f.step, 1ULL, 366ULL * 86400},
+                                         std::tuple{"limit", &f.limit, 1ULL, 10000ULL}}) {
+    auto text = request.query_param(name);
+    if (!text || text->empty()) continue;
+    auto n = parse_id(*text);
+    if (!n || *n < least || *n > most) return Error(fmt::format("{} must be an integer from {} to {}", name, least, most));
+    *into = *n;
+  }
+  return f;
+}
+
+const std::vector<std::string>& panel_tables() {
+  static const std::vector<std::string> names = {"range", "filters", "activity", "user_activity", "events",
+                                                 "working_time", "active_users_now", "active_users_15m",
+                                                 "exceptions", "exceptions_over_time", "clients"};
+  return names;
+}
+
+Result<std::string> panel_sql(std::string_view name, const PanelFilters& f, const std::string& table, Dialect dialect,
+                              EpochNanos now) {
+  std::string ids;
+  for (const auto& [column, values] : f.ids) ids += fmt::format(" AND {} IN ({})", column, fmt::join(values, ", "));
+  std::string time;
+  if (f.from) time += " AND timestamp >= " + time_literal(*f.from, dialect, true);
+  if (f.to) time += " AND timestamp < " + time_literal(*f.to, dialect, true);
+  std::string where = "WHERE 1" + time + ids;
+  std::string bucket = fmt::format("intDiv(toUInt32(timestamp), {0}) * {0}", f.step);
+  auto json = [&](std::string_view key) {
+    return fmt::format("{}(ifNull(payload, ''), '{}')",
+                       dialect.json_extract ? "JSONExtractString" : "visitParamExtractString", key);
+  };
+  std::string wt = working_time_sql(dialect);
+  // The client's browser and system, from the user agent a server event's request carries.
+  std::string agent = json("user_agent");
+  std::string sql;
+  if (name == "range") {
+    sql = fmt::format("SELECT toUInt32(min(timestamp)) AS first, toUInt32(max(timestamp)) AS last, count() AS events "
+                      "FROM {} WHERE 1{}",
+                      table, ids);
+  } else if (name == "filters") {
+    // What the filters offer: the users, projects, tasks and jobs of the client's events.
+    std::string w = "WHERE source = 'client'" + time;
+    sql = fmt::format(
+        "SELECT 'user' AS kind, user_id AS id, any(ifNull(user_name, '')) AS name FROM {0} {1} AND isNotNull(user_id) "
+        "GROUP BY id UNION ALL SELECT 'project', project_id, '' FROM {0} {1} AND isNotNull(project_id) GROUP BY "
+        "project_id UNION ALL SELECT 'task', task_id, '' FROM {0} {1} AND isNotNull(task_id) GROUP BY task_id UNION ALL "
+        "SELECT 'job', job_id, '' FROM {0} {1} AND isNotNull(job_id) GROUP BY job_id",
+        table, w);
+  } else if (name == "activity") {
+    sql = fmt::format("SELECT {} AS time, count() AS events FROM {} {} GROUP BY time ORDER BY time", bucket, table, where);
+  } else if (name == "user_activity") {
+    sql = fmt::format("SELECT {} AS time, user_id, count() AS events FROM {} {} AND isNotNull(user_id) GROUP BY time, "
+                      "user_id ORDER BY time, user_id",
+                      bucket, table, where);
+  } else if (name == "events") {
+    sql = fmt::format("SELECT scope, obj_name, obj_id, obj_val, source, toString(timestamp) AS at, count, "
+                      "duration, project_id, task_id, job_id, user_id, user_name, org_id FROM {} {} ORDER BY "
+                      "timestamp DESC LIMIT {}",
+                      table, where, f.limit);
+  } else if (name == "working_time") {
+    // CVAT's Management dashboard's table: working time per user, project, task and job.
+    sql = fmt::format("SELECT user_id, any(ifNull(user_name, '')) AS user_name, project_id, task_id, job_id, sum({}) AS "
+                      "working_time_ms, count() AS activity FROM {} {} AND scope = 'send:working_time' GROUP BY "
+                      "user_id, project_id, task_id, job_id ORDER BY user_id, project_id, task_id, job_id",
+                      wt, table, where);
+  } else if (name == "active_users_now") {
+    sql = fmt::format("SELECT uniqExact(user_id) AS active_users FROM {} WHERE timestamp >= {}{}", table,
+                      time_literal(now - 900 * kSecond, dialect, true), ids);
+  } else if (name == "active_users_15m") {
+    sql = fmt::format("SELECT intDiv(toUInt32(timestamp), 900) * 900 AS time, uniqExact(user_id) AS active_users FROM "
+                      "{} {} AND isNotNull(user_id) GROUP BY time ORDER BY time",
+                      table, where);
+  } else if (name == "exceptions") {
+    sql = fmt::format("SELECT toString(timestamp) AS at, user_id, user_name, job_id, {} AS error, {} AS stack, "
+                      "payload FROM {} {} AND scope = 'send:exception' ORDER BY timestamp DESC LIMIT {}",
+                      json("message"), json("stack"), table, where, f.limit);
+  } else if (name == "exceptions_over_time") {
+    sql = fmt::format("SELECT {} AS time, count() AS exceptions FROM {} {} AND scope = 'send:exception' GROUP BY "
+                      "time ORDER BY time",
+                      bucket, table, where);
+  } else if (name == "clients") {
+    sql = fmt::format(
+        "SELECT extract({0}, '(Edg|OPR|Firefox|Chrome|Safari)') AS browser, "
+        "extract({0}, '(Windows|Android|iPhone|iPad|Mac OS X|Linux|CrOS)') AS os, count() AS events "
+        "FROM {1} {2} AND {0} != '' GROUP BY browser, os ORDER BY events DESC",
+        agent, table, where);
+  } else {
+    return Error(fmt::format("unknown table '{}'; known: {}", name, fmt::join(panel_tables(), ", ")));
+  }
+  return sql + " FORMAT JSONCompact";
+}
+
+}  // namespace weir::plugins::analytics

@@ -113,3 +113,24 @@ Status measure_element(const QueryRequest& query, const MeasureRequest& measure,
                        std::string_view tsv, std::uint64_t max_rows, ByteBuffer& out);
 
 }  // namespace weir::plugins::analytics
+
+namespace weir::plugins::analytics {
+
+// ---- the dashboards' tables (GET /api/v1/analytics/table?name=...) ----------------------
+
+// The dashboards' filters: a time range and lists of ids per column.
+struct PanelFilters {
+  std::optional<EpochNanos> from, to;  // from <= timestamp < to
+  std::vector<std::pair<std::string, std::vector<std::uint64_t>>> ids;  // (column, any of)
+  std::uint64_t step = 3600;  // seconds per bucket, for the tables over time
+  std::uint64_t limit = 100;  // rows of the event lists
+};
+Result<PanelFilters> parse_panel_filters(const http::Request& request);
+// The names a table may have, as the 400 for another lists them.
+const std::vector<std::string>& panel_tables();
+// The query of table `name`, answered as ClickHouse's JSONCompact; `now` anchors "active
+// users now" (the last 15 minutes). An error for an unknown name.
+Result<std::string> panel_sql(std::string_view name, const PanelFilters& filters, const std::string& table,
+                              Dialect dialect, EpochNanos now);
+
+}  // namespace weir::plugins::analytics
