@@ -213,7 +213,6 @@ try:
     peak = int(ch(ch_port, "SELECT max(n) FROM (SELECT intDiv(toUInt32(timestamp), 900) AS b, uniqExact(user_id) AS n "
                            "FROM cvat.events WHERE isNotNull(user_id) GROUP BY b)").strip())
     check("active users per 15 minutes peak at ClickHouse's %d" % peak, mon["active"] == peak, mon)
-    browser.screenshot(os.path.join(shots, "monitoring.png"))
 
     # The pipeline page while events flow.
     stop = threading.Event()
@@ -299,6 +298,15 @@ try:
                 "SELECT ['draw:object', 'change:frame', 'send:working_time'][number % 3 + 1], 'client', "
                 "toDateTime(1709596800 + intDiv(number, 2)), 2000 + number % 50, 5000 + number % 400, number % 9, number % 90, "
                 "concat('{\"working_time\":', toString(number % 5000), '}') FROM numbers(100000)")
+    # Exceptions from a browser: Monitoring lists them with their error, and counts the
+    # browser and system of the user agent.
+    ch(ch_port, "INSERT INTO cvat.events (scope, source, timestamp, user_id, job_id, payload) FORMAT JSONEachRow " + " ".join(
+        json.dumps({"scope": "send:exception", "source": "client", "timestamp": "2024-03-05 12:00:%02d" % i, "user_id": 7,
+                    "job_id": 9, "payload": json.dumps({"message": "TypeError: x is undefined <b>%d</b>" % i,
+                                                        "stack": "at draw (canvas.js:10)",
+                                                        "user_agent": agent}, separators=(",", ":"))})
+        for i, agent in enumerate(["Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"] * 3 +
+                                  ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"] * 2)))
     timings = {}
     for name in ("events", "management", "monitoring"):
         browser.go(base + "/dashboards/" + name)
@@ -306,6 +314,17 @@ try:
         timings[name] = browser.js("return [document.getElementById('status').textContent, window.weir.errors]")
         check("%s loads over 106k events with no error" % name, ok and timings[name][1] == [], timings[name])
     print("load times over 106k events: %s" % {k: v[0].split(": ")[-1] for k, v in timings.items()})
+    seen = browser.js("return {browsers: window.weir.charts['browsers'], systems: window.weir.charts['systems'], "
+                      "errors: [...document.querySelectorAll('#exceptions-table tbody tr')].map(tr => tr.children[3].textContent), "
+                      "markup: document.querySelectorAll('#exceptions-table b').length}")
+    counts = dict(zip(seen["browsers"]["labels"], seen["browsers"]["datasets"][0]["data"]))
+    systems = dict(zip(seen["systems"]["labels"], seen["systems"]["datasets"][0]["data"]))
+    check("Monitoring counts the exceptions' browsers and systems",
+          counts == {"Firefox": 3, "Chrome": 2} and systems == {"Linux": 3, "Windows": 2}, (counts, systems))
+    check("and lists their errors, as text (no markup from a payload reaches the page)",
+          len(seen["errors"]) == 5 and seen["errors"][0] == "TypeError: x is undefined <b>4</b>" and seen["markup"] == 0,
+          seen["errors"][:2])
+    browser.screenshot(os.path.join(shots, "monitoring.png"))
     print("screenshots in %s" % shots)
     proc.terminate()
     check("weir exits cleanly", proc.wait(timeout=60) == 0)
