@@ -324,12 +324,12 @@ int main(int argc, char** argv) {
   }
   if (args.verb == "list") return list_types(args);
   if (args.verb == "replay") return replay_command(args);
+  auto value = [&](const char* name) {  // a verb's option, "" when not given
+    auto found = args.values.find(name);
+    return found == args.values.end() ? std::string() : found->second;
+  };
   if (args.verb == "tap") {
     cli::TapOptions options;
-    auto value = [&](const char* name) {
-      auto found = args.values.find(name);
-      return found == args.values.end() ? std::string() : found->second;
-    };
     options.api = value("--api");
     options.components = args.rest;
     if (options.api.empty() || options.components.empty()) {
@@ -351,10 +351,6 @@ int main(int argc, char** argv) {
   }
   if (args.verb == "top") {
     cli::TopOptions options;
-    auto value = [&](const char* name) {
-      auto found = args.values.find(name);
-      return found == args.values.end() ? std::string() : found->second;
-    };
     options.api = value("--api");
     if (options.api.empty()) {
       std::fprintf(stderr, "error: usage: weir top --api ADDRESS [--interval D] [--sort KEY] [--iterations N]\n");

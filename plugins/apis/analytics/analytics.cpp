@@ -597,16 +597,32 @@ class AnalyticsApi final : public Api {
       file.headers.push_back({"cache-control", "max-age=3600"});
       return responder.send(std::move(file));
     }
-    // /dashboards/NAME is pages/NAME.html; /dashboards/assets/FILE is pages/FILE.
-    constexpr std::string_view kAssets = "/dashboards/assets/", kPagesAt = "/dashboards/";
+    // /dashboards/NAME is pages/page.html for that page (dashboards.js draws it);
+    // /dashboards/assets/FILE is pages/FILE.
+    constexpr std::string_view kAssets = "/dashboards/assets/";
+    static const std::map<std::string, std::string, std::less<>> kTitles = {
+        {"index", "Dashboards"}, {"events", "All events"}, {"management", "Management"},
+        {"monitoring", "Monitoring"}, {"pipeline", "Pipeline"}};
     bool asset = path.starts_with(kAssets);
-    std::string wanted = asset ? std::string(path.substr(kAssets.size())) : std::string(path.substr(kPagesAt.size())) + ".html";
+    std::string_view page_name = asset ? std::string_view() : path.substr(std::strlen("/dashboards/"));
+    auto title = kTitles.find(page_name);
+    if (!asset && title == kTitles.end()) {
+      return responder.send(http::Response::error(404, "no such dashboard: /dashboards/events, management, monitoring, pipeline"));
+    }
+    std::string wanted = asset ? std::string(path.substr(kAssets.size())) : "page.html";
     for (std::size_t i = 0; i < kPages_count; ++i) {
       if (kPages[i].first != wanted) continue;
+      std::string body(kPages[i].second);
+      if (!asset) {
+        for (auto [from, to] : {std::pair<std::string_view, std::string_view>{"{{TITLE}}", title->second},
+                                std::pair<std::string_view, std::string_view>{"{{PAGE}}", title->first}}) {
+          body.replace(body.find(from), from.size(), to);
+        }
+      }
       std::string_view type = wanted.ends_with(".html") ? "text/html; charset=utf-8"
                               : wanted.ends_with(".js") ? "text/javascript; charset=utf-8"
                                                         : "text/css; charset=utf-8";
-      http::Response page = http::Response::text(200, std::string(kPages[i].second));
+      http::Response page = http::Response::text(200, std::move(body));
       page.content_type = std::string(type);
       page.headers.push_back({"cache-control", "no-cache"});
       page.headers.push_back({"x-content-type-options", "nosniff"});
