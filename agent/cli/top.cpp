@@ -63,7 +63,8 @@ class RawTerminal {
   ~RawTerminal() {
     if (active_) tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
   }
-  // Waits up to `ms` for a key; 0 when none.
+  // Waits up to `ms` for a key; 0 when none, 'q' when the terminal is gone (a dropped ssh
+  // session hangs it up: reading it then returns at once, forever).
   char key(int ms) const {
     pollfd p{STDIN_FILENO, POLLIN, 0};
     if (!active_) {
@@ -71,8 +72,11 @@ class RawTerminal {
       return 0;
     }
     if (::poll(&p, 1, ms) <= 0) return 0;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return 'q';
     char c = 0;
-    return ::read(STDIN_FILENO, &c, 1) == 1 ? c : 0;
+    ssize_t n = ::read(STDIN_FILENO, &c, 1);
+    if (n <= 0) return 'q';
+    return c;
   }
 
  private:
@@ -167,8 +171,8 @@ std::string render_top(const std::map<std::string, ComponentSample>& before,
 }
 
 int run_top(const TopOptions& options) {
-  std::signal(SIGINT, [](int) { interrupted = 1; });
-  std::signal(SIGTERM, [](int) { interrupted = 1; });
+  // (weir ignores SIGHUP for `run`; here a hung-up terminal ends it, as do SIGINT and SIGTERM)
+  for (int signum : {SIGINT, SIGTERM, SIGHUP}) std::signal(signum, [](int) { interrupted = 1; });
   http::ClientRequest request;
   request.method = "GET";
   request.url = "http://" + options.api + "/metrics";
@@ -213,6 +217,8 @@ int run_top(const TopOptions& options) {
     if (!scrape(now, error)) {
       std::fprintf(stderr, "%sweir top: http://%s/metrics: %s\n", tty ? "\x1b[H\x1b[2J" : "", options.api.c_str(),
                    error.c_str());
+      // Rates resume from the next good scrape, not from one before the gap.
+      scrape(before, error);
       taken = std::chrono::steady_clock::now();
       continue;
     }
@@ -222,8 +228,21 @@ int run_top(const TopOptions& options) {
     winsize size{};
     if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) width = size.ws_col;
     std::string table = render_top(before, now, seconds, sort, options.api, width);
-    std::fputs(tty ? ("\x1b[H\x1b[2J" + table).c_str() : (table + "\n").c_str(), stdout);
-    std::fflush(stdout);
+    if (tty) {
+      // Drawn over the last table in one write (each line's end and the rest of the screen
+      // erased), rather than cleared first: no flicker, and never a half-drawn screen.
+      std::string frame = "\x1b[H";
+      for (std::size_t from = 0; from < table.size();) {
+        std::size_t end = table.find('\n', from);
+        frame += table.substr(from, end - from) + "\x1b[K\n";
+        from = end == std::string::npos ? table.size() : end + 1;
+      }
+      table = frame + "\x1b[J";
+    } else {
+      table += "\n";
+    }
+    // A reader that went (`weir top | head`): SIGPIPE is ignored, so the failed write ends it.
+    if (std::fputs(table.c_str(), stdout) == EOF || std::fflush(stdout) != 0) break;
     before = std::move(now);
     taken = at;
     if (options.iterations > 0 && ++printed >= options.iterations) break;

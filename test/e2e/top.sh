@@ -30,6 +30,7 @@ YAML
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/health" >/dev/null && break; sleep 0.1; done
 
+# (remain-on-exit off: the session ends with weir top)
 tmux new-session -d -s "$session" -x 160 -y 30 "$weir top --api 127.0.0.1:$api --interval 1s"
 screen() { tmux capture-pane -p -t "$session"; }
 rate_of() { screen | awk -v c="$1" '$1 == c { print $4 }'; }
@@ -41,15 +42,16 @@ check "the table names every component with kind and type" \
 r1=$(rate_of activity)
 check "the source's rate is above zero ($r1/s)" '[[ -n $r1 && $r1 != 0 ]]'
 t1=$(screen | awk '$1 == "activity" { print $6 }')
-sleep 2.5
-t2=$(screen | awk '$1 == "activity" { print $6 }')
+for _ in $(seq 50); do t2=$(screen | awk '$1 == "activity" { print $6 }'); [[ -n $t2 && $t2 != "$t1" ]] && break; sleep 0.2; done
 check "the totals move between refreshes ($t1 -> $t2)" '[[ -n $t1 && -n $t2 && $t1 != "$t2" ]]'
 check "the buffer column shows the sink's capacity" 'screen | grep -E "^sink " | grep -qE "/4.1k"'
+# Waits up to 15 s for a condition (a refresh is an interval plus a scrape; the machine may be busy).
+eventually() { for _ in $(seq 75); do eval "$1" && return 0; sleep 0.2; done; return 1; }
 tmux send-keys -t "$session" e
-sleep 1.5
-check "a key re-sorts it (e: by errors)" 'screen | grep -q "sorted by errors"'
+check "a key re-sorts it (e: by errors)" 'eventually "screen | grep -q \"sorted by errors\""'
 tmux send-keys -t "$session" q
-sleep 1
-check "q quits" '! tmux has-session -t "$session" 2>/dev/null || ! screen | grep -q "weir top"'
+check "q quits" 'eventually "! tmux has-session -t \"$session\" 2>/dev/null"'
+echo "weir top | head ends when head has its lines:"
+check "its reader gone, weir top ends" 'timeout 20 bash -c "\"$weir\" top --api 127.0.0.1:$api --interval 200ms | head -3 >/dev/null"'
 echo "weir top checks: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

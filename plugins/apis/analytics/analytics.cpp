@@ -218,13 +218,26 @@ class AnalyticsApi final : public Api {
     ctx_->metrics().requests.add();
     // A browser's first page load may carry the token in the URL: it goes into a cookie and
     // out of the URL (a redirect), so it stays in no history, bookmark or Referer.
+    // The answer is a page that reloads itself without the token (not a redirect: a link
+    // from another site would not carry the SameSite=Strict cookie through one).
     if (request.path.starts_with("/dashboards") && request.method == "GET") {
       if (auto token = request.query_param("token")) {
+        auto page = kPageTitles.find(std::string_view(request.path).substr(std::strlen("/dashboards")));
+        if (page == kPageTitles.end()) return responder.send(http::Response::error(404, "no such dashboard"));
         if (!valid_token(*token)) return responder.send(unauthorized());
-        http::Response redirect = http::Response::text(303, "");
-        redirect.headers.push_back({"location", request.path});
-        redirect.headers.push_back({"set-cookie", fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict", kCookie, *token)});
-        return responder.send(std::move(redirect));
+        bool cookie_safe = std::all_of(token->begin(), token->end(), [](char c) {
+          return c > 0x20 && c < 0x7f && c != ';' && c != ',' && c != '"' && c != '\\';
+        });
+        if (!cookie_safe) return responder.send(http::Response::error(400, "this token cannot be kept in a cookie: use the Authorization header"));
+        std::string target = "/dashboards" + page->first;  // one of a fixed set: nothing of the request's
+        http::Response landing = http::Response::text(
+            200, fmt::format(R"(<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={0}"><a href="{0}">{0}</a>)",
+                             target));
+        landing.content_type = "text/html; charset=utf-8";
+        landing.headers.push_back({"cache-control", "no-store"});
+        landing.headers.push_back({"referrer-policy", "no-referrer"});
+        landing.headers.push_back({"set-cookie", fmt::format("{}={}; Path=/dashboards; HttpOnly; SameSite=Strict", cookie_name(), *token)});
+        return responder.send(std::move(landing));
       }
     }
     if (!authorized(request)) {
@@ -251,11 +264,11 @@ class AnalyticsApi final : public Api {
       }
       return responder.send(download(*found->second, request));
     }
-    if (path.starts_with("/dashboards")) return dashboards(request, std::move(responder));
-    if (path == "/api/v1/analytics/table") {
+    if (path == "/api/v1/analytics/table" || path == "/dashboards/table") {
       if (request.method != "GET") return responder.send(http::Response::error(405, "use GET"));
       return panel_table(request, std::move(responder));
     }
+    if (path.starts_with("/dashboards")) return dashboards(request, std::move(responder));
     if (path == "/api/v1/analytics/query") {
       if (request.method != "POST") return responder.send(http::Response::error(405, "use POST /api/v1/analytics/query"));
       return measures(request, std::move(responder));
@@ -266,7 +279,16 @@ class AnalyticsApi final : public Api {
   }
 
  private:
-  static constexpr const char* kCookie = "weir_analytics_token";
+  // The pages under /dashboards (what follows it) and their titles.
+  static inline const std::map<std::string, std::string, std::less<>> kPageTitles = {
+      {"", "Dashboards"}, {"/", "Dashboards"}, {"/events", "All events"}, {"/management", "Management"},
+      {"/monitoring", "Monitoring"}, {"/pipeline", "Pipeline"}};
+
+  // Cookies do not tell ports apart: the port in the name keeps two weirs on one host apart.
+  std::string cookie_name() const {
+    const std::string& address = ctx_->served_address();
+    return "weir_analytics_" + address.substr(address.rfind(':') + 1);
+  }
 
   static http::Response unauthorized() {
     http::Response denied = http::Response::error(401, "a valid bearer token or user is needed");
@@ -283,16 +305,17 @@ class AnalyticsApi final : public Api {
   bool authorized(const http::Request& request) const {
     const std::string* header = request.header("authorization");
     if (header == nullptr) {
-      // A page's own requests carry the cookie its first load set.
+      // A page and its own requests carry the cookie its first load set; it opens reads
+      // under /dashboards only (nothing that starts work, such as an export).
       const std::string* cookies = request.header("cookie");
-      if (cookies == nullptr) return false;
+      if (cookies == nullptr || !request.path.starts_with("/dashboards") || request.method != "GET") return false;
       std::string_view all = *cookies;
-      std::string needle = std::string(kCookie) + "=";
+      std::string needle = cookie_name() + "=";
       for (std::size_t at = all.find(needle); at != std::string_view::npos; at = all.find(needle, at + 1)) {
         if (at != 0 && all[at - 1] != ' ' && all[at - 1] != ';') continue;
         std::string_view value = all.substr(at + needle.size());
         value = value.substr(0, value.find(';'));
-        return valid_token(value);
+        if (valid_token(value)) return true;  // (a stale one may come first)
       }
       return false;
     }
@@ -585,7 +608,6 @@ class AnalyticsApi final : public Api {
   void dashboards(const http::Request& request, http::Responder responder) {
     if (request.method != "GET" && request.method != "HEAD") return responder.send(http::Response::error(405, "use GET"));
     std::string_view path = request.path;
-    if (path == "/dashboards" || path == "/dashboards/") path = "/dashboards/index";
     if (path == "/dashboards/assets/chart.js") {
       struct stat st {};
       if (::stat(chart_js_.c_str(), &st) != 0) {
@@ -600,13 +622,9 @@ class AnalyticsApi final : public Api {
     // /dashboards/NAME is pages/page.html for that page (dashboards.js draws it);
     // /dashboards/assets/FILE is pages/FILE.
     constexpr std::string_view kAssets = "/dashboards/assets/";
-    static const std::map<std::string, std::string, std::less<>> kTitles = {
-        {"index", "Dashboards"}, {"events", "All events"}, {"management", "Management"},
-        {"monitoring", "Monitoring"}, {"pipeline", "Pipeline"}};
     bool asset = path.starts_with(kAssets);
-    std::string_view page_name = asset ? std::string_view() : path.substr(std::strlen("/dashboards/"));
-    auto title = kTitles.find(page_name);
-    if (!asset && title == kTitles.end()) {
+    auto title = kPageTitles.find(path.substr(std::strlen("/dashboards")));
+    if (!asset && title == kPageTitles.end()) {
       return responder.send(http::Response::error(404, "no such dashboard: /dashboards/events, management, monitoring, pipeline"));
     }
     std::string wanted = asset ? std::string(path.substr(kAssets.size())) : "page.html";
@@ -614,9 +632,10 @@ class AnalyticsApi final : public Api {
       if (kPages[i].first != wanted) continue;
       std::string body(kPages[i].second);
       if (!asset) {
+        std::string page = title->first.size() > 1 ? title->first.substr(1) : "index";
         for (auto [from, to] : {std::pair<std::string_view, std::string_view>{"{{TITLE}}", title->second},
-                                std::pair<std::string_view, std::string_view>{"{{PAGE}}", title->first}}) {
-          body.replace(body.find(from), from.size(), to);
+                                std::pair<std::string_view, std::string_view>{"{{PAGE}}", page}}) {
+          if (auto at = body.find(from); at != std::string::npos) body.replace(at, from.size(), to);
         }
       }
       std::string_view type = wanted.ends_with(".html") ? "text/html; charset=utf-8"

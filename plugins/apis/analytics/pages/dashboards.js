@@ -29,7 +29,7 @@ function label(seconds, step) {
 
 async function table(name, params) {
   const query = new URLSearchParams(Object.assign({ name }, params));
-  const response = await fetch("/api/v1/analytics/table?" + query, { credentials: "same-origin" });
+  const response = await fetch("/dashboards/table?" + query, { credentials: "same-origin" });
   const body = await response.text();
   if (!response.ok) throw new Error(name + ": " + body);
   const parsed = JSON.parse(body);
@@ -132,11 +132,16 @@ function grid(section, id, columns, rows) {
 
 // Every bucket from `from` to `to`, 0 where the table has none.
 function filled(rows, key, step) {
-  const from = Math.floor(Date.parse(filters.from) / 1000 / step) * step;
-  const to = Date.parse(filters.to) / 1000;
+  // An empty or unreadable bound: the rows' own.
+  const times0 = rows.map((r) => Number(r.time));
+  let from = Date.parse(filters.from) / 1000, to = Date.parse(filters.to) / 1000;
+  if (!isFinite(from)) from = times0.length ? Math.min(...times0) : Date.now() / 1000;
+  if (!isFinite(to)) to = times0.length ? Math.max(...times0) + step : Date.now() / 1000;
+  from = Math.floor(from / step) * step;
+  if ((to - from) / step > 5000) from = Math.floor((to - 5000 * step) / step) * step;  // the newest 5000 buckets
   const by = new Map(rows.map((r) => [Number(r.time), Number(r[key])]));
   const times = [];
-  for (let t = from; t < to && times.length < 5000; t += step) times.push(t);
+  for (let t = from; t < to; t += step) times.push(t);
   return { times, values: times.map((t) => by.get(t) || 0) };
 }
 
@@ -216,7 +221,25 @@ const layouts = {
 };
 const panels = {};
 
+// One refresh at a time: a filter changed meanwhile refreshes again after it, so the last
+// filters are the ones drawn.
+let refreshing = null, refreshAgain = false;
 async function refresh(page) {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false;
+      await refreshOnce(page);
+    } while (refreshAgain);
+  })();
+  await refreshing;
+  refreshing = null;
+}
+
+async function refreshOnce(page) {
   const status = document.getElementById("status");
   status.textContent = "loading…";
   status.className = "";
@@ -268,8 +291,9 @@ async function pipeline() {
   nodes.forEach((n) => (columns[depth.get(n.name)] = columns[depth.get(n.name)] || []).push(n));
   const W = 205, H = 92, GX = 40, GY = 24;
   const place = new Map();
+  for (let x = 0; x < columns.length; ++x) columns[x] = columns[x] || [];  // (a depth no component has)
   columns.forEach((col, x) => col.forEach((n, y) => place.set(n.name, { x: 10 + x * (W + GX), y: 10 + y * (H + GY) })));
-  const width = 20 + columns.length * (W + GX), height = 20 + Math.max(...columns.map((c) => c.length)) * (H + GY);
+  const width = 20 + columns.length * (W + GX), height = 20 + Math.max(1, ...columns.map((c) => c.length)) * (H + GY);
   const section = panel("graph", "Pipeline", true);
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -347,8 +371,12 @@ async function pipeline() {
       console.error(e);
     }
   };
-  await tick();
-  setInterval(tick, 1000);
+  // Each tick after the last one ended: a slow /metrics never stacks them up.
+  const loop = async () => {
+    await tick();
+    setTimeout(loop, 1000);
+  };
+  await loop();
 }
 
 window.addEventListener("DOMContentLoaded", async () => {
