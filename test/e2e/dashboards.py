@@ -212,6 +212,15 @@ try:
     after = browser.js("return {users: [...new Set([...document.querySelectorAll('#working-time tbody tr')].map(tr => "
                        "tr.children[0].textContent))], series: window.weir.charts['user-activity'].datasets.map(d => d.label)}")
     check("the table and the chart now show that user alone", after["users"] == ["1003"] and after["series"] == ["user 1003"], after)
+    before = loads(browser)
+    browser.js("const s = document.getElementById('filter-user'); for (const o of s.options) o.selected = ['1001', '1003'].includes(o.value); "
+               "s.dispatchEvent(new Event('change'))")
+    check("choosing two users refreshes the page", wait_loaded(browser, before), loads(browser))
+    two = browser.js("return {users: [...new Set([...document.querySelectorAll('#working-time tbody tr')].map(tr => "
+                     "tr.children[0].textContent))], series: window.weir.charts['user-activity'].datasets.map(d => d.label)}")
+    check("then both, and only them", two["users"] == ["1001", "1003"] and two["series"] == ["user 1001", "user 1003"], two)
+    browser.js("const s = document.getElementById('filter-user'); for (const o of s.options) o.selected = false; "
+               "s.dispatchEvent(new Event('change'))")
 
     browser.go(base + "/dashboards/monitoring")
     check("Monitoring loads", wait_loaded(browser), loads(browser))

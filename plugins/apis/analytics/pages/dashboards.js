@@ -69,11 +69,15 @@ async function buildFilters(onChange) {
   const options = await table("filters", { from: filters.from, to: filters.to });
   for (const [kind, key, title] of [["user", "user_id", "User"], ["project", "project_id", "Project"],
                                     ["task", "task_id", "Task"], ["job", "job_id", "Job"]]) {
-    const select = el("select", { id: "filter-" + kind }, el("option", { value: "" }, "all"));
+    // Several may be chosen (Ctrl or Shift), as in CVAT's dashboards; none is all.
+    const select = el("select", { id: "filter-" + kind, multiple: "", size: 3 });
     options.filter((o) => o.kind === kind).sort((a, b) => Number(a.id) - Number(b.id))
       .forEach((o) => select.append(el("option", { value: o.id }, o.name ? `${o.name} (${o.id})` : o.id)));
-    select.addEventListener("change", () => { filters[key] = select.value; onChange(); });
-    box.append(el("label", {}, title, select));
+    select.addEventListener("change", () => {
+      filters[key] = [...select.selectedOptions].map((o) => o.value).join(",");
+      onChange();
+    });
+    box.append(el("label", {}, title + " (none: all)", select));
   }
 }
 
