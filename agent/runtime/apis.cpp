@@ -35,11 +35,11 @@ class ApiNodeContext final : public ApiContext {
   Runtime::Impl::ApiSlot& slot_;
 };
 
-Status Runtime::Impl::start_apis() {
-  for (std::size_t i = 0; i < graph_.apis.size(); ++i) {
+Status Runtime::Impl::start_apis(topology::Graph& graph) {
+  for (std::size_t i = 0; i < graph.apis.size(); ++i) {
     auto slot = std::make_unique<ApiSlot>();
-    slot->config = &graph_.config.apis[i];
-    slot->api = graph_.apis[i].get();
+    slot->config = &graph.config.apis[i];
+    slot->api = graph.apis[i].get();
     slot->random.reseed(Random::seed_for(seed_, slot->config->name));
     slot->context = std::make_unique<ApiNodeContext>(*this, *slot);
     ApiSlot& s = *slot;

@@ -167,6 +167,13 @@ Result<Runtime::Impl::ReloadPlan> Runtime::Impl::plan_reload(topology::Graph& fr
     plan.added.push_back(j);
     plan.edges_changed = true;
   }
+  // APIs hold nothing a source waits for: a change to any of them starts them all anew.
+  auto apis_text = [](const config::PipelineConfig& c) {
+    std::string text;
+    for (const auto& api : c.apis) text += api.name + "|" + api.type + "|" + api.options.fingerprint() + "\n";
+    return text;
+  };
+  plan.apis_changed = apis_text(now) != apis_text(next);
   if (!refused.empty()) {
     std::string why;
     for (const auto& r : refused) why += (why.empty() ? "" : "; ") + r;
@@ -354,6 +361,18 @@ void Runtime::Impl::begin_reload(const std::string& trigger) {
       continue;
     }
     node.started = true;
+  }
+  if (plan.apis_changed) {
+    // The old ones stop (what they had in flight is answered 503 or abandoned); their
+    // contexts stay until the end, for callbacks still on the way. The new ones start.
+    stop_apis();
+    for (auto& slot : apis_) retired_apis_.push_back(std::move(slot));
+    apis_.clear();
+    for (const auto& api : fresh->config.apis) outcome.rebuilt.push_back(api.name);
+    if (Status started = start_apis(*fresh); !started.ok()) {
+      log::error("weir", "reload: {}", started.error().message());
+      outcome.errors.push_back(started.error().message());
+    }
   }
   reloaded_graphs_.push_back(std::move(fresh));
   for (auto& error : outcome.errors) pending_outcome_.errors.push_back(std::move(error));

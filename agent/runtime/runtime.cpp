@@ -228,7 +228,11 @@ Runtime::Impl::~Impl() {
     }
     for (auto& node : nodes_) (void)node->next_sink.release();
     for (auto& api : graph_.apis) (void)api.release();
+    for (auto& reloaded : reloaded_graphs_) {
+      for (auto& api : reloaded->apis) (void)api.release();
+    }
     for (auto& slot : apis_) (void)slot->server.release();
+    for (auto& slot : retired_apis_) (void)slot->server.release();
     return;
   }
   idle_.close();
@@ -249,14 +253,20 @@ Runtime::Impl::~Impl() {
   // APIs: their file work ends first (Api::stop's done, a few seconds at most), then they
   // go, then their contexts and servers; their handles belong to the loop.
   auto stopping_apis = [this] {
-    return std::any_of(apis_.begin(), apis_.end(), [](const auto& slot) { return slot->stopped && !slot->stop_done; });
+    auto stopping = [](const auto& slot) { return slot->stopped && !slot->stop_done; };
+    return std::any_of(apis_.begin(), apis_.end(), stopping) ||
+           std::any_of(retired_apis_.begin(), retired_apis_.end(), stopping);
   };
   for (int turn = 0; turn < 5000 && stopping_apis(); ++turn) {
     uv_run(&loop_, UV_RUN_NOWAIT);
     if (stopping_apis()) uv_sleep(1);
   }
   for (auto& api : graph_.apis) api.reset();
+  for (auto& reloaded : reloaded_graphs_) {
+    for (auto& api : reloaded->apis) api.reset();
+  }
   apis_.clear();
+  retired_apis_.clear();
   if (!loop_ready_) return;
   // A disk buffer's write or removal in flight reports back to the loop: wait for it (file
   // work, it ends), so the loop is not freed under the thread that will post to it.
@@ -831,7 +841,7 @@ int Runtime::Impl::run() {
     }
   }
   if (!start_failed) {
-    if (Status apis = start_apis(); !apis.ok()) {
+    if (Status apis = start_apis(graph_); !apis.ok()) {
       log::error("weir", "failed to start: {}", apis.error().message());
       start_failed = true;
     }

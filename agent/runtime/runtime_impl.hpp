@@ -138,10 +138,11 @@ class Runtime::Impl {
   // APIs (apis.cpp).
   struct ApiSlot;
   friend class ApiNodeContext;
-  Status start_apis();
+  Status start_apis(topology::Graph& graph);  // the graph's apis (graph_'s, or a reload's)
   bool route_to_api(http::Request& request, http::Responder& responder);  // false: no API claims the path
   void stop_apis();
   std::vector<std::unique_ptr<ApiSlot>> apis_;
+  std::vector<std::unique_ptr<ApiSlot>> retired_apis_;  // replaced by a reload: stopped, kept until the end
 
   std::unique_ptr<Node> make_node(topology::Node& graph_node, const config::ComponentConfig& config, std::size_t index);
 
@@ -467,8 +468,9 @@ struct Runtime::Impl::ReloadPlan {
   std::vector<std::unique_ptr<Node>> added_nodes;  // built and started before anything changes
   std::vector<Match> added_running;                // the same, once moved into the runtime
   bool edges_changed = false;
+  bool apis_changed = false;  // any API added, removed or changed: all are started anew
   bool empty() const {
-    return replaced.empty() && restarted.empty() && removed.empty() && added.empty() && !edges_changed;
+    return replaced.empty() && restarted.empty() && removed.empty() && added.empty() && !edges_changed && !apis_changed;
   }
 };
 
