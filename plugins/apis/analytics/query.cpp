@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "weir/arena.hpp"
+#include "weir/csv.hpp"
 #include "weir/json.hpp"
 
 namespace weir::plugins::analytics {
@@ -330,16 +331,7 @@ void TsvToCsv::row(std::string_view line, ByteBuffer& out) {
 
 void TsvToCsv::write_field(std::string_view field, ByteBuffer& out) {
   unescape_tsv(field, field_);
-  if (field_.find_first_of(",\"\r\n") == std::string::npos) {
-    out.append(field_);
-    return;
-  }
-  out.push_back('"');
-  for (char c : field_) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
+  write_csv_field(field_, out);
 }
 
 // ---- measures ----

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "weir/csv.hpp"
 #include "weir/field_template.hpp"
 #include "weir/io.hpp"
 #include "weir/json.hpp"
@@ -33,20 +34,6 @@ const OptionSchema kSchema = {
 };
 
 constexpr std::size_t kMaxPendingBytes = 16 << 20;
-
-void write_csv_cell(std::string_view text, ByteBuffer& out) {
-  bool quote = text.find_first_of(",\"\r\n") != std::string_view::npos;
-  if (!quote) {
-    out.append(text);
-    return;
-  }
-  out.push_back('"');
-  for (char c : text) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-}
 
 // What one batch is waiting for: when the last write holding it completes, the batch's
 // acknowledgements are released (as delivered, or failed when a write failed).
@@ -254,7 +241,7 @@ class FileSink final : public Sink {
   void write_header(ByteBuffer& out) const {
     for (std::size_t i = 0; i < csv_fields_.size(); ++i) {
       if (i) out.push_back(',');
-      write_csv_cell(csv_fields_[i], out);
+      write_csv_field(csv_fields_[i], out);
     }
     out.push_back('\n');
   }
@@ -270,11 +257,11 @@ class FileSink final : public Sink {
       const Value* v = event.fields.find_path(csv_fields_[i]);
       if (v == nullptr || v->is_null()) continue;
       if (v->is_string()) {
-        write_csv_cell(v->as_string(), out);
+        write_csv_field(v->as_string(), out);
       } else {
         ByteBuffer json;
         write_json(*v, json);
-        write_csv_cell(json.view(), out);
+        write_csv_field(json.view(), out);
       }
     }
     out.push_back('\n');
