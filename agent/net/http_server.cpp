@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,6 +126,20 @@ std::string_view reason_phrase(int status) {
 #undef WEIR_HTTP_REASON
     default: return "Unknown";
   }
+}
+
+bool same_secret(std::string_view given, std::string_view expected) {
+  return !expected.empty() && given.size() == expected.size() &&
+         CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
+}
+
+std::string basic_credentials(std::string_view user, std::string_view password) {
+  std::string plain = std::string(user) + ":" + std::string(password);
+  std::string out(4 * ((plain.size() + 2) / 3), '\0');
+  int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size()));
+  out.resize(written < 0 ? 0 : static_cast<std::size_t>(written));
+  return out;
 }
 
 Result<sockaddr_storage> parse_address(const std::string& address) {

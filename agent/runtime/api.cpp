@@ -163,31 +163,23 @@ void Runtime::Impl::serve_tap(http::Request& request, http::Responder responder)
 std::string Runtime::Impl::graph_json() const {
   ByteBuffer out;
   out.append(R"({"components":[)");
-  bool first = true;
-  for (const auto& node : nodes_) {
-    if (node->removed) continue;
-    if (!first) out.push_back(',');
-    first = false;
+  auto component = [&](const config::ComponentConfig& c) {
+    if (out.view().back() == '}') out.push_back(',');
     out.append(R"({"name":)");
-    write_json_string(node->config->name, out);
-    out.append(fmt::format(R"(,"kind":"{}","type":)", component_kind_name(node->kind())));
-    write_json_string(node->config->type, out);
+    write_json_string(c.name, out);
+    out.append(fmt::format(R"(,"kind":"{}","type":)", component_kind_name(c.kind)));
+    write_json_string(c.type, out);
     out.append(R"(,"inputs":[)");
-    for (std::size_t i = 0; i < node->config->inputs.size(); ++i) {
+    for (std::size_t i = 0; i < c.inputs.size(); ++i) {
       if (i != 0) out.push_back(',');
-      write_json_string(node->config->inputs[i].text, out);
+      write_json_string(c.inputs[i].text, out);
     }
     out.append("]}");
+  };
+  for (const auto& node : nodes_) {
+    if (!node->removed) component(*node->config);
   }
-  for (const auto& slot : apis_) {
-    if (!first) out.push_back(',');
-    first = false;
-    out.append(R"({"name":)");
-    write_json_string(slot->config->name, out);
-    out.append(R"(,"kind":"api","type":)");
-    write_json_string(slot->config->type, out);
-    out.append(R"(,"inputs":[]})");
-  }
+  for (const auto& slot : apis_) component(*slot->config);
   out.append("]}");
   return std::string(out.view());
 }

@@ -1,7 +1,8 @@
 // APIs (`apis:`, docs/adr/019-apis.md): components beside the graph that answer HTTP
 // requests, on weir's API server under the paths they claim or on a server of their own.
 // They take no batches, so draining does not wait for them: at shutdown each is asked to
-// stop, and whatever it still has in flight goes with the process.
+// stop (it answers what is left 503), and the runtime waits only for its work off the loop
+// (Api::stop's done) before destroying it.
 #include <fmt/format.h>
 
 #include "runtime/runtime_impl.hpp"
@@ -77,8 +78,7 @@ bool Runtime::Impl::route_to_api(http::Request& request, http::Responder& respon
   for (auto& slot : apis_) {
     if (slot->server || !slot->started) continue;
     for (const std::string& path : slot->api->paths()) {
-      bool under = request.path == path || (request.path.starts_with(path) && request.path[path.size()] == '/');
-      if (!under) continue;
+      if (!http::path_is_under(request.path, path)) continue;
       if (slot->stopped) responder.send(http::Response::error(503, "weir is stopping"));
       else slot->api->handle(request, std::move(responder));
       return true;

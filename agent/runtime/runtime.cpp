@@ -100,8 +100,9 @@ std::unique_ptr<Runtime::Impl::Node> Runtime::Impl::make_node(topology::Node& gr
   node->random.reseed(Random::seed_for(seed_, config.name));
   if (node->kind() != ComponentKind::Source) {
     node->drop_newest = node->kind() == ComponentKind::Sink && config.options.string("buffer.when_full") == "drop_newest";
-    node->input = buffer::make_memory_channel(channel_limits(config));
-    node->metrics.buffer_max_events.set(channel_limits(config).max_events);
+    buffer::ChannelLimits limits = channel_limits(config);
+    node->input = buffer::make_memory_channel(limits);
+    node->metrics.buffer_max_events.set(limits.max_events);
   }
   node->consumers.resize(node->outputs.size());
   node->context = std::make_unique<NodeContext>(*this, *node);

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "weir/http.hpp"
+
 namespace weir::topology {
 
 namespace {
@@ -136,8 +138,7 @@ Graph build(config::PipelineConfig config, config::Diagnostics& diagnostics) {
           }
         }
         for (const auto& [taken, other] : claimed) {
-          bool overlap = taken == path || (path.starts_with(taken) && path[taken.size()] == '/') ||
-                         (taken.starts_with(path) && taken[path.size()] == '/');
+          bool overlap = http::path_is_under(path, taken) || http::path_is_under(taken, path);
           if (overlap && other != c.name) {
             diagnostics.errors.emplace_back(fmt::format("api '{}' claims {}, and api '{}' claims {}: give one its own "
                                                         "address",

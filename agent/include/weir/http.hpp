@@ -157,6 +157,19 @@ inline std::string lower_case(std::string_view text) {
   return out;
 }
 
+// Whether `path` is `prefix` or below it ("/api/events" is under "/api", "/apis" is not).
+inline bool path_is_under(std::string_view path, std::string_view prefix) {
+  return path == prefix || (path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/');
+}
+
+// Credentials, for a component that checks an Authorization header.
+// Equal, in time that depends on the lengths only (libcrypto's CRYPTO_memcmp); an empty
+// secret `expected` matches nothing.
+bool same_secret(std::string_view given, std::string_view expected);
+// "user:password" in standard base64 with padding (libcrypto), as `Authorization: Basic`
+// carries it.
+std::string basic_credentials(std::string_view user, std::string_view password);
+
 // Parses "host:port" / "[v6]:port" into a socket address.
 Result<sockaddr_storage> parse_address(const std::string& address);
 

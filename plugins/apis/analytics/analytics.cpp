@@ -3,8 +3,6 @@
 // the client) and Dataloop's measures query. docs/analytics.md is its manual; the queries
 // and the CSV are query.cpp's.
 #include <fcntl.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,11 +96,6 @@ bool valid_uuid(std::string_view id) {
   return true;
 }
 
-// Equal, in time that depends on the lengths only.
-bool same_secret(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 std::string first_line(std::string_view text) {
   std::string_view line = text.substr(0, text.find('\n'));
   return std::string(line.substr(0, 500));
@@ -145,10 +138,10 @@ class AnalyticsApi final : public Api {
         if (!m.value.is_string() || m.value.as_string().empty() || m.key.empty()) {
           return options.error_at("access.users", fmt::format("access.users: '{}' needs a password (a non-empty string)", m.key));
         }
-        self->users_[std::string(m.key)] = std::string(m.value.as_string());
+        self->basic_.push_back(http::basic_credentials(m.key, m.value.as_string()));
       }
     }
-    if (self->tokens_.empty() && self->users_.empty()) {
+    if (self->tokens_.empty() && self->basic_.empty()) {
       return options.error_at("access.tokens", "the analytics API needs access.tokens or access.users: it would be open to anyone");
     }
     self->ttl_ns_ = options.duration("export_ttl").count();
@@ -217,9 +210,9 @@ class AnalyticsApi final : public Api {
   void handle(http::Request& request, http::Responder responder) override {
     ctx_->metrics().requests.add();
     // A browser's first page load may carry the token in the URL: it goes into a cookie and
-    // out of the URL (a redirect), so it stays in no history, bookmark or Referer.
-    // The answer is a page that reloads itself without the token (not a redirect: a link
-    // from another site would not carry the SameSite=Strict cookie through one).
+    // out of the URL, so it stays in no history, bookmark or Referer. The answer is a page
+    // that reloads itself without the token (not a redirect: a link from another site
+    // would not carry the SameSite=Strict cookie through one).
     if (request.path.starts_with("/dashboards") && request.method == "GET") {
       if (auto token = request.query_param("token")) {
         auto page = kPageTitles.find(std::string_view(request.path).substr(std::strlen("/dashboards")));
@@ -274,8 +267,8 @@ class AnalyticsApi final : public Api {
       return measures(request, std::move(responder));
     }
     responder.send(http::Response::error(
-        404, "the analytics API serves /api/events, /api/events/export, /api/requests/<id>, /api/events/download and "
-             "/api/v1/analytics/query"));
+        404, "the analytics API serves /api/events, /api/events/export, /api/requests/<id>, /api/events/download, "
+             "/api/v1/analytics/query, /api/v1/analytics/table and /dashboards"));
   }
 
  private:
@@ -296,11 +289,13 @@ class AnalyticsApi final : public Api {
     return denied;
   }
 
-  bool valid_token(std::string_view credential) const {
+  // Every secret is compared, so the time taken does not tell which one matched.
+  static bool any_secret(std::string_view given, const std::vector<std::string>& secrets) {
     bool ok = false;
-    for (const std::string& token : tokens_) ok = same_secret(credential, token) || ok;  // every one compared
+    for (const std::string& secret : secrets) ok = http::same_secret(given, secret) || ok;
     return ok;
   }
+  bool valid_token(std::string_view credential) const { return any_secret(credential, tokens_); }
 
   bool authorized(const http::Request& request) const {
     const std::string* header = request.header("authorization");
@@ -325,20 +320,7 @@ class AnalyticsApi final : public Api {
     while (!credential.empty() && credential.front() == ' ') credential.remove_prefix(1);
     std::string lower = http::lower_case(scheme);
     if (lower == "bearer") return valid_token(credential);
-    if (lower == "basic" && !users_.empty() && !credential.empty() && credential.size() < 4096) {
-      std::string decoded(3 * ((credential.size() + 3) / 4), '\0');
-      int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
-                              reinterpret_cast<const unsigned char*>(credential.data()), static_cast<int>(credential.size()));
-      if (n < 0) return false;
-      // EVP_DecodeBlock counts the padding's zero bytes: take them off again.
-      std::size_t padding = credential.ends_with("==") ? 2 : credential.ends_with("=") ? 1 : 0;
-      decoded.resize(static_cast<std::size_t>(n) - std::min<std::size_t>(padding, static_cast<std::size_t>(n)));
-      auto colon = decoded.find(':');
-      if (colon == std::string::npos) return false;
-      auto user = users_.find(decoded.substr(0, colon));
-      if (user == users_.end()) return false;
-      return same_secret(std::string_view(decoded).substr(colon + 1), user->second);
-    }
+    if (lower == "basic") return any_secret(credential, basic_);
     return false;
   }
 
@@ -758,7 +740,7 @@ class AnalyticsApi final : public Api {
 
   std::string endpoint_, database_, table_, user_, password_;
   std::vector<std::string> tokens_;
-  std::map<std::string, std::string> users_;
+  std::vector<std::string> basic_;  // access.users, as Basic credentials carry them (base64 of user:password)
   std::int64_t ttl_ns_ = 0;
   std::size_t max_exports_ = 2;
   std::chrono::milliseconds timeout_{300'000};

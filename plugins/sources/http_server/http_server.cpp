@@ -1,7 +1,6 @@
 // `http_server` source: events POSTed over HTTP/1.1. A drop-in for the Vector source in
 // CVAT's analytics stack (same address, JSON bodies, 200 on success), plus NDJSON, text and
 // CVAT client batches, gzip/zstd bodies, auth, request ids, and acknowledgement mode.
-#include <openssl/evp.h>
 
 #include <fmt/format.h>
 
@@ -63,22 +62,6 @@ const OptionSchema kSchema = {
             "every downstream disk buffer (after fsync with `sync: always`), or dead-lettered; 503 with Retry-After "
             "when any was not (dropped by a full buffer, refused by a sink), so the client sends it again."},
 };
-
-// Compares secrets in time that does not depend on where they differ.
-bool same_secret(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
-  return diff == 0 && !b.empty();
-}
-
-// Standard base64 with padding (libcrypto's EVP_EncodeBlock), for the Basic credentials.
-std::string base64_encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3), '\0');
-  int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-  out.resize(written < 0 ? 0 : static_cast<std::size_t>(written));
-  return out;
-}
 
 struct FieldCopy {
   std::string from;  // header name (lower case) or query parameter
@@ -145,8 +128,7 @@ class HttpServerSource final : public Source {
       if (!options.has("auth.username") || !options.has("auth.password")) {
         return options.error_at("auth.strategy", "auth.strategy basic needs auth.username and auth.password");
       }
-      self->basic_ = "Basic " + base64_encode(std::string(options.string("auth.username")) + ":" +
-                                              std::string(options.string("auth.password")));
+      self->basic_ = "Basic " + http::basic_credentials(options.string("auth.username"), options.string("auth.password"));
     }
     auto headers = field_copies(options, "headers_to_fields", true);
     if (!headers.ok()) return headers.error();
@@ -255,9 +237,9 @@ class HttpServerSource final : public Source {
     if (tokens_.empty() && basic_.empty()) return true;
     const std::string* given = head.header("authorization");
     if (given == nullptr) return false;
-    if (!basic_.empty()) return same_secret(*given, basic_);
+    if (!basic_.empty()) return http::same_secret(*given, basic_);
     bool ok = false;
-    for (const std::string& token : tokens_) ok |= same_secret(*given, "Bearer " + token);
+    for (const std::string& token : tokens_) ok |= http::same_secret(*given, "Bearer " + token);
     return ok;
   }
 
