@@ -366,6 +366,19 @@ class AnalyticsApi final : public Api {
     });
   }
 
+  // A query answered later: its responder waits in waiting_ (answered 503 if the API stops
+  // first), and `ask` runs once the server's dialect is known (502 when it cannot be).
+  void when_ready(http::Responder responder, std::function<void(std::shared_ptr<http::Responder>)> ask) {
+    auto shared = std::make_shared<http::Responder>(std::move(responder));
+    std::erase_if(waiting_, [](const auto& w) { return w.expired(); });
+    waiting_.push_back(shared);
+    learn_dialect([alive = alive_, shared, ask = std::move(ask)](const std::string& error) {
+      if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
+      if (!error.empty()) return shared->send(http::Response::error(502, error));
+      ask(shared);
+    });
+  }
+
   // ---- the export -------------------------------------------------------------------
 
   std::size_t running_exports() const {
@@ -374,7 +387,8 @@ class AnalyticsApi final : public Api {
     return n;
   }
 
-  // Starts an export under `id`: the answer is 202 with `body`, or the 400/429/502 that stops it.
+  // Starts an export under `id`: the answer is 202 with `body_key`, or the 400 or 429 that
+  // refuses it (a failure after the 202 is the export's status).
   void start_export(std::string id, const http::Request& request, std::string body_key, http::Responder responder) {
     auto filters = parse_export_filters(request, ctx_->clock().now());
     if (!filters.ok()) return responder.send(http::Response::error(400, filters.error().message()));
@@ -637,17 +651,12 @@ class AnalyticsApi final : public Api {
     auto filters = parse_panel_filters(request);
     if (!filters.ok()) return responder.send(http::Response::error(400, filters.error().message()));
     std::string name = request.query_param("name").value_or("");
-    auto shared = std::make_shared<http::Responder>(std::move(responder));
-    std::erase_if(waiting_, [](const auto& w) { return w.expired(); });
-    waiting_.push_back(shared);
-    learn_dialect([this, alive = alive_, shared, name, f = filters.value()](const std::string& error) {
-      if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
-      if (!error.empty()) return shared->send(http::Response::error(502, error));
+    when_ready(std::move(responder), [this, name, f = filters.value()](std::shared_ptr<http::Responder> shared) {
       auto sql = panel_sql(name, f, table_, *dialect_, ctx_->clock().now());
       if (!sql.ok()) return shared->send(http::Response::error(400, sql.error().message()));
       http::ClientRequest r = clickhouse_request(sql.value());
       r.max_response_bytes = 32 << 20;
-      client_->send(std::move(r), [this, alive, shared](http::ClientResponse response) {
+      client_->send(std::move(r), [this, alive = alive_, shared](http::ClientResponse response) {
         if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
         if (response.status != 200) {
           ctx_->metrics().errors.add();
@@ -676,14 +685,7 @@ class AnalyticsApi final : public Api {
         }
       }
     }
-    auto shared = std::make_shared<http::Responder>(std::move(responder));
-    std::erase_if(waiting_, [](const auto& w) { return w.expired(); });
-    waiting_.push_back(shared);
-    learn_dialect([this, alive = alive_, query, shared](const std::string& error) {
-      if (!*alive) return shared->send(http::Response::error(503, "weir is stopping"));
-      if (!error.empty()) return shared->send(http::Response::error(502, error));
-      run_measures(query, shared);
-    });
+    when_ready(std::move(responder), [this, query](std::shared_ptr<http::Responder> shared) { run_measures(query, shared); });
   }
 
   // One query per (measure, granularity), all at once; answered when the last is in.
@@ -716,12 +718,13 @@ class AnalyticsApi final : public Api {
           }
         } else {
           ByteBuffer element;
-          Status made = measure_element(*query, query->measures[m], g, response.body, max_rows_, element);
+          bool too_many = false;
+          Status made = measure_element(*query, query->measures[m], g, response.body, max_rows_, element, &too_many);
           if (made.ok()) {
             pending->elements[i] = std::move(element);
           } else if (pending->error.empty()) {
             pending->error = made.error().message();
-            pending->error_status = made.error().message().find("narrow the range") != std::string::npos ? 400 : 502;
+            pending->error_status = too_many ? 400 : 502;
           }
         }
         if (--pending->left != 0) return;

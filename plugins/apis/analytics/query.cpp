@@ -545,7 +545,7 @@ std::string measure_sql(const QueryRequest& query, const MeasureRequest& measure
 }
 
 Status measure_element(const QueryRequest& query, const MeasureRequest& measure, Granularity g,
-                       std::string_view tsv, std::uint64_t max_rows, ByteBuffer& out) {
+                       std::string_view tsv, std::uint64_t max_rows, ByteBuffer& out, bool* too_many) {
   const MeasureSpec& spec = *find_spec(measure.type);
   std::vector<Row> rows;
   std::string text;
@@ -580,6 +580,7 @@ Status measure_element(const QueryRequest& query, const MeasureRequest& measure,
     rows.push_back(std::move(row));
   }
   if (rows.size() > max_rows) {
+    if (too_many != nullptr) *too_many = true;
     return Error(fmt::format("{} has more than {} rows at {} granularity: narrow the range or coarsen the granularity",
                              measure.type, max_rows, granularity_name(g)));
   }

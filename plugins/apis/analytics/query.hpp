@@ -108,9 +108,10 @@ std::string measure_sql(const QueryRequest& query, const MeasureRequest& measure
                         const std::string& table, Dialect dialect, std::uint64_t max_rows);
 // Its element of the answer, {"measureType", "timeGranularity", "page", "pageSize",
 // "totalRows", "response": [...]}, from the query's TabSeparated rows: buckets filled,
-// sorted, paged. An error when the rows cannot be read (or are more than max_rows).
+// sorted, paged. An error when the rows cannot be read, or are more than max_rows (then
+// `too_many` is set: the asker's range is too wide, not the server's answer wrong).
 Status measure_element(const QueryRequest& query, const MeasureRequest& measure, Granularity g,
-                       std::string_view tsv, std::uint64_t max_rows, ByteBuffer& out);
+                       std::string_view tsv, std::uint64_t max_rows, ByteBuffer& out, bool* too_many = nullptr);
 
 }  // namespace weir::plugins::analytics
 
