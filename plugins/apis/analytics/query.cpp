@@ -182,9 +182,26 @@ std::int64_t bucket_from_sql(std::int64_t value, Granularity g) {
   return days_from_civil(year, month, 1) * 86400;
 }
 
-std::string working_time_sql(Dialect dialect) {
-  return dialect.json_extract ? "JSONExtractUInt(ifNull(payload, ''), 'working_time')"
-                              : "visitParamExtractUInt(ifNull(payload, ''), 'working_time')";
+// A payload's JSON key as `type` (UInt, String), read with the dialect's function.
+std::string payload_json(Dialect dialect, std::string_view type, std::string_view key) {
+  return fmt::format("{}{}(ifNull(payload, ''), '{}')", dialect.json_extract ? "JSONExtract" : "visitParamExtract", type, key);
+}
+
+std::string working_time_sql(Dialect dialect) { return payload_json(dialect, "UInt", "working_time"); }
+
+// " AND timestamp >= from AND timestamp < to" for the bounds given (from <= timestamp < to).
+std::string range_sql(std::optional<EpochNanos> from, std::optional<EpochNanos> to, Dialect dialect) {
+  std::string sql;
+  if (from) sql += " AND timestamp >= " + time_literal(*from, dialect, true);
+  if (to) sql += " AND timestamp < " + time_literal(*to, dialect, true);
+  return sql;
+}
+
+// " AND column IN (ids)" for each list.
+std::string ids_sql(const std::vector<std::pair<std::string, std::vector<std::uint64_t>>>& lists) {
+  std::string sql;
+  for (const auto& [column, ids] : lists) sql += fmt::format(" AND {} IN ({})", column, fmt::join(ids, ", "));
+  return sql;
 }
 
 struct Row {
@@ -505,9 +522,7 @@ std::uint64_t bucket_count(EpochNanos start, EpochNanos end, Granularity g) {
 
 std::string measure_sql(const QueryRequest& query, const MeasureRequest& measure, Granularity g,
                         const std::string& table, Dialect dialect, std::uint64_t max_rows) {
-  std::string where = fmt::format("timestamp >= {} AND timestamp < {}", time_literal(query.start, dialect, true),
-                                  time_literal(query.end, dialect, true));
-  for (const auto& [column, ids] : query.context) where += fmt::format(" AND {} IN ({})", column, fmt::join(ids, ", "));
+  std::string where = "1" + range_sql(query.start, query.end, dialect) + ids_sql(query.context);
   std::string b = bucket_sql(g);
   std::string wt = working_time_sql(dialect);
   const std::string& type = measure.type;
@@ -652,9 +667,7 @@ Status measure_element(const QueryRequest& query, const MeasureRequest& measure,
   return {};
 }
 
-}  // namespace weir::plugins::analytics
-
-namespace weir::plugins::analytics {
+// ---- the dashboards' tables ----
 
 Result<PanelFilters> parse_panel_filters(const http::Request& request) {
   PanelFilters f;
@@ -697,17 +710,11 @@ const std::vector<std::string>& panel_tables() {
 
 Result<std::string> panel_sql(std::string_view name, const PanelFilters& f, const std::string& table, Dialect dialect,
                               EpochNanos now) {
-  std::string ids;
-  for (const auto& [column, values] : f.ids) ids += fmt::format(" AND {} IN ({})", column, fmt::join(values, ", "));
-  std::string time;
-  if (f.from) time += " AND timestamp >= " + time_literal(*f.from, dialect, true);
-  if (f.to) time += " AND timestamp < " + time_literal(*f.to, dialect, true);
+  std::string ids = ids_sql(f.ids);
+  std::string time = range_sql(f.from, f.to, dialect);
   std::string where = "WHERE 1" + time + ids;
   std::string bucket = fmt::format("intDiv(toUInt32(timestamp), {0}) * {0}", f.step);
-  auto json = [&](std::string_view key) {
-    return fmt::format("{}(ifNull(payload, ''), '{}')",
-                       dialect.json_extract ? "JSONExtractString" : "visitParamExtractString", key);
-  };
+  auto json = [&](std::string_view key) { return payload_json(dialect, "String", key); };
   std::string wt = working_time_sql(dialect);
   // The client's browser and system, from the user agent a server event's request carries.
   std::string agent = json("user_agent");
