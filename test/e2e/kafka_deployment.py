@@ -122,9 +122,15 @@ try:
     background = threading.Thread(target=load, args=(3, 6))
     background.start()
     time.sleep(1.0)
-    # What it has taken from Kafka bounds what it can have left uncommitted.
-    taken_by_a = metrics(apis["aggregator_a"]).get(("weir_component_sent_events_total", "events"), 0)
+    # What it has taken from Kafka bounds what it can have left uncommitted. Read until its
+    # API answers: on a loaded machine one read can time out, and an unread count is not 0.
+    taken = ("weir_component_sent_events_total", "events")
+    seen = {}
+    check("the aggregator to be killed has taken events from Kafka",
+          wait_for(lambda: seen.update(metrics(apis["aggregator_a"])) or seen.get(taken, 0) > 0, 30), seen.get(taken))
+    taken_by_a = seen.get(taken, 0)
     procs["aggregator_a"].kill()
+    print("aggregator_a had taken %d events when killed" % taken_by_a)
     procs["aggregator_a"].wait()
     background.join()
     check("the batches sent while an aggregator died were all answered 200",
