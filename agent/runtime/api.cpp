@@ -42,19 +42,7 @@ void Runtime::Impl::serve_api(http::Request& request, http::Responder responder)
   if (request.path == "/tap") return serve_tap(request, std::move(responder));
   if (request.path == "/graph") return responder.send(http::Response::json(200, graph_json()));
   if (request.path == "/metrics") {
-    std::vector<metrics::ComponentRow> rows;
-    for (auto& node : nodes_) {
-      rows.push_back({node->config->name, std::string(component_kind_name(node->kind())), node->config->type,
-                      &node->metrics});
-    }
-    for (auto& slot : apis_) rows.push_back({slot->config->name, "api", slot->config->type, &slot->metrics});
-    metrics::ProcessRow process;
-    process.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
-    process.draining = stopping_;
-    process.config_generation = generation_;
-    process.reloads = reloads_;
-    process.reload_failures = reload_failures_;
-    auto response = http::Response::text(200, metrics::render_prometheus(rows, process));
+    auto response = http::Response::text(200, metrics_text());
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return responder.send(std::move(response));
   }
@@ -182,6 +170,22 @@ std::string Runtime::Impl::graph_json() const {
   for (const auto& slot : apis_) component(*slot->config);
   out.append("]}");
   return std::string(out.view());
+}
+
+// Every component's counters and the process's, in Prometheus's text format.
+std::string Runtime::Impl::metrics_text() const {
+  std::vector<metrics::ComponentRow> rows;
+  for (const auto& node : nodes_) {
+    rows.push_back({node->config->name, std::string(component_kind_name(node->kind())), node->config->type, &node->metrics});
+  }
+  for (const auto& slot : apis_) rows.push_back({slot->config->name, "api", slot->config->type, &slot->metrics});
+  metrics::ProcessRow process;
+  process.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+  process.draining = stopping_;
+  process.config_generation = generation_;
+  process.reloads = reloads_;
+  process.reload_failures = reload_failures_;
+  return metrics::render_prometheus(rows, process);
 }
 
 // {"status": "ok"|"draining", "generation": N, "components": {name: {kind, type, state, ...}}}

@@ -30,6 +30,8 @@ class ApiNodeContext final : public ApiContext {
     rt_.shutdown();
   }
   const std::string& served_address() const override { return slot_.served_address; }
+  std::string pipeline_graph() const override { return rt_.graph_json(); }
+  std::string pipeline_metrics() const override { return rt_.metrics_text(); }
 
  private:
   Runtime::Impl& rt_;

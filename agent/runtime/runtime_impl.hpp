@@ -135,6 +135,7 @@ class Runtime::Impl {
   std::vector<std::unique_ptr<TapRequest>> taps_;  // answered when their interval ends
   std::string health_json() const;
   std::string graph_json() const;
+  std::string metrics_text() const;
   // APIs (apis.cpp).
   struct ApiSlot;
   friend class ApiNodeContext;

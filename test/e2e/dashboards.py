@@ -1,7 +1,8 @@
 """The dashboards (/dashboards/*) in a real browser: headless Chromium (Debian's chromium,
 driven through chromium-driver's WebDriver HTTP API with urllib), against the main job's
 data: a private ClickHouse 18.16, pipelines/cvat-analytics.yaml fed the recorded 8-user
-session, and the analytics API on the same weir's API server.
+session, and the analytics API on the same weir's API server (and a second one on an address
+of its own, for the pipeline page).
 - a page needs a credential: 401 without; ?token= on the first load sets an HttpOnly,
   SameSite=Strict cookie for /dashboards and reloads the page without it; the cookie opens
   nothing outside /dashboards;
@@ -12,7 +13,9 @@ session, and the analytics API on the same weir's API server.
   ClickHouse's query for the same filters; choosing a user in the filter updates the chart
   and the table to that user alone;
 - Monitoring: its panels load;
-- Pipeline: the rates on the page move while events flow;
+- Pipeline, served by the API on its own address: the graph has every component and the
+  rates on the page move while events flow; its data (/dashboards/graph, /dashboards/metrics)
+  needs the API's credential on either server;
 - every query of examples/grafana's dashboards runs on 18.16, and their working-time table
   has the hours of the raw rows;
 - with 100k more events the pages still load (their load times are printed);
@@ -114,14 +117,19 @@ ch_port = int(server("clickhouse", "start", ch_dir))
 try:
     subprocess.run(["bash", os.path.join(ROOT, "tools", "clickhouse", "apply-schema.sh"), "http://127.0.0.1:%d/" % ch_port,
                     os.path.join(ROOT, "tools", "schema", "cvat-events-18.16.sql")], check=True, capture_output=True)
-    api, listen = free_port(), free_port()
+    api, listen, own = free_port(), free_port(), free_port()
     with open(os.path.join(tmp, "apis.yaml"), "w") as f:
         f.write("""apis:
   analytics:
     type: analytics
     endpoint: http://127.0.0.1:%d
     access: { tokens: ["%s"] }
-""" % (ch_port, TOKEN))
+  analytics_own:
+    type: analytics
+    address: 127.0.0.1:%d
+    endpoint: http://127.0.0.1:%d
+    access: { tokens: ["%s"] }
+""" % (ch_port, TOKEN, own, ch_port, TOKEN))
     env = dict(os.environ, CLICKHOUSE_HOST="127.0.0.1", CLICKHOUSE_PORT=str(ch_port), WEIR_DATA_DIR=os.path.join(tmp, "data"),
                WEIR_LISTEN="127.0.0.1:%d" % listen, WEIR_API_ADDRESS="127.0.0.1:%d" % api, WEIR_WORKING_TIME_IDLE_AFTER="1s")
     log = open(os.path.join(tmp, "weir.log"), "w")
@@ -249,13 +257,28 @@ try:
             time.sleep(0.02)
     flowing = threading.Thread(target=flow)
     flowing.start()
-    browser.go(base + "/dashboards/pipeline")
-    check("Pipeline loads", wait_loaded(browser), loads(browser))
+    own_base = "http://127.0.0.1:%d" % own
+    for where in (base, own_base):
+        for data in ("/dashboards/graph", "/dashboards/metrics"):
+            status, _ = http_status(where + data)
+            check("%s%s without a credential is 401" % (where, data), status == 401, status)
+    bearer = {"Authorization": "Bearer " + TOKEN}
+    graph_json = json.loads(urllib.request.urlopen(urllib.request.Request(own_base + "/dashboards/graph", headers=bearer),
+                                                   timeout=30).read())
+    metrics_text = urllib.request.urlopen(urllib.request.Request(own_base + "/dashboards/metrics", headers=bearer),
+                                          timeout=30).read().decode()
+    served = urllib.request.urlopen(base + "/graph", timeout=30).read()
+    check("the API on its own address serves weir's /graph and /metrics",
+          graph_json == json.loads(served) and 'weir_component_sent_events_total{component_id="cvat"' in metrics_text,
+          (graph_json, metrics_text[:300]))
+    browser.go(own_base + "/dashboards/pipeline?token=" + TOKEN)
+    check("Pipeline loads from the API on its own address", wait_loaded(browser), loads(browser))
     first = browser.js("return [...document.querySelectorAll('#rates-table tbody tr')].map(tr => [tr.children[0].textContent, tr.dataset.in])")
     n = loads(browser)
     wait_loaded(browser, n + 1)
     second = browser.js("return [...document.querySelectorAll('#rates-table tbody tr')].map(tr => [tr.children[0].textContent, tr.dataset.in])")
     graph = browser.js("return document.querySelectorAll('#pipeline-graph rect').length")
+    browser.screenshot(os.path.join(shots, "pipeline.png"))  # (while the rates are not 0)
     stop.set()
     flowing.join()
     settled = [0, -1]
@@ -266,7 +289,6 @@ try:
     source_rates = [float(r[1]) for r in first + second if r[0] == "cvat"]
     check("the source's rate is above zero and moves", max(source_rates) > 0 and len(set(source_rates)) > 1,
           source_rates)
-    browser.screenshot(os.path.join(shots, "pipeline.png"))
     errors = [m for level, m in browser.console() if level == "SEVERE"]
     check("no console errors on any page", errors == [], errors)
 

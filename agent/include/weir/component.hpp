@@ -288,6 +288,11 @@ class ApiContext : public ComponentContext {
  public:
   // The address its requests reach weir at ("host:port"), for absolute URLs in answers.
   virtual const std::string& served_address() const = 0;
+  // The running pipeline as weir's API server answers GET /graph (JSON) and GET /metrics
+  // (Prometheus text), for an API that shows it under its own access rule and wherever it
+  // is served (the analytics API's pipeline page, also on an `address` of its own).
+  virtual std::string pipeline_graph() const = 0;
+  virtual std::string pipeline_metrics() const = 0;
 };
 
 // Reads what the pipeline wrote (the analytics API reads ClickHouse) and answers HTTP

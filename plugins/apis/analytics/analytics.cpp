@@ -604,6 +604,16 @@ class AnalyticsApi final : public Api {
   void dashboards(const http::Request& request, http::Responder responder) {
     if (request.method != "GET" && request.method != "HEAD") return responder.send(http::Response::error(405, "use GET"));
     std::string_view path = request.path;
+    // The pipeline page's data: weir's /graph and /metrics, here too, so the page works on
+    // an API's own address and under its access rule.
+    if (path == "/dashboards/graph" || path == "/dashboards/metrics") {
+      bool graph = path == "/dashboards/graph";
+      http::Response answer = graph ? http::Response::json(200, ctx_->pipeline_graph())
+                                    : http::Response::text(200, ctx_->pipeline_metrics());
+      if (!graph) answer.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      answer.headers.push_back({"cache-control", "no-store"});
+      return responder.send(std::move(answer));
+    }
     if (path == "/dashboards/assets/chart.js") {
       struct stat st {};
       if (::stat(chart_js_.c_str(), &st) != 0) {

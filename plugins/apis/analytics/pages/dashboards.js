@@ -1,6 +1,7 @@
 // weir's dashboards: CVAT's All events, Management and Monitoring dashboards over the
 // analytics API (GET /api/v1/analytics/table, so a page shows the numbers the API gives),
-// and the running pipeline from weir's own /graph and /metrics. Aggregation happens in
+// and the running pipeline from weir's /graph and /metrics (as /dashboards/graph and
+// /dashboards/metrics, under the API's access rule). Aggregation happens in
 // ClickHouse; the page only draws. Its state is in window.weir for tests: errors, the
 // charts' data, and `loads` (bumped after every complete refresh).
 "use strict";
@@ -275,7 +276,7 @@ function parseMetrics(text) {
 }
 
 async function pipeline() {
-  const graph = await (await fetch("/graph", { credentials: "same-origin" })).json();
+  const graph = await (await fetch("/dashboards/graph", { credentials: "same-origin" })).json();
   const nodes = graph.components.filter((c) => c.kind !== "api");
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const depth = new Map();
@@ -335,7 +336,7 @@ async function pipeline() {
   const bytes = (v) => v >= 1048576 ? (v / 1048576).toFixed(1) + " MiB" : v >= 1024 ? (v / 1024).toFixed(1) + " KiB" : v.toFixed(0) + " B";
   const tick = async () => {
     try {
-      const now = parseMetrics(await (await fetch("/metrics", { credentials: "same-origin" })).text());
+      const now = parseMetrics(await (await fetch("/dashboards/metrics", { credentials: "same-origin" })).text());
       const at = performance.now();
       if (before) {
         const seconds = (at - beforeAt) / 1000;
@@ -369,7 +370,7 @@ async function pipeline() {
       }
       before = now;
       beforeAt = at;
-      document.getElementById("status").textContent = "refreshed every second from /metrics";
+      document.getElementById("status").textContent = "refreshed every second from weir's /metrics";
     } catch (e) {
       document.getElementById("status").textContent = String(e.message || e);
       console.error(e);
