@@ -57,13 +57,31 @@ install_server() {
   # ours never uses its ports.
 }
 
-# Two distinct free TCP ports on 127.0.0.1, asked of the kernel (bind to port 0).
+# Two distinct free TCP ports on 127.0.0.1, below the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range): the kernel gives those to no bind(0) and to no outgoing
+# connection, so a server started again on its ports (restart, or stop then start) finds them
+# free while other tests pick ports and connect. Asked of the kernel when there is no room.
 free_ports() {
   if command -v python3 >/dev/null 2>&1; then
     python3 - <<'EOF'
-import socket
+import random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+rng = random.SystemRandom()
 socks = []
-for _ in range(2):
+for _ in range(200 if low > 11000 else 0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", rng.randrange(10000, low)))
+    except OSError:  # taken (or the same as the first)
+        s.close()
+        continue
+    socks.append(s)
+    if len(socks) == 2:
+        break
+while len(socks) < 2:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -73,10 +91,10 @@ for s in socks:
 EOF
     return
   fi
-  # No python3: random ports in 20000-59999 that nothing answers on.
+  # No python3: random ports in 10000-31999 (below the usual ephemeral range) that nothing answers on.
   local picked=() p
   while [[ ${#picked[@]} -lt 2 ]]; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     [[ ${#picked[@]} -eq 1 && ${picked[0]} -eq $p ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then picked+=("$p"); fi
   done
