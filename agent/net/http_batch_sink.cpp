@@ -24,6 +24,12 @@ OptionSchema batch_sink_options(const BatchSinkDefaults& d) {
        .doc = "First wait before a retry; doubles on each failure of the same request, with jitter."},
       {.name = "request.retry_max_backoff", .type = OptionType::Duration, .default_value = "30s",
        .doc = "Longest wait between retries (also the wait after setup errors such as a wrong password)."},
+      {.name = "request.failover", .type = OptionType::Bool, .default_value = "false",
+       .doc = "For endpoints that are replicas of one table (ReplicatedMergeTree): a request that fails in a way "
+              "worth retrying (transport error, timeout, overload, 5xx) goes at once to the next endpoint, "
+              "and new requests pass over a failing endpoint until its backoff is over. Off, a retried request "
+              "stays on its endpoint: with independent servers, an insert that timed out after the server wrote "
+              "it would be written twice, once on each."},
       {.name = "compression", .type = OptionType::Enum, .default_value = d.compression,
        .choices = {"auto", "none", "gzip", "zstd"},
        .doc = "Request body compression (Content-Encoding). `auto`: none when every endpoint is on this machine "
@@ -56,6 +62,7 @@ Result<BatchSinkSettings> BatchSinkSettings::from(const Options& o) {
   s.timeout = duration_cast<milliseconds>(o.duration("request.timeout"));
   s.initial_backoff = duration_cast<milliseconds>(o.duration("request.retry_initial_backoff"));
   s.max_backoff = std::max(s.initial_backoff, duration_cast<milliseconds>(o.duration("request.retry_max_backoff")));
+  s.failover = o.boolean("request.failover");
   s.compression = std::string(o.string("compression"));
   if (s.compression == "auto") {
     bool all_loopback = std::all_of(s.endpoints.begin(), s.endpoints.end(), [](const std::string& url) {
@@ -150,7 +157,9 @@ struct BatchSink::PrepareJob {
 BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> encoder)
     : settings_(std::move(settings)), encoder_(std::move(encoder)),
       // Rows held at most: the requests in flight plus one filling and one waiting.
-      max_held_rows_(settings_.max_events * (settings_.concurrency + 2)) {}
+      max_held_rows_(settings_.max_events * (settings_.concurrency + 2)) {
+  if (settings_.failover && settings_.endpoints.size() > 1) failing_until_.resize(settings_.endpoints.size());
+}
 
 BatchSink::~BatchSink() {
   if (encoding_ != nullptr) encoding_->self = nullptr;  // its result is dropped when it lands
@@ -251,9 +260,19 @@ void BatchSink::seal() {
   filling_.serial = ++last_serial_;
   upload.id = upload.event_ids ? fmt::format("{}-{}", upload.first_event, upload.end_event)
                                : fmt::format("{}", next_sequence_++);
-  upload.endpoint = next_endpoint_++ % settings_.endpoints.size();
+  upload.endpoint = usable_endpoint(next_endpoint_++ % settings_.endpoints.size());
   to_encode_.push_back(std::move(upload));
   start_encoding();
+}
+
+std::size_t BatchSink::usable_endpoint(std::size_t from) const {
+  if (failing_until_.empty()) return from;
+  auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < failing_until_.size(); ++i) {
+    std::size_t e = (from + i) % failing_until_.size();
+    if (failing_until_[e] <= now) return e;
+  }
+  return from;
 }
 
 void BatchSink::resume_encoding() {
@@ -440,6 +459,7 @@ void BatchSink::delivered(const Upload& upload, std::size_t refused) {
   m.events_sent.add(upload.encoded_rows() - refused);
   m.bytes_sent.add(upload.body.size());
   held_rows_ -= upload.encoded_rows();
+  if (!failing_until_.empty()) failing_until_[upload.endpoint] = {};
   m.recovered();
   if (problem_reported_) {
     log::info(ctx_->name(), "{} succeeds again", describe_write());
@@ -474,7 +494,23 @@ void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientRespons
     log::warn(ctx_->name(), "{} of {} rows at {} failed ({}), attempt {}; retrying in {} ms", describe_write(),
               upload.encoded_rows(), settings_.endpoints[upload.endpoint], what, upload.failures, wait.count());
   }
-  upload.not_before = std::chrono::steady_clock::now() + wait;
+  auto now = std::chrono::steady_clock::now();
+  if (!failing_until_.empty() && !setup) {
+    // Failover: this endpoint is passed over for the backoff; the rows go at once to the
+    // next endpoint that is not failing, or, when every one is, to the next after the wait.
+    failing_until_[upload.endpoint] = now + wait;
+    std::size_t next = usable_endpoint((upload.endpoint + 1) % settings_.endpoints.size());
+    if (failing_until_[next] <= now) {
+      log::warn(ctx_->name(), "{} of {} rows at {} failed ({}); sending them to {}", describe_write(), upload.encoded_rows(),
+                settings_.endpoints[upload.endpoint], what, settings_.endpoints[next]);
+      upload.endpoint = next;
+      upload.not_before = {};
+      waiting_.push_front(std::move(upload));
+      return;
+    }
+    upload.endpoint = next;
+  }
+  upload.not_before = now + wait;
   waiting_.push_front(std::move(upload));
 }
 

@@ -58,6 +58,9 @@ struct BatchSinkSettings {
   std::uint64_t batch_timeout_ms = 1000;
   std::size_t concurrency = 2;
   std::chrono::milliseconds timeout{30000}, initial_backoff{500}, max_backoff{30000};
+  // Endpoints are replicas of one table: a request that fails in transport, times out or
+  // gets an overload/5xx answer goes at once to the next endpoint that is not failing.
+  bool failover = false;
   std::string compression = "none";  // none | gzip | zstd (auto is resolved by from())
 
   // Reads `endpoint` (a list of http:// or https:// URLs) and the options of batch_sink_options().
@@ -227,6 +230,11 @@ class BatchSink : public Sink {
   std::size_t unencoded_rows_ = 0;  // taken into uploads, not yet through an encoding job
   std::uint64_t next_sequence_ = 0;
   std::size_t next_endpoint_ = 0;
+  // failover: until when each endpoint is passed over (its last request failed), by the
+  // steady clock's time points; an endpoint that answers is cleared.
+  std::vector<std::chrono::steady_clock::time_point> failing_until_;
+  // The first endpoint from `from` on (cyclically) that is not failing; `from` when all are.
+  std::size_t usable_endpoint(std::size_t from) const;
   UvTimer flush_timer_, retry_timer_;
   bool flush_timer_armed_ = false;
   bool problem_reported_ = false;

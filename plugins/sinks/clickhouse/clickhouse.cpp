@@ -26,8 +26,9 @@ namespace {
 OptionSchema schema() {
   OptionSchema options = {
     {.name = "endpoint", .type = OptionType::StringList, .required = true,
-     .doc = "ClickHouse HTTP endpoint(s), e.g. http://localhost:8123; with several, inserts take turns and a "
-            "retried insert stays on its endpoint (so deduplication applies there)."},
+     .doc = "ClickHouse HTTP endpoint(s), e.g. http://localhost:8123; with several, inserts take turns, and a "
+            "retried insert stays on its endpoint (so deduplication applies there) unless request.failover is on. "
+            "The server and the table's columns are read from the first that answers."},
     {.name = "database", .type = OptionType::String, .default_value = "default", .doc = "Database of the table."},
     {.name = "table", .type = OptionType::String, .required = true, .doc = "Table to insert into."},
     {.name = "auth.user", .type = OptionType::String, .doc = "User (HTTP basic auth); use ${ENV} for secrets."},
@@ -201,7 +202,7 @@ class ClickHouseSink final : public http::BatchSink {
     std::string query =
         "SELECT version(), timezone(), (SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token') "
         "FORMAT TabSeparated";
-    client().send(check_request(endpoints()[0] + "/?query=" + http::url_encode(query)), [this](http::ClientResponse r) {
+    client().send(check_request(endpoints()[learn_from_] + "/?query=" + http::url_encode(query)), [this](http::ClientResponse r) {
       if (r.status == 0) return learn_again(fmt::format("the server is not answering ({})", r.transport_error));
       std::vector<std::string_view> fields;
       std::string_view line = std::string_view(r.body).substr(0, r.body.find('\n'));
@@ -229,11 +230,14 @@ class ClickHouseSink final : public http::BatchSink {
     });
   }
 
+  // Asks again after a wait, the next endpoint (they hold the same table): one endpoint
+  // down at start does not keep the others from being written.
   void learn_again(const std::string& why) {
     if (!learn_problem_reported_) {
-      log::warn(context().name(), "{}; rows are kept until it does", why);
+      log::warn(context().name(), "{} at {}; rows are kept until it does", why, endpoints()[learn_from_]);
       learn_problem_reported_ = true;
     }
+    learn_from_ = (learn_from_ + 1) % endpoints().size();
     start_timer(learn_timer_, context().loop(), this, [](uv_timer_t* t) { static_cast<ClickHouseSink*>(t->data)->learn_server(); },
                 static_cast<std::uint64_t>(std::min<std::int64_t>(settings().max_backoff.count(), 2000)));
   }
@@ -243,7 +247,7 @@ class ClickHouseSink final : public http::BatchSink {
         "SELECT name, type, default_kind, default_expression FROM system.columns WHERE database = '{}' AND table = '{}' "
         "FORMAT JSONEachRow",
         escape_literal(database_), escape_literal(table_));
-    client().send(check_request(endpoints()[0] + "/?query=" + http::url_encode(query)), [this](http::ClientResponse r) {
+    client().send(check_request(endpoints()[learn_from_] + "/?query=" + http::url_encode(query)), [this](http::ClientResponse r) {
       if (r.status == 0) return learn_again(fmt::format("the server is not answering ({})", r.transport_error));
       std::vector<clickhouse::ColumnInfo> columns;
       Arena arena;
@@ -449,6 +453,7 @@ class ClickHouseSink final : public http::BatchSink {
   bool skip_unknown_fields_ = false;
   bool use_token_ = true, healthcheck_ = true, healthcheck_required_ = false;
   bool learn_problem_reported_ = false, relearn_pending_ = false;
+  std::size_t learn_from_ = 0;  // the endpoint the server and its columns are asked of
   UvTimer learn_timer_;
   std::shared_ptr<http::RowEncoder> text_encoder_;  // JSONEachRow (or the luna layout)
   JsonParser parser_;

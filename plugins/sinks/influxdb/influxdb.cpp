@@ -18,7 +18,8 @@ using influxdb::Dialect;
 OptionSchema schema() {
   OptionSchema options = {
       {.name = "endpoint", .type = OptionType::StringList, .required = true,
-       .doc = "InfluxDB base URL(s), e.g. http://localhost:8086; with several, writes take turns."},
+       .doc = "InfluxDB base URL(s), e.g. http://localhost:8086; with several, writes take turns (a retried write "
+              "stays on its endpoint unless request.failover is on)."},
       {.name = "api", .type = OptionType::Enum, .default_value = "auto", .choices = {"auto", "v1", "v2"},
        .doc = "v1: POST /write (InfluxDB 1.x); v2: POST /api/v2/write; auto: v2 when `bucket` is set."},
       {.name = "database", .type = OptionType::String, .doc = "v1: the database (db=)."},
