@@ -1,6 +1,7 @@
 #include "weir/http_batch_sink.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -158,7 +159,7 @@ BatchSink::BatchSink(BatchSinkSettings settings, std::shared_ptr<RowEncoder> enc
     : settings_(std::move(settings)), encoder_(std::move(encoder)),
       // Rows held at most: the requests in flight plus one filling and one waiting.
       max_held_rows_(settings_.max_events * (settings_.concurrency + 2)) {
-  if (settings_.failover && settings_.endpoints.size() > 1) failing_until_.resize(settings_.endpoints.size());
+  if (settings_.failover && settings_.endpoints.size() > 1) endpoint_health_.resize(settings_.endpoints.size());
 }
 
 BatchSink::~BatchSink() {
@@ -266,11 +267,11 @@ void BatchSink::seal() {
 }
 
 std::size_t BatchSink::usable_endpoint(std::size_t from) const {
-  if (failing_until_.empty()) return from;
+  if (endpoint_health_.empty()) return from;
   auto now = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < failing_until_.size(); ++i) {
-    std::size_t e = (from + i) % failing_until_.size();
-    if (failing_until_[e] <= now) return e;
+  for (std::size_t i = 0; i < endpoint_health_.size(); ++i) {
+    std::size_t e = (from + i) % endpoint_health_.size();
+    if (endpoint_health_[e].failing_until <= now) return e;
   }
   return from;
 }
@@ -459,7 +460,7 @@ void BatchSink::delivered(const Upload& upload, std::size_t refused) {
   m.events_sent.add(upload.encoded_rows() - refused);
   m.bytes_sent.add(upload.body.size());
   held_rows_ -= upload.encoded_rows();
-  if (!failing_until_.empty()) failing_until_[upload.endpoint] = {};
+  if (!endpoint_health_.empty()) endpoint_health_[upload.endpoint] = {};
   m.recovered();
   if (problem_reported_) {
     log::info(ctx_->name(), "{} succeeds again", describe_write());
@@ -473,12 +474,8 @@ void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientRespons
   m.errors.add();
   m.request_retries.add();
   ++upload.failures;
-  std::chrono::milliseconds backoff =
-      setup ? settings_.max_backoff : settings_.initial_backoff * (std::int64_t{1} << std::min(upload.failures - 1, 20));
-  if (backoff > settings_.max_backoff) backoff = settings_.max_backoff;
-  // Jitter over the upper half: retries of many agents spread out.
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  auto wait = std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng_)));
+  // After a setup error (a wrong password, no such table) the longest wait: someone must act.
+  auto wait = backoff_after(setup ? std::numeric_limits<int>::max() : upload.failures);
   if (const std::string* after = response.header("retry-after")) {
     char* end = nullptr;
     long seconds = std::strtol(after->c_str(), &end, 10);
@@ -486,21 +483,16 @@ void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientRespons
   }
   std::string what = describe(verdict, response.status);
   m.retrying(uv_now(ctx_->loop()), fmt::format("{} at {}: {}", describe_write(), settings_.endpoints[upload.endpoint], what));
-  if (setup) {
-    log::error(ctx_->name(), "{} at {} refused ({}); {} rows kept, retrying in {} ms", describe_write(),
-               settings_.endpoints[upload.endpoint], what, upload.encoded_rows(), wait.count());
-    problem_reported_ = true;
-  } else if (upload.failures == 1 || upload.failures % 10 == 0) {
-    log::warn(ctx_->name(), "{} of {} rows at {} failed ({}), attempt {}; retrying in {} ms", describe_write(),
-              upload.encoded_rows(), settings_.endpoints[upload.endpoint], what, upload.failures, wait.count());
-  }
   auto now = std::chrono::steady_clock::now();
-  if (!failing_until_.empty() && !setup) {
-    // Failover: this endpoint is passed over for the backoff; the rows go at once to the
-    // next endpoint that is not failing, or, when every one is, to the next after the wait.
-    failing_until_[upload.endpoint] = now + wait;
-    std::size_t next = usable_endpoint((upload.endpoint + 1) % settings_.endpoints.size());
-    if (failing_until_[next] <= now) {
+  std::size_t next = upload.endpoint;
+  if (!endpoint_health_.empty() && !setup) {
+    // Failover: this endpoint is passed over for a backoff that grows while it keeps
+    // failing; the rows go at once to the next endpoint that is not failing, or, when every
+    // one is, to the next after the upload's own wait.
+    EndpointHealth& failed = endpoint_health_[upload.endpoint];
+    failed.failing_until = now + backoff_after(++failed.failures);
+    next = usable_endpoint((upload.endpoint + 1) % settings_.endpoints.size());
+    if (endpoint_health_[next].failing_until <= now) {
       log::warn(ctx_->name(), "{} of {} rows at {} failed ({}); sending them to {}", describe_write(), upload.encoded_rows(),
                 settings_.endpoints[upload.endpoint], what, settings_.endpoints[next]);
       upload.endpoint = next;
@@ -508,10 +500,26 @@ void BatchSink::retry(Upload upload, const Verdict& verdict, const ClientRespons
       waiting_.push_front(std::move(upload));
       return;
     }
-    upload.endpoint = next;
   }
+  if (setup) {
+    log::error(ctx_->name(), "{} at {} refused ({}); {} rows kept, retrying in {} ms", describe_write(),
+               settings_.endpoints[upload.endpoint], what, upload.encoded_rows(), wait.count());
+    problem_reported_ = true;
+  } else if (upload.failures == 1 || upload.failures % 10 == 0) {
+    log::warn(ctx_->name(), "{} of {} rows at {} failed ({}), attempt {}; retrying in {} ms{}", describe_write(),
+              upload.encoded_rows(), settings_.endpoints[upload.endpoint], what, upload.failures, wait.count(),
+              next == upload.endpoint ? "" : " at " + settings_.endpoints[next]);
+  }
+  upload.endpoint = next;
   upload.not_before = now + wait;
   waiting_.push_front(std::move(upload));
+}
+
+std::chrono::milliseconds BatchSink::backoff_after(int failures) {
+  std::chrono::milliseconds backoff = settings_.initial_backoff * (std::int64_t{1} << std::clamp(failures - 1, 0, 20));
+  if (backoff > settings_.max_backoff) backoff = settings_.max_backoff;
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng_)));
 }
 
 // Halve until each bad row is alone, dead-letter it, write the rest.

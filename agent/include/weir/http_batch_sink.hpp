@@ -230,9 +230,16 @@ class BatchSink : public Sink {
   std::size_t unencoded_rows_ = 0;  // taken into uploads, not yet through an encoding job
   std::uint64_t next_sequence_ = 0;
   std::size_t next_endpoint_ = 0;
-  // failover: until when each endpoint is passed over (its last request failed), by the
-  // steady clock's time points; an endpoint that answers is cleared.
-  std::vector<std::chrono::steady_clock::time_point> failing_until_;
+  // failover: each endpoint's requests failed in a row, and until when it is passed over
+  // (a backoff that grows with them); an endpoint that takes an upload is cleared.
+  struct EndpointHealth {
+    int failures = 0;
+    std::chrono::steady_clock::time_point failing_until{};
+  };
+  std::vector<EndpointHealth> endpoint_health_;
+  // initial_backoff doubled per failure after the first, at most max_backoff, times a jitter
+  // over its upper half (so the retries of many agents spread out).
+  std::chrono::milliseconds backoff_after(int failures);
   // The first endpoint from `from` on (cyclically) that is not failing; `from` when all are.
   std::size_t usable_endpoint(std::size_t from) const;
   UvTimer flush_timer_, retry_timer_;
