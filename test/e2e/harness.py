@@ -1,9 +1,32 @@
 """What the Python end-to-end tests share: checks and their summary, waiting, free ports,
 and the private servers of tools/<kind>/server.sh."""
-import os, socket, subprocess, sys, time, urllib.error, urllib.request
+import atexit, os, socket, subprocess, sys, time, urllib.error, urllib.request
 
 ROOT = os.environ.get("WEIR_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 passes, failures = [], []
+
+# Every process a test starts is killed when the test exits, however it exits: a weir left
+# running after a failed check (or an exception) holds ctest's output pipe, and ctest then
+# waits for it until the test's timeout, reporting a timeout instead of the failure. (The
+# private servers are daemons of tools/<kind>/server.sh, stopped by their own `stop`.)
+_started = []
+_popen_init = subprocess.Popen.__init__
+
+
+def _tracked_popen_init(self, *args, **kwargs):
+    _popen_init(self, *args, **kwargs)
+    _started.append(self)
+
+
+subprocess.Popen.__init__ = _tracked_popen_init
+
+
+@atexit.register
+def _kill_what_is_left():
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def check(name, condition, detail=""):
