@@ -417,6 +417,9 @@ void BatchSink::pump() {
 
 void BatchSink::send(Upload upload) {
   prepare_for_sending(settings_.compression, upload);  // done already unless a split part
+  // Failover: an upload sealed for an endpoint that has failed since goes to the next one
+  // that is not failing (with a dead replica behind a timeout, each would wait it out).
+  if (!endpoint_health_.empty()) upload.endpoint = usable_endpoint(upload.endpoint);
   ClientRequest request = make_request(upload);
   request.timeout = settings_.timeout;
   if (settings_.compression != "none") request.headers.push_back({"Content-Encoding", settings_.compression});

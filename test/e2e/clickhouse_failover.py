@@ -9,6 +9,9 @@ longer than any wait below, so a row can only arrive in time by going to the oth
 - A is down before weir starts: weir reads the table's columns from B, and every batch is
   answered 200 within seconds, all rows in B, each once;
 - A comes back: once its pass-over time is over, inserts take turns again and A gets rows;
+- A freezes (SIGSTOP: connections taken, nothing answered): the inserts in flight there
+  wait out the request timeout and go to B, and the inserts sealed for A meanwhile go to B
+  without waiting; A is then killed before it reads them;
 - both are down: nothing is answered 200; B comes back: every waiting batch is answered 200
   and its rows are in B;
 - at the end every row answered 200 is in A or B, and none is in both or twice.
@@ -112,6 +115,21 @@ sinks:
     in_a = [i for i in ids_in("a") if i in ok]
     check("A back: every batch answered 200", statuses == [200] * 10, statuses)
     check("A back: inserts take turns again (A has some of the rows)", 0 < len(in_a) < len(ok), (len(in_a), len(ok)))
+
+    # ---- A frozen (SIGSTOP): its inserts time out, and the rows go to B ----------------------
+    # The kernel still takes A's connections, so each insert sent there waits out the 5 s
+    # request timeout: the ones in flight when it froze do, the rest go to B.
+    time.sleep(8.5)  # any pass-over time of A is over: A gets its share of the next inserts
+    a_pid = int(open(os.path.join(dirs["a"], "pid")).read())
+    os.kill(a_pid, signal.SIGSTOP)
+    started = time.time()
+    statuses, ok = send("a-frozen", 10, 30)
+    took = time.time() - started
+    print("A frozen: %s in %.1f s" % (statuses, took))
+    check("A frozen: every batch answered 200 after about one request timeout (5 s), not one per insert sent to A",
+          statuses == [200] * 10 and took < 9, (statuses, took))
+    os.kill(a_pid, signal.SIGKILL)  # (before it reads the inserts it holds: they went to B)
+    os.kill(a_pid, signal.SIGCONT)
 
     # ---- both down, then B back -------------------------------------------------------------
     server("a", "stop")
