@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """request.failover against two real ClickHouse servers standing for two replicas of one
-table (each a plain MergeTree here: replication needs ZooKeeper, which Debian's 18.16 cannot
-have without it; what is tested is where weir sends the rows, not how replicas converge).
+table (each a plain MergeTree here: ReplicatedMergeTree needs a ZooKeeper, which this test
+does not start; what is tested is where weir sends the rows, not how replicas converge).
 
 weir runs http_server (acknowledgements: true, so a 200 means ClickHouse has the rows) ->
 clickhouse with `endpoint: [A, B]`, `request.failover: true` and retry backoffs of 8 s, far
