@@ -16,6 +16,7 @@ packages=(
   chromium chromium-driver  # the dashboards are tested in headless Chromium (test/e2e/dashboards.py)
   libjs-chart.js  # Chart.js for the dashboards' charts, served from /usr/share/javascript
   clickhouse-server clickhouse-client  # the clickhouse sink's tests and the main job
+  zookeeper  # ReplicatedMergeTree replicas for the failover test (test/e2e/clickhouse_failover.py)
   influxdb influxdb-client             # the influxdb sink's tests (InfluxDB 1.6)
 )
 

@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
-# request.failover: two ClickHouse servers as replicas, one down, both down (see clickhouse_failover.py).
+# request.failover on two ReplicatedMergeTree replicas and a private ZooKeeper (see clickhouse_failover.py).
 set -euo pipefail
 exec python3 "$(dirname "$0")/clickhouse_failover.py" "$1"
