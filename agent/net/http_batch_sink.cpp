@@ -261,7 +261,7 @@ void BatchSink::seal() {
   filling_.serial = ++last_serial_;
   upload.id = upload.event_ids ? fmt::format("{}-{}", upload.first_event, upload.end_event)
                                : fmt::format("{}", next_sequence_++);
-  upload.endpoint = usable_endpoint(next_endpoint_++ % settings_.endpoints.size());
+  upload.endpoint = next_endpoint_++ % settings_.endpoints.size();  // (failover: send() passes over a failing one)
   to_encode_.push_back(std::move(upload));
   start_encoding();
 }
@@ -417,8 +417,9 @@ void BatchSink::pump() {
 
 void BatchSink::send(Upload upload) {
   prepare_for_sending(settings_.compression, upload);  // done already unless a split part
-  // Failover: an upload sealed for an endpoint that has failed since goes to the next one
-  // that is not failing (with a dead replica behind a timeout, each would wait it out).
+  // Failover: an upload for a failing endpoint (sealed for it, or failed over to it while
+  // every endpoint was failing) goes to the next one that is not failing; with a dead
+  // replica behind a timeout, each would otherwise wait it out.
   if (!endpoint_health_.empty()) upload.endpoint = usable_endpoint(upload.endpoint);
   ClientRequest request = make_request(upload);
   request.timeout = settings_.timeout;
