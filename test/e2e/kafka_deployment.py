@@ -135,6 +135,14 @@ try:
     background.join()
     check("the batches sent while an aggregator died were all answered 200",
           all(json.loads(e["payload"])["n"] in answered for u in users for b in batches[u][:6] for e in b))
+    # The other takes every partition (after the session timeout) before the next phase:
+    # were a shard stopped during that rebalance, the survivor could not drain the batches
+    # of the partitions it gives up, would let them go after drain_timeout, and they would
+    # be read again, beyond what the bound on duplicates below counts (seen in a clean run).
+    def holds_every_partition():
+        assigned = [line for line in open(os.path.join(tmp, "aggregator_b.log")) if "events: assigned " in line]
+        return bool(assigned) and assigned[-1].count("cvat-events [") == 6
+    check("the other aggregator takes every partition", wait_for(holds_every_partition, 60))
 
     # One shard stopped for 30 s.
     shard_1 = lambda: int(query(ch_ports[0], "SELECT count() FROM cvat.events_local FORMAT TSV"))
